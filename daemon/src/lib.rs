@@ -1,0 +1,2 @@
+//! The flagpole daemon: sources, store and the flagd services (work in progress).
+#![forbid(unsafe_code)]

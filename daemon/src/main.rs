@@ -1,0 +1,2 @@
+//! `flagpole`: thin binary over the `flagpole` library.
+fn main() {}

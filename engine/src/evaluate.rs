@@ -1,0 +1,368 @@
+//! flagd's resolution algorithm, from a loaded [`Flag`] and a context to a reason, variant and value.
+//!
+//! The order of checks, the way a targeting result selects a variant (flagd JSON-encodes the result with
+//! Go's `encoding/json` and strips every `"`), and the typed access rules follow flagd 0.16
+//! (`core/pkg/evaluator/json.go`). Wire-specific renderings (v1's FLAG_NOT_FOUND for a code default, v2's
+//! omitted value) are left to each protocol: an [`Evaluation`] says what happened, not how to send it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::model::{Flag, FlagState};
+use crate::targeting::{Data, FractionalAlgorithm};
+use crate::Context;
+
+/// Why an evaluation produced its result (flagd's reason strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No targeting; the default variant.
+    Static,
+    /// Targeting selected a variant.
+    TargetingMatch,
+    /// Targeting returned null (the default variant), or there is no default variant (code default).
+    Default,
+    /// The flag is disabled; no value.
+    Disabled,
+    /// Evaluation failed; see [`Evaluation::error`].
+    Error,
+}
+
+impl Reason {
+    /// The reason string on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Default => "DEFAULT",
+            Reason::Disabled => "DISABLED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// OpenFeature error codes the engine produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// No flag with that key (in the selection).
+    FlagNotFound,
+    /// The variant's value is not of the requested type.
+    TypeMismatch,
+    /// Targeting could not be evaluated (unknown operator, unresolved `$ref`, bad rule).
+    ParseError,
+    /// Targeting returned something that is not a variant name.
+    General,
+}
+
+impl ErrorCode {
+    /// The error code string on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Options that apply to every evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    /// `$flagd.timestamp`: the evaluation time in unix seconds.
+    pub timestamp: i64,
+    /// Which `fractional` bucketing to use.
+    pub fractional: FractionalAlgorithm,
+}
+
+impl EvalOptions {
+    /// Options with the current wall-clock time and flagd's default bucketing.
+    pub fn now() -> Self {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        EvalOptions { timestamp, fractional: FractionalAlgorithm::default() }
+    }
+}
+
+/// The typed accessors of the evaluation APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    /// `ResolveBoolean`.
+    Bool,
+    /// `ResolveString`.
+    String,
+    /// `ResolveInt` (a float value truncates).
+    Int,
+    /// `ResolveFloat` (an integer value converts).
+    Float,
+    /// `ResolveObject` (a JSON object; arrays are a type mismatch).
+    Object,
+}
+
+/// A value converted for a typed accessor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TypedValue<'f> {
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    String(&'f str),
+    /// An integer (truncated from the float64 flagd sees).
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A JSON object.
+    Object(&'f Map<String, Value>),
+}
+
+/// Converts a variant value for a typed accessor as flagd does (Go type assertions on float64-only JSON).
+pub fn typed(value: &Value, ty: ValueType) -> Option<TypedValue<'_>> {
+    match (ty, value) {
+        (ValueType::Bool, Value::Bool(b)) => Some(TypedValue::Bool(*b)),
+        (ValueType::String, Value::String(s)) => Some(TypedValue::String(s)),
+        (ValueType::Int, Value::Number(n)) => n.as_f64().map(|f| TypedValue::Int(f as i64)),
+        (ValueType::Float, Value::Number(n)) => n.as_f64().map(TypedValue::Float),
+        (ValueType::Object, Value::Object(m)) => Some(TypedValue::Object(m)),
+        _ => None,
+    }
+}
+
+/// An evaluation error: the code, and a message for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    /// The OpenFeature error code.
+    pub code: ErrorCode,
+    /// Human-readable detail (never sent where flagd sends a fixed message).
+    pub message: String,
+}
+
+/// The outcome of evaluating one flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation<'f> {
+    /// Why.
+    pub reason: Reason,
+    /// The selected variant; `None` when disabled, on a code default, or on error.
+    pub variant: Option<&'f str>,
+    /// The selected variant's value; `None` exactly when `variant` is `None`.
+    pub value: Option<&'f Value>,
+    /// Set exactly when `reason` is [`Reason::Error`].
+    pub error: Option<EvalError>,
+}
+
+impl<'f> Evaluation<'f> {
+    /// The result for a key that is not in the (selected) store.
+    pub fn not_found(key: &str) -> Self {
+        Self::failed(ErrorCode::FlagNotFound, format!("flag `{key}` does not exist"))
+    }
+
+    fn failed(code: ErrorCode, message: String) -> Self {
+        Evaluation { reason: Reason::Error, variant: None, value: None, error: Some(EvalError { code, message }) }
+    }
+
+    fn selected(reason: Reason, variant: &'f str, value: &'f Value) -> Self {
+        Evaluation { reason, variant: Some(variant), value: Some(value), error: None }
+    }
+
+    /// True when the flag resolved without a value because it has no default variant: the caller's code
+    /// default applies (v2/OFREP render this as DEFAULT without a value, v1 as FLAG_NOT_FOUND).
+    pub fn is_code_default(&self) -> bool {
+        self.reason == Reason::Default && self.value.is_none()
+    }
+
+    /// Applies a typed accessor: the value converted, or `None` when there is no value (disabled, code
+    /// default, error). A value of the wrong type turns the evaluation into a TYPE_MISMATCH error.
+    pub fn typed(self, ty: ValueType) -> Result<(Self, Option<TypedValue<'f>>), Self> {
+        match self.value {
+            None => Ok((self, None)),
+            Some(v) => match typed(v, ty) {
+                Some(t) => Ok((self, Some(t))),
+                None => Err(Self::failed(
+                    ErrorCode::TypeMismatch,
+                    format!("variant {:?} is not of type {ty:?}", self.variant.unwrap_or_default()),
+                )),
+            },
+        }
+    }
+}
+
+/// Evaluates `flag` for `context` with flagd's algorithm.
+pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) -> Evaluation<'f> {
+    if flag.state == FlagState::Disabled {
+        return Evaluation { reason: Reason::Disabled, variant: None, value: None, error: None };
+    }
+    let Some(rule) = &flag.targeting else {
+        return default_variant(flag, Reason::Static);
+    };
+    let data = Data { context, flag_key: &flag.key, timestamp: options.timestamp, fractional: options.fractional };
+    let result = match rule.apply(&data) {
+        Ok(result) => result,
+        Err(e) => return Evaluation::failed(ErrorCode::ParseError, e.to_string()),
+    };
+    if result.is_null() {
+        return default_variant(flag, Reason::Default);
+    }
+    let name = variant_text(&result);
+    match flag.variants.get_key_value(name.as_ref()) {
+        Some((variant, value)) => Evaluation::selected(Reason::TargetingMatch, variant, value),
+        None => Evaluation::failed(
+            ErrorCode::General,
+            format!("targeting returned {name:?}, which is not a variant of flag `{}`", flag.key),
+        ),
+    }
+}
+
+fn default_variant(flag: &Flag, reason: Reason) -> Evaluation<'_> {
+    match &flag.default_variant {
+        None => Evaluation { reason: Reason::Default, variant: None, value: None, error: None },
+        Some(name) => match flag.variants.get_key_value(name.as_ref()) {
+            Some((variant, value)) => Evaluation::selected(reason, variant, value),
+            // The loader rejects documents whose default variant is not a variant.
+            None => Evaluation::failed(ErrorCode::General, format!("default variant {name:?} is not a variant")),
+        },
+    }
+}
+
+/// The variant name a targeting result selects: Go's JSON encoding of the result (HTML-escaping `<`, `>`,
+/// `&`; float64 numbers) with every `"` removed. So `true` selects `"true"`, `1` selects `"1"`.
+pub fn variant_text(result: &Value) -> Cow<'_, str> {
+    match result {
+        Value::String(s) if !s.chars().any(needs_escape) => Cow::Borrowed(s.as_str()),
+        Value::Bool(true) => Cow::Borrowed("true"),
+        Value::Bool(false) => Cow::Borrowed("false"),
+        Value::Null => Cow::Borrowed("null"),
+        other => {
+            let mut out = String::new();
+            write_go_json(other, &mut out);
+            out.retain(|c| c != '"');
+            Cow::Owned(out)
+        }
+    }
+}
+
+fn needs_escape(c: char) -> bool {
+    matches!(c, '"' | '\\' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}') || c < ' '
+}
+
+/// Writes `value` as Go's `encoding/json` would (sorted keys, HTML escaping, float64 formatting).
+pub fn write_go_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&go_float(n.as_f64().unwrap_or(0.0))),
+        Value::String(s) => write_go_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_go_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_go_string(key, out);
+                out.push(':');
+                write_go_json(&map[key], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_go_string(s: &str, out: &mut String) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if c < ' ' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Formats a float64 as Go's `encoding/json` does: shortest round-trip digits, plain notation unless the
+/// magnitude is below 1e-6 or at least 1e21, exponent written `e+21` / `e-7`.
+pub fn go_float(f: f64) -> String {
+    let abs = f.abs();
+    if abs != 0.0 && (abs < 1e-6 || abs >= 1e21) {
+        let s = format!("{f:e}");
+        match s.split_once('e') {
+            Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
+            _ => s,
+        }
+    } else {
+        format!("{f}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn go_float_formats_like_encoding_json() {
+        assert_eq!(go_float(1.0), "1");
+        assert_eq!(go_float(1.5), "1.5");
+        assert_eq!(go_float(-0.25), "-0.25");
+        assert_eq!(go_float(1e20), "100000000000000000000");
+        assert_eq!(go_float(1e21), "1e+21");
+        assert_eq!(go_float(1.5e-7), "1.5e-7");
+        assert_eq!(go_float(1e-10), "1e-10");
+        assert_eq!(go_float(0.000001), "0.000001");
+    }
+
+    #[test]
+    fn variant_text_strips_quotes_after_go_encoding() {
+        assert_eq!(variant_text(&json!(true)), "true");
+        assert_eq!(variant_text(&json!(1)), "1");
+        assert_eq!(variant_text(&json!(2.50)), "2.5");
+        assert_eq!(variant_text(&json!("on")), "on");
+        assert_eq!(variant_text(&json!("a\"b")), "a\\b");
+        assert_eq!(variant_text(&json!("a<b")), "a\\u003cb");
+        assert_eq!(variant_text(&json!({"b": 1, "a": "x"})), "{a:x,b:1}");
+        assert_eq!(variant_text(&json!([1, "x"])), "[1,x]");
+    }
+
+    #[test]
+    fn int_accessor_truncates_and_float_accepts_integers() {
+        assert_eq!(typed(&json!(3.99), ValueType::Int), Some(TypedValue::Int(3)));
+        assert_eq!(typed(&json!(-3.99), ValueType::Int), Some(TypedValue::Int(-3)));
+        assert_eq!(typed(&json!(3), ValueType::Float), Some(TypedValue::Float(3.0)));
+        assert_eq!(typed(&json!([1]), ValueType::Object), None);
+        assert_eq!(typed(&json!("1"), ValueType::Int), None);
+    }
+}

@@ -1,0 +1,37 @@
+//! # flagpole-engine
+//!
+//! flagd flag definitions and targeting, evaluated exactly as flagd 0.16 does, in a pure synchronous crate.
+//!
+//! What it owns:
+//! - [`load`]: parsing flag documents (JSON and YAML, the `flags` map and the daemon's array form,
+//!   `$evaluators`, flag-set metadata) into immutable [`Flag`]s, with schema warnings and [`LoadError`]s that
+//!   carry line and column.
+//! - [`targeting`]: the JSON Logic dialect flagd embeds, compiled once per document, plus flagd's own
+//!   operators (`fractional`, `sem_ver`, `starts_with`, `ends_with`).
+//! - [`evaluate`]: flagd's resolution algorithm (reasons, error codes, variant selection, typed access).
+//! - [`Snapshot`]: an immutable, cheaply shareable index of the flags of one or more sources, with flagd's
+//!   selector and priority rules.
+//!
+//! What it deliberately does not do: I/O, watching, async, wire formats. The daemon and the in-process
+//! provider embed it and convert at their edges.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod evaluate;
+pub mod load;
+pub mod model;
+pub mod schema;
+pub mod snapshot;
+pub mod targeting;
+
+pub use evaluate::{ErrorCode, EvalOptions, Evaluation, Reason, ValueType, evaluate};
+pub use load::{Format, LoadError, LoadOptions, Loaded, Warning, parse_document};
+pub use model::{Flag, FlagState, Metadata};
+pub use snapshot::{Selector, SelectorError, Snapshot, SourceFlags};
+pub use targeting::FractionalAlgorithm;
+
+/// The JSON value type used for variants, metadata, contexts and targeting results.
+pub use serde_json::Value;
+
+/// An evaluation context: the attributes a client sends with a request.
+pub type Context = serde_json::Map<String, Value>;

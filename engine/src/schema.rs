@@ -1,0 +1,1 @@
+//! Validation against the flagd JSON schemas (placeholder).

@@ -1,0 +1,2 @@
+//! OpenFeature provider for flagd-protocol daemons (work in progress).
+#![forbid(unsafe_code)]
