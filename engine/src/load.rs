@@ -1,10 +1,47 @@
 //! Loading flag documents (JSON or YAML) into [`Flag`]s.
 //!
-//! PLACEHOLDER INTERFACE: the loader replaces the bodies below; the signatures are the contract.
+//! What it owns: turning one document (a file, an HTTP body, a sync payload) into immutable flags, with
+//! flagd 0.16's acceptance rules (`core/pkg/evaluator/json.go`, inventory section 3.3):
+//!
+//! 1. schema validation ([`crate::schema`]): warnings by default, a rejection with [`LoadOptions::strict`];
+//! 2. `$evaluators` inlining: every object that is exactly `{"$ref": "<name>"}` of a defined evaluator is
+//!    replaced by that evaluator, anywhere in the document (flagd does a textual replacement after
+//!    normalising the JSON, so the whitespace in the source does not matter). A reference to an undefined
+//!    evaluator stays and fails at evaluation (PARSE_ERROR). An evaluator whose normalised JSON is shorter
+//!    than 3 characters rejects the document. Unlike flagd, whose map-order substitution sometimes resolves
+//!    a `$ref` inside an evaluator and sometimes not, nested references are always resolved (cycles stay
+//!    unresolved);
+//! 3. the `flags` map or array; a missing or malformed `flags`, or a flag field of the wrong JSON type,
+//!    rejects the document; `null`, `{}` and `[]` are "no flags";
+//! 4. a non-empty `defaultVariant` that is not a variant rejects the document.
+//!
+//! Flag-set `metadata` is merged under each flag's metadata (flag keys win) and the flag's flagSetId is the
+//! merged `metadata.flagSetId` when it is a string. Targeting is compiled once here.
+//!
+//! What it does not do: read files or watch them, merge sources (that is [`crate::Snapshot`]), or
+//! evaluate anything.
 
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
 
-use crate::model::{Flag, Metadata};
+use serde_json::{Map, Value};
+
+use crate::model::{Flag, FlagState, Metadata};
+use crate::schema::{self, SchemaKind};
+use crate::targeting::{Rule, RuleError};
+
+/// Largest document accepted, in bytes (64 MiB: about 200,000 typical flags).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Deepest nesting of arrays and objects accepted, counted from the document root and measured after
+/// `$evaluators` are inlined. The JSON and YAML parsers stop at 128 levels before this check runs.
+pub const MAX_NESTING_DEPTH: usize = 128;
+
+/// Most flags one document may define.
+pub const MAX_FLAGS: usize = 250_000;
+
+/// Shortest normalised JSON an evaluator may have; flagd rejects shorter ones ("evaluator object is empty").
+const MIN_EVALUATOR_JSON_LEN: usize = 3;
 
 /// The syntax of a flag document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +81,23 @@ pub struct Warning {
     pub message: String,
 }
 
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.flag {
+            Some(flag) => write!(f, "flag `{flag}` at {}: {}", self.path, self.message),
+            None => write!(f, "at {}: {}", display_path(&self.path), self.message),
+        }
+    }
+}
+
+fn display_path(path: &str) -> &str {
+    if path.is_empty() { "/" } else { path }
+}
+
 /// A loaded document.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
-    /// The flags, in document order.
+    /// The flags: in document order for the array form, sorted by key for the map form.
     pub flags: Vec<Arc<Flag>>,
     /// The flag-set metadata (already merged into each flag's metadata).
     pub metadata: Metadata,
@@ -55,10 +105,29 @@ pub struct Loaded {
     pub warnings: Vec<Warning>,
 }
 
+/// A position in the document text; line 0 means "not known".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    /// 1-based line, 0 when unknown.
+    pub line: usize,
+    /// 1-based column, 0 when unknown.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str("unknown position")
+        } else {
+            write!(f, "line {}, column {}", self.line, self.column)
+        }
+    }
+}
+
 /// Why a whole document was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
-    /// The text is not valid JSON/YAML.
+    /// The text is not valid JSON/YAML (this includes nesting beyond the parser's recursion limit).
     #[error("syntax error at line {line}, column {column}: {message}")]
     Syntax {
         /// 1-based line.
@@ -68,12 +137,550 @@ pub enum LoadError {
         /// The parser's message.
         message: String,
     },
-    /// Anything else (placeholder).
-    #[error("{0}")]
-    Invalid(String),
+    /// The document is larger than [`MAX_DOCUMENT_BYTES`].
+    #[error("document is {bytes} bytes, more than the limit of {MAX_DOCUMENT_BYTES}")]
+    TooLarge {
+        /// The document's size.
+        bytes: usize,
+    },
+    /// After `$evaluators` inlining, the document nests deeper than [`MAX_NESTING_DEPTH`].
+    #[error("document nests deeper than {MAX_NESTING_DEPTH} levels (after inlining $evaluators)")]
+    TooDeep,
+    /// The document defines more than [`MAX_FLAGS`] flags.
+    #[error("document defines {count} flags, more than the limit of {MAX_FLAGS}")]
+    TooManyFlags {
+        /// How many flags it defines.
+        count: usize,
+    },
+    /// The document (or a field that must be an object or array) has the wrong JSON type.
+    #[error("malformed document at {at}: {path} {message}")]
+    Malformed {
+        /// JSON pointer of the offending value.
+        path: String,
+        /// What is wrong.
+        message: String,
+        /// Where (the enclosing flag when the value itself cannot be located).
+        at: Location,
+    },
+    /// The document has no `flags` key (an empty file, `{}`).
+    #[error("document has no `flags`")]
+    MissingFlags,
+    /// An evaluator in `$evaluators` is empty (its JSON is shorter than 3 characters).
+    #[error("evaluator `{name}` is empty")]
+    EmptyEvaluator {
+        /// The evaluator's name.
+        name: String,
+    },
+    /// A flag names a `defaultVariant` that is not one of its variants.
+    #[error("default variant {variant:?} isn't a valid variant of flag `{flag}` (at {at})")]
+    BadDefaultVariant {
+        /// The flag key.
+        flag: String,
+        /// The default variant named.
+        variant: String,
+        /// Where the flag is defined.
+        at: Location,
+    },
+    /// A targeting rule exceeds a limit of the targeting compiler.
+    #[error("targeting of flag `{flag}` (at {at}) is rejected")]
+    Rule {
+        /// The flag key.
+        flag: String,
+        /// Where the flag is defined.
+        at: Location,
+        /// The compiler's reason.
+        #[source]
+        source: RuleError,
+    },
+    /// Strict mode: the document violates the flagd schema.
+    #[error("{} schema violation(s), first: {}", violations.len(), violations.first().map(ToString::to_string).unwrap_or_default())]
+    Schema {
+        /// Every violation found.
+        violations: Vec<Warning>,
+    },
 }
 
 /// Parses and validates a flag document.
-pub fn parse_document(_text: &str, _format: Format, _options: &LoadOptions) -> Result<Loaded, LoadError> {
-    Err(LoadError::Invalid("loader not implemented yet".into()))
+pub fn parse_document(
+    text: &str,
+    format: Format,
+    options: &LoadOptions,
+) -> Result<Loaded, LoadError> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(LoadError::TooLarge { bytes: text.len() });
+    }
+    let doc = match format {
+        Format::Json => parse_json(text)?,
+        Format::Yaml => parse_yaml(text)?,
+    };
+    let locator = Locator { text, format };
+
+    if !doc.is_object() {
+        return Err(not_an_object(&doc));
+    }
+    let violations = schema::validate(&doc, SchemaKind::Flagd);
+    if options.strict && !violations.is_empty() {
+        return Err(LoadError::Schema { violations });
+    }
+    let Value::Object(mut root) = doc else {
+        return Err(not_an_object(&doc));
+    };
+
+    let evaluators = match root.remove("$evaluators") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(evaluators)) => evaluators,
+        Some(other) => {
+            return Err(LoadError::Malformed {
+                path: "/$evaluators".into(),
+                message: format!("must be an object, not {}", type_name(&other)),
+                at: locator.find_key("$evaluators"),
+            });
+        }
+    };
+    for (name, evaluator) in &evaluators {
+        let mut normalised = String::new();
+        crate::evaluate::write_go_json(evaluator, &mut normalised);
+        if normalised.len() < MIN_EVALUATOR_JSON_LEN {
+            return Err(LoadError::EmptyEvaluator { name: name.clone() });
+        }
+    }
+
+    let mut set_metadata = match root.remove("metadata") {
+        None | Some(Value::Null) => Metadata::new(),
+        Some(Value::Object(metadata)) => metadata,
+        Some(other) => {
+            return Err(LoadError::Malformed {
+                path: "/metadata".into(),
+                message: format!("must be an object, not {}", type_name(&other)),
+                at: locator.find_key("metadata"),
+            });
+        }
+    };
+    let mut flags_value = root.remove("flags").ok_or(LoadError::MissingFlags)?;
+    if !evaluators.is_empty() {
+        let mut stack = Vec::new();
+        inline_refs(&mut flags_value, &evaluators, 1, &mut stack)?;
+        let mut wrapped = Value::Object(std::mem::take(&mut set_metadata));
+        inline_refs(&mut wrapped, &evaluators, 1, &mut stack)?;
+        if let Value::Object(m) = wrapped {
+            set_metadata = m;
+        }
+    }
+
+    let entries: Vec<(String, Value, String)> = match flags_value {
+        Value::Null => Vec::new(),
+        Value::Object(map) => {
+            if map.len() > MAX_FLAGS {
+                return Err(LoadError::TooManyFlags { count: map.len() });
+            }
+            map.into_iter()
+                .map(|(key, value)| {
+                    let path = format!("/flags/{}", escape_pointer(&key));
+                    (key, value, path)
+                })
+                .collect()
+        }
+        Value::Array(items) => {
+            if items.len() > MAX_FLAGS {
+                return Err(LoadError::TooManyFlags { count: items.len() });
+            }
+            let mut entries = Vec::with_capacity(items.len());
+            for (i, mut item) in items.into_iter().enumerate() {
+                let path = format!("/flags/{i}");
+                let key = match &mut item {
+                    Value::Object(fields) => match fields.remove("key") {
+                        None | Some(Value::Null) => String::new(),
+                        Some(Value::String(key)) => key,
+                        Some(other) => {
+                            return Err(LoadError::Malformed {
+                                message: format!("key must be a string, not {}", type_name(&other)),
+                                path,
+                                at: Location::default(),
+                            });
+                        }
+                    },
+                    _ => String::new(),
+                };
+                entries.push((key, item, path));
+            }
+            entries
+        }
+        other => {
+            return Err(LoadError::Malformed {
+                path: "/flags".into(),
+                message: format!("must be an object or an array, not {}", type_name(&other)),
+                at: locator.find_key("flags"),
+            });
+        }
+    };
+
+    let set_flag_set_id = set_metadata
+        .get("flagSetId")
+        .and_then(Value::as_str)
+        .map(Arc::<str>::from);
+    let mut flags = Vec::with_capacity(entries.len());
+    for (key, value, path) in entries {
+        flags.push(Arc::new(build_flag(
+            key,
+            value,
+            &path,
+            &set_metadata,
+            &set_flag_set_id,
+            &locator,
+        )?));
+    }
+
+    Ok(Loaded {
+        flags,
+        metadata: set_metadata,
+        warnings: violations,
+    })
+}
+
+fn not_an_object(doc: &Value) -> LoadError {
+    LoadError::Malformed {
+        path: String::new(),
+        message: format!("the document must be an object, not {}", type_name(doc)),
+        at: Location { line: 1, column: 1 },
+    }
+}
+
+static ENABLED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("ENABLED"));
+static DISABLED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("DISABLED"));
+
+fn build_flag(
+    key: String,
+    value: Value,
+    path: &str,
+    set_metadata: &Metadata,
+    set_flag_set_id: &Option<Arc<str>>,
+    locator: &Locator<'_>,
+) -> Result<Flag, LoadError> {
+    let malformed = |field: &str, message: String| LoadError::Malformed {
+        path: if field.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}/{field}")
+        },
+        message,
+        at: locator.find_flag(&key),
+    };
+    let Value::Object(mut fields) = value else {
+        return Err(malformed(
+            "",
+            format!("a flag must be an object, not {}", type_name(&value)),
+        ));
+    };
+
+    let (state, state_raw) = match fields.remove("state") {
+        None | Some(Value::Null) => (FlagState::Enabled, Arc::from("")),
+        Some(Value::String(s)) if s == "ENABLED" => (FlagState::Enabled, ENABLED.clone()),
+        Some(Value::String(s)) if s == "DISABLED" => (FlagState::Disabled, DISABLED.clone()),
+        Some(Value::String(s)) => (FlagState::Enabled, Arc::from(s)),
+        Some(other) => {
+            return Err(malformed(
+                "state",
+                format!("must be a string, not {}", type_name(&other)),
+            ));
+        }
+    };
+    let variants = match fields.remove("variants") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(variants)) => variants,
+        Some(other) => {
+            return Err(malformed(
+                "variants",
+                format!("must be an object, not {}", type_name(&other)),
+            ));
+        }
+    };
+    let default_variant = match fields.remove("defaultVariant") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => {
+            if !variants.contains_key(&s) {
+                return Err(LoadError::BadDefaultVariant {
+                    at: locator.find_flag(&key),
+                    flag: key,
+                    variant: s,
+                });
+            }
+            Some(Arc::from(s))
+        }
+        Some(other) => {
+            return Err(malformed(
+                "defaultVariant",
+                format!("must be a string or null, not {}", type_name(&other)),
+            ));
+        }
+    };
+    let mut metadata = match fields.remove("metadata") {
+        None | Some(Value::Null) => Metadata::new(),
+        Some(Value::Object(metadata)) => metadata,
+        Some(other) => {
+            return Err(malformed(
+                "metadata",
+                format!("must be an object, not {}", type_name(&other)),
+            ));
+        }
+    };
+    for (k, v) in set_metadata {
+        if !metadata.contains_key(k) {
+            metadata.insert(k.clone(), v.clone());
+        }
+    }
+    let flag_set_id = match metadata.get("flagSetId") {
+        Some(Value::String(id)) => match set_flag_set_id {
+            Some(set_id) if **set_id == **id => Some(set_id.clone()),
+            _ => Some(Arc::from(id.as_str())),
+        },
+        _ => None,
+    };
+    let raw_targeting = match fields.remove("targeting") {
+        None => None,
+        Some(Value::Object(rule)) if rule.is_empty() => None,
+        Some(rule) => Some(rule),
+    };
+    let targeting = match &raw_targeting {
+        None => None,
+        Some(rule) => Some(Rule::compile(rule).map_err(|source| LoadError::Rule {
+            flag: key.clone(),
+            at: locator.find_flag(&key),
+            source,
+        })?),
+    };
+
+    Ok(Flag {
+        key: Arc::from(key),
+        state,
+        state_raw,
+        variants,
+        default_variant,
+        targeting,
+        raw_targeting,
+        metadata,
+        flag_set_id,
+    })
+}
+
+/// Replaces every `{"$ref": "<evaluator>"}` in `value` by the evaluator (itself with references resolved).
+/// `stack` holds the evaluators being expanded, so a cycle leaves the inner reference in place.
+fn inline_refs(
+    value: &mut Value,
+    evaluators: &Map<String, Value>,
+    depth: usize,
+    stack: &mut Vec<String>,
+) -> Result<(), LoadError> {
+    if depth > MAX_NESTING_DEPTH {
+        return Err(LoadError::TooDeep);
+    }
+    match value {
+        Value::Object(map) => {
+            if map.len() == 1
+                && let Some(Value::String(name)) = map.get("$ref")
+                && let Some(evaluator) = evaluators.get(name)
+                && !stack.iter().any(|n| n == name)
+            {
+                let mut replacement = evaluator.clone();
+                stack.push(name.clone());
+                let result = inline_refs(&mut replacement, evaluators, depth, stack);
+                stack.pop();
+                result?;
+                *value = replacement;
+                return Ok(());
+            }
+            for child in map.values_mut() {
+                inline_refs(child, evaluators, depth + 1, stack)?;
+            }
+        }
+        Value::Array(items) => {
+            for child in items {
+                inline_refs(child, evaluators, depth + 1, stack)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn parse_json(text: &str) -> Result<Value, LoadError> {
+    serde_json::from_str(text).map_err(|e| LoadError::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })
+}
+
+/// serde_json appends " at line L column C" to its messages; the error carries them as fields already.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<Value, LoadError> {
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        LoadError::Syntax {
+            line,
+            column,
+            message: strip_position(&e.to_string()),
+        }
+    })?;
+    yaml_to_json(yaml, 1)
+}
+
+/// Converts YAML to JSON the way flagd does (`sigs.k8s.io/yaml`): scalar keys become strings, tags are
+/// dropped. A float that JSON cannot represent (NaN, infinity) is a syntax error.
+fn yaml_to_json(value: serde_yaml_ng::Value, depth: usize) -> Result<Value, LoadError> {
+    use serde_yaml_ng::Value as Y;
+    if depth > MAX_NESTING_DEPTH {
+        return Err(LoadError::TooDeep);
+    }
+    Ok(match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| LoadError::Syntax {
+                        line: 0,
+                        column: 0,
+                        message: format!("{f} cannot be represented in JSON"),
+                    })?
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| yaml_to_json(v, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(mapping) => {
+            let mut map = Map::new();
+            for (k, v) in mapping {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Bool(b) => b.to_string(),
+                    Y::Number(n) => n.to_string(),
+                    Y::Null => "null".to_owned(),
+                    _ => {
+                        return Err(LoadError::Malformed {
+                            path: String::new(),
+                            message: "a YAML mapping key must be a scalar".into(),
+                            at: Location::default(),
+                        });
+                    }
+                };
+                map.insert(key, yaml_to_json(v, depth + 1)?);
+            }
+            Value::Object(map)
+        }
+        Y::Tagged(tagged) => yaml_to_json(tagged.value, depth)?,
+    })
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Escapes a key for a JSON pointer (RFC 6901).
+pub(crate) fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Finds where things are defined in the text, cheaply and approximately (only used for error messages).
+struct Locator<'t> {
+    text: &'t str,
+    format: Format,
+}
+
+impl Locator<'_> {
+    /// The first place `key` appears as an object key.
+    fn find_key(&self, key: &str) -> Location {
+        self.find_key_from(key, 0)
+            .map(|i| self.location(i))
+            .unwrap_or_default()
+    }
+
+    /// The definition of flag `key`: the key in the map form, the `"key": "<key>"` entry in the array form.
+    fn find_flag(&self, key: &str) -> Location {
+        let start = self.find_key_from("flags", 0).unwrap_or(0);
+        if let Some(i) = self.find_key_from(key, start) {
+            return self.location(i);
+        }
+        let quoted = serde_json::to_string(key).unwrap_or_default();
+        let mut from = start;
+        while let Some(i) = self.find_key_from("key", from) {
+            let rest = self.text[i..].trim_start_matches(|c: char| c != ':');
+            let rest = rest.get(1..).unwrap_or("").trim_start();
+            if rest.starts_with(&quoted) || (self.format == Format::Yaml && rest.starts_with(key)) {
+                return self.location(i);
+            }
+            from = i + 1;
+        }
+        Location::default()
+    }
+
+    /// Byte offset of `key` written as an object key (quoted, or bare in YAML) at or after `from`.
+    fn find_key_from(&self, key: &str, from: usize) -> Option<usize> {
+        let text = self.text.get(from..)?;
+        let quoted = serde_json::to_string(key).ok()?;
+        let mut best = find_before_colon(text, &quoted, false);
+        if self.format == Format::Yaml {
+            best = match (best, find_before_colon(text, key, true)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        best.map(|i| from + i)
+    }
+
+    fn location(&self, offset: usize) -> Location {
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        Location { line, column }
+    }
+}
+
+/// The first occurrence of `pattern` followed by optional blanks and `:`; a `bare` pattern must also start
+/// a YAML key (preceded by a blank, a newline or `-`).
+fn find_before_colon(text: &str, pattern: &str, bare: bool) -> Option<usize> {
+    if pattern.is_empty() {
+        return None;
+    }
+    let mut offset = 0;
+    while let Some(i) = text[offset..].find(pattern) {
+        let at = offset + i;
+        let after = text[at + pattern.len()..].trim_start_matches([' ', '\t']);
+        let before_ok = !bare
+            || text[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| matches!(c, ' ' | '\n' | '-'));
+        if after.starts_with(':') && before_ok {
+            return Some(at);
+        }
+        offset = at + pattern.len();
+    }
+    None
 }
