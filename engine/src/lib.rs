@@ -25,9 +25,9 @@ pub mod snapshot;
 pub mod targeting;
 
 pub use evaluate::{ErrorCode, EvalOptions, Evaluation, Reason, ValueType, evaluate};
-pub use load::{Format, LoadError, LoadOptions, Loaded, Warning, parse_document};
+pub use load::{Format, LoadError, LoadOptions, Loaded, Location, Warning, parse_document};
 pub use model::{Flag, FlagState, Metadata};
-pub use snapshot::{Selector, SelectorError, Snapshot, SourceFlags};
+pub use snapshot::{ChangeKind, Record, Selector, SelectorError, Snapshot, SourceFlags};
 pub use targeting::FractionalAlgorithm;
 
 /// The JSON value type used for variants, metadata, contexts and targeting results.

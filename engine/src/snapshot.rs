@@ -1,9 +1,25 @@
 //! An immutable index of the flags of one or more sources, with flagd's selector and priority rules.
 //!
-//! PLACEHOLDER INTERFACE: the index replaces the bodies below; the signatures are the contract.
+//! What it owns (inventory sections 2.7, 2.9, 3.4, 3.10):
+//! - identity: a flag is identified by (flagSetId, key); "no flag set" is distinct from `""`;
+//! - priority: a source's position in [`Snapshot::new`]'s list; a later source wins a duplicated identity,
+//!   and within one source the later definition wins;
+//! - fallback: the snapshot is rebuilt from every source's current flags, so when the winning source drops a
+//!   key, a lower-priority definition of it comes back (a deliberate deviation from flagd issue 1809, where
+//!   the flag vanishes);
+//! - lookups by key and [`Selector`], bulk selection, the sync `flag_configuration` payload, and the per-key
+//!   change set behind EventStream's `configuration_change`.
+//!
+//! What it does not do: hold sources, watch anything, or evaluate. The daemon's store rebuilds a snapshot
+//! whenever a source changes and swaps it in atomically.
 
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+
+use serde_json::Value;
+use smallvec::SmallVec;
 
 use crate::model::Flag;
 
@@ -39,6 +55,9 @@ pub struct SelectorError {
 
 impl FromStr for Selector {
     type Err = SelectorError;
+
+    /// flagd's grammar: one `key=value` pair split on the first `=`; keys `source` and `flagSetId`; a string
+    /// without `=` is a source; blank is no selector.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if s.is_empty() {
@@ -53,15 +72,242 @@ impl FromStr for Selector {
     }
 }
 
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::All => Ok(()),
+            Selector::Source(s) => write!(f, "source={s}"),
+            Selector::FlagSetId(id) => write!(f, "flagSetId={id}"),
+        }
+    }
+}
+
+impl Selector {
+    fn matches(&self, record: &Record) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Source(s) => *record.source == **s,
+            Selector::FlagSetId(id) if id.is_empty() => record.flag.flag_set_id.is_none(),
+            Selector::FlagSetId(id) => record.flag.flag_set_id.as_deref() == Some(id.as_str()),
+        }
+    }
+}
+
+/// One stored flag: the winning definition of a (flagSetId, key) and the source it came from.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The flag.
+    pub flag: Arc<Flag>,
+    /// The source it was loaded from.
+    pub source: Arc<str>,
+    /// The source's priority (its index in [`Snapshot::new`]'s list).
+    pub priority: usize,
+}
+
+/// How a flag key changed between two snapshots (EventStream `configuration_change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A new key.
+    Write,
+    /// State, default variant, variants, targeting, source or metadata changed.
+    Update,
+    /// The key is gone.
+    Delete,
+}
+
+impl ChangeKind {
+    /// The `type` string on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Write => "write",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+        }
+    }
+}
+
 /// An immutable, cheaply shareable (`Arc`) view of every source's flags.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    sources: Vec<SourceFlags>,
+    /// One record per (flagSetId, key), sorted by flagSetId (no set first) then key.
+    records: Vec<Record>,
+    /// Key → indices into `records` (one per flag set defining the key), ascending.
+    by_key: HashMap<Arc<str>, SmallVec<[u32; 1]>>,
 }
 
 impl Snapshot {
     /// Builds the index; `sources` are in ascending priority.
     pub fn new(sources: Vec<SourceFlags>) -> Self {
-        Snapshot { sources }
+        type Identity = (Option<Arc<str>>, Arc<str>);
+        let mut winners: HashMap<Identity, Record> = HashMap::new();
+        for (priority, source) in sources.into_iter().enumerate() {
+            for flag in source.flags {
+                let identity = (flag.flag_set_id.clone(), flag.key.clone());
+                winners.insert(
+                    identity,
+                    Record {
+                        flag,
+                        source: source.source.clone(),
+                        priority,
+                    },
+                );
+            }
+        }
+        let mut records: Vec<Record> = winners.into_values().collect();
+        records.sort_unstable_by(|a, b| {
+            (&a.flag.flag_set_id, &a.flag.key).cmp(&(&b.flag.flag_set_id, &b.flag.key))
+        });
+        let mut by_key: HashMap<Arc<str>, SmallVec<[u32; 1]>> =
+            HashMap::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            // MAX_FLAGS per document times a handful of sources stays far below u32::MAX.
+            by_key
+                .entry(record.flag.key.clone())
+                .or_default()
+                .push(i as u32);
+        }
+        Snapshot { records, by_key }
+    }
+
+    /// Number of stored (flagSetId, key) records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no flags are stored.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The flag `key` as a single-flag evaluation sees it under `selector`: no selector picks the
+    /// highest-priority source across all flag sets (a tie goes to the last flag set in sort order);
+    /// `source=S` the first flag set with the key from S; `flagSetId=X` the exact (X, key).
+    pub fn get(&self, key: &str, selector: &Selector) -> Option<&Arc<Flag>> {
+        self.record(key, selector).map(|r| &r.flag)
+    }
+
+    /// Like [`Snapshot::get`], with the source the flag came from.
+    pub fn record(&self, key: &str, selector: &Selector) -> Option<&Record> {
+        let indices = self.by_key.get(key)?;
+        let mut candidates = indices.iter().map(|&i| &self.records[i as usize]);
+        match selector {
+            Selector::All => {
+                candidates.reduce(|best, r| if r.priority >= best.priority { r } else { best })
+            }
+            _ => candidates.find(|r| selector.matches(r)),
+        }
+    }
+
+    /// Every record `selector` selects, sorted by flagSetId (no set first) then key; one per
+    /// (flagSetId, key), so a key defined in two flag sets appears twice without a selector.
+    pub fn select<'s>(&'s self, selector: &'s Selector) -> impl Iterator<Item = &'s Record> + 's {
+        self.records.iter().filter(move |r| selector.matches(r))
+    }
+
+    /// The selection keyed by flag key; where two flag sets share a key, the one later in sort order wins
+    /// (flagd's sync map and EventStream diff).
+    fn by_key_selection<'s>(&'s self, selector: &'s Selector) -> BTreeMap<&'s str, &'s Record> {
+        self.select(selector).map(|r| (&*r.flag.key, r)).collect()
+    }
+
+    /// The sync `flag_configuration` JSON (FlagSyncService `SyncFlags`/`FetchAllFlags`): `{"flags": {...}}`
+    /// with targeting already inlined, `defaultVariant` `""` when absent, `source` always present, the merged
+    /// metadata, `targeting` and `metadata` left out when empty, and no top-level metadata.
+    pub fn sync_payload(&self, selector: &Selector) -> String {
+        let mut out = String::with_capacity(64 + 256 * self.records.len());
+        out.push_str("{\"flags\":{");
+        for (i, (key, record)) in self.by_key_selection(selector).into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, key);
+            out.push(':');
+            write_flag(&mut out, record);
+        }
+        out.push_str("}}");
+        out
+    }
+
+    /// The per-key changes from `old` to `new` under `selector`, for EventStream's `configuration_change`.
+    /// Empty when nothing visible changed.
+    pub fn changes(
+        old: &Snapshot,
+        new: &Snapshot,
+        selector: &Selector,
+    ) -> BTreeMap<String, ChangeKind> {
+        let before = old.by_key_selection(selector);
+        let after = new.by_key_selection(selector);
+        let mut changes = BTreeMap::new();
+        for (key, record) in &after {
+            match before.get(key) {
+                None => {
+                    changes.insert((*key).to_owned(), ChangeKind::Write);
+                }
+                Some(previous) if !same_definition(previous, record) => {
+                    changes.insert((*key).to_owned(), ChangeKind::Update);
+                }
+                Some(_) => {}
+            }
+        }
+        for key in before.keys() {
+            if !after.contains_key(key) {
+                changes.insert((*key).to_owned(), ChangeKind::Delete);
+            }
+        }
+        changes
     }
 }
+
+fn same_definition(a: &Record, b: &Record) -> bool {
+    if Arc::ptr_eq(&a.flag, &b.flag) && a.source == b.source {
+        return true;
+    }
+    let (x, y) = (&a.flag, &b.flag);
+    a.source == b.source
+        && x.state_raw == y.state_raw
+        && x.default_variant == y.default_variant
+        && x.variants == y.variants
+        && x.raw_targeting == y.raw_targeting
+        && x.metadata == y.metadata
+}
+
+fn write_flag(out: &mut String, record: &Record) {
+    let flag = &record.flag;
+    out.push_str("{\"state\":");
+    push_json_string(out, &flag.state_raw);
+    out.push_str(",\"defaultVariant\":");
+    push_json_string(out, flag.default_variant.as_deref().unwrap_or(""));
+    out.push_str(",\"variants\":");
+    push_json(out, &flag.variants);
+    if let Some(targeting) = &flag.raw_targeting {
+        out.push_str(",\"targeting\":");
+        push_json(out, targeting);
+    }
+    out.push_str(",\"source\":");
+    push_json_string(out, &record.source);
+    if !flag.metadata.is_empty() {
+        out.push_str(",\"metadata\":");
+        push_json(out, &flag.metadata);
+    }
+    out.push('}');
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    push_json(out, &s);
+}
+
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut String, value: &T) {
+    // Serialising a `Value`, a map of them or a string cannot fail (all keys are strings).
+    if let Ok(text) = serde_json::to_string(value) {
+        out.push_str(&text);
+    } else {
+        out.push_str("null");
+    }
+}
+
+/// Compile-time check that a snapshot can be shared across threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Snapshot>();
+    assert_send_sync::<Value>();
+};
