@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the real OpenFeature flagd clients that daemon/tests/it/clients.rs runs against flagpole:
+#   - Python openfeature-provider-flagd, current release (calls flagd.evaluation.v2): a venv from
+#     clients/python/requirements-latest.txt
+#   - Python openfeature-provider-flagd 0.2.7 (calls flagd.evaluation.v1): a second venv from
+#     clients/python/requirements-v1.txt
+#   - Node @openfeature/flagd-provider: `npm ci` in clients/node (package-lock.json pins every package)
+#   - Go flagd provider (go-sdk-contrib): clients/go built into one binary (go.sum pins every module)
+# Everything comes from the package registries with their ordinary clients. Idempotent: a part whose pinned
+# inputs did not change since its last successful install is left alone, so running this before every
+# `cargo test` costs a second.
+#
+# Where: $FLAGPOLE_TEST_CLIENTS_DIR, default <workspace>/target/test-clients (git-ignored). The Rust test reads
+# the same variable with the same default.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dest="${FLAGPOLE_TEST_CLIENTS_DIR:-$root/target/test-clients}"
+mkdir -p "$dest"
+
+# Prints a hash of the given files: a part is reinstalled when its pinned inputs change.
+inputs_hash() {
+  cat "$@" | sha256sum | cut -d' ' -f1
+}
+
+# install_python_venv NAME REQUIREMENTS: a venv at $dest/NAME with exactly the pinned requirements.
+install_python_venv() {
+  local name="$1" requirements="$2"
+  local venv="$dest/$name" stamp="$dest/$name.stamp"
+  local want
+  want="$(inputs_hash "$requirements")"
+  if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
+    "$venv/bin/python" -c 'import openfeature.contrib.provider.flagd' 2>/dev/null; then
+    echo "install-test-clients: $name is up to date"
+    return
+  fi
+  echo "install-test-clients: installing $name from $requirements"
+  rm -rf "$venv" "$stamp"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$requirements"
+  "$venv/bin/python" -c 'import openfeature.contrib.provider.flagd'
+  echo "$want" >"$stamp"
+}
+
+install_python_venv python-latest "$root/clients/python/requirements-latest.txt"
+install_python_venv python-v1 "$root/clients/python/requirements-v1.txt"
+
+# Node: node_modules lives in clients/node (git-ignored); the stamp sits beside it.
+node_stamp="$root/clients/node/node_modules/.flagpole-stamp"
+node_want="$(inputs_hash "$root/clients/node/package.json" "$root/clients/node/package-lock.json")"
+if [[ -f "$node_stamp" && "$(cat "$node_stamp")" == "$node_want" ]]; then
+  echo "install-test-clients: node is up to date"
+else
+  echo "install-test-clients: npm ci in clients/node"
+  (cd "$root/clients/node" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_want" >"$node_stamp"
+fi
+
+# Go: the flagd provider's generated protobuf modules are not in the public checksum database, so they are
+# verified against the committed go.sum only (GONOSUMDB); every other module is checked as usual.
+go_bin="$dest/go-check-client"
+go_stamp="$dest/go-check-client.stamp"
+go_want="$(inputs_hash "$root/clients/go/go.mod" "$root/clients/go/go.sum" "$root/clients/go/main.go")"
+if [[ -x "$go_bin" && -f "$go_stamp" && "$(cat "$go_stamp")" == "$go_want" ]]; then
+  echo "install-test-clients: go is up to date"
+else
+  echo "install-test-clients: building clients/go"
+  (cd "$root/clients/go" && GONOSUMDB=buf.build/gen/go GOFLAGS="-mod=readonly -buildvcs=false" go build -o "$go_bin" .)
+  echo "$go_want" >"$go_stamp"
+fi
+
+echo "install-test-clients: ready in $dest"
