@@ -1,4 +1,6 @@
 //! The flagpole daemon: sources, store and the flagd services (work in progress).
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod metrics;
 pub mod store;

@@ -1,0 +1,429 @@
+//! Prometheus metrics: flagd's metric names and labels where flagd has them, plus flagpole's own.
+//!
+//! What it owns: one [`Metrics`] handle (cheap to clone) holding a `prometheus-client` registry and the
+//! instruments the services, sources and store record into, and the text exposition served on
+//! `/metrics`.
+//!
+//! flagd exports OpenTelemetry instruments through the Prometheus translation, so the names here are the
+//! translated ones (`feature_flag.flagd.impression` → `feature_flag_flagd_impression_total`, attribute
+//! `feature_flag.key` → label `feature_flag_key`). flagd's `ExceptionTypeKeyName` label spelling is kept so
+//! that dashboards built on flagd keep working.
+//!
+//! What it does not do: OTLP push (`--metrics-exporter otel`), Go runtime metrics, tracing.
+//!
+//! Cardinality: flag keys, variants, selectors and provider ids come from files and clients, so every
+//! labelled family is capped at [`MAX_SERIES_PER_FAMILY`]; label sets beyond the cap are counted under one
+//! overflow series (`otel_metric_overflow="true"`, the OpenTelemetry convention flagd uses).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The most label combinations one metric family keeps (flagd's OpenTelemetry default cardinality limit,
+/// added after the memory leak in flagd#1931). Further combinations are folded into one overflow series.
+pub const MAX_SERIES_PER_FAMILY: usize = 2000;
+
+/// `feature_flag.provider.name` as flagd reports it (dashboards filter on it).
+const PROVIDER_NAME: &str = "flagd";
+
+/// Buckets of `http_server_request_duration_seconds` (flagd uses `prometheus.DefBuckets`).
+const HTTP_DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of `feature_flag_flagd_sync_stream_duration_seconds` (flagd's values, in seconds).
+const SYNC_STREAM_DURATION_BUCKETS: [f64; 10] = [
+    30.0, 60.0, 120.0, 300.0, 480.0, 600.0, 1200.0, 1800.0, 3600.0, 10800.0,
+];
+
+/// A label set: label name → value. Names are static; values come from requests, files and clients.
+type Labels = Vec<(&'static str, String)>;
+
+/// A metric family that keeps at most [`MAX_SERIES_PER_FAMILY`] label sets.
+struct Bounded<M, C = fn() -> M> {
+    family: Family<Labels, M, C>,
+    /// Label sets created so far (may overcount slightly under races, which only lowers the cap).
+    series: AtomicUsize,
+}
+
+impl<M, C> Bounded<M, C>
+where
+    M: prometheus_client::metrics::TypedMetric,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    fn new(family: Family<Labels, M, C>) -> Self {
+        Bounded {
+            family,
+            series: AtomicUsize::new(0),
+        }
+    }
+
+    /// Applies `f` to the series for `labels`, or to the overflow series once the family is full.
+    fn with(&self, labels: Labels, f: impl Fn(&M)) {
+        if let Some(metric) = self.family.get(&labels) {
+            f(&metric);
+            return;
+        }
+        let labels = if self.series.fetch_add(1, Ordering::Relaxed) < MAX_SERIES_PER_FAMILY {
+            labels
+        } else {
+            overflow_labels()
+        };
+        f(&self.family.get_or_create(&labels));
+    }
+}
+
+/// Why a sync stream ended (flagd's `reason` label values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamCloseReason {
+    /// The server ended the stream (shutdown).
+    NormalClose,
+    /// `--stream-deadline` ran out.
+    DeadlineExceeded,
+    /// The client went away.
+    ClientDisconnect,
+    /// Sending failed for another reason.
+    Error,
+}
+
+impl StreamCloseReason {
+    /// The label value flagd uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamCloseReason::NormalClose => "normal_close",
+            StreamCloseReason::DeadlineExceeded => "deadline_exceeded",
+            StreamCloseReason::ClientDisconnect => "client_disconnect",
+            StreamCloseReason::Error => "error",
+        }
+    }
+}
+
+/// The metrics of one daemon. Clone it freely: clones share the registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    impressions: Bounded<Counter>,
+    result_reasons: Bounded<Counter>,
+    http_duration: Bounded<Histogram>,
+    sync_active_streams: Bounded<Gauge>,
+    sync_stream_duration: Bounded<Histogram>,
+    event_subscribers: Gauge,
+    flags: Gauge,
+    reloads: Bounded<Counter>,
+    rejected: Bounded<Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every instrument registered (and no samples yet).
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let impressions = Family::<Labels, Counter>::default();
+        registry.register(
+            "feature_flag_flagd_impression",
+            "Successful flag evaluations, by flag key and variant",
+            impressions.clone(),
+        );
+        let result_reasons = Family::<Labels, Counter>::default();
+        registry.register(
+            "feature_flag_flagd_result_reason",
+            "Flag evaluations by reason (and error code on failure)",
+            result_reasons.clone(),
+        );
+        let http_duration =
+            Family::<Labels, Histogram>::new_with_constructor(http_duration_constructor);
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of requests to the evaluation and OFREP servers",
+            Unit::Seconds,
+            http_duration.clone(),
+        );
+        let sync_active_streams = Family::<Labels, Gauge>::default();
+        registry.register(
+            "feature_flag_flagd_sync_active_streams",
+            "Open SyncFlags streams",
+            sync_active_streams.clone(),
+        );
+        let sync_stream_duration =
+            Family::<Labels, Histogram>::new_with_constructor(sync_duration_constructor);
+        registry.register_with_unit(
+            "feature_flag_flagd_sync_stream_duration",
+            "How long SyncFlags streams lasted, by close reason",
+            Unit::Seconds,
+            sync_stream_duration.clone(),
+        );
+        let event_subscribers = Gauge::default();
+        registry.register(
+            "flagpole_event_subscribers",
+            "Open EventStream subscriptions (all protocols)",
+            event_subscribers.clone(),
+        );
+        let flags = Gauge::default();
+        registry.register(
+            "flagpole_flags",
+            "Flags currently loaded, over all sources",
+            flags.clone(),
+        );
+        let reloads = Family::<Labels, Counter>::default();
+        registry.register(
+            "flagpole_source_reloads",
+            "Payloads accepted from a source (initial load included; identical rewrites excluded)",
+            reloads.clone(),
+        );
+        let rejected = Family::<Labels, Counter>::default();
+        registry.register(
+            "flagpole_source_rejected_payloads",
+            "Payloads from a source that could not be loaded (the source kept its last good flags)",
+            rejected.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                impressions: Bounded::new(impressions),
+                result_reasons: Bounded::new(result_reasons),
+                http_duration: Bounded::new(http_duration),
+                sync_active_streams: Bounded::new(sync_active_streams),
+                sync_stream_duration: Bounded::new(sync_stream_duration),
+                event_subscribers,
+                flags,
+                reloads: Bounded::new(reloads),
+                rejected: Bounded::new(rejected),
+            }),
+        }
+    }
+
+    /// Records one flag evaluation. `error_code` is `None` on success; `reason` is the wire reason
+    /// (`STATIC`, `TARGETING_MATCH`, `FALLBACK`, `ERROR`, ...). Impressions count successes only, as in flagd.
+    pub fn record_evaluation(
+        &self,
+        flag_key: &str,
+        variant: &str,
+        reason: &str,
+        error_code: Option<&str>,
+    ) {
+        let inner = &self.inner;
+        match error_code {
+            None => {
+                inc(
+                    &inner.impressions,
+                    vec![
+                        ("feature_flag_key", flag_key.to_owned()),
+                        ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
+                        ("feature_flag_reason", reason.to_owned()),
+                        ("feature_flag_result_variant", variant.to_owned()),
+                    ],
+                );
+                inc(
+                    &inner.result_reasons,
+                    vec![
+                        ("feature_flag_key", flag_key.to_owned()),
+                        ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
+                        ("feature_flag_reason", reason.to_owned()),
+                    ],
+                );
+            }
+            Some(code) => inc(
+                &inner.result_reasons,
+                vec![
+                    ("ExceptionTypeKeyName", code.to_owned()),
+                    ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
+                    ("feature_flag_reason", reason.to_owned()),
+                ],
+            ),
+        }
+    }
+
+    /// Records one HTTP/gRPC request to the evaluation or OFREP server. `route` is the URL path (8013) or
+    /// route template (OFREP); `scheme` is `http` or `https`.
+    pub fn record_http_request(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        scheme: &str,
+        duration: Duration,
+    ) {
+        let labels = vec![
+            ("http_request_method", method.to_owned()),
+            ("http_response_status_code", status.to_string()),
+            ("http_route", route.to_owned()),
+            ("url_scheme", scheme.to_owned()),
+        ];
+        self.inner
+            .http_duration
+            .with(labels, |h| h.observe(duration.as_secs_f64()));
+    }
+
+    /// A `SyncFlags` stream opened. `provider_id` may be empty (then it is not a label, as in flagd).
+    pub fn sync_stream_opened(&self, selector: &str, provider_id: &str) {
+        self.inner
+            .sync_active_streams
+            .with(stream_labels(selector, provider_id), |g| {
+                g.inc();
+            });
+    }
+
+    /// A `SyncFlags` stream ended after `duration`.
+    pub fn sync_stream_closed(
+        &self,
+        selector: &str,
+        provider_id: &str,
+        reason: StreamCloseReason,
+        duration: Duration,
+    ) {
+        let labels = stream_labels(selector, provider_id);
+        self.inner.sync_active_streams.with(labels.clone(), |g| {
+            g.dec();
+        });
+        let mut labels = labels;
+        labels.push(("reason", reason.as_str().to_owned()));
+        labels.sort_by_key(|(name, _)| *name);
+        self.inner
+            .sync_stream_duration
+            .with(labels, |h| h.observe(duration.as_secs_f64()));
+    }
+
+    /// An EventStream subscriber connected.
+    pub fn event_subscriber_added(&self) {
+        self.inner.event_subscribers.inc();
+    }
+
+    /// An EventStream subscriber went away.
+    pub fn event_subscriber_removed(&self) {
+        self.inner.event_subscribers.dec();
+    }
+
+    /// The number of flags now loaded (set by the store after each change).
+    pub fn set_flag_count(&self, count: usize) {
+        self.inner
+            .flags
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// A source's payload was accepted and replaced that source's flags.
+    pub fn source_reloaded(&self, source: &str) {
+        inc(&self.inner.reloads, vec![("source", source.to_owned())]);
+    }
+
+    /// A source's payload was rejected; the source kept its last good flags.
+    pub fn source_rejected(&self, source: &str) {
+        inc(&self.inner.rejected, vec![("source", source.to_owned())]);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would only truncate the page.
+        if encode(&mut out, &self.inner.registry).is_err() {
+            tracing::warn!("metrics encoding failed");
+        }
+        out
+    }
+}
+
+fn http_duration_constructor() -> Histogram {
+    Histogram::new(HTTP_DURATION_BUCKETS)
+}
+
+fn sync_duration_constructor() -> Histogram {
+    Histogram::new(SYNC_STREAM_DURATION_BUCKETS)
+}
+
+fn stream_labels(selector: &str, provider_id: &str) -> Labels {
+    let mut labels = Vec::with_capacity(3);
+    if !provider_id.is_empty() {
+        labels.push(("provider_id", provider_id.to_owned()));
+    }
+    labels.push(("selector", selector.to_owned()));
+    labels
+}
+
+fn inc(family: &Bounded<Counter>, labels: Labels) {
+    family.with(labels, |c| {
+        c.inc();
+    });
+}
+
+fn overflow_labels() -> Labels {
+    vec![("otel_metric_overflow", "true".to_owned())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_metrics_use_flagd_names() {
+        let metrics = Metrics::new();
+        metrics.record_evaluation("my-flag", "on", "STATIC", None);
+        metrics.record_evaluation("missing", "", "ERROR", Some("FLAG_NOT_FOUND"));
+        let text = metrics.encode();
+        assert!(text.contains(
+            "feature_flag_flagd_impression_total{feature_flag_key=\"my-flag\",feature_flag_provider_name=\"flagd\",feature_flag_reason=\"STATIC\",feature_flag_result_variant=\"on\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "feature_flag_flagd_result_reason_total{ExceptionTypeKeyName=\"FLAG_NOT_FOUND\",feature_flag_provider_name=\"flagd\",feature_flag_reason=\"ERROR\"} 1"
+        ), "{text}");
+        // No impression for the failed evaluation.
+        assert!(!text.contains("feature_flag_key=\"missing\""), "{text}");
+    }
+
+    #[test]
+    fn families_are_capped_at_the_series_limit() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_SERIES_PER_FAMILY + 10 {
+            metrics.record_evaluation(&format!("flag-{i}"), "on", "STATIC", None);
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains("feature_flag_flagd_impression_total{otel_metric_overflow=\"true\"} 10"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn sync_streams_are_tracked_by_selector_and_reason() {
+        let metrics = Metrics::new();
+        metrics.sync_stream_opened("source=a", "");
+        metrics.sync_stream_opened("source=a", "");
+        metrics.sync_stream_closed(
+            "source=a",
+            "",
+            StreamCloseReason::ClientDisconnect,
+            Duration::from_secs(40),
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("feature_flag_flagd_sync_active_streams{selector=\"source=a\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "feature_flag_flagd_sync_stream_duration_seconds_count{reason=\"client_disconnect\",selector=\"source=a\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests of the flagpole daemon, run in-process on free ports.
