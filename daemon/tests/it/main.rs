@@ -1,1 +1,4 @@
 //! Integration tests of the flagpole daemon, run in-process on free ports.
+mod clients;
+mod service_evaluation;
+mod service_support;

@@ -1,0 +1,173 @@
+//! EventStream (v1, v2, schema.v1): one task per subscriber.
+//!
+//! The task sends `provider_ready`, then waits on whichever comes first: the client going away, a new store
+//! snapshot, the keep-alive timer, the stream deadline or shutdown. A new snapshot is diffed against the
+//! subscriber's own last snapshot, filtered by its selector, so coalesced store updates are harmless and an
+//! empty diff sends nothing. `keep_alive` follows 20 s (configurable) without any message; the timer restarts
+//! after every send. Sends are awaited (a slow client slows only its own task) and never unwrapped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flagpole_engine::Selector;
+use prost_types::value::Kind;
+use prost_types::{Struct, Value as ProtoValue};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::Services;
+use flagpole_engine::ChangeKind;
+
+use super::index::changes;
+use super::status::deadline_exceeded;
+use crate::metrics::Metrics;
+
+/// Messages buffered per subscriber before its task waits for the client to read.
+pub const EVENT_CHANNEL_CAPACITY: usize = 16;
+
+/// How long the `provider_shutdown` message may wait for room in a slow subscriber's buffer.
+pub const SHUTDOWN_SEND_GRACE: Duration = Duration::from_secs(1);
+
+/// An `EventStreamResponse` of one of the three protocols.
+pub trait EventMessage: Send + 'static {
+    /// A message of `kind` (`provider_ready`, ...) with `data`.
+    fn event(kind: &str, data: Option<Struct>) -> Self;
+}
+
+/// Whether `--stream-deadline` applies (not on schema.v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamDeadline {
+    /// Use the configured deadline, if any.
+    Configured,
+    /// Never end the stream on time.
+    Never,
+}
+
+/// Starts a subscriber task and returns its stream.
+pub fn subscribe<M: EventMessage>(
+    services: &Services,
+    selector: Selector,
+    deadline: StreamDeadline,
+) -> ReceiverStream<Result<M, Status>> {
+    let (tx, rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+    let deadline = match deadline {
+        StreamDeadline::Configured => services
+            .config()
+            .stream_deadline
+            .map(|d| Instant::now() + d),
+        StreamDeadline::Never => None,
+    };
+    tokio::spawn(run(services.clone(), selector, deadline, tx));
+    ReceiverStream::new(rx)
+}
+
+/// Keeps the subscriber gauge right however the task ends.
+struct SubscriberGauge(Metrics);
+
+impl SubscriberGauge {
+    fn new(metrics: &Metrics) -> Self {
+        metrics.event_subscriber_added();
+        SubscriberGauge(metrics.clone())
+    }
+}
+
+impl Drop for SubscriberGauge {
+    fn drop(&mut self) {
+        self.0.event_subscriber_removed();
+    }
+}
+
+async fn run<M: EventMessage>(
+    services: Services,
+    selector: Selector,
+    deadline: Option<Instant>,
+    tx: mpsc::Sender<Result<M, Status>>,
+) {
+    let _gauge = SubscriberGauge::new(services.metrics());
+    let mut watch = services.store().subscribe();
+    let mut last = watch.borrow_and_update().clone();
+    let keep_alive = services.config().event_keep_alive;
+    let shutdown = services.shutdown().clone();
+    tracing::debug!(selector = ?selector, "event stream opened");
+
+    if tx
+        .send(Ok(M::event("provider_ready", Some(Struct::default()))))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut idle_until = Instant::now() + keep_alive;
+    let end = loop {
+        let message = tokio::select! {
+            () = tx.closed() => break "client gone",
+            () = shutdown.cancelled() => {
+                let shutdown = Ok(M::event("provider_shutdown", Some(Struct::default())));
+                let _ = timeout(SHUTDOWN_SEND_GRACE, tx.send(shutdown)).await;
+                break "shutdown";
+            }
+            () = sleep_until_opt(deadline) => {
+                let _ = tx.send(Err(deadline_exceeded())).await;
+                break "deadline";
+            }
+            () = sleep_until(idle_until) => M::event("keep_alive", None),
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    break "store gone";
+                }
+                let new = watch.borrow_and_update().clone();
+                let diff = changes(&last, &new, &selector);
+                last = new;
+                if diff.is_empty() {
+                    continue;
+                }
+                M::event("configuration_change", Some(change_data(&diff)))
+            }
+        };
+        if tx.send(Ok(message)).await.is_err() {
+            break "client gone";
+        }
+        idle_until = Instant::now() + keep_alive;
+    };
+    tracing::debug!(selector = ?selector, end, "event stream closed");
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+pub async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `{"flags": {key: {"type": "write"|"update"|"delete"}}}`.
+fn change_data(diff: &BTreeMap<String, ChangeKind>) -> Struct {
+    let flags = diff
+        .iter()
+        .map(|(key, kind)| {
+            let mut entry = Struct::default();
+            entry.fields.insert(
+                "type".into(),
+                ProtoValue {
+                    kind: Some(Kind::StringValue(kind.as_str().into())),
+                },
+            );
+            (
+                key.clone(),
+                ProtoValue {
+                    kind: Some(Kind::StructValue(entry)),
+                },
+            )
+        })
+        .collect();
+    let mut data = Struct::default();
+    data.fields.insert(
+        "flags".into(),
+        ProtoValue {
+            kind: Some(Kind::StructValue(Struct { fields: flags })),
+        },
+    );
+    data
+}

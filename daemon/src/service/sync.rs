@@ -1,0 +1,182 @@
+//! `flagd.sync.v1.FlagSyncService`: the selected flag configuration for in-process providers and chained
+//! daemons.
+//!
+//! `SyncFlags` sends the full selected payload at once and again after every store change that alters it;
+//! unlike flagd, a payload byte-identical to the last one sent on that stream is skipped. Every message
+//! carries the `-X` values as `sync_context`. The selector comes from the `Flagd-Selector` header, else from
+//! the deprecated body field. One task per stream, as for EventStream.
+
+use flagpole_engine::Selector;
+use flagpole_proto::sync_v1::flag_sync_service_server::FlagSyncService;
+use flagpole_proto::sync_v1::{
+    FetchAllFlagsRequest, FetchAllFlagsResponse, GetMetadataRequest, GetMetadataResponse,
+    SyncFlagsRequest, SyncFlagsResponse,
+};
+use prost_types::Struct;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use super::Services;
+use super::convert::strings_to_struct;
+use super::events::sleep_until_opt;
+use super::index::sync_payload;
+use super::request::{RequestError, SELECTOR_HEADER};
+use super::status::{deadline_exceeded, grpc_status};
+use crate::metrics::StreamCloseReason;
+
+/// Messages buffered per SyncFlags stream before its task waits for the client to read.
+pub const SYNC_CHANNEL_CAPACITY: usize = 4;
+
+/// The sync service.
+#[derive(Debug, Clone)]
+pub struct SyncService {
+    services: Services,
+}
+
+/// A sync request's selector: its text (for metrics) and its parsed form.
+struct SyncSelector {
+    text: String,
+    selector: Selector,
+}
+
+/// The header selector (first value, when non-empty) beats the body field.
+fn sync_selector(headers: &MetadataMap, body: &str) -> Result<SyncSelector, Status> {
+    let header = match headers.get(SELECTOR_HEADER) {
+        Some(value) => value
+            .to_str()
+            .map_err(|_| grpc_status(RequestError::SelectorEncoding.into()))?,
+        None => "",
+    };
+    let text = if header.is_empty() { body } else { header };
+    let selector = text
+        .parse()
+        .map_err(|e: flagpole_engine::SelectorError| grpc_status(RequestError::from(e).into()))?;
+    Ok(SyncSelector {
+        text: text.to_owned(),
+        selector,
+    })
+}
+
+impl SyncService {
+    pub(super) fn new(services: Services) -> Self {
+        SyncService { services }
+    }
+
+    fn sync_context(&self) -> Struct {
+        strings_to_struct(&self.services.config().context_values)
+    }
+}
+
+#[tonic::async_trait]
+impl FlagSyncService for SyncService {
+    type SyncFlagsStream = ReceiverStream<Result<SyncFlagsResponse, Status>>;
+
+    async fn sync_flags(
+        &self,
+        request: Request<SyncFlagsRequest>,
+    ) -> Result<Response<Self::SyncFlagsStream>, Status> {
+        let (headers, _, body) = request.into_parts();
+        #[allow(deprecated)]
+        let selector = sync_selector(&headers, &body.selector)?;
+        let (tx, rx) = mpsc::channel(SYNC_CHANNEL_CAPACITY);
+        let deadline = self
+            .services
+            .config()
+            .stream_deadline
+            .map(|d| Instant::now() + d);
+        tokio::spawn(run(
+            self.services.clone(),
+            selector,
+            body.provider_id,
+            self.sync_context(),
+            deadline,
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn fetch_all_flags(
+        &self,
+        request: Request<FetchAllFlagsRequest>,
+    ) -> Result<Response<FetchAllFlagsResponse>, Status> {
+        let (headers, _, body) = request.into_parts();
+        #[allow(deprecated)]
+        let selector = sync_selector(&headers, &body.selector)?;
+        let snapshot = self.services.store().snapshot();
+        let flag_configuration = sync_payload(&snapshot, &selector.selector);
+        Ok(Response::new(FetchAllFlagsResponse { flag_configuration }))
+    }
+
+    async fn get_metadata(
+        &self,
+        _request: Request<GetMetadataRequest>,
+    ) -> Result<Response<GetMetadataResponse>, Status> {
+        if self.services.config().disable_sync_metadata {
+            return Err(Status::unimplemented("metadata endpoint disabled"));
+        }
+        Ok(Response::new(GetMetadataResponse {
+            metadata: Some(self.sync_context()),
+        }))
+    }
+}
+
+async fn run(
+    services: Services,
+    selector: SyncSelector,
+    provider_id: String,
+    sync_context: Struct,
+    deadline: Option<Instant>,
+    tx: mpsc::Sender<Result<SyncFlagsResponse, Status>>,
+) {
+    let metrics = services.metrics().clone();
+    metrics.sync_stream_opened(&selector.text, &provider_id);
+    let started = Instant::now();
+    let shutdown = services.shutdown().clone();
+    let mut watch = services.store().subscribe();
+    let snapshot = watch.borrow_and_update().clone();
+    let mut last = sync_payload(&snapshot, &selector.selector);
+    tracing::debug!(selector = selector.text, provider_id, "sync stream opened");
+
+    let message = |payload: &str| SyncFlagsResponse {
+        flag_configuration: payload.to_owned(),
+        sync_context: Some(sync_context.clone()),
+    };
+    let reason = if tx.send(Ok(message(&last))).await.is_err() {
+        StreamCloseReason::ClientDisconnect
+    } else {
+        loop {
+            tokio::select! {
+                () = tx.closed() => break StreamCloseReason::ClientDisconnect,
+                () = shutdown.cancelled() => break StreamCloseReason::NormalClose,
+                () = sleep_until_opt(deadline) => {
+                    let _ = tx.send(Err(deadline_exceeded())).await;
+                    break StreamCloseReason::DeadlineExceeded;
+                }
+                changed = watch.changed() => {
+                    if changed.is_err() {
+                        break StreamCloseReason::NormalClose;
+                    }
+                    let snapshot = watch.borrow_and_update().clone();
+                    let payload = sync_payload(&snapshot, &selector.selector);
+                    if payload == last {
+                        continue;
+                    }
+                    if tx.send(Ok(message(&payload))).await.is_err() {
+                        break StreamCloseReason::ClientDisconnect;
+                    }
+                    last = payload;
+                }
+            }
+        }
+    };
+    tracing::debug!(
+        selector = selector.text,
+        provider_id,
+        reason = reason.as_str(),
+        "sync stream closed"
+    );
+    metrics.sync_stream_closed(&selector.text, &provider_id, reason, started.elapsed());
+}
