@@ -3,7 +3,5 @@
 
 pub mod config;
 pub mod metrics;
-pub mod readiness;
 pub mod service;
-pub mod sources;
 pub mod store;
