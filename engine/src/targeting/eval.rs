@@ -1,0 +1,1097 @@
+//! Evaluating a compiled rule exactly as `diegoholiveira/jsonlogic` v3.9.1 and flagd's operators do.
+//!
+//! Where Go panics (a failed type assertion, an index out of range, an unknown operator) this returns a
+//! [`TargetingError`]; where Go returns nil this returns null. The data a rule sees is either the
+//! request ([`Scope::Top`]: the context plus a virtual `$flagd`) or, inside `map`/`filter`/`reduce`/
+//! `all`/`none`/`some`, the current element. Values read from the context are borrowed, never copied.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use smallvec::SmallVec;
+
+use super::compile::{
+    Args, Call, IterNode, IterOp, Node, Op, Part, Path, Subject, VarNode, compile_rule, is_static,
+};
+use super::fractional::{FracData, fractional};
+use super::semver::{self, SemOp};
+use super::value::{
+    Arr, Kind, Obj, Val, conversion_panic, format_f, go_int, is_true, js_number, json_kind,
+    to_number, to_str,
+};
+use super::{Data, FractionalAlgorithm, MAX_EVAL_DEPTH, TargetingError};
+
+type R<T> = Result<T, TargetingError>;
+type List<'a> = SmallVec<[Val<'a>; 4]>;
+
+fn fail<T>(msg: impl Into<String>) -> R<T> {
+    Err(TargetingError(msg.into()))
+}
+
+/// The data a rule is evaluated against.
+#[derive(Clone, Copy)]
+pub(crate) enum Scope<'s, 'a> {
+    /// The request: context plus the virtual `$flagd` object.
+    Top(Data<'a>),
+    /// An element inside an iterating operator (or `reduce`'s accumulator object), with the bucketing
+    /// algorithm of the request.
+    Val(&'s Val<'a>, FractionalAlgorithm),
+}
+
+impl<'s, 'a> Scope<'s, 'a> {
+    fn algorithm(self) -> FractionalAlgorithm {
+        match self {
+            Scope::Top(data) => data.fractional,
+            Scope::Val(_, a) => a,
+        }
+    }
+
+    /// The scope of an element, keeping the request's bucketing algorithm.
+    fn with<'t>(self, v: &'t Val<'a>) -> Scope<'t, 'a> {
+        Scope::Val(v, self.algorithm())
+    }
+}
+
+/// Evaluates a node.
+pub(crate) fn eval<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Val<'a>> {
+    if depth > MAX_EVAL_DEPTH {
+        return fail(format!(
+            "targeting evaluation nested deeper than {MAX_EVAL_DEPTH} levels"
+        ));
+    }
+    let d = depth + 1;
+    match node {
+        Node::Lit(v) => Ok(Val::Json(v)),
+        Node::Array(items) => items
+            .iter()
+            .map(|n| eval(n, scope, d))
+            .collect::<R<Vec<_>>>()
+            .map(Val::Arr),
+        Node::Var(v) => eval_var(v, scope, d),
+        Node::VarDyn(arg) => {
+            let arg = eval(arg, scope, d)?;
+            get_var(arg, scope)
+        }
+        Node::Fail(msg) => fail(msg.to_string()),
+        Node::And(items) => {
+            let mut last = Val::Null;
+            for n in items {
+                last = eval(n, scope, d)?;
+                if !is_true(last.kind()) {
+                    break;
+                }
+            }
+            Ok(last)
+        }
+        Node::Or(items) => {
+            let mut last = Val::Null;
+            for n in items {
+                last = eval(n, scope, d)?;
+                if is_true(last.kind()) {
+                    break;
+                }
+            }
+            Ok(last)
+        }
+        Node::If(items) => eval_if(items, scope, d),
+        Node::Call(call) => eval_call(call, scope, d),
+        Node::Iter(it) => eval_iter(it, scope, d),
+        Node::SemVerConst(sv) => {
+            let version = eval(&sv.version, scope, d)?;
+            let (Some(op), Some(target)) = (sv.op, &sv.target) else {
+                return Ok(Val::Null);
+            };
+            let text = semver::text(version.kind());
+            let (Some(a), Some(b)) = (semver::parse(semver::body(&text)), semver::parse(target))
+            else {
+                return Ok(Val::Null);
+            };
+            Ok(Val::Bool(op.compare(&a, &b)))
+        }
+    }
+}
+
+/// Evaluates a runtime value as a rule (Go re-applies computed objects in several places).
+fn eval_value<'a>(v: &Val<'a>, scope: Scope<'_, 'a>, depth: u32) -> R<Val<'a>> {
+    let json = v.to_value()?;
+    if is_static(&json) {
+        return Ok(v.clone());
+    }
+    let node = compile_rule(&json).map_err(|e| TargetingError(e.0))?;
+    eval(&node, shorten(scope), depth + 1).map(Val::into_static)
+}
+
+/// Narrows a scope's lifetime (for evaluating rules compiled at run time).
+fn shorten<'s, 'a: 'b, 'b>(scope: Scope<'s, 'a>) -> Scope<'s, 'b> {
+    scope
+}
+
+/// `evaluateClause`: an `if` branch that yields an object is applied as a rule.
+fn clause<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Val<'a>> {
+    let v = eval(node, scope, depth)?;
+    if matches!(v.kind(), Kind::Obj(_)) {
+        eval_value(&v, scope, depth)
+    } else {
+        Ok(v)
+    }
+}
+
+fn eval_if<'a>(items: &'a [Node], scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    let len = items.len();
+    let mut i = 0;
+    while i + 1 < len {
+        if is_true(eval(&items[i], scope, d)?.kind()) {
+            return clause(&items[i + 1], scope, d);
+        }
+        i += 2;
+    }
+    if len % 2 == 1 {
+        clause(&items[len - 1], scope, d)
+    } else {
+        Ok(Val::Null)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// var
+
+fn eval_var<'a>(v: &'a VarNode, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    let mut default = Val::Null;
+    for n in &v.rest {
+        let x = eval(n, scope, d)?;
+        if v.rest.len() == 1 {
+            default = x;
+        }
+    }
+    Ok(lookup(scope, &v.path)?.unwrap_or(default))
+}
+
+/// Resolves a path against the data; `None` where Go returns the default.
+fn lookup<'a>(scope: Scope<'_, 'a>, path: &Path) -> R<Option<Val<'a>>> {
+    let parts = &path.parts[..];
+    let Some((first, rest)) = parts.split_first() else {
+        return whole(scope).map(Some);
+    };
+    match scope {
+        Scope::Top(data) => {
+            if &*first.key == "$flagd" {
+                return Ok(flagd_lookup(data, rest));
+            }
+            let Some(v) = data.context.get(&*first.key) else {
+                return Ok(None);
+            };
+            Ok(walk_json(v, rest))
+        }
+        Scope::Val(v, _) => Ok(walk_val(v, parts)),
+    }
+}
+
+fn flagd_lookup<'a>(data: Data<'a>, rest: &[Part]) -> Option<Val<'a>> {
+    match rest {
+        [] => Some(flagd_object(data)),
+        [p] if &*p.key == "flagKey" => Some(Val::Str(Cow::Borrowed(data.flag_key))),
+        [p] if &*p.key == "timestamp" => Some(Val::Num(data.timestamp as f64)),
+        _ => None,
+    }
+}
+
+fn flagd_object<'a>(data: Data<'a>) -> Val<'a> {
+    let mut m = BTreeMap::new();
+    m.insert("flagKey".to_owned(), Val::Str(Cow::Borrowed(data.flag_key)));
+    m.insert("timestamp".to_owned(), Val::Num(data.timestamp as f64));
+    Val::Obj(m)
+}
+
+/// The whole data, materialised (rare: `{"var": ""}` at the top level).
+fn whole<'a>(scope: Scope<'_, 'a>) -> R<Val<'a>> {
+    Ok(match scope {
+        Scope::Top(data) => {
+            let mut m: BTreeMap<String, Val<'a>> = data
+                .context
+                .iter()
+                .map(|(k, v)| (k.clone(), Val::Json(v)))
+                .collect();
+            m.insert("$flagd".to_owned(), flagd_object(data));
+            Val::Obj(m)
+        }
+        Scope::Val(v, _) => v.clone(),
+    })
+}
+
+fn walk_json<'a>(mut cur: &'a Value, parts: &[Part]) -> Option<Val<'a>> {
+    if cur.is_null() {
+        return None;
+    }
+    for p in parts {
+        cur = match cur {
+            Value::Object(m) => m.get(&*p.key)?,
+            Value::Array(a) => usize::try_from(p.index).ok().and_then(|i| a.get(i))?,
+            _ => return None,
+        };
+        if cur.is_null() {
+            return None;
+        }
+    }
+    Some(Val::Json(cur))
+}
+
+fn walk_val<'a>(root: &Val<'a>, parts: &[Part]) -> Option<Val<'a>> {
+    if let Val::Json(v) = root {
+        return walk_json(v, parts);
+    }
+    if root.is_nil() {
+        return None;
+    }
+    let mut cur = root.clone();
+    for p in parts {
+        let next = match cur.kind() {
+            Kind::Obj(m) => m.get(&p.key)?,
+            Kind::Arr(a) => {
+                let i = usize::try_from(p.index).ok().filter(|&i| i < a.len())?;
+                a.get(i)
+            }
+            _ => return None,
+        };
+        if next.is_nil() {
+            return None;
+        }
+        cur = next;
+    }
+    Some(cur)
+}
+
+/// `getVar` over an evaluated argument.
+fn get_var<'a>(arg: Val<'a>, scope: Scope<'_, 'a>) -> R<Val<'a>> {
+    let data_is_nil = matches!(scope, Scope::Val(v, _) if v.is_nil());
+    let (path, default): (Cow<'_, str>, Val<'a>) = match arg.kind() {
+        Kind::Null => {
+            return Ok(match scope {
+                Scope::Val(v, _)
+                    if matches!(
+                        v.kind(),
+                        Kind::Bool(_) | Kind::Num(_) | Kind::Int(_) | Kind::Str(_)
+                    ) =>
+                {
+                    v.clone()
+                }
+                _ => Val::Null,
+            });
+        }
+        Kind::Str("") => return whole(scope),
+        Kind::Str(s) => (Cow::Owned(s.to_owned()), Val::Null),
+        Kind::Num(n) => (Cow::Owned(format_f(n)), Val::Null),
+        Kind::Int(i) => (Cow::Owned(i.to_string()), Val::Null),
+        Kind::Arr(a) => {
+            if a.len() == 0 {
+                return whole(scope);
+            }
+            let default = if a.len() == 2 { a.get(1) } else { Val::Null };
+            match a.kind_at(0) {
+                Kind::Str(s) => (Cow::Owned(s.to_owned()), default),
+                other => return Err(conversion_panic(other, "string")),
+            }
+        }
+        other => return Err(conversion_panic(other, "string")),
+    };
+    if data_is_nil {
+        return Ok(default);
+    }
+    Ok(lookup(scope, &Path::parse(&path))?.unwrap_or(default))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// operators that evaluate their arguments first
+
+enum Evaluated<'a> {
+    List(List<'a>),
+    One(Val<'a>),
+}
+
+fn eval_args<'a>(args: &'a Args, scope: Scope<'_, 'a>, d: u32) -> R<Evaluated<'a>> {
+    match args {
+        Args::List(nodes) => {
+            let mut out = List::new();
+            for n in nodes {
+                out.push(eval(n, scope, d)?);
+            }
+            Ok(Evaluated::List(out))
+        }
+        Args::One(n) => Ok(Evaluated::One(eval(n, scope, d)?)),
+    }
+}
+
+/// A value as `[]any`, if it is one.
+fn as_list<'a>(v: Val<'a>) -> Result<List<'a>, Val<'a>> {
+    match v {
+        Val::Arr(a) => Ok(a.into_iter().collect()),
+        Val::Json(Value::Array(a)) => Ok(a.iter().map(Val::Json).collect()),
+        other => Err(other),
+    }
+}
+
+impl<'a> Evaluated<'a> {
+    /// `values.([]any)`: anything but an array panics.
+    fn list(self, op: &str) -> R<List<'a>> {
+        match self {
+            Evaluated::List(l) => Ok(l),
+            Evaluated::One(v) => as_list(v).map_err(|v| {
+                let e = conversion_panic(v.kind(), "[]interface {}");
+                TargetingError(format!("{op}: {}", e.0))
+            }),
+        }
+    }
+
+    /// `values.([]any)` with the ok-check: anything but an array is `None`.
+    fn try_list(self) -> Option<List<'a>> {
+        match self {
+            Evaluated::List(l) => Some(l),
+            Evaluated::One(v) => as_list(v).ok(),
+        }
+    }
+}
+
+fn index_panic<T>(op: &str, i: usize, len: usize) -> R<T> {
+    fail(format!(
+        "{op}: runtime error: index out of range [{i}] with length {len}"
+    ))
+}
+
+fn eval_call<'a>(call: &'a Call, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    let args = eval_args(&call.args, scope, d)?;
+    let op = call.op;
+    Ok(match op {
+        Op::Eq | Op::Ne => {
+            let l = args.list("==")?;
+            let eq = l.len() >= 2 && equals(l[0].kind(), l[1].kind());
+            Val::Bool(eq == (op == Op::Eq))
+        }
+        Op::StrictEq | Op::StrictNe => {
+            let eq = match args.try_list() {
+                Some(l) if l.len() >= 2 => strict_equals(l[0].kind(), l[1].kind()),
+                _ => false,
+            };
+            Val::Bool(eq == (op == Op::StrictEq))
+        }
+        Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+            let l = args.list("compare")?;
+            if l.len() < 2 {
+                return Ok(Val::Bool(false));
+            }
+            let (a, b) = (l[0].kind(), l[1].kind());
+            let c = (l.len() == 3).then(|| l[2].kind());
+            let lt = |x, y| less(x, y);
+            let le = |x, y| less(x, y) || equals(x, y);
+            Val::Bool(match (op, c) {
+                (Op::Lt, None) => lt(a, b),
+                (Op::Lt, Some(c)) => lt(a, b) && lt(b, c),
+                (Op::Le, None) => le(a, b),
+                (Op::Le, Some(c)) => le(a, b) && le(b, c),
+                (Op::Gt, None) => lt(b, a),
+                (Op::Gt, Some(c)) => lt(c, b) && lt(b, a),
+                (_, None) => le(b, a),
+                (_, Some(c)) => le(c, b) && le(b, a),
+            })
+        }
+        Op::Not => Val::Bool(!negation_operand(args)),
+        Op::NotNot => Val::Bool(negation_operand(args)),
+        Op::In => op_in(args.list("in")?)?,
+        Op::Cat => op_cat(args)?,
+        Op::Substr => op_substr(args.list("substr")?)?,
+        Op::Merge => op_merge(args)?,
+        Op::Missing => op_missing(args, scope, d)?,
+        Op::MissingSome => op_missing_some(args.list("missing_some")?, scope, d)?,
+        Op::Max | Op::Min => {
+            let l = args.list("max/min")?;
+            let Some(first) = l.first() else {
+                return Ok(Val::Null);
+            };
+            let mut acc = to_number(first.kind())?;
+            for v in &l[1..] {
+                let n = to_number(v.kind())?;
+                if (op == Op::Max && n > acc) || (op == Op::Min && acc > n) {
+                    acc = n;
+                }
+            }
+            Val::Num(acc)
+        }
+        Op::Add => match args {
+            Evaluated::One(v) if as_list(v.clone()).is_err() => Val::Num(to_number(v.kind())?),
+            other => {
+                let l = other.list("+")?;
+                let mut sum = 0.0;
+                for v in &l {
+                    sum += to_number(v.kind())?;
+                }
+                if l.len() == 1 {
+                    Val::Num(to_number(l[0].kind())?)
+                } else {
+                    Val::Num(sum)
+                }
+            }
+        },
+        Op::Sub => {
+            let l = args.list("-")?;
+            match l.len() {
+                0 => Val::Int(0),
+                1 => Val::Num(-to_number(l[0].kind())?),
+                _ => {
+                    let mut acc = to_number(l[0].kind())?;
+                    for v in &l[1..] {
+                        acc -= to_number(v.kind())?;
+                    }
+                    Val::Num(acc)
+                }
+            }
+        }
+        Op::Mul => {
+            let mut acc = 1.0;
+            for v in &args.list("*")? {
+                acc *= to_number(v.kind())?;
+            }
+            Val::Num(acc)
+        }
+        Op::Div => {
+            let l = args.list("/")?;
+            if l.is_empty() {
+                return Ok(Val::Int(0));
+            }
+            let mut acc = to_number(l[0].kind())?;
+            for v in &l[1..] {
+                acc /= to_number(v.kind())?;
+            }
+            Val::Num(acc)
+        }
+        Op::Mod => {
+            let l = args.list("%")?;
+            if l.len() < 2 {
+                return index_panic("%", l.len(), l.len());
+            }
+            Val::Num(to_number(l[0].kind())? % to_number(l[1].kind())?)
+        }
+        Op::Abs => match args {
+            Evaluated::One(v) if as_list(v.clone()).is_err() => {
+                Val::Num(to_number(v.kind())?.abs())
+            }
+            other => {
+                let l = other.list("abs")?;
+                let Some(first) = l.first() else {
+                    return index_panic("abs", 0, 0);
+                };
+                Val::Num(to_number(first.kind())?.abs())
+            }
+        },
+        Op::Set => op_set(args.list("set")?, scope, d)?,
+        Op::ContainsAll | Op::ContainsAny | Op::ContainsNone => op_contains(op, args)?,
+        Op::Fractional => {
+            let Some(l) = args.try_list() else {
+                return Ok(Val::Null);
+            };
+            fractional(&l, frac_data(scope), scope.algorithm())
+        }
+        Op::SemVer => {
+            let Some(l) = args.try_list() else {
+                return Ok(Val::Null);
+            };
+            let [v, op, target] = &l[..] else {
+                return Ok(Val::Null);
+            };
+            let Kind::Str(op) = op.kind() else {
+                return Ok(Val::Null);
+            };
+            let (a, b) = (semver::text(v.kind()), semver::text(target.kind()));
+            match (
+                semver::parse(semver::body(&a)),
+                SemOp::parse(op),
+                semver::parse(semver::body(&b)),
+            ) {
+                (Some(a), Some(op), Some(b)) => Val::Bool(op.compare(&a, &b)),
+                _ => Val::Null,
+            }
+        }
+        Op::StartsWith | Op::EndsWith => {
+            let Some(l) = args.try_list() else {
+                return Ok(Val::Null);
+            };
+            let [a, b] = &l[..] else { return Ok(Val::Null) };
+            match (a.kind(), b.kind()) {
+                (Kind::Str(a), Kind::Str(b)) => Val::Bool(if op == Op::StartsWith {
+                    a.starts_with(b)
+                } else {
+                    a.ends_with(b)
+                }),
+                _ => Val::Null,
+            }
+        }
+    })
+}
+
+fn frac_data<'s, 'a>(scope: Scope<'s, 'a>) -> Option<FracData<'s, 'a>> {
+    match scope {
+        Scope::Top(data) => Some(FracData {
+            flag_key: Cow::Borrowed(data.flag_key),
+            targeting_key: data.context.get("targetingKey").map(Val::Json),
+        }),
+        Scope::Val(v, _) => match v.kind() {
+            Kind::Obj(m) => {
+                // flagd unmarshals `$flagd` into a struct: a non-object or a non-string key gives "".
+                let flag_key = match m.get("$flagd").as_ref().map(Val::kind) {
+                    Some(Kind::Obj(f)) => match f.get("flagKey").as_ref().map(Val::kind) {
+                        Some(Kind::Str(s)) => s.to_owned(),
+                        _ => String::new(),
+                    },
+                    _ => String::new(),
+                };
+                Some(FracData {
+                    flag_key: Cow::Owned(flag_key),
+                    targeting_key: m.get("targetingKey"),
+                })
+            }
+            _ => None,
+        },
+    }
+}
+
+/// `negative`'s operand truthiness: the first element of a non-empty array, else the value itself.
+fn negation_operand(args: Evaluated<'_>) -> bool {
+    match args {
+        Evaluated::List(l) => l.first().is_some_and(|v| is_true(v.kind())),
+        Evaluated::One(v) => match v.kind() {
+            Kind::Arr(a) if a.len() > 0 => is_true(a.kind_at(0)),
+            k => is_true(k),
+        },
+    }
+}
+
+/// `equals`: nil only equals nil; two strings compare as strings; anything else as JavaScript numbers.
+pub(crate) fn equals(a: Kind<'_, '_>, b: Kind<'_, '_>) -> bool {
+    match (a, b) {
+        (Kind::Null, Kind::Null) => true,
+        (Kind::Null, _) | (_, Kind::Null) => false,
+        (Kind::Str(x), Kind::Str(y)) => x == y,
+        _ => js_number(a) == js_number(b),
+    }
+}
+
+fn strict_equals(a: Kind<'_, '_>, b: Kind<'_, '_>) -> bool {
+    if std::mem::discriminant(&a) != std::mem::discriminant(&b) {
+        return false;
+    }
+    equals(a, b)
+}
+
+/// `less`: two strings compare bytewise; anything else as JavaScript numbers.
+pub(crate) fn less(a: Kind<'_, '_>, b: Kind<'_, '_>) -> bool {
+    match (a, b) {
+        (Kind::Str(x), Kind::Str(y)) => y > x,
+        _ => js_number(b) > js_number(a),
+    }
+}
+
+/// Go's `==` on two `any` values (same dynamic type and value; maps are not comparable and panic).
+fn go_interface_eq(a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<bool> {
+    Ok(match (a, b) {
+        (Kind::Null, Kind::Null) => true,
+        (Kind::Bool(x), Kind::Bool(y)) => x == y,
+        (Kind::Num(x), Kind::Num(y)) => x == y,
+        (Kind::Int(x), Kind::Int(y)) => x == y,
+        (Kind::Str(x), Kind::Str(y)) => x == y,
+        (Kind::Obj(_), Kind::Obj(_)) => {
+            return fail("runtime error: comparing uncomparable type map[string]interface {}");
+        }
+        (Kind::Arr(_), Kind::Arr(_)) => {
+            return fail("runtime error: comparing uncomparable type []interface {}");
+        }
+        _ => false,
+    })
+}
+
+fn op_in<'a>(l: List<'a>) -> R<Val<'a>> {
+    let Some(a) = l.first() else {
+        return index_panic("in", 0, 0);
+    };
+    let a = a.kind();
+    let b = l.get(1).map_or(Kind::Null, Val::kind);
+    if let Kind::Str(hay) = b {
+        let Kind::Str(needle) = a else {
+            return Err(conversion_panic(a, "string"));
+        };
+        return Ok(Val::Bool(hay.contains(needle)));
+    }
+    let Kind::Arr(items) = b else {
+        return Ok(Val::Bool(false));
+    };
+    for i in 0..items.len() {
+        let el = items.kind_at(i);
+        if let Kind::Arr(range) = el {
+            if range.len() < 2 {
+                return index_panic("in", range.len(), range.len());
+            }
+            let v = to_number(a)?;
+            if v >= to_number(range.kind_at(0))? && to_number(range.kind_at(1))? >= to_number(a)? {
+                return Ok(Val::Bool(true));
+            }
+            continue;
+        }
+        match a {
+            Kind::Num(n) => {
+                if to_number(el)? == n {
+                    return Ok(Val::Bool(true));
+                }
+            }
+            Kind::Int(_) => {
+                // float64 == int compares dynamic types first: never equal.
+                to_number(el)?;
+            }
+            _ => {
+                if go_interface_eq(el, a)? {
+                    return Ok(Val::Bool(true));
+                }
+            }
+        }
+    }
+    Ok(Val::Bool(false))
+}
+
+fn op_cat<'a>(args: Evaluated<'a>) -> R<Val<'a>> {
+    if let Evaluated::One(v) = &args {
+        if let Kind::Str(_) = v.kind() {
+            return Ok(v.clone());
+        }
+    }
+    let l = args.list("cat")?;
+    match l.len() {
+        0 => Ok(Val::Str(Cow::Borrowed(""))),
+        1 => Ok(Val::Str(Cow::Owned(to_str(l[0].kind())?.into_owned()))),
+        _ => {
+            let mut s = String::new();
+            for v in &l {
+                s.push_str(&to_str(v.kind())?);
+            }
+            let trimmed = s.trim();
+            Ok(Val::Str(Cow::Owned(if trimmed.len() == s.len() {
+                s
+            } else {
+                trimmed.to_owned()
+            })))
+        }
+    }
+}
+
+fn op_substr<'a>(l: List<'a>) -> R<Val<'a>> {
+    let Some(s) = l.first() else {
+        return index_panic("substr", 0, 0);
+    };
+    let text = to_str(s.kind())?;
+    let Some(from) = l.get(1) else {
+        return index_panic("substr", 1, 1);
+    };
+    let mut from = go_int(to_number(from.kind())?);
+    let chars: Vec<char> = text.chars().collect();
+    let n = chars.len() as i64;
+    if from < 0 {
+        from = n.wrapping_add(from);
+    }
+    if from < 0 || from > n {
+        return Ok(Val::Str(Cow::Owned(text.into_owned())));
+    }
+    let mut length = n;
+    if l.len() == 3 {
+        length = go_int(to_number(l[2].kind())?);
+    }
+    let mut to = if length < 0 {
+        n.wrapping_add(length)
+    } else {
+        from.wrapping_add(length)
+    };
+    if to > n {
+        to = n;
+    }
+    if to < from {
+        return fail(format!(
+            "substr: runtime error: slice bounds out of range [{from}:{to}]"
+        ));
+    }
+    Ok(Val::Str(Cow::Owned(
+        chars[from as usize..to as usize].iter().collect(),
+    )))
+}
+
+fn op_merge<'a>(args: Evaluated<'a>) -> R<Val<'a>> {
+    if let Evaluated::One(v) = &args {
+        if matches!(
+            v.kind(),
+            Kind::Bool(_) | Kind::Num(_) | Kind::Int(_) | Kind::Str(_)
+        ) {
+            return Ok(Val::Arr(vec![v.clone()]));
+        }
+    }
+    let l = args.list("merge")?;
+    let mut out = Vec::new();
+    for v in l {
+        match as_list(v) {
+            Ok(items) => out.extend(items),
+            Err(v) => out.push(v),
+        }
+    }
+    Ok(Val::Arr(out))
+}
+
+/// `getVar` called on an already-evaluated name (Go evaluates it once more first).
+fn var_of<'a>(name: &Val<'a>, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    let arg = match name.kind() {
+        Kind::Arr(_) | Kind::Obj(_) => eval_value(name, scope, d)?,
+        _ => name.clone(),
+    };
+    get_var(arg, scope)
+}
+
+fn op_missing<'a>(args: Evaluated<'a>, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    let names = match args {
+        Evaluated::One(v) if matches!(v.kind(), Kind::Str(_)) => List::from_elem(v, 1),
+        other => other.list("missing")?,
+    };
+    let mut missing = Vec::new();
+    for name in names {
+        if var_of(&name, scope, d)?.is_nil() {
+            missing.push(name);
+        }
+    }
+    Ok(Val::Arr(missing))
+}
+
+fn op_missing_some<'a>(l: List<'a>, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    let Some(need) = l.first() else {
+        return index_panic("missing_some", 0, 0);
+    };
+    let need = go_int(to_number(need.kind())?);
+    let Some(names) = l.get(1) else {
+        return index_panic("missing_some", 1, 1);
+    };
+    let names = as_list(names.clone()).map_err(|v| conversion_panic(v.kind(), "[]interface {}"))?;
+    let mut missing = Vec::new();
+    let mut found = 0i64;
+    for name in names {
+        if var_of(&name, scope, d)?.is_nil() {
+            missing.push(name);
+        } else {
+            found += 1;
+        }
+    }
+    Ok(Val::Arr(if need > found { missing } else { Vec::new() }))
+}
+
+fn op_set<'a>(l: List<'a>, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    if l.len() < 3 {
+        return Ok(l.into_iter().next().unwrap_or(Val::Null));
+    }
+    let Kind::Obj(obj) = l[0].kind() else {
+        return Ok(l[0].clone());
+    };
+    let Kind::Str(prop) = l[1].kind() else {
+        return Err(conversion_panic(l[1].kind(), "string"));
+    };
+    let mut out: BTreeMap<String, Val<'a>> = match obj {
+        Obj::Json(m) => m.iter().map(|(k, v)| (k.clone(), Val::Json(v))).collect(),
+        Obj::Own(m) => m.clone(),
+    };
+    let value = match l[2].kind() {
+        Kind::Arr(_) | Kind::Obj(_) => eval_value(&l[2], scope, d)?,
+        _ => l[2].clone(),
+    };
+    out.insert(prop.to_owned(), value);
+    Ok(Val::Obj(out))
+}
+
+fn contains_element(hay: Arr<'_, '_>, el: Kind<'_, '_>) -> R<bool> {
+    for i in 0..hay.len() {
+        let item = hay.kind_at(i);
+        if go_interface_eq(item, el)? {
+            return Ok(true);
+        }
+        let num = |k: Kind<'_, '_>| matches!(k, Kind::Num(_) | Kind::Int(_));
+        if num(item) && num(el) && to_number(item)? == to_number(el)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn op_contains<'a>(op: Op, args: Evaluated<'a>) -> R<Val<'a>> {
+    let empty = op == Op::ContainsNone;
+    let Some(l) = args.try_list() else {
+        return Ok(Val::Bool(empty));
+    };
+    let [search, check] = &l[..] else {
+        return Ok(Val::Bool(empty));
+    };
+    let (Kind::Arr(search), Kind::Arr(check)) = (search.kind(), check.kind()) else {
+        return Ok(Val::Bool(empty));
+    };
+    Ok(Val::Bool(match op {
+        Op::ContainsAll => {
+            let mut all = true;
+            for i in 0..check.len() {
+                if !contains_element(search, check.kind_at(i))? {
+                    all = false;
+                    break;
+                }
+            }
+            all
+        }
+        Op::ContainsAny => {
+            let mut any = false;
+            for i in 0..check.len() {
+                if contains_element(search, check.kind_at(i))? {
+                    any = true;
+                    break;
+                }
+            }
+            any
+        }
+        _ => {
+            let mut none = true;
+            for i in 0..check.len() {
+                if contains_element(search, check.kind_at(i))? {
+                    none = false;
+                    break;
+                }
+            }
+            none
+        }
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// iterating operators
+
+fn subject<'a>(it: &'a IterNode, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    match &it.subject {
+        Subject::Raw(v) => Ok(Val::Json(v)),
+        Subject::Expr(n) => eval(n, scope, d),
+        Subject::Nil => Ok(Val::Null),
+    }
+}
+
+fn elements<'a>(v: Val<'a>) -> R<List<'a>> {
+    as_list(v).map_err(|v| conversion_panic(v.kind(), "[]interface {}"))
+}
+
+/// `solveVars`: replaces every `var` (other than `""` and `.`-prefixed ones) that resolves against
+/// `scope` by its value. `None` when nothing changed.
+fn solve_vars(raw: &Value, scope: Scope<'_, '_>, d: u32) -> R<Option<Value>> {
+    if d > MAX_EVAL_DEPTH {
+        return fail(format!(
+            "targeting evaluation nested deeper than {MAX_EVAL_DEPTH} levels"
+        ));
+    }
+    match raw {
+        Value::Object(m) => {
+            if let Some(name) = m.get("var") {
+                let keep = matches!(name, Value::String(s) if s.is_empty() || s.starts_with('.'));
+                if !keep {
+                    let val = if is_static(name) {
+                        get_var(Val::Json(name), shorten(scope))?
+                    } else {
+                        let node = compile_rule(name).map_err(|e| TargetingError(e.0))?;
+                        let arg = eval(&node, shorten(scope), d + 1)?.into_static();
+                        get_var(arg, shorten(scope))?.into_static()
+                    };
+                    if !val.is_nil() {
+                        return val.to_value().map(Some);
+                    }
+                }
+            }
+            let mut out: Option<serde_json::Map<String, Value>> = None;
+            for (k, v) in m {
+                if k == "var" {
+                    continue;
+                }
+                if let Some(nv) = solve_vars(v, scope, d + 1)? {
+                    out.get_or_insert_with(|| m.clone()).insert(k.clone(), nv);
+                }
+            }
+            Ok(out.map(Value::Object))
+        }
+        Value::Array(a) => {
+            let mut out: Option<Vec<Value>> = None;
+            for (i, v) in a.iter().enumerate() {
+                if let Some(nv) = solve_vars(v, scope, d + 1)? {
+                    out.get_or_insert_with(|| a.clone())[i] = nv;
+                }
+            }
+            Ok(out.map(Value::Array))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `apply(conditions, element)` for `all`/`none`/`some`: the (possibly substituted) logic must be an
+/// object; returns its truthiness.
+fn apply_condition<'a>(
+    raw: &Value,
+    precompiled: &'a Node,
+    solved: Option<&Value>,
+    elem: Scope<'_, 'a>,
+    d: u32,
+) -> R<bool> {
+    let logic = solved.unwrap_or(raw);
+    if !logic.is_object() {
+        return Err(conversion_panic(
+            json_kind(logic),
+            "map[string]interface {}",
+        ));
+    }
+    match solved {
+        None => Ok(is_true(eval(precompiled, elem, d)?.kind())),
+        Some(v) => {
+            let node = compile_rule(v).map_err(|e| TargetingError(e.0))?;
+            let r = eval(&node, shorten(elem), d)?;
+            Ok(is_true(r.kind()))
+        }
+    }
+}
+
+fn eval_iter<'a>(it: &'a IterNode, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    match it.op {
+        IterOp::Filter | IterOp::Map => {
+            let (Some((raw, node)), true) = (&it.logic, it.len >= 2) else {
+                return Ok(Val::Arr(Vec::new()));
+            };
+            let subject = subject(it, scope, d)?;
+            if subject.is_nil() {
+                return Ok(Val::Arr(Vec::new()));
+            }
+            let items = elements(subject)?;
+            if it.op == IterOp::Map {
+                let mut out = Vec::with_capacity(items.len());
+                for el in &items {
+                    out.push(eval(node, scope.with(el), d)?);
+                }
+                return Ok(Val::Arr(out));
+            }
+            let solved = solve_vars(raw, scope, d)?;
+            let runtime = solved
+                .as_ref()
+                .map(compile_rule)
+                .transpose()
+                .map_err(|e| TargetingError(e.0))?;
+            let mut out = Vec::new();
+            for el in items {
+                let keep = match &runtime {
+                    None => is_true(eval(node, scope.with(&el), d)?.kind()),
+                    Some(n) => {
+                        let el2 = el.clone();
+                        is_true(eval(n, scope.with(&el2), d)?.kind())
+                    }
+                };
+                if keep {
+                    out.push(el);
+                }
+            }
+            Ok(Val::Arr(out))
+        }
+        IterOp::Reduce => eval_reduce(it, scope, d),
+        IterOp::All | IterOp::None | IterOp::Some => {
+            if it.len == 0 {
+                return index_panic("all/none/some", 0, 0);
+            }
+            let subject = subject(it, scope, d)?;
+            let on_empty = it.op == IterOp::None;
+            if !is_true(subject.kind()) {
+                return Ok(Val::Bool(on_empty));
+            }
+            let Some((raw, node)) = &it.logic else {
+                return index_panic("all/none/some", 1, 1);
+            };
+            match it.op {
+                IterOp::All => {
+                    for el in elements(subject)? {
+                        let solved = solve_vars(raw, scope.with(&el), d)?;
+                        if !apply_condition(raw, node, solved.as_ref(), scope.with(&el), d)? {
+                            return Ok(Val::Bool(false));
+                        }
+                    }
+                    Ok(Val::Bool(true))
+                }
+                IterOp::None => {
+                    let solved = solve_vars(raw, scope, d)?;
+                    for el in elements(subject)? {
+                        if apply_condition(raw, node, solved.as_ref(), scope.with(&el), d)? {
+                            return Ok(Val::Bool(false));
+                        }
+                    }
+                    Ok(Val::Bool(true))
+                }
+                _ => {
+                    let outer = solve_vars(raw, scope, d)?;
+                    let logic = outer.as_ref().unwrap_or(raw);
+                    for el in elements(subject)? {
+                        let inner = solve_vars(logic, scope.with(&el), d)?;
+                        let solved = inner.as_ref().or(outer.as_ref());
+                        if apply_condition(raw, node, solved, scope.with(&el), d)? {
+                            return Ok(Val::Bool(true));
+                        }
+                    }
+                    Ok(Val::Bool(false))
+                }
+            }
+        }
+    }
+}
+
+fn eval_reduce<'a>(it: &'a IterNode, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    let (Some((raw, node)), Some(init)) = (&it.logic, &it.init) else {
+        return Ok(Val::Num(0.0));
+    };
+    let init = match init {
+        super::compile::Init::Expr(n) => eval(n, scope, d)?,
+        super::compile::Init::Raw(v) => Val::Json(v),
+    };
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ty {
+        Bool,
+        Number,
+        Text,
+    }
+    let (mut acc, ty) = match init.kind() {
+        Kind::Bool(b) => (Val::Bool(b), Ty::Bool),
+        k @ (Kind::Num(_) | Kind::Int(_)) => (Val::Num(to_number(k)?), Ty::Number),
+        Kind::Str(_) => (init.clone(), Ty::Text),
+        other => {
+            return fail(format!(
+                "The type \"{}\" is not supported",
+                super::value::type_name(other)
+            ));
+        }
+    };
+    let subject = subject(it, scope, d)?;
+    if subject.is_nil() {
+        return Ok(Val::Num(0.0));
+    }
+    for el in elements(subject)? {
+        if el.is_nil() {
+            continue;
+        }
+        if !raw.is_object() {
+            return Err(conversion_panic(json_kind(raw), "map[string]interface {}"));
+        }
+        let type_name = match ty {
+            Ty::Bool => "bool",
+            Ty::Number => "number",
+            Ty::Text => "string",
+        };
+        let mut ctx = BTreeMap::new();
+        ctx.insert("current".to_owned(), el);
+        ctx.insert("accumulator".to_owned(), acc);
+        ctx.insert("valueType".to_owned(), Val::Str(Cow::Borrowed(type_name)));
+        let ctx = Val::Obj(ctx);
+        let v = eval(node, scope.with(&ctx), d)?;
+        acc = match ty {
+            Ty::Bool => Val::Bool(is_true(v.kind())),
+            Ty::Number => Val::Num(to_number(v.kind())?),
+            Ty::Text => Val::Str(Cow::Owned(to_str(v.kind())?.into_owned())),
+        };
+    }
+    Ok(acc)
+}
