@@ -10,9 +10,9 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::Context;
 use crate::model::{Flag, FlagState};
 use crate::targeting::{Data, FractionalAlgorithm};
-use crate::Context;
 
 /// Why an evaluation produced its result (flagd's reason strings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,7 +95,10 @@ impl EvalOptions {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        EvalOptions { timestamp, fractional: FractionalAlgorithm::default() }
+        EvalOptions {
+            timestamp,
+            fractional: FractionalAlgorithm::default(),
+        }
     }
 }
 
@@ -166,15 +169,28 @@ pub struct Evaluation<'f> {
 impl<'f> Evaluation<'f> {
     /// The result for a key that is not in the (selected) store.
     pub fn not_found(key: &str) -> Self {
-        Self::failed(ErrorCode::FlagNotFound, format!("flag `{key}` does not exist"))
+        Self::failed(
+            ErrorCode::FlagNotFound,
+            format!("flag `{key}` does not exist"),
+        )
     }
 
     fn failed(code: ErrorCode, message: String) -> Self {
-        Evaluation { reason: Reason::Error, variant: None, value: None, error: Some(EvalError { code, message }) }
+        Evaluation {
+            reason: Reason::Error,
+            variant: None,
+            value: None,
+            error: Some(EvalError { code, message }),
+        }
     }
 
     fn selected(reason: Reason, variant: &'f str, value: &'f Value) -> Self {
-        Evaluation { reason, variant: Some(variant), value: Some(value), error: None }
+        Evaluation {
+            reason,
+            variant: Some(variant),
+            value: Some(value),
+            error: None,
+        }
     }
 
     /// True when the flag resolved without a value because it has no default variant: the caller's code
@@ -192,7 +208,10 @@ impl<'f> Evaluation<'f> {
                 Some(t) => Ok((self, Some(t))),
                 None => Err(Self::failed(
                     ErrorCode::TypeMismatch,
-                    format!("variant {:?} is not of type {ty:?}", self.variant.unwrap_or_default()),
+                    format!(
+                        "variant {:?} is not of type {ty:?}",
+                        self.variant.unwrap_or_default()
+                    ),
                 )),
             },
         }
@@ -202,12 +221,22 @@ impl<'f> Evaluation<'f> {
 /// Evaluates `flag` for `context` with flagd's algorithm.
 pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) -> Evaluation<'f> {
     if flag.state == FlagState::Disabled {
-        return Evaluation { reason: Reason::Disabled, variant: None, value: None, error: None };
+        return Evaluation {
+            reason: Reason::Disabled,
+            variant: None,
+            value: None,
+            error: None,
+        };
     }
     let Some(rule) = &flag.targeting else {
         return default_variant(flag, Reason::Static);
     };
-    let data = Data { context, flag_key: &flag.key, timestamp: options.timestamp, fractional: options.fractional };
+    let data = Data {
+        context,
+        flag_key: &flag.key,
+        timestamp: options.timestamp,
+        fractional: options.fractional,
+    };
     let result = match rule.apply(&data) {
         Ok(result) => result,
         Err(e) => return Evaluation::failed(ErrorCode::ParseError, e.to_string()),
@@ -220,18 +249,29 @@ pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) ->
         Some((variant, value)) => Evaluation::selected(Reason::TargetingMatch, variant, value),
         None => Evaluation::failed(
             ErrorCode::General,
-            format!("targeting returned {name:?}, which is not a variant of flag `{}`", flag.key),
+            format!(
+                "targeting returned {name:?}, which is not a variant of flag `{}`",
+                flag.key
+            ),
         ),
     }
 }
 
 fn default_variant(flag: &Flag, reason: Reason) -> Evaluation<'_> {
     match &flag.default_variant {
-        None => Evaluation { reason: Reason::Default, variant: None, value: None, error: None },
+        None => Evaluation {
+            reason: Reason::Default,
+            variant: None,
+            value: None,
+            error: None,
+        },
         Some(name) => match flag.variants.get_key_value(name.as_ref()) {
             Some((variant, value)) => Evaluation::selected(reason, variant, value),
             // The loader rejects documents whose default variant is not a variant.
-            None => Evaluation::failed(ErrorCode::General, format!("default variant {name:?} is not a variant")),
+            None => Evaluation::failed(
+                ErrorCode::General,
+                format!("default variant {name:?} is not a variant"),
+            ),
         },
     }
 }
@@ -359,9 +399,18 @@ mod tests {
 
     #[test]
     fn int_accessor_truncates_and_float_accepts_integers() {
-        assert_eq!(typed(&json!(3.99), ValueType::Int), Some(TypedValue::Int(3)));
-        assert_eq!(typed(&json!(-3.99), ValueType::Int), Some(TypedValue::Int(-3)));
-        assert_eq!(typed(&json!(3), ValueType::Float), Some(TypedValue::Float(3.0)));
+        assert_eq!(
+            typed(&json!(3.99), ValueType::Int),
+            Some(TypedValue::Int(3))
+        );
+        assert_eq!(
+            typed(&json!(-3.99), ValueType::Int),
+            Some(TypedValue::Int(-3))
+        );
+        assert_eq!(
+            typed(&json!(3), ValueType::Float),
+            Some(TypedValue::Float(3.0))
+        );
         assert_eq!(typed(&json!([1]), ValueType::Object), None);
         assert_eq!(typed(&json!("1"), ValueType::Int), None);
     }
