@@ -1,0 +1,472 @@
+//! Loader rules: document shapes, flag fields, metadata, `$evaluators`, errors with positions, limits.
+
+use flagpole_engine::load::{MAX_DOCUMENT_BYTES, MAX_FLAGS};
+use flagpole_engine::{
+    Flag, FlagState, Format, LoadError, LoadOptions, Location, Value, parse_document,
+};
+use serde_json::json;
+
+use crate::{json_files, load_json, testbed_dir};
+
+fn load_err(text: &str) -> LoadError {
+    match parse_document(text, Format::Json, &LoadOptions::default()) {
+        Ok(loaded) => panic!("expected an error, loaded {} flags", loaded.flags.len()),
+        Err(e) => e,
+    }
+}
+
+fn flag<'a>(loaded: &'a flagpole_engine::Loaded, key: &str) -> &'a Flag {
+    loaded
+        .flags
+        .iter()
+        .find(|f| &*f.key == key)
+        .unwrap_or_else(|| panic!("no flag {key}"))
+}
+
+#[test]
+fn map_form_loads_every_field() {
+    let loaded = load_json(
+        r#"{"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+            "targeting": {"if": [{"==": [{"var": "a"}, 1]}, "on"]}, "metadata": {"owner": "me"}}}}"#,
+    );
+    assert_eq!(loaded.flags.len(), 1);
+    let f = &loaded.flags[0];
+    assert_eq!(&*f.key, "f");
+    assert_eq!(f.state, FlagState::Enabled);
+    assert_eq!(&*f.state_raw, "ENABLED");
+    assert_eq!(f.variants.get("on"), Some(&json!(true)));
+    assert_eq!(f.default_variant.as_deref(), Some("off"));
+    assert!(f.has_targeting());
+    assert_eq!(
+        f.raw_targeting,
+        Some(json!({"if": [{"==": [{"var": "a"}, 1]}, "on"]}))
+    );
+    assert_eq!(f.metadata.get("owner"), Some(&json!("me")));
+    assert_eq!(f.flag_set_id, None);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn array_form_keeps_document_order_and_duplicate_keys_across_sets() {
+    let loaded = load_json(
+        r#"{"flags": [
+            {"key": "b", "state": "ENABLED", "variants": {"x": 1}, "defaultVariant": "x", "metadata": {"flagSetId": "one"}},
+            {"key": "a", "state": "ENABLED", "variants": {"x": 1}, "defaultVariant": "x"},
+            {"key": "b", "state": "DISABLED", "variants": {"x": 2}, "defaultVariant": "x", "metadata": {"flagSetId": "two"}}
+        ]}"#,
+    );
+    let keys: Vec<&str> = loaded.flags.iter().map(|f| &*f.key).collect();
+    assert_eq!(keys, ["b", "a", "b"]);
+    assert_eq!(loaded.flags[0].flag_set_id.as_deref(), Some("one"));
+    assert_eq!(loaded.flags[2].flag_set_id.as_deref(), Some("two"));
+    assert_eq!(loaded.flags[2].state, FlagState::Disabled);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn state_other_than_disabled_is_enabled_and_kept_as_written() {
+    let loaded = load_json(r#"{"flags": {"f": {"state": "ON", "variants": {"a": 1}}}}"#);
+    assert_eq!(loaded.flags[0].state, FlagState::Enabled);
+    assert_eq!(&*loaded.flags[0].state_raw, "ON");
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.path == "/flags/f/state" && w.flag.as_deref() == Some("f"))
+    );
+}
+
+#[test]
+fn default_variant_null_absent_and_empty_mean_code_default() {
+    let loaded = load_json(
+        r#"{"flags": {
+            "null": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": null},
+            "absent": {"state": "ENABLED", "variants": {"a": 1}},
+            "empty": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": ""}}}"#,
+    );
+    for f in &loaded.flags {
+        assert_eq!(f.default_variant, None, "{}", f.key);
+    }
+}
+
+#[test]
+fn default_variant_that_is_not_a_variant_rejects_the_document_with_position() {
+    let text = "{\n  \"flags\": {\n    \"ok\": {\"state\": \"ENABLED\", \"variants\": {\"a\": 1}},\n    \"bad\": {\"state\": \"ENABLED\", \"variants\": {\"a\": 1}, \"defaultVariant\": \"b\"}\n  }\n}";
+    match load_err(text) {
+        LoadError::BadDefaultVariant { flag, variant, at } => {
+            assert_eq!((flag.as_str(), variant.as_str()), ("bad", "b"));
+            assert_eq!(at, Location { line: 4, column: 5 });
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn syntax_errors_carry_line_and_column() {
+    match load_err("{\n  \"flags\": {\n    \"f\": {,}\n  }\n}") {
+        LoadError::Syntax {
+            line,
+            column,
+            message,
+        } => {
+            assert_eq!((line, column), (3, 11));
+            assert!(!message.contains("at line"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match parse_document(
+        "flags:\n  f: [1, 2\n  g: 1\n",
+        Format::Yaml,
+        &LoadOptions::default(),
+    ) {
+        Err(LoadError::Syntax { line, .. }) => assert!(line >= 2, "line {line}"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn missing_or_malformed_flags_rejects_but_empty_flags_clears() {
+    assert_eq!(load_err("{}"), LoadError::MissingFlags);
+    assert_eq!(load_err(r#"{"metadata": {}}"#), LoadError::MissingFlags);
+    assert!(
+        matches!(load_err(r#"{"flags": "x"}"#), LoadError::Malformed { ref path, .. } if path == "/flags")
+    );
+    assert!(matches!(load_err("[]"), LoadError::Malformed { .. }));
+    assert!(
+        matches!(load_err(r#"{"flags": {"f": 1}}"#), LoadError::Malformed { ref path, .. } if path == "/flags/f")
+    );
+    assert!(matches!(
+        load_err(r#"{"flags": {"f": {"state": "ENABLED", "variants": [1]}}}"#),
+        LoadError::Malformed { ref path, .. } if path == "/flags/f/variants"
+    ));
+    assert!(matches!(
+        load_err(r#"{"flags": {"f": {"state": 1, "variants": {"a": 1}}}}"#),
+        LoadError::Malformed { ref path, .. } if path == "/flags/f/state"
+    ));
+    for empty in [r#"{"flags": null}"#, r#"{"flags": {}}"#, r#"{"flags": []}"#] {
+        assert!(load_json(empty).flags.is_empty(), "{empty}");
+    }
+}
+
+#[test]
+fn empty_targeting_is_static_and_null_targeting_is_kept() {
+    let loaded = load_json(
+        r#"{"flags": {
+            "empty": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {}},
+            "null": {"state": "ENABLED", "variants": {"a": 1}, "targeting": null}}}"#,
+    );
+    assert!(!flag(&loaded, "empty").has_targeting());
+    assert_eq!(flag(&loaded, "empty").raw_targeting, None);
+    assert!(flag(&loaded, "null").has_targeting());
+    assert_eq!(flag(&loaded, "null").raw_targeting, Some(Value::Null));
+}
+
+#[test]
+fn set_metadata_merges_under_flag_metadata_and_gives_the_flag_set() {
+    let loaded = load_json(
+        r#"{"metadata": {"flagSetId": "set", "version": "1", "team": "a"},
+            "flags": {
+              "plain": {"state": "ENABLED", "variants": {"a": 1}},
+              "own": {"state": "ENABLED", "variants": {"a": 1}, "metadata": {"flagSetId": "mine", "team": "b"}},
+              "numeric": {"state": "ENABLED", "variants": {"a": 1}, "metadata": {"flagSetId": 7}}}}"#,
+    );
+    assert_eq!(loaded.metadata.get("team"), Some(&json!("a")));
+    let plain = flag(&loaded, "plain");
+    assert_eq!(plain.flag_set_id.as_deref(), Some("set"));
+    assert_eq!(
+        plain.metadata,
+        json!({"flagSetId": "set", "version": "1", "team": "a"})
+            .as_object()
+            .cloned()
+            .unwrap()
+    );
+    let own = flag(&loaded, "own");
+    assert_eq!(own.flag_set_id.as_deref(), Some("mine"));
+    assert_eq!(own.metadata.get("team"), Some(&json!("b")));
+    assert_eq!(own.metadata.get("version"), Some(&json!("1")));
+    // A non-string flagSetId on the flag wins the merge but names no set.
+    assert_eq!(flag(&loaded, "numeric").flag_set_id, None);
+}
+
+#[test]
+fn explicit_empty_flag_set_id_is_a_set() {
+    let loaded = load_json(
+        r#"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "metadata": {"flagSetId": ""}}}}"#,
+    );
+    assert_eq!(loaded.flags[0].flag_set_id.as_deref(), Some(""));
+}
+
+#[test]
+fn evaluator_refs_are_inlined_whatever_the_whitespace() {
+    let text = r#"{
+      "$evaluators": {"emp": {"ends_with": [{"var": "email"}, "@co.com"]}},
+      "flags": {
+        "compact": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"if": [{"$ref":"emp"}, "a"]}},
+        "spaced": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"if": [{ "$ref" : "emp" }, "a"]}},
+        "lines": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"if": [{
+              "$ref"
+                 :
+              "emp"
+            }, "a"]}}
+      }}"#;
+    let loaded = load_json(text);
+    let expected = json!({"if": [{"ends_with": [{"var": "email"}, "@co.com"]}, "a"]});
+    for f in &loaded.flags {
+        assert_eq!(f.raw_targeting.as_ref(), Some(&expected), "{}", f.key);
+    }
+}
+
+#[test]
+fn ref_to_a_missing_evaluator_stays_for_evaluation_to_fail() {
+    let loaded = load_json(
+        r#"{"$evaluators": {"x": {"var": "a"}},
+            "flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"if": [{"$ref": "nope"}, "a"]}}}}"#,
+    );
+    assert_eq!(
+        loaded.flags[0].raw_targeting,
+        Some(json!({"if": [{"$ref": "nope"}, "a"]}))
+    );
+}
+
+#[test]
+fn refs_are_replaced_anywhere_like_flagds_textual_replacement() {
+    // flagd replaces the normalised text `{"$ref":"x"}` anywhere in the document, variants included; an object
+    // with more keys than `$ref` is not that text and stays.
+    let loaded = load_json(
+        r#"{"$evaluators": {"x": {"in": ["a", "abc"]}},
+            "flags": {"f": {"state": "ENABLED", "variants": {"obj": {"$ref": "x"}, "other": {"$ref": "x", "k": 1}}}}}"#,
+    );
+    let f = &loaded.flags[0];
+    assert_eq!(f.variants.get("obj"), Some(&json!({"in": ["a", "abc"]})));
+    assert_eq!(f.variants.get("other"), Some(&json!({"$ref": "x", "k": 1})));
+}
+
+#[test]
+fn nested_refs_resolve_and_cycles_stay() {
+    let loaded = load_json(
+        r#"{"$evaluators": {
+              "outer": {"and": [{"$ref": "inner"}, true]},
+              "inner": {"==": [{"var": "a"}, 1]},
+              "loop": {"or": [{"$ref": "loop"}, false]}},
+            "flags": {
+              "nested": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"if": [{"$ref": "outer"}, "a"]}},
+              "cycle": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"if": [{"$ref": "loop"}, "a"]}}}}"#,
+    );
+    assert_eq!(
+        flag(&loaded, "nested").raw_targeting,
+        Some(json!({"if": [{"and": [{"==": [{"var": "a"}, 1]}, true]}, "a"]}))
+    );
+    assert_eq!(
+        flag(&loaded, "cycle").raw_targeting,
+        Some(json!({"if": [{"or": [{"$ref": "loop"}, false]}, "a"]}))
+    );
+}
+
+#[test]
+fn an_evaluator_shorter_than_three_characters_rejects_the_document() {
+    for short in ["{}", "[]", "1", "1.0", "12", "\"\""] {
+        let text = format!(r#"{{"$evaluators": {{"e": {short}}}, "flags": {{}}}}"#);
+        assert_eq!(
+            load_err(&text),
+            LoadError::EmptyEvaluator { name: "e".into() },
+            "{short}"
+        );
+    }
+    // Three characters are enough.
+    load_json(r#"{"$evaluators": {"e": 123}, "flags": {}}"#);
+}
+
+#[test]
+fn yaml_loads_to_the_same_flags_as_json() {
+    let json = r#"{
+      "metadata": {"flagSetId": "s"},
+      "$evaluators": {"emp": {"ends_with": [{"var": "email"}, "@co.com"]}},
+      "flags": {
+        "b": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on",
+              "targeting": {"if": [{"$ref": "emp"}, "off", null]}},
+        "n": {"state": "DISABLED", "variants": {"1": 1, "2": 2.5}, "defaultVariant": null, "metadata": {"v": 3}},
+        "o": {"state": "ENABLED", "variants": {"x": {"a": [1, "2", null]}}, "defaultVariant": "x"}
+      }}"#;
+    let yaml = r#"
+metadata:
+  flagSetId: s
+$evaluators:
+  emp:
+    ends_with: [{var: email}, "@co.com"]
+flags:
+  b:
+    state: ENABLED
+    variants: {on: true, off: false}
+    defaultVariant: "on"
+    targeting:
+      if:
+        - $ref: emp
+        - "off"
+        - null
+  n:
+    state: DISABLED
+    variants:
+      1: 1
+      2: 2.5
+    defaultVariant: ~
+    metadata: {v: 3}
+  o:
+    state: ENABLED
+    variants:
+      x:
+        a: [1, "2", null]
+    defaultVariant: x
+"#;
+    let a = load_json(json);
+    let b = parse_document(yaml, Format::Yaml, &LoadOptions::default()).expect("YAML loads");
+    assert_eq!(a.flags.len(), b.flags.len());
+    for (x, y) in a.flags.iter().zip(&b.flags) {
+        assert_eq!(x.key, y.key);
+        assert_eq!(x.state_raw, y.state_raw);
+        assert_eq!(x.variants, y.variants, "{}", x.key);
+        assert_eq!(x.default_variant, y.default_variant);
+        assert_eq!(x.raw_targeting, y.raw_targeting);
+        assert_eq!(x.metadata, y.metadata);
+        assert_eq!(x.flag_set_id, y.flag_set_id);
+    }
+    assert_eq!(a.warnings, b.warnings);
+}
+
+#[test]
+fn format_follows_the_file_extension() {
+    use std::path::Path;
+    assert_eq!(Format::from_path(Path::new("a/b.json")), Some(Format::Json));
+    assert_eq!(Format::from_path(Path::new("b.yaml")), Some(Format::Yaml));
+    assert_eq!(Format::from_path(Path::new("b.yml")), Some(Format::Yaml));
+    assert_eq!(Format::from_path(Path::new("b.txt")), None);
+    assert_eq!(Format::from_path(Path::new("b")), None);
+}
+
+#[test]
+fn strict_mode_rejects_what_lenient_mode_warns_about() {
+    let text = r#"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1, "b": "x"}, "defaultVariant": "a"}}}"#;
+    let loaded = load_json(text);
+    assert_eq!(loaded.warnings.len(), 1);
+    assert_eq!(loaded.warnings[0].flag.as_deref(), Some("f"));
+    assert_eq!(loaded.warnings[0].path, "/flags/f/variants");
+    match parse_document(text, Format::Json, &LoadOptions { strict: true }) {
+        Err(LoadError::Schema { violations }) => assert_eq!(violations, loaded.warnings),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let depth = 100_000;
+    let text = format!(
+        r#"{{"flags": {{"f": {{"state": "ENABLED", "variants": {{"a": {}{}}}}}}}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    assert!(matches!(load_err(&text), LoadError::Syntax { .. }));
+    let yaml = format!(
+        "flags:\n  f:\n    variants:\n      a: {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    assert!(parse_document(&yaml, Format::Yaml, &LoadOptions::default()).is_err());
+}
+
+#[test]
+fn nesting_grown_by_inlining_is_limited() {
+    // Each evaluator is 60 levels deep and references the next: inlined, the rule is far deeper than 128.
+    let deep = |next: &str| {
+        format!(
+            "{}{{\"$ref\": \"{next}\"}}{}",
+            "{\"!\": [".repeat(60),
+            "]}".repeat(60)
+        )
+    };
+    let text = format!(
+        r#"{{"$evaluators": {{"a": {}, "b": {}, "c": {}}},
+            "flags": {{"f": {{"state": "ENABLED", "variants": {{"a": 1}}, "targeting": {{"$ref": "a"}}}}}}}}"#,
+        deep("b"),
+        deep("c"),
+        "{\"var\": \"x\"}"
+    );
+    assert_eq!(load_err(&text), LoadError::TooDeep);
+}
+
+#[test]
+fn size_and_flag_count_limits() {
+    let big = " ".repeat(MAX_DOCUMENT_BYTES + 1);
+    assert!(matches!(load_err(&big), LoadError::TooLarge { .. }));
+    let mut text = String::from("{\"flags\": [");
+    for i in 0..=MAX_FLAGS {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str("{}");
+    }
+    text.push_str("]}");
+    assert_eq!(
+        load_err(&text),
+        LoadError::TooManyFlags {
+            count: MAX_FLAGS + 1
+        }
+    );
+}
+
+#[test]
+fn every_testbed_flag_file_loads() {
+    let mut dirs = vec![
+        testbed_dir().join("flags"),
+        testbed_dir().join("evaluator/flags"),
+    ];
+    let mut count = 0;
+    for dir in dirs.drain(..) {
+        for path in json_files(&dir) {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let loaded = parse_document(&text, Format::Json, &LoadOptions::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            count += loaded.flags.len();
+        }
+    }
+    assert!(count > 100, "only {count} flags in the testbed");
+}
+
+#[test]
+fn testbed_evaluator_ref_flags_are_inlined() {
+    let text = std::fs::read_to_string(testbed_dir().join("evaluator/flags/testkit-flags.json"))
+        .expect("readable");
+    let loaded = load_json(&text);
+    let compact = flag(&loaded, "ref-whitespace-compact-flag");
+    let around = flag(&loaded, "ref-whitespace-space-around-colon-flag");
+    assert_eq!(compact.raw_targeting, around.raw_targeting);
+    assert!(
+        !compact
+            .raw_targeting
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("$ref")
+    );
+    let missing = flag(&loaded, "ref-to-nonexistent-evaluator-flag");
+    assert!(
+        missing
+            .raw_targeting
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("$ref")
+    );
+}
+
+#[test]
+fn load_errors_say_where() {
+    let e = load_err(
+        "{\"flags\": {\n  \"k\": {\"state\": \"ENABLED\", \"variants\": {\"a\": 1}, \"defaultVariant\": \"z\"}}}",
+    );
+    assert_eq!(
+        e.to_string(),
+        "default variant \"z\" isn't a valid variant of flag `k` (at line 2, column 3)"
+    );
+    let e =
+        load_err("{\"flags\": [{\"key\": \"k\", \"variants\": {}, \"defaultVariant\": \"z\"}]}");
+    assert!(e.to_string().contains("line 1, column 13"), "{e}");
+}
