@@ -1,0 +1,239 @@
+//! The flagd-testbed provider/daemon suite (`$FLAGD_TESTBED_DIR/gherkin/*.feature`) run against the flagpole
+//! daemon through `flagpole-provider`, once per resolver mode.
+//!
+//! How a run works ([`run`]):
+//! 1. [`preprocess`] copies every `.feature` file into `TMP/<mode>/` for each selected [`Mode`] (fixing the
+//!    cell escapes gherkin 0.16 cannot parse), so the mode of a scenario is the directory of its file and new
+//!    feature files run without code changes;
+//! 2. one cucumber run over `TMP/` keeps a scenario when its effective tags (feature + rule + scenario +
+//!    examples) contain its directory's mode tag and none of [`EXCLUDED_TAGS`];
+//! 3. scenarios run one at a time against one [`Launcher`](crate::launcher::Launcher) and one
+//!    [`Envoy`](crate::envoy::Envoy); skipped steps fail; [`tally`] prints the per-file/per-mode table and
+//!    the final `N passed, N failed` line; `filter_run_and_exit` fails the process on any failure.
+//!
+//! What it does not do: the engine-only `evaluator/` suite (see `tests/evaluator.rs`).
+
+pub mod preprocess;
+pub mod steps;
+pub mod tally;
+pub mod world;
+
+use std::path::{Path, PathBuf};
+
+use cucumber::gherkin;
+use std::sync::{Arc, OnceLock};
+
+use cucumber::World as _;
+use cucumber::WriterExt as _;
+
+use crate::envoy::Envoy;
+use crate::launcher::{self, Launcher, LauncherOptions};
+
+pub use world::FlagdWorld;
+
+/// Every tag whose scenarios are not run, each with the reason. This is the only exclusion list.
+pub const EXCLUDED_TAGS: &[(&str, &str)] = &[
+    (
+        "fractional-v1",
+        "legacy float bucketing; flagpole implements flagd's current v2 algorithm (mutually exclusive)",
+    ),
+    (
+        "fractional-v3",
+        "typed-encoding bucketing not yet in flagd; behind an engine option, the suite runs v2 (mutually exclusive)",
+    ),
+    (
+        "deprecated",
+        "old no-default-variant behaviour (ERROR/FLAG_NOT_FOUND), contradicted by @no-default-variant",
+    ),
+];
+
+/// Env var narrowing the modes, e.g. `rpc,in-process`.
+pub const MODES_ENV: &str = "FLAGPOLE_CONFORMANCE_MODES";
+
+/// A provider resolver mode; also the gherkin tag selecting scenarios for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mode {
+    /// Every evaluation is a gRPC call to the daemon (`@rpc`).
+    Rpc,
+    /// Flags synced from the daemon, evaluated locally (`@in-process`).
+    InProcess,
+    /// Flags read from `flags/allFlags.json` (`@file`).
+    File,
+}
+
+impl Mode {
+    /// All modes, in run order.
+    pub const ALL: [Mode; 3] = [Mode::Rpc, Mode::InProcess, Mode::File];
+
+    /// The tag (without `@`) and directory name of the mode.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Mode::Rpc => "rpc",
+            Mode::InProcess => "in-process",
+            Mode::File => "file",
+        }
+    }
+
+    /// Parses a tag / directory name.
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|mode| mode.tag() == tag.trim())
+    }
+
+    /// The mode of a preprocessed feature file: the name of its parent directory.
+    pub fn of_feature(feature: &gherkin::Feature) -> Option<Self> {
+        let dir = feature.path.as_deref()?.parent()?.file_name()?.to_str()?;
+        Self::from_tag(dir)
+    }
+}
+
+/// The modes selected by [`MODES_ENV`] (all when unset). An unknown name is an error.
+pub fn selected_modes() -> Result<Vec<Mode>, String> {
+    match std::env::var(MODES_ENV) {
+        Err(_) => Ok(Mode::ALL.to_vec()),
+        Ok(text) if text.trim().is_empty() => Ok(Mode::ALL.to_vec()),
+        Ok(text) => text
+            .split(',')
+            .filter(|name| !name.trim().is_empty())
+            .map(|name| {
+                Mode::from_tag(name).ok_or_else(|| format!("{MODES_ENV}: unknown mode {name:?}"))
+            })
+            .collect(),
+    }
+}
+
+/// Whether a scenario runs in `mode`: its effective tags hold the mode tag and no excluded tag.
+pub fn selected(
+    mode: Mode,
+    feature: &gherkin::Feature,
+    rule: Option<&gherkin::Rule>,
+    scenario: &gherkin::Scenario,
+) -> bool {
+    let tags: Vec<&str> = feature
+        .tags
+        .iter()
+        .chain(rule.iter().flat_map(|rule| rule.tags.iter()))
+        .chain(scenario.tags.iter())
+        .map(|tag| tag.trim_start_matches('@'))
+        .collect();
+    tags.contains(&mode.tag())
+        && !tags
+            .iter()
+            .any(|tag| EXCLUDED_TAGS.iter().any(|(excluded, _)| excluded == tag))
+}
+
+/// The shared fixtures every scenario uses.
+#[derive(Debug)]
+pub struct Harness {
+    /// The launchpad.
+    pub launcher: Arc<Launcher>,
+    /// The envoy stand-in.
+    pub envoy: Envoy,
+}
+
+static HARNESS: OnceLock<Harness> = OnceLock::new();
+
+/// The installed harness; panics (failing the step) when [`run`] did not install one.
+pub fn harness() -> &'static Harness {
+    HARNESS
+        .get()
+        .unwrap_or_else(|| panic!("the gherkin harness is not installed"))
+}
+
+/// Kills the daemon when the run ends, also on panic.
+struct KillOnExit(Arc<Launcher>);
+
+impl Drop for KillOnExit {
+    fn drop(&mut self) {
+        self.0.kill_now();
+    }
+}
+
+/// Runs the suite and exits the process with cucumber's verdict. Panics when the testbed directory, its
+/// `gherkin/` directory or the daemon binary is missing.
+pub async fn run() {
+    let testbed = launcher::testbed_dir();
+    let features = testbed.join("gherkin");
+    assert!(
+        features.is_dir(),
+        "flagd-testbed gherkin directory {} does not exist (set FLAGD_TESTBED_DIR)",
+        features.display()
+    );
+    let modes = selected_modes().unwrap_or_else(|error| panic!("{error}"));
+    let daemon_bin = launcher::daemon_bin();
+    assert!(
+        daemon_bin.is_file(),
+        "flagpole binary {} not found: run `cargo build -p flagpole` or set FLAGPOLE_BIN",
+        daemon_bin.display()
+    );
+
+    let launcher = Launcher::new(LauncherOptions {
+        testbed_dir: testbed.clone(),
+        daemon_bin,
+        ports: None,
+        daemon_output: std::env::var_os("FLAGPOLE_CONFORMANCE_DAEMON_LOG").is_some(),
+    })
+    .unwrap_or_else(|error| panic!("testbed launcher: {error}"));
+    let _guard = KillOnExit(Arc::clone(&launcher));
+    let ports = launcher.ports();
+    let envoy = Envoy::start(ports.evaluation, ports.sync)
+        .await
+        .unwrap_or_else(|error| panic!("envoy stand-in: {error}"));
+    if HARNESS.set(Harness { launcher, envoy }).is_err() {
+        panic!("the gherkin harness was installed twice");
+    }
+
+    let work = tempfile::Builder::new()
+        .prefix("flagpole-gherkin-")
+        .tempdir()
+        .unwrap_or_else(|error| panic!("temp dir: {error}"));
+    preprocess::prepare(&features, work.path(), &modes)
+        .unwrap_or_else(|error| panic!("preprocessing {}: {error}", features.display()));
+    let input: PathBuf = work.path().to_path_buf();
+
+    println!(
+        "flagd-testbed {} from {}; modes {}; excluded tags {}",
+        testbed_version(&testbed),
+        testbed.display(),
+        modes
+            .iter()
+            .map(|mode| mode.tag())
+            .collect::<Vec<_>>()
+            .join(","),
+        EXCLUDED_TAGS
+            .iter()
+            .map(|(tag, _)| format!("@{tag}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    FlagdWorld::cucumber()
+        .max_concurrent_scenarios(1)
+        .with_writer(tally::Tally::new(
+            cucumber::writer::Basic::stdout().summarized(),
+        ))
+        .fail_on_skipped()
+        .before(|feature, _rule, _scenario, world| {
+            let mode = Mode::of_feature(feature);
+            Box::pin(async move {
+                world.set_mode(mode);
+            })
+        })
+        .after(|_feature, _rule, _scenario, _event, world| {
+            Box::pin(async move {
+                if let Some(world) = world {
+                    world.teardown().await;
+                }
+            })
+        })
+        .filter_run_and_exit(input, |feature, rule, scenario| {
+            Mode::of_feature(feature).is_some_and(|mode| selected(mode, feature, rule, scenario))
+        })
+        .await;
+    drop(work);
+}
+
+fn testbed_version(testbed: &Path) -> String {
+    std::fs::read_to_string(testbed.join("version.txt"))
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_else(|_| "(unknown version)".to_owned())
+}
