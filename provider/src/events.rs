@@ -111,7 +111,7 @@ impl Hub {
 /// the OpenFeature API, and reports nothing more once the provider is dropped.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), flagpole_provider::ConfigError> {
+/// # async fn run() -> Result<(), flagpole_provider::ProviderError> {
 /// use flagpole_provider::{FlagdOptions, FlagdProvider, ProviderEventKind};
 ///
 /// let provider = FlagdProvider::new(FlagdOptions::from_env()?)?;
