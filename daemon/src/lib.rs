@@ -1,7 +1,23 @@
-//! The flagpole daemon: sources, store and the flagd services (work in progress).
+//! The flagpole daemon: a drop-in replacement for `flagd start`.
+//!
+//! What it owns: configuration ([`config`]), the flag sources ([`sources`]) feeding the [`store`], the gRPC
+//! services ([`service`]), the management port ([`management`]), [`metrics`], [`logging`], the runtime that
+//! binds, serves and shuts down ([`run()`]), and offline validation ([`validate`]). The binary
+//! (`src/main.rs`) only parses the command line and calls into this library, so tests run the daemon
+//! in-process.
+//!
+//! What it does not do: evaluate flags (`flagpole-engine` does) or speak OpenFeature (`flagpole-provider`).
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod logging;
+pub mod management;
 pub mod metrics;
+pub mod readiness;
+mod run;
 pub mod service;
+pub mod sources;
 pub mod store;
+pub mod validate;
+
+pub use run::{BoundAddrs, DRAIN_TIMEOUT, Daemon, RunError, SYNC_STARTUP_GATE, StartError, run};

@@ -1,2 +1,111 @@
-//! `flagpole`: thin binary over the `flagpole` library.
-fn main() {}
+//! `flagpole`: thin binary over the `flagpole` library. Parses the command line, sets up logging and the
+//! runtime, runs the command, and maps failures to exit codes: 64 for bad usage or configuration, 1 for
+//! anything else (a port in use, a missing flag file, a rejected file in `validate`).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use flagpole::config::{Action, Args, Invocation};
+
+/// Exit code for bad usage or configuration (BSD `EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let code = if error.use_stderr() { EXIT_USAGE } else { 0 };
+            // Printing help or a usage error to the terminal; nothing to do if that fails.
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    let invocation = match Invocation::try_from(args) {
+        Ok(invocation) => invocation,
+        Err(error) => {
+            eprintln!("flagpole: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match invocation.action {
+        Action::Version => {
+            println!("flagpole: {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Action::Validate { files, strict } => {
+            let mut stdout = std::io::stdout().lock();
+            match flagpole::validate::validate_files(&files, strict, &mut stdout) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("flagpole: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Action::Start(config) => {
+            flagpole::logging::init(invocation.log);
+            for warning in &invocation.warnings {
+                tracing::warn!("{warning}");
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the async runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(start(*config))
+        }
+    }
+}
+
+async fn start(config: flagpole::config::Config) -> ExitCode {
+    let daemon = match flagpole::run(config).await {
+        Ok(daemon) => daemon,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = daemon.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        token.cancel();
+    });
+    match daemon.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "stopped after a failure");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the daemon");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -23,11 +23,20 @@ pub struct Store {
 impl Store {
     /// A store for these source identities (ascending priority), all empty.
     pub fn new(sources: impl IntoIterator<Item = Arc<str>>) -> Self {
-        let sources: Vec<SourceFlags> =
-            sources.into_iter().map(|source| SourceFlags { source, flags: Vec::new() }).collect();
+        let sources: Vec<SourceFlags> = sources
+            .into_iter()
+            .map(|source| SourceFlags {
+                source,
+                flags: Vec::new(),
+            })
+            .collect();
         let snapshot = Arc::new(Snapshot::new(sources.clone()));
         let (changes, _) = watch::channel(snapshot.clone());
-        Store { current: ArcSwap::new(snapshot), sources: Mutex::new(sources), changes }
+        Store {
+            current: ArcSwap::new(snapshot),
+            sources: Mutex::new(sources),
+            changes,
+        }
     }
 
     /// The current snapshot (lock-free).

@@ -1,0 +1,378 @@
+//! The daemon runtime: bind every listener, load every source, serve, and shut down in order.
+//!
+//! Start order, so that a failure never leaves a half-started process: (1) bind the evaluation,
+//! management and sync listeners (a port in use is a [`StartError::Bind`]); (2) start every source, which
+//! reads its file once (a missing file is a [`StartError::Source`]); (3) only then serve. The sync server
+//! starts serving once every source has loaded once or [`SYNC_STARTUP_GATE`] has passed (flagd's rule);
+//! its listener is bound from the start, so early clients wait in the backlog.
+//!
+//! Shutdown ([`Daemon::shutdown`], or SIGTERM/SIGINT in the binary): `/readyz` turns 412, the shared
+//! [`CancellationToken`] is cancelled (EventStreams send `provider_shutdown`, streams end), the evaluation
+//! and sync servers stop accepting and drain for at most [`DRAIN_TIMEOUT`], then the management server and
+//! the sources stop.
+//!
+//! What it does not do: parse configuration (`crate::config`), handle requests (`crate::service`), or
+//! install signal handlers (the binary does, so tests can run several daemons in one process).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::service::{ServiceConfig, Services};
+use crate::sources::{self, SourceError};
+use crate::store::Store;
+
+/// How long the sync server waits for every source's first load before it serves anyway (flagd: 5 s).
+pub const SYNC_STARTUP_GATE: Duration = Duration::from_secs(5);
+
+/// How long in-flight requests and streams get to finish after shutdown begins (flagd: 5 s).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound (typically: the port is in use).
+    #[error("cannot listen on {addr} ({what} port): {source}")]
+    Bind {
+        /// Which server.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A source could not be started (typically: its file is missing).
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// A server task failed while running.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} server failed: {source}")]
+pub struct RunError {
+    /// Which server.
+    what: &'static str,
+    /// The error.
+    #[source]
+    source: std::io::Error,
+}
+
+/// The addresses the daemon actually listens on (useful with port 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundAddrs {
+    /// Evaluation (gRPC v1, v2, schema.v1).
+    pub evaluation: SocketAddr,
+    /// Management (health, readiness, metrics).
+    pub management: SocketAddr,
+    /// Sync.
+    pub sync: SocketAddr,
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    addrs: BoundAddrs,
+    shutdown: CancellationToken,
+    store: Arc<Store>,
+    metrics: Metrics,
+    readiness: Readiness,
+    supervisor: JoinHandle<Result<(), RunError>>,
+}
+
+impl Daemon {
+    /// Where it listens.
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// The token that stops the daemon when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The store (tests inspect it).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The readiness state.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// Waits until the daemon has stopped (after its token is cancelled, or a server failed).
+    pub async fn wait(self) -> Result<(), RunError> {
+        match self.supervisor.await {
+            Ok(result) => result,
+            Err(join_error) => Err(RunError {
+                what: "supervisor",
+                source: std::io::Error::other(join_error.to_string()),
+            }),
+        }
+    }
+
+    /// Stops the daemon and waits until it has stopped.
+    pub async fn shutdown(self) -> Result<(), RunError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// Starts the daemon: returns once every listener is bound and every source has been read once, with the
+/// servers running in the background.
+pub async fn run(config: Config) -> Result<Daemon, StartError> {
+    let evaluation = bind("evaluation", config.listen.evaluation).await?;
+    let management = bind("management", config.listen.management).await?;
+    let sync = bind("sync", config.listen.sync).await?;
+    let addrs = BoundAddrs {
+        evaluation: local_addr("evaluation", &evaluation, config.listen.evaluation)?,
+        management: local_addr("management", &management, config.listen.management)?,
+        sync: local_addr("sync", &sync, config.listen.sync)?,
+    };
+
+    let metrics = Metrics::new();
+    let store = Arc::new(Store::new(
+        config.sources.iter().map(|s| s.identity.clone()),
+    ));
+    let (readiness, latches) = Readiness::new(config.sources.len());
+    let shutdown = CancellationToken::new();
+    // The sources get their own token so that they keep updating the store while the servers drain.
+    let sources_stop = CancellationToken::new();
+    let source_tasks = sources::start(
+        &config.sources,
+        config.load,
+        &store,
+        &metrics,
+        latches,
+        &sources_stop,
+    )
+    .await?;
+
+    let services = Services::new(
+        store.clone(),
+        service_config(&config),
+        shutdown.clone(),
+        metrics.clone(),
+    );
+    let evaluation_router =
+        services
+            .evaluation_routes()
+            .into_axum_router()
+            .layer(middleware::from_fn_with_state(
+                RequestLog::new(metrics.clone()),
+                record_request,
+            ));
+    let sync_router = services.sync_routes().into_axum_router();
+    let management_router = crate::management::router(readiness.clone(), metrics.clone());
+
+    // The management server outlives the others so that /readyz answers 412 while they drain.
+    let management_stop = CancellationToken::new();
+    let management_task = tokio::spawn(serve(
+        "management",
+        management,
+        management_router,
+        management_stop.clone(),
+    ));
+    let evaluation_task = tokio::spawn(serve(
+        "evaluation",
+        evaluation,
+        evaluation_router,
+        shutdown.clone(),
+    ));
+    let sync_task = tokio::spawn({
+        let readiness = readiness.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                () = readiness.wait_all_loaded() => {}
+                () = tokio::time::sleep(SYNC_STARTUP_GATE) => {
+                    tracing::warn!("not every source has loaded after {SYNC_STARTUP_GATE:?}; serving sync anyway");
+                }
+                () = shutdown.cancelled() => return Ok(()),
+            }
+            serve("sync", sync, sync_router, shutdown).await
+        }
+    });
+    tracing::info!(
+        evaluation = %addrs.evaluation,
+        management = %addrs.management,
+        sync = %addrs.sync,
+        sources = config.sources.len(),
+        "flagpole started"
+    );
+
+    let supervisor = tokio::spawn(supervise(Supervised {
+        shutdown: shutdown.clone(),
+        readiness: readiness.clone(),
+        servers: vec![evaluation_task, sync_task],
+        management: management_task,
+        management_stop,
+        sources: source_tasks,
+        sources_stop,
+    }));
+    Ok(Daemon {
+        addrs,
+        shutdown,
+        store,
+        metrics,
+        readiness,
+        supervisor,
+    })
+}
+
+/// The service configuration from the daemon configuration.
+fn service_config(config: &Config) -> ServiceConfig {
+    ServiceConfig {
+        context_values: config.context_values.clone(),
+        header_to_context: config.context_from_headers.clone(),
+        stream_deadline: config.stream_deadline,
+        disable_sync_metadata: config.disable_sync_metadata,
+        fractional: config.fractional,
+        max_request_body: config.max_request_body.map_or(usize::MAX, |bytes| {
+            usize::try_from(bytes).unwrap_or(usize::MAX)
+        }),
+        ..ServiceConfig::default()
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Serves `router` (HTTP/1.1 and cleartext HTTP/2, so gRPC works) until `stop` is cancelled, then lets open
+/// connections finish.
+async fn serve(
+    what: &'static str,
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> Result<(), RunError> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|source| RunError { what, source })
+}
+
+struct Supervised {
+    shutdown: CancellationToken,
+    readiness: Readiness,
+    servers: Vec<JoinHandle<Result<(), RunError>>>,
+    management: JoinHandle<Result<(), RunError>>,
+    management_stop: CancellationToken,
+    sources: Vec<JoinHandle<()>>,
+    sources_stop: CancellationToken,
+}
+
+/// Waits for shutdown (or a server failure) and stops everything in order.
+async fn supervise(mut s: Supervised) -> Result<(), RunError> {
+    let mut failure = None;
+    // A server ending before shutdown is a failure: stop the rest.
+    let first_exit = async {
+        let servers = s
+            .servers
+            .iter_mut()
+            .chain(std::iter::once(&mut s.management));
+        futures::future::select_all(servers).await.0
+    };
+    tokio::select! {
+        () = s.shutdown.cancelled() => {}
+        result = first_exit => {
+            let error = match result {
+                Ok(Ok(())) => RunError { what: "a", source: std::io::Error::other("server stopped unexpectedly") },
+                Ok(Err(error)) => error,
+                Err(join) => RunError { what: "a", source: std::io::Error::other(join.to_string()) },
+            };
+            tracing::error!(%error, "server failed; shutting down");
+            failure = Some(error);
+        }
+    }
+    tracing::info!("shutting down");
+    s.readiness.set_shutting_down();
+    s.shutdown.cancel();
+    let drained = tokio::time::timeout(
+        DRAIN_TIMEOUT,
+        futures::future::join_all(s.servers.iter_mut()),
+    )
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+    for server in &s.servers {
+        server.abort();
+    }
+    s.management_stop.cancel();
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut s.management)
+        .await
+        .is_err()
+    {
+        s.management.abort();
+    }
+    s.sources_stop.cancel();
+    for source in s.sources {
+        let _ = source.await;
+    }
+    tracing::info!("stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+/// Per-request bookkeeping on the evaluation port: the duration histogram and, at debug level, one line
+/// per request with an id (never the request body, so never context values).
+#[derive(Debug, Clone)]
+struct RequestLog {
+    metrics: Metrics,
+    next_id: Arc<AtomicU64>,
+}
+
+impl RequestLog {
+    fn new(metrics: Metrics) -> Self {
+        RequestLog {
+            metrics,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+async fn record_request(State(log): State<RequestLog>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let id = log.next_id.fetch_add(1, Ordering::Relaxed);
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    log.metrics
+        .record_http_request(&path, method.as_str(), status, "http", elapsed);
+    tracing::debug!(request_id = id, %path, status, elapsed_us = elapsed.as_micros() as u64, "request");
+    response
+}

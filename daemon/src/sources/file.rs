@@ -1,0 +1,310 @@
+//! A local flag file (JSON or YAML), loaded at start and then watched.
+//!
+//! The watch is on the file's *parent directory*, not the file, so that every way a file gets replaced is
+//! noticed: in-place writes, atomic rename-replace (editors, the testbed's launchpad), delete-then-recreate,
+//! editor temp files, and the Kubernetes ConfigMap swap of the `..data` symlink. Events are debounced for
+//! [`DEBOUNCE`], then the file is re-read; a SHA-1 of the content skips identical rewrites.
+//!
+//! On a bad payload the source keeps its last good flags and the error (path, line, column) is logged. A
+//! deleted file also keeps its last flags, and is picked up again when it comes back (flagd loses it:
+//! flagd#1876).
+//!
+//! What it does not do: poll (`fileinfo` in flagd polls every second; flagpole watches for every provider
+//! name), or decide priority (the store does).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagpole_engine::{Format, LoadOptions};
+use notify::{RecursiveMode, Watcher};
+use sha1::{Digest, Sha1};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::SourceError;
+use crate::metrics::Metrics;
+use crate::readiness::ReadyLatch;
+use crate::store::Store;
+
+/// How long to wait after a file-system event before re-reading, so that a burst (truncate then write,
+/// delete then create, the several events of a rename) is read once.
+pub const DEBOUNCE: Duration = Duration::from_millis(10);
+
+/// The largest flag file read, in bytes (the engine's own document limit).
+pub const MAX_FILE_BYTES: u64 = flagpole_engine::load::MAX_DOCUMENT_BYTES as u64;
+
+/// One file source.
+pub struct FileSource {
+    index: usize,
+    identity: Arc<str>,
+    path: PathBuf,
+    format: Format,
+    options: LoadOptions,
+    store: Arc<Store>,
+    metrics: Metrics,
+    latch: ReadyLatch,
+    /// SHA-1 of the last content read (accepted or not): identical rewrites are skipped.
+    last_hash: Option<[u8; 20]>,
+    /// Whether the file was there at the last read (to log a deletion once).
+    present: bool,
+}
+
+impl std::fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSource")
+            .field("index", &self.index)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a source sits and what it shares with the rest of the daemon.
+#[derive(Debug)]
+pub struct SourceContext {
+    /// Position in the store (priority).
+    pub index: usize,
+    /// Identity string.
+    pub identity: Arc<str>,
+    /// The store.
+    pub store: Arc<Store>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Readiness latch of this source.
+    pub latch: ReadyLatch,
+    /// Load options.
+    pub options: LoadOptions,
+}
+
+impl FileSource {
+    /// A source for `path`, not loaded yet. Fails when the extension is not .json, .yaml or .yml.
+    pub fn new(path: PathBuf, context: SourceContext) -> Result<Self, SourceError> {
+        let format = Format::from_path(&path)
+            .ok_or_else(|| SourceError::UnsupportedFormat { path: path.clone() })?;
+        let SourceContext {
+            index,
+            identity,
+            store,
+            metrics,
+            latch,
+            options,
+        } = context;
+        Ok(FileSource {
+            index,
+            identity,
+            path,
+            format,
+            options,
+            store,
+            metrics,
+            latch,
+            last_hash: None,
+            present: true,
+        })
+    }
+
+    /// Starts watching, then loads the file for the first time, then hands the source to a task that
+    /// reloads it on every change until `shutdown` is cancelled.
+    ///
+    /// A file that cannot be read at start is an error (flagd exits too). A file that cannot be parsed is
+    /// logged; the source then stays empty and not ready until a good version arrives. The watch starts
+    /// before the first read so that no change in between is missed.
+    pub async fn start(
+        mut self,
+        shutdown: CancellationToken,
+    ) -> Result<JoinHandle<()>, SourceError> {
+        let changed = Arc::new(Notify::new());
+        let dir = parent_dir(&self.path);
+        let watched_name = self.path.file_name().map(|n| n.to_os_string());
+        let notify_changed = changed.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) => {
+                    let relevant = event.paths.iter().any(|p| {
+                        let name = p.file_name();
+                        // The file itself, or a `..data`-style entry of a Kubernetes ConfigMap volume.
+                        name == watched_name.as_deref()
+                            || name
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.starts_with(".."))
+                    });
+                    if relevant || event.need_rescan() {
+                        notify_changed.notify_one();
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "file watch error");
+                    notify_changed.notify_one();
+                }
+            })
+            .map_err(|source| SourceError::Watch {
+                path: dir.clone(),
+                source,
+            })?;
+        watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .map_err(|source| SourceError::Watch {
+                path: dir.clone(),
+                source,
+            })?;
+
+        let bytes = read_limited(&self.path).await?;
+        self.apply(&bytes);
+
+        Ok(tokio::spawn(async move {
+            // The watcher stops when dropped: keep it alive for as long as the task runs.
+            let _watcher = watcher;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = changed.notified() => {}
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(DEBOUNCE) => {}
+                }
+                self.reload().await;
+            }
+        }))
+    }
+
+    /// Re-reads the file after a change.
+    async fn reload(&mut self) {
+        match read_limited(&self.path).await {
+            Ok(bytes) => {
+                if !self.present {
+                    tracing::info!(path = %self.path.display(), "flag file is back");
+                    self.present = true;
+                }
+                self.apply(&bytes);
+            }
+            Err(SourceError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                if self.present {
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        "flag file removed; keeping its last flags until it comes back"
+                    );
+                    self.present = false;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read flag file; keeping its last flags");
+                self.metrics.source_rejected(&self.identity);
+            }
+        }
+    }
+
+    /// Parses `bytes` and, on success, replaces this source's flags.
+    fn apply(&mut self, bytes: &[u8]) {
+        let hash: [u8; 20] = Sha1::digest(bytes).into();
+        if self.last_hash == Some(hash) {
+            tracing::debug!(path = %self.path.display(), "flag file unchanged");
+            return;
+        }
+        self.last_hash = Some(hash);
+        match parse(&self.path, bytes, self.format, &self.options) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    tracing::warn!(path = %self.path.display(), %warning, "flag file has a schema violation");
+                }
+                let count = loaded.flags.len();
+                self.store.replace_source(self.index, loaded.flags);
+                self.metrics.source_reloaded(&self.identity);
+                self.metrics.set_flag_count(self.store.snapshot().len());
+                self.latch.release();
+                tracing::info!(path = %self.path.display(), flags = count, "loaded flag file");
+            }
+            Err(error) => {
+                tracing::error!(%error, "rejected flag file; the source keeps its last good flags");
+                self.metrics.source_rejected(&self.identity);
+            }
+        }
+    }
+}
+
+/// Parses a flag file's content.
+pub fn parse(
+    path: &Path,
+    bytes: &[u8],
+    format: Format,
+    options: &LoadOptions,
+) -> Result<flagpole_engine::Loaded, SourceError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
+        path: path.to_owned(),
+        source: e,
+    })?;
+    if text.trim().is_empty() {
+        return Err(SourceError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    flagpole_engine::parse_document(text, format, options).map_err(|source| SourceError::Load {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a file of at most [`MAX_FILE_BYTES`].
+pub async fn read_limited(path: &Path) -> Result<Vec<u8>, SourceError> {
+    let read_err = |source| SourceError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = tokio::fs::metadata(path).await.map_err(read_err)?;
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(SourceError::TooLarge {
+            path: path.to_owned(),
+            bytes: metadata.len(),
+        });
+    }
+    let bytes = tokio::fs::read(path).await.map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(SourceError::TooLarge {
+            path: path.to_owned(),
+            bytes: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The directory to watch: the parent of `path`, or `.` for a bare file name.
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_file_names_watch_the_working_directory() {
+        assert_eq!(parent_dir(Path::new("flags.json")), PathBuf::from("."));
+        assert_eq!(
+            parent_dir(Path::new("flags/all.json")),
+            PathBuf::from("flags")
+        );
+        assert_eq!(
+            parent_dir(Path::new("/etc/flags/f.yaml")),
+            PathBuf::from("/etc/flags")
+        );
+    }
+
+    #[test]
+    fn empty_and_non_utf8_content_is_rejected_not_panicking() {
+        let options = LoadOptions::default();
+        assert!(matches!(
+            parse(Path::new("f.json"), b"  \n", Format::Json, &options),
+            Err(SourceError::Empty { .. })
+        ));
+        assert!(matches!(
+            parse(Path::new("f.json"), &[0xff, 0xfe], Format::Json, &options),
+            Err(SourceError::NotUtf8 { .. })
+        ));
+    }
+}

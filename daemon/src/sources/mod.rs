@@ -1,0 +1,126 @@
+//! Flag sources: where flags come from, and how each source keeps the store up to date.
+//!
+//! What it owns: starting every configured source (initial load, then watching), and the typed
+//! [`SourceError`]. Each source replaces only its own slot in the store; a payload that fails to load is
+//! logged and the source keeps its last good flags.
+//!
+//! What it does not do: merge sources (the store and engine snapshot do), or remote sources (http, grpc,
+//! kubernetes, blob: the configuration rejects them as not supported yet).
+
+pub mod file;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{SourceConfig, SourceKind};
+use crate::metrics::Metrics;
+use crate::readiness::ReadyLatch;
+use crate::store::Store;
+use file::{FileSource, SourceContext};
+
+/// Why a source could not be read or its payload not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The file cannot be read.
+    #[error("cannot read flag file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than [`file::MAX_FILE_BYTES`].
+    #[error(
+        "flag file {path} is {bytes} bytes, more than the limit of {} bytes",
+        file::MAX_FILE_BYTES
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The file is empty (flagd: the payload `{}`, rejected).
+    #[error("flag file {path} is empty")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not UTF-8.
+    #[error("flag file {path} is not UTF-8: {source}")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the bad byte is.
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    /// The extension is not .json, .yaml or .yml.
+    #[error("unsupported file format for {path}: use .json, .yaml or .yml")]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The engine rejected the document.
+    #[error("{path}: {source}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// Why, with line and column.
+        #[source]
+        source: flagpole_engine::LoadError,
+    },
+    /// The directory cannot be watched.
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        /// The directory.
+        path: PathBuf,
+        /// The watcher's error.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Starts every source: each loads once (a source that cannot be read fails the whole start) and then
+/// keeps its slot of `store` up to date until `shutdown` is cancelled.
+pub async fn start(
+    sources: &[SourceConfig],
+    options: flagpole_engine::LoadOptions,
+    store: &Arc<Store>,
+    metrics: &Metrics,
+    latches: Vec<ReadyLatch>,
+    shutdown: &CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, SourceError> {
+    let mut tasks = Vec::with_capacity(sources.len());
+    for ((index, source), latch) in sources.iter().enumerate().zip(latches) {
+        let context = SourceContext {
+            index,
+            identity: source.identity.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            latch,
+            options,
+        };
+        let task = match &source.kind {
+            SourceKind::File { path, .. } => {
+                FileSource::new(path.clone(), context)?
+                    .start(shutdown.clone())
+                    .await
+            }
+        };
+        match task {
+            Ok(task) => tasks.push(task),
+            Err(error) => {
+                for task in tasks {
+                    task.abort();
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(tasks)
+}

@@ -1,0 +1,176 @@
+//! `flagpole validate FILE...`: check flag files offline, the way the daemon would load them.
+//!
+//! Every problem is printed as `FILE:LINE:COLUMN: error|warning: message` (`FILE: ...` when no position is
+//! known), one per line, then a summary line per file. Schema violations are warnings (the daemon loads
+//! such files, as flagd does) unless `--strict`; anything that would make the daemon reject the file is an
+//! error. The caller exits 1 when any file is rejected.
+//!
+//! What it does not do: evaluate targeting against contexts, or watch.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use flagpole_engine::load::Location;
+use flagpole_engine::{Format, LoadError, LoadOptions, Warning};
+
+use crate::sources::SourceError;
+use crate::sources::file::parse;
+
+/// Validates every file and writes the report to `out`. Returns whether every file was accepted.
+pub fn validate_files(
+    files: &[impl AsRef<Path>],
+    strict: bool,
+    out: &mut impl Write,
+) -> io::Result<bool> {
+    let mut all_ok = true;
+    for file in files {
+        all_ok &= validate_file(file.as_ref(), strict, out)?;
+    }
+    Ok(all_ok)
+}
+
+fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<bool> {
+    let shown = path.display();
+    let Some(format) = Format::from_path(path) else {
+        writeln!(
+            out,
+            "{shown}: error: unsupported file format (use .json, .yaml or .yml)"
+        )?;
+        return Ok(false);
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            writeln!(out, "{shown}: error: cannot read: {error}")?;
+            return Ok(false);
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    match parse(path, &bytes, format, &LoadOptions { strict }) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                report_warning(out, path, &text, "warning", warning)?;
+            }
+            writeln!(
+                out,
+                "{shown}: ok: {} flags, {} warnings",
+                loaded.flags.len(),
+                loaded.warnings.len()
+            )?;
+            Ok(true)
+        }
+        Err(SourceError::Load {
+            source: LoadError::Schema { violations },
+            ..
+        }) => {
+            for violation in &violations {
+                report_warning(out, path, &text, "error", violation)?;
+            }
+            writeln!(
+                out,
+                "{shown}: rejected: {} schema violations (--strict)",
+                violations.len()
+            )?;
+            Ok(false)
+        }
+        Err(SourceError::Load { source, .. }) => {
+            let position = load_error_location(&source);
+            writeln!(out, "{}: error: {source}", prefix(path, position))?;
+            writeln!(out, "{shown}: rejected")?;
+            Ok(false)
+        }
+        Err(other) => {
+            writeln!(out, "{shown}: error: {other}")?;
+            writeln!(out, "{shown}: rejected")?;
+            Ok(false)
+        }
+    }
+}
+
+fn report_warning(
+    out: &mut impl Write,
+    path: &Path,
+    text: &str,
+    level: &str,
+    warning: &Warning,
+) -> io::Result<()> {
+    let position = warning
+        .flag
+        .as_deref()
+        .and_then(|flag| locate_key(text, flag));
+    writeln!(out, "{}: {level}: {warning}", prefix(path, position))
+}
+
+/// `FILE:LINE:COLUMN` when the position is known, else `FILE`.
+fn prefix(path: &Path, position: Option<Location>) -> String {
+    match position {
+        Some(at) if at.line > 0 => format!("{}:{}:{}", path.display(), at.line, at.column),
+        _ => path.display().to_string(),
+    }
+}
+
+/// The position a load error carries, if any.
+fn load_error_location(error: &LoadError) -> Option<Location> {
+    match error {
+        LoadError::Syntax { line, column, .. } => Some(Location {
+            line: *line,
+            column: *column,
+        }),
+        LoadError::Malformed { at, .. }
+        | LoadError::BadDefaultVariant { at, .. }
+        | LoadError::Rule { at, .. } => Some(*at),
+        _ => None,
+    }
+}
+
+/// Where `key` is defined as an object key: the first `"key"` followed by `:` (JSON), or a line whose
+/// first token is `key:` or `"key":` (YAML). Good enough to point at a flag's definition.
+fn locate_key(text: &str, key: &str) -> Option<Location> {
+    let quoted = format!("\"{key}\"");
+    for (line_index, line) in text.lines().enumerate() {
+        let mut from = 0;
+        while let Some(found) = line[from..].find(&quoted) {
+            let start = from + found;
+            let after = line[start + quoted.len()..].trim_start();
+            if after.starts_with(':') {
+                return Some(Location {
+                    line: line_index + 1,
+                    column: line[..start].chars().count() + 1,
+                });
+            }
+            from = start + quoted.len();
+        }
+        let trimmed = line.trim_start();
+        if trimmed
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        {
+            let column = line.len() - trimmed.len();
+            return Some(Location {
+                line: line_index + 1,
+                column: line[..column].chars().count() + 1,
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_located_in_json_and_yaml() {
+        let json = "{\n  \"flags\": {\n    \"my-flag\" : {}\n  }\n}";
+        assert_eq!(
+            locate_key(json, "my-flag"),
+            Some(Location { line: 3, column: 5 })
+        );
+        let yaml = "flags:\n  my-flag:\n    state: ENABLED\n";
+        assert_eq!(
+            locate_key(yaml, "my-flag"),
+            Some(Location { line: 2, column: 3 })
+        );
+        assert_eq!(locate_key(json, "absent"), None);
+    }
+}
