@@ -1,4 +1,5 @@
 //! Integration tests of the flagpole daemon, run in-process on free ports.
 mod clients;
 mod service_evaluation;
+mod service_streams;
 mod service_support;
