@@ -654,10 +654,10 @@ fn op_in<'a>(l: List<'a>) -> R<Val<'a>> {
 }
 
 fn op_cat<'a>(args: Evaluated<'a>) -> R<Val<'a>> {
-    if let Evaluated::One(v) = &args {
-        if let Kind::Str(_) = v.kind() {
-            return Ok(v.clone());
-        }
+    if let Evaluated::One(v) = &args
+        && let Kind::Str(_) = v.kind()
+    {
+        return Ok(v.clone());
     }
     let l = args.list("cat")?;
     match l.len() {
@@ -718,13 +718,13 @@ fn op_substr<'a>(l: List<'a>) -> R<Val<'a>> {
 }
 
 fn op_merge<'a>(args: Evaluated<'a>) -> R<Val<'a>> {
-    if let Evaluated::One(v) = &args {
-        if matches!(
+    if let Evaluated::One(v) = &args
+        && matches!(
             v.kind(),
             Kind::Bool(_) | Kind::Num(_) | Kind::Int(_) | Kind::Str(_)
-        ) {
-            return Ok(Val::Arr(vec![v.clone()]));
-        }
+        )
+    {
+        return Ok(Val::Arr(vec![v.clone()]));
     }
     let l = args.list("merge")?;
     let mut out = Vec::new();

@@ -271,7 +271,9 @@ pub(crate) fn to_str<'v>(k: Kind<'v, '_>) -> Result<Cow<'v, str>, TargetingError
 
 /// Go's `int(f)` on amd64: truncation, and the "integer indefinite" value for NaN and out-of-range input.
 pub(crate) fn go_int(f: f64) -> i64 {
-    if f.is_nan() || f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+    // 2^63 and -2^63 exactly.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if !(-LIMIT..LIMIT).contains(&f) {
         i64::MIN
     } else {
         f as i64
