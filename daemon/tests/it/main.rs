@@ -3,3 +3,4 @@ mod clients;
 mod service_evaluation;
 mod service_streams;
 mod service_support;
+mod churn;

@@ -1,0 +1,270 @@
+//! Load generator for the evaluation port: unary `flagd.evaluation.v1` `ResolveBoolean` or `ResolveString`
+//! calls with a realistic 5-attribute context, over a configurable number of HTTP/2 connections and
+//! concurrent callers. Reports throughput and latency percentiles (HDR histogram, microsecond resolution).
+//!
+//! ```text
+//! cargo run --release -p flagpole --example loadgen -- --addr http://127.0.0.1:8013 \
+//!     --connections 4 --concurrency 64 --duration 10 --rpc bool --flag my-bool-flag
+//! ```
+//!
+//! `--rate` switches from closed loop (each caller sends as soon as its previous call returns) to a fixed
+//! total request rate; latency is then measured from each call's scheduled start, so queueing caused by a
+//! slow server is counted (no coordinated omission).
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use flagpole_proto::evaluation_v1::service_client::ServiceClient;
+use flagpole_proto::evaluation_v1::{ResolveBooleanRequest, ResolveStringRequest};
+use hdrhistogram::Histogram;
+use prost_types::value::Kind;
+use prost_types::{Struct, Value};
+use tokio::time::{Instant, MissedTickBehavior};
+use tonic::transport::{Channel, Endpoint};
+
+/// Highest latency the histogram records, in microseconds (60 s); slower calls are clamped.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// Distinct simulated users; contexts cycle through them.
+const USERS: u64 = 10_000;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Rpc {
+    /// `ResolveBoolean`.
+    Bool,
+    /// `ResolveString`.
+    String,
+}
+
+/// Load generator for flagd-compatible evaluation servers.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:8013")]
+    addr: String,
+    /// HTTP/2 connections to open.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Concurrent callers, spread over the connections.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Measured run length in seconds (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Warm-up in seconds (not measured).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Which RPC to call.
+    #[arg(long, value_enum, default_value_t = Rpc::Bool)]
+    rpc: Rpc,
+    /// Flag key (defaults: `loadgen-bool` / `loadgen-string`).
+    #[arg(long)]
+    flag: Option<String>,
+    /// Fixed total request rate per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Client runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Debug, Default)]
+struct WorkerResult {
+    ok: u64,
+    errors: u64,
+    histogram: Option<Histogram<u64>>,
+}
+
+fn string(s: impl Into<String>) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.into())),
+    }
+}
+
+fn number(n: f64) -> Value {
+    Value {
+        kind: Some(Kind::NumberValue(n)),
+    }
+}
+
+/// A realistic context: targeting key, email, country, plan, age.
+fn context(user: u64) -> Struct {
+    const COUNTRIES: [&str; 5] = ["de", "us", "fr", "jp", "br"];
+    const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
+    let mut s = Struct::default();
+    s.fields
+        .insert("targetingKey".into(), string(format!("user-{user}")));
+    s.fields
+        .insert("email".into(), string(format!("user{user}@example.com")));
+    s.fields
+        .insert("country".into(), string(COUNTRIES[(user % 5) as usize]));
+    s.fields
+        .insert("plan".into(), string(PLANS[(user % 3) as usize]));
+    s.fields
+        .insert("age".into(), number((18 + user % 60) as f64));
+    s
+}
+
+async fn call(client: &mut ServiceClient<Channel>, rpc: Rpc, flag: &str, user: u64) -> bool {
+    let context = Some(context(user));
+    match rpc {
+        Rpc::Bool => client
+            .resolve_boolean(ResolveBooleanRequest {
+                flag_key: flag.to_owned(),
+                context,
+            })
+            .await
+            .is_ok(),
+        Rpc::String => client
+            .resolve_string(ResolveStringRequest {
+                flag_key: flag.to_owned(),
+                context,
+            })
+            .await
+            .is_ok(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn worker(
+    mut client: ServiceClient<Channel>,
+    args_rpc: Rpc,
+    flag: String,
+    id: u64,
+    measure_from: Instant,
+    end: Instant,
+    interval: Option<Duration>,
+) -> WorkerResult {
+    let mut histogram = match Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("histogram: {e}");
+            return WorkerResult::default();
+        }
+    };
+    let mut result = WorkerResult::default();
+    let mut user = id * 7919;
+    let mut ticker = interval.map(|period| {
+        let mut t = tokio::time::interval(period);
+        t.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        t
+    });
+    loop {
+        let scheduled = match &mut ticker {
+            Some(t) => t.tick().await,
+            None => Instant::now(),
+        };
+        if scheduled >= end {
+            break;
+        }
+        user = (user + 1) % USERS;
+        let ok = call(&mut client, args_rpc, &flag, user).await;
+        if scheduled < measure_from {
+            continue;
+        }
+        if ok {
+            result.ok += 1;
+            let micros = u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(MAX_LATENCY_US);
+            histogram.saturating_record(micros.clamp(1, MAX_LATENCY_US));
+        } else {
+            result.errors += 1;
+        }
+    }
+    result.histogram = Some(histogram);
+    result
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let flag = args.flag.clone().unwrap_or_else(|| match args.rpc {
+        Rpc::Bool => "loadgen-bool".to_owned(),
+        Rpc::String => "loadgen-string".to_owned(),
+    });
+    let connections = args.connections.max(1);
+    let concurrency = args.concurrency.max(1);
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(
+            Endpoint::from_shared(args.addr.clone())?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    // Fail fast on a wrong flag key or address.
+    let mut probe = ServiceClient::new(channels[0].clone());
+    if !call(&mut probe, args.rpc, &flag, 0).await {
+        return Err(format!("probe call for flag {flag:?} failed").into());
+    }
+
+    let interval =
+        (args.rate > 0).then(|| Duration::from_secs_f64(concurrency as f64 / args.rate as f64));
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(args.warmup);
+    let end = measure_from + Duration::from_secs(args.duration);
+    let mut tasks = Vec::with_capacity(concurrency);
+    for id in 0..concurrency {
+        let client = ServiceClient::new(channels[id % connections].clone());
+        tasks.push(tokio::spawn(worker(
+            client,
+            args.rpc,
+            flag.clone(),
+            id as u64,
+            measure_from,
+            end,
+            interval,
+        )));
+    }
+    let mut total = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    for task in tasks {
+        let result = task.await?;
+        ok += result.ok;
+        errors += result.errors;
+        if let Some(h) = result.histogram {
+            total.add(&h)?;
+        }
+    }
+    let seconds = args.duration as f64;
+    println!(
+        "rpc={:?} flag={flag} connections={connections} concurrency={concurrency} rate={} duration={}s",
+        args.rpc,
+        if args.rate == 0 {
+            "max".to_owned()
+        } else {
+            args.rate.to_string()
+        },
+        args.duration
+    );
+    println!(
+        "requests={ok} errors={errors} throughput={:.0} req/s",
+        ok as f64 / seconds
+    );
+    println!(
+        "latency_us p50={} p90={} p99={} p99.9={} max={}",
+        total.value_at_quantile(0.50),
+        total.value_at_quantile(0.90),
+        total.value_at_quantile(0.99),
+        total.value_at_quantile(0.999),
+        total.max()
+    );
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("loadgen: {e}");
+        std::process::exit(1);
+    }
+}
