@@ -310,3 +310,155 @@ impl Lifecycle {
         self.guard(tokio::time::sleep(wait)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn lifecycle(
+        grace_secs: u64,
+    ) -> (
+        Lifecycle,
+        ProviderEvents,
+        broadcast::Receiver<ProviderEvent>,
+        Arc<AtomicUsize>,
+    ) {
+        let hub = Hub::new();
+        let purges = Arc::new(AtomicUsize::new(0));
+        let counter = purges.clone();
+        let life = Lifecycle::new(
+            hub.clone(),
+            Duration::from_millis(500),
+            Duration::from_secs(grace_secs),
+            Duration::from_millis(100),
+            Duration::from_millis(350),
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        let events = ProviderEvents::new(hub);
+        let rx = events.subscribe();
+        (life, events, rx, purges)
+    }
+
+    fn kinds(rx: &mut broadcast::Receiver<ProviderEvent>) -> Vec<ProviderEventKind> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn initialization_past_the_deadline_is_an_error() {
+        let (mut life, events, mut rx, _) = lifecycle(10);
+        life.guard(tokio::time::sleep(Duration::from_millis(400)))
+            .await;
+        assert_eq!(events.state(), ProviderState::NotReady);
+        life.guard(tokio::time::sleep(Duration::from_millis(200)))
+            .await;
+        assert_eq!(events.state(), ProviderState::Error);
+        assert_eq!(kinds(&mut rx), vec![ProviderEventKind::Error]);
+        // A failed attempt while never ready is not "stale".
+        life.disconnected("refused");
+        assert_eq!(events.state(), ProviderState::Error);
+        assert!(life.connected());
+        assert_eq!(kinds(&mut rx), vec![ProviderEventKind::Ready]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_turns_into_error_after_the_grace_period_only() {
+        let (mut life, events, mut rx, purges) = lifecycle(2);
+        assert!(life.connected());
+        assert!(!life.connected(), "READY is reported once");
+        life.disconnected("gone");
+        assert_eq!(events.state(), ProviderState::Stale);
+        life.guard(tokio::time::sleep(Duration::from_millis(1_900)))
+            .await;
+        assert_eq!(events.state(), ProviderState::Stale);
+        assert_eq!(
+            purges.load(Ordering::SeqCst),
+            0,
+            "the cache is kept while stale"
+        );
+        life.guard(tokio::time::sleep(Duration::from_millis(200)))
+            .await;
+        assert_eq!(events.state(), ProviderState::Error);
+        assert_eq!(purges.load(Ordering::SeqCst), 1);
+        life.connected();
+        assert_eq!(
+            kinds(&mut rx),
+            vec![
+                ProviderEventKind::Ready,
+                ProviderEventKind::Stale,
+                ProviderEventKind::Error,
+                ProviderEventKind::Ready
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_outage_is_stale_then_ready_without_error() {
+        let (mut life, _events, mut rx, _) = lifecycle(2);
+        life.connected();
+        life.disconnected("blip");
+        life.guard(tokio::time::sleep(Duration::from_secs(1))).await;
+        life.connected();
+        life.guard(tokio::time::sleep(Duration::from_secs(5))).await;
+        assert_eq!(
+            kinds(&mut rx),
+            vec![
+                ProviderEventKind::Ready,
+                ProviderEventKind::Stale,
+                ProviderEventKind::Ready
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_grace_goes_straight_to_error() {
+        let (mut life, events, mut rx, _) = lifecycle(0);
+        life.connected();
+        life.disconnected("gone");
+        assert_eq!(events.state(), ProviderState::Error);
+        assert_eq!(
+            kinds(&mut rx),
+            vec![
+                ProviderEventKind::Ready,
+                ProviderEventKind::Stale,
+                ProviderEventKind::Error
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_up_to_the_maximum_and_resets_on_connect() {
+        let (mut life, _events, _rx, _) = lifecycle(10);
+        life.connected();
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let start = Instant::now();
+            life.backoff().await;
+            waits.push(start.elapsed().as_millis());
+        }
+        assert_eq!(waits, vec![100, 200, 350, 350]);
+        life.connected();
+        let start = Instant::now();
+        life.backoff().await;
+        assert_eq!(start.elapsed().as_millis(), 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fatal_is_an_error_event_marked_fatal() {
+        let (mut life, events, mut rx, purges) = lifecycle(10);
+        life.connected();
+        life.fatal("PermissionDenied");
+        assert_eq!(events.state(), ProviderState::Fatal);
+        assert_eq!(purges.load(Ordering::SeqCst), 1);
+        let all: Vec<ProviderEvent> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            all.last().map(|e| (e.kind, e.fatal)),
+            Some((ProviderEventKind::Error, true))
+        );
+    }
+}

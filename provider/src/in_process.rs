@@ -91,17 +91,19 @@ impl SyncTask {
         });
         let mut stream = match life.guard(client.sync_flags(request)).await {
             Ok(response) => response.into_inner(),
-            Err(status) => return classify(&status, &self.settings),
+            Err(status) => return classify(&status, &self.settings, false),
         };
         let deadline = self.settings.deadline();
         let mut metadata: Option<Map<String, Json>> = None;
+        let mut received = false;
         loop {
             let message = match life.guard(next_message(&mut stream, deadline)).await {
                 Ok(Some(message)) => message,
                 Ok(None) => return StreamEnd::Lost("the sync stream ended".into()),
                 Err(None) => return StreamEnd::Deadline,
-                Err(Some(status)) => return classify(&status, &self.settings),
+                Err(Some(status)) => return classify(&status, &self.settings, received),
             };
+            received = true;
             let flags = match FlagSet::parse(&message.flag_configuration, Format::Json) {
                 Ok(flags) => flags,
                 Err(error) => {

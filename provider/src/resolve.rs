@@ -75,13 +75,6 @@ pub(crate) fn fatal() -> EvaluationError {
     }
 }
 
-pub(crate) fn general(message: String) -> EvaluationError {
-    EvaluationError {
-        code: EvaluationErrorCode::General(GENERAL.into()),
-        message: Some(message),
-    }
-}
-
 /// An engine error code as an OpenFeature error.
 pub(crate) fn engine_error(code: ErrorCode, message: String) -> EvaluationError {
     let code = match code {

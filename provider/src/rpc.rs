@@ -1,4 +1,5 @@
-//! The RPC resolver: every evaluation is a `flagd.evaluation.v1` call with a deadline; an `EventStream`
+//! The RPC resolver: every evaluation is a `flagd.evaluation.v2` call with a deadline (v1 when the server
+//! does not serve v2; v2 is what can say "no value" for disabled and default-less flags); a v1 `EventStream`
 //! subscription drives the provider state and the result cache.
 //!
 //! Cache rules (flagd provider specification): only results with reason STATIC (and DISABLED) are cached,
@@ -9,11 +10,14 @@
 //! caching what it read before the change.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flagpole_proto::evaluation_v1 as pb;
 use flagpole_proto::evaluation_v1::service_client::ServiceClient;
+use flagpole_proto::evaluation_v2 as pb2;
+use flagpole_proto::evaluation_v2::service_client::ServiceClient as ServiceClientV2;
 use lru::LruCache;
 use open_feature::provider::ResolutionDetails;
 use open_feature::{EvaluationContext, EvaluationReason, EvaluationResult, Value};
@@ -29,7 +33,7 @@ use crate::convert::{
     context_to_json, json_to_struct, struct_to_json, struct_to_metadata, struct_to_struct_value,
 };
 use crate::events::{Hub, Lifecycle, ProviderState};
-use crate::resolve::{Resolved, fatal, general, status_error};
+use crate::resolve::{Resolved, fatal, status_error};
 
 /// The typed call a cache entry belongs to (a key may be read with several types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,10 +138,21 @@ pub(crate) struct RpcResolver {
     deadline: Duration,
     pub(crate) cache: Arc<Cache>,
     hub: Arc<Hub>,
+    /// Set when the server answered UNIMPLEMENTED to `flagd.evaluation.v2` (an old flagd): use v1 from then on.
+    v1_only: AtomicBool,
+}
+
+/// One typed answer, from either protocol version.
+struct Answer {
+    value: Option<Value>,
+    reason: String,
+    variant: String,
+    metadata: Option<prost_types::Struct>,
 }
 
 macro_rules! call {
-    ($self:ident, $key:ident, $ctx:ident, $ty:expr, $method:ident, $req:ident, |$resp:ident| $value:expr) => {{
+    ($self:ident, $key:ident, $ctx:ident, $ty:expr, $method:ident, $req:ident,
+     v2 |$r2:ident| $value2:expr, v1 |$r1:ident| $value1:expr) => {{
         if $self.hub.state() == ProviderState::Fatal {
             return Err(fatal());
         }
@@ -150,46 +165,51 @@ macro_rules! call {
             }
         }
         let generation = $self.cache.generation();
-        let request = $self.request(pb::$req {
-            flag_key: $key.to_owned(),
-            context: Some(json_to_struct(&context_to_json($ctx))),
-        });
-        let mut client = ServiceClient::new($self.channel.clone());
-        let $resp = match tokio::time::timeout($self.deadline, client.$method(request)).await {
-            Err(_) => {
-                return Err(general(format!(
-                    "no answer within the deadline of {:?}",
-                    $self.deadline
-                )));
+        let context = Some(json_to_struct(&context_to_json($ctx)));
+        let mut answer = None;
+        if !$self.v1_only.load(Ordering::Relaxed) {
+            let request = $self.request(pb2::$req {
+                flag_key: $key.to_owned(),
+                context: context.clone(),
+            });
+            let mut client = ServiceClientV2::new($self.channel.clone());
+            match $self.unary(client.$method(request)).await {
+                Err(status) if status.code() == Code::Unimplemented => {
+                    tracing::info!("flagd.evaluation.v2 not served; using v1");
+                    $self.v1_only.store(true, Ordering::Relaxed);
+                }
+                Err(status) => return Err(status_error(&status)),
+                Ok($r2) => {
+                    answer = Some(Answer {
+                        value: $value2,
+                        reason: $r2.reason,
+                        variant: $r2.variant.unwrap_or_default(),
+                        metadata: $r2.metadata,
+                    })
+                }
             }
-            Ok(Err(status)) => return Err(status_error(&status)),
-            Ok(Ok(response)) => response.into_inner(),
-        };
-        let reason = parse_reason(&$resp.reason);
-        let metadata = $resp
-            .metadata
-            .as_ref()
-            .map(struct_to_metadata)
-            .unwrap_or_default();
-        let cacheable = matches!(
-            reason,
-            EvaluationReason::Static | EvaluationReason::Disabled
-        );
-        let resolved = if reason == EvaluationReason::Disabled {
-            Resolved::NoValue { reason }
-        } else {
-            let variant = (!$resp.variant.is_empty()).then(|| $resp.variant.clone());
-            Resolved::Value(ResolutionDetails {
-                value: $value,
-                variant,
-                reason: Some(reason),
-                flag_metadata: Some(metadata),
-            })
-        };
-        if cacheable && $self.hub.state() == ProviderState::Ready {
-            $self.cache.put(generation, $key, $ty, resolved.clone());
         }
-        Ok(resolved)
+        let answer = match answer {
+            Some(answer) => answer,
+            None => {
+                let request = $self.request(pb::$req {
+                    flag_key: $key.to_owned(),
+                    context,
+                });
+                let mut client = ServiceClient::new($self.channel.clone());
+                let $r1 = $self
+                    .unary(client.$method(request))
+                    .await
+                    .map_err(|s| status_error(&s))?;
+                Answer {
+                    value: Some($value1),
+                    reason: $r1.reason,
+                    variant: $r1.variant,
+                    metadata: $r1.metadata,
+                }
+            }
+        };
+        Ok($self.finish(generation, $key, $ty, answer))
     }};
 }
 
@@ -206,6 +226,7 @@ impl RpcResolver {
             deadline: Duration::from_millis(options.deadline_ms.max(1)),
             cache: Arc::new(Cache::new(options.cache, options.max_cache_size)),
             hub,
+            v1_only: AtomicBool::new(false),
         }
     }
 
@@ -220,6 +241,49 @@ impl RpcResolver {
         request
     }
 
+    /// Awaits a unary call within the deadline (the server is told the deadline too).
+    async fn unary<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        match tokio::time::timeout(self.deadline, call).await {
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {:?}",
+                self.deadline
+            ))),
+            Ok(result) => result.map(tonic::Response::into_inner),
+        }
+    }
+
+    /// Turns an answer into a result and caches it when it may be cached.
+    fn finish(&self, generation: u64, key: &str, ty: Ty, answer: Answer) -> Resolved {
+        let reason = parse_reason(&answer.reason);
+        let metadata = answer
+            .metadata
+            .as_ref()
+            .map(struct_to_metadata)
+            .unwrap_or_default();
+        let cacheable = matches!(
+            reason,
+            EvaluationReason::Static | EvaluationReason::Disabled
+        );
+        let resolved = match answer.value {
+            // v1 sends the zero value for a disabled flag; v2 sends none for disabled and code-default.
+            Some(_) if reason == EvaluationReason::Disabled => Resolved::NoValue { reason },
+            None => Resolved::NoValue { reason },
+            Some(value) => Resolved::Value(ResolutionDetails {
+                value,
+                variant: (!answer.variant.is_empty()).then_some(answer.variant),
+                reason: Some(reason),
+                flag_metadata: Some(metadata),
+            }),
+        };
+        if cacheable && self.hub.state() == ProviderState::Ready {
+            self.cache.put(generation, key, ty, resolved.clone());
+        }
+        resolved
+    }
+
     pub(crate) async fn resolve_bool(
         &self,
         key: &str,
@@ -232,7 +296,8 @@ impl RpcResolver {
             Ty::Bool,
             resolve_boolean,
             ResolveBooleanRequest,
-            |r| Value::Bool(r.value)
+            v2 | r | r.value.map(Value::Bool),
+            v1 | r | Value::Bool(r.value)
         )
     }
 
@@ -248,7 +313,8 @@ impl RpcResolver {
             Ty::String,
             resolve_string,
             ResolveStringRequest,
-            |r| Value::String(r.value.clone())
+            v2 | r | r.value.map(Value::String),
+            v1 | r | Value::String(r.value)
         )
     }
 
@@ -264,7 +330,8 @@ impl RpcResolver {
             Ty::Int,
             resolve_int,
             ResolveIntRequest,
-            |r| Value::Int(r.value)
+            v2 | r | r.value.map(Value::Int),
+            v1 | r | Value::Int(r.value)
         )
     }
 
@@ -280,7 +347,8 @@ impl RpcResolver {
             Ty::Float,
             resolve_float,
             ResolveFloatRequest,
-            |r| Value::Float(r.value)
+            v2 | r | r.value.map(Value::Float),
+            v1 | r | Value::Float(r.value)
         )
     }
 
@@ -296,12 +364,17 @@ impl RpcResolver {
             Ty::Object,
             resolve_object,
             ResolveObjectRequest,
-            |r| Value::Struct(
-                r.value
+            v2 | r
+                | r.value
                     .as_ref()
-                    .map(struct_to_struct_value)
-                    .unwrap_or_default()
-            )
+                    .map(|v| Value::Struct(struct_to_struct_value(v))),
+            v1 | r
+                | Value::Struct(
+                    r.value
+                        .as_ref()
+                        .map(struct_to_struct_value)
+                        .unwrap_or_default()
+                )
         )
     }
 }
@@ -356,11 +429,18 @@ pub(crate) enum StreamEnd {
     Fatal(String),
 }
 
-pub(crate) fn classify(status: &tonic::Status, settings: &StreamSettings) -> StreamEnd {
+/// What a failed stream means. A server-side DEADLINE_EXCEEDED is the normal end of a long stream and is
+/// re-opened at once, but only after the stream delivered something (so a server that refuses every stream
+/// that way is retried with back-off, not in a hot loop).
+pub(crate) fn classify(
+    status: &tonic::Status,
+    settings: &StreamSettings,
+    received: bool,
+) -> StreamEnd {
     let text = format!("{:?}: {}", status.code(), status.message());
     if settings.fatal_codes.contains(&status.code()) {
         StreamEnd::Fatal(text)
-    } else if status.code() == Code::DeadlineExceeded {
+    } else if status.code() == Code::DeadlineExceeded && received {
         StreamEnd::Deadline
     } else {
         StreamEnd::Lost(text)
@@ -419,15 +499,19 @@ async fn one_event_stream(
     }
     let mut stream = match life.guard(client.event_stream(request)).await {
         Ok(response) => response.into_inner(),
-        Err(status) => return classify(&status, settings),
+        Err(status) => return classify(&status, settings, false),
     };
     let deadline = settings.deadline();
+    let mut received = false;
     loop {
         match life.guard(next_message(&mut stream, deadline)).await {
-            Ok(Some(message)) => handle_event(resolver, life, message),
+            Ok(Some(message)) => {
+                received = true;
+                handle_event(resolver, life, message);
+            }
             Ok(None) => return StreamEnd::Lost("the event stream ended".into()),
             Err(None) => return StreamEnd::Deadline,
-            Err(Some(status)) => return classify(&status, settings),
+            Err(Some(status)) => return classify(&status, settings, received),
         }
         if life.state() == ProviderState::Fatal {
             return StreamEnd::Fatal("fatal".into());

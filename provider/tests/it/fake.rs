@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use flagpole_proto::evaluation_v1 as ev;
 use flagpole_proto::evaluation_v1::service_server::{Service, ServiceServer};
+use flagpole_proto::evaluation_v2 as ev2;
 use flagpole_proto::sync_v1 as sy;
 use flagpole_proto::sync_v1::flag_sync_service_server::{FlagSyncService, FlagSyncServiceServer};
 use futures::Stream;
@@ -25,8 +26,10 @@ pub type Syncs = Pin<Box<dyn Stream<Item = Result<sy::SyncFlagsResponse, Status>
 /// What the fake serves and what it saw.
 pub struct State {
     up: watch::Sender<bool>,
-    /// Unary evaluation calls served.
+    /// Unary evaluation calls served (both versions).
     pub calls: AtomicUsize,
+    /// Of those, `flagd.evaluation.v2` calls.
+    pub v2_calls: AtomicUsize,
     /// Event and sync streams currently open.
     pub open_streams: AtomicUsize,
     /// `flagd-selector` headers seen, in order.
@@ -165,6 +168,7 @@ fn lookup(key: &str) -> Result<(&'static str, &'static str), Status> {
 }
 
 pub struct Eval(pub Arc<State>);
+pub struct EvalV2(pub Arc<State>);
 pub struct Sync(pub Arc<State>);
 
 macro_rules! unary {
@@ -380,6 +384,7 @@ fn new_state() -> Arc<State> {
     Arc::new(State {
         up,
         calls: AtomicUsize::new(0),
+        v2_calls: AtomicUsize::new(0),
         open_streams: AtomicUsize::new(0),
         selectors: Mutex::default(),
         contexts: Mutex::default(),
@@ -392,18 +397,30 @@ fn new_state() -> Arc<State> {
     })
 }
 
-fn router(state: &Arc<State>) -> tonic::transport::server::Router {
+fn router(state: &Arc<State>, v2: bool) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .add_service(ServiceServer::new(Eval(state.clone())))
+        .add_optional_service(
+            v2.then(|| ev2::service_server::ServiceServer::new(EvalV2(state.clone()))),
+        )
         .add_service(FlagSyncServiceServer::new(Sync(state.clone())))
 }
 
-/// Starts a fake on 127.0.0.1 with a free port.
+/// Starts a fake on 127.0.0.1 with a free port, serving evaluation v1 and v2.
 pub async fn start() -> Fake {
+    start_with(true).await
+}
+
+/// Starts a fake that serves evaluation v1 only (an old flagd).
+pub async fn start_v1_only() -> Fake {
+    start_with(false).await
+}
+
+async fn start_with(v2: bool) -> Fake {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = new_state();
-    let server = router(&state)
+    let server = router(&state, v2)
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let task = tokio::spawn(async move {
         let _ = server.await;
@@ -415,7 +432,7 @@ pub async fn start() -> Fake {
 pub async fn start_unix(path: &std::path::Path) -> Fake {
     let listener = tokio::net::UnixListener::bind(path).unwrap();
     let state = new_state();
-    let server = router(&state)
+    let server = router(&state, true)
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener));
     let task = tokio::spawn(async move {
         let _ = server.await;
@@ -424,5 +441,82 @@ pub async fn start_unix(path: &std::path::Path) -> Fake {
         state,
         addr: "127.0.0.1:0".parse().unwrap(),
         task,
+    }
+}
+
+/// v2 answers: no value for disabled and default-less flags.
+macro_rules! unary_v2 {
+    ($self:ident, $request:ident, $resp:ident, $value:expr) => {{
+        let state = &$self.0;
+        state.record(&$request);
+        state.is_up()?;
+        state.calls.fetch_add(1, Ordering::SeqCst);
+        state.v2_calls.fetch_add(1, Ordering::SeqCst);
+        let req = $request.into_inner();
+        let ctx = req
+            .context
+            .map(|c| struct_json(&c))
+            .unwrap_or(serde_json::Value::Null);
+        state.contexts.lock().unwrap().push(ctx);
+        let (reason, variant) = match req.flag_key.as_str() {
+            "no-default" => ("DEFAULT", ""),
+            key => lookup(key)?,
+        };
+        let value = if variant.is_empty() {
+            None
+        } else {
+            Some($value)
+        };
+        let variant = (!variant.is_empty()).then(|| variant.to_string());
+        Ok(Response::new(ev2::$resp {
+            value,
+            reason: reason.into(),
+            variant,
+            metadata: metadata(),
+        }))
+    }};
+}
+
+#[tonic::async_trait]
+impl ev2::service_server::Service for EvalV2 {
+    async fn resolve_boolean(
+        &self,
+        request: Request<ev2::ResolveBooleanRequest>,
+    ) -> Result<Response<ev2::ResolveBooleanResponse>, Status> {
+        unary_v2!(self, request, ResolveBooleanResponse, true)
+    }
+    async fn resolve_string(
+        &self,
+        request: Request<ev2::ResolveStringRequest>,
+    ) -> Result<Response<ev2::ResolveStringResponse>, Status> {
+        unary_v2!(self, request, ResolveStringResponse, "hi".into())
+    }
+    async fn resolve_float(
+        &self,
+        request: Request<ev2::ResolveFloatRequest>,
+    ) -> Result<Response<ev2::ResolveFloatResponse>, Status> {
+        unary_v2!(self, request, ResolveFloatResponse, 0.5)
+    }
+    async fn resolve_int(
+        &self,
+        request: Request<ev2::ResolveIntRequest>,
+    ) -> Result<Response<ev2::ResolveIntResponse>, Status> {
+        unary_v2!(self, request, ResolveIntResponse, 10)
+    }
+    async fn resolve_object(
+        &self,
+        request: Request<ev2::ResolveObjectRequest>,
+    ) -> Result<Response<ev2::ResolveObjectResponse>, Status> {
+        unary_v2!(self, request, ResolveObjectResponse, nested_object())
+    }
+
+    type EventStreamStream =
+        Pin<Box<dyn Stream<Item = Result<ev2::EventStreamResponse, Status>> + Send>>;
+
+    async fn event_stream(
+        &self,
+        _: Request<ev2::EventStreamRequest>,
+    ) -> Result<Response<Self::EventStreamStream>, Status> {
+        Err(Status::unimplemented("the provider listens on v1"))
     }
 }

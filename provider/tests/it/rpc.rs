@@ -378,3 +378,53 @@ async fn unix_socket_path_is_dialled() {
             .value
     );
 }
+
+#[tokio::test]
+async fn v2_says_default_without_a_value_so_the_code_default_applies() {
+    let fake = fake::start().await;
+    let provider = ready(&fake, options(&fake)).await;
+    let ctx = EvaluationContext::default();
+    let err = provider
+        .resolve_bool_value("no-default", &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(no_value_reason(&err), Some(EvaluationReason::Default));
+    let disabled = provider
+        .resolve_string_value("bool-disabled", &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(no_value_reason(&disabled), Some(EvaluationReason::Disabled));
+    assert_eq!(fake.state.v2_calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_v1_only_server_is_still_served_through_v1() {
+    let fake = fake::start_v1_only().await;
+    let provider = ready(&fake, options(&fake).cache(CacheType::Disabled)).await;
+    let ctx = EvaluationContext::default();
+    for _ in 0..2 {
+        let r = provider
+            .resolve_string_value("string-static", &ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.value.as_str(), r.reason),
+            ("hi", Some(EvaluationReason::Static))
+        );
+    }
+    assert_eq!(fake.state.v2_calls.load(Ordering::SeqCst), 0);
+    let disabled = provider
+        .resolve_bool_value("bool-disabled", &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(no_value_reason(&disabled), Some(EvaluationReason::Disabled));
+    let missing = provider
+        .resolve_bool_value("no-default", &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.code,
+        EvaluationErrorCode::FlagNotFound,
+        "v1 cannot tell a code default from a missing flag"
+    );
+}
