@@ -520,6 +520,11 @@ fn strip_position(message: &str) -> String {
 }
 
 fn parse_yaml(text: &str) -> Result<Value, LoadError> {
+    // libyaml's flow-collection parsing is quadratic in nesting depth (100,000 `[` take minutes), and its
+    // own recursion limit only applies afterwards; so measure flow nesting first.
+    if yaml_flow_depth_exceeds(text, MAX_NESTING_DEPTH) {
+        return Err(LoadError::TooDeep);
+    }
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let (line, column) = e
             .location()
@@ -532,6 +537,54 @@ fn parse_yaml(text: &str) -> Result<Value, LoadError> {
         }
     })?;
     yaml_to_json(yaml, 1)
+}
+
+/// True when `[`/`{` outside quotes and comments outnumber their closers by more than `limit` at some point.
+/// (Brackets inside plain or block scalars count too, so a document with more than `limit` unclosed brackets in
+/// unquoted text is rejected; no flag document looks like that.)
+fn yaml_flow_depth_exceeds(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut chars = text.chars();
+    let mut previous = '\n';
+    while let Some(c) = chars.next() {
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            '#' if previous.is_whitespace() => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '\'' if !previous.is_alphanumeric() => {
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        previous = c;
+    }
+    false
 }
 
 /// Converts YAML to JSON the way flagd does (`sigs.k8s.io/yaml`): scalar keys become strings, tags are

@@ -373,6 +373,18 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 }
 
 #[test]
+fn yaml_alias_expansion_is_bounded() {
+    // "Billion laughs": nine levels of nine aliases would expand to 10^9 strings.
+    let mut yaml = String::from("a0: &a0 [\"lol\"]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    yaml.push_str("flags: {f: {state: ENABLED, variants: {v: *a9}}}\n");
+    assert!(parse_document(&yaml, Format::Yaml, &LoadOptions::default()).is_err());
+}
+
+#[test]
 fn nesting_grown_by_inlining_is_limited() {
     // Each evaluator is 60 levels deep and references the next: inlined, the rule is far deeper than 128.
     let deep = |next: &str| {
