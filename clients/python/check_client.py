@@ -86,6 +86,7 @@ def main():
     parser.add_argument("--mode", choices=["rpc", "in-process", "file"], required=True)
     parser.add_argument("--flags", required=True, help="path of the flag file (used by --mode file)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up")
+    parser.add_argument("--deadline-ms", type=int, default=None, help="per-call deadline (provider default if absent)")
     args = parser.parse_args()
 
     state = {"waiting_for": "provider ready"}
@@ -108,6 +109,8 @@ def main():
     options = {"host": args.host, "port": args.port, "resolver_type": resolver, "cache": CacheType.DISABLED}
     if args.mode == "file":
         options["offline_flag_source_path"] = args.flags
+    if args.deadline_ms is not None:
+        options["deadline_ms"] = args.deadline_ms
     provider = FlagdProvider(**options)
     api.set_provider_and_wait(provider)
     client = api.get_client()

@@ -1,0 +1,722 @@
+//! Reliability under churn: the flag file is rewritten every 10 ms (valid edits in place, invalid content,
+//! atomic rename-replace, deletes and re-creation) while 200 EventStream subscribers and 50 SyncFlags streams
+//! listen and a load generator evaluates, all against the `flagpole` binary running as a child.
+//!
+//! What it asserts, at the end:
+//! - every EventStream subscriber got `provider_ready` first, and replaying its `configuration_change` events
+//!   over the initial key set gives exactly the keys of the final file (`write` only for keys it did not
+//!   have, `update`/`delete` only for keys it had);
+//! - every key whose definition differs between the initial and the final file was announced to every
+//!   subscriber;
+//! - every SyncFlags stream's last configuration equals the final file;
+//! - no stream ended before the test closed it;
+//! - no evaluation failed, except NOT_FOUND for flags that come and go;
+//! - the daemon's RSS after the churn is back near its level before it (no growth per write).
+//!
+//! What it does not do: measure latency (BENCHMARKS.md has the figures) or run long by default. The churn lasts
+//! `FLAGPOLE_CHURN_SECS` seconds (default 8); BENCHMARKS.md documents a longer run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flagpole_proto::evaluation_v1::service_client::ServiceClient;
+use flagpole_proto::evaluation_v1::{EventStreamRequest, ResolveStringRequest};
+use flagpole_proto::prost_types;
+use flagpole_proto::sync_v1::SyncFlagsRequest;
+use flagpole_proto::sync_v1::flag_sync_service_client::FlagSyncServiceClient;
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::clients::{ChildDaemon, write_json};
+
+/// EventStream subscribers.
+const EVENT_SUBSCRIBERS: usize = 200;
+/// SyncFlags streams.
+const SYNC_SUBSCRIBERS: usize = 50;
+/// Streams share HTTP/2 connections, this many per connection (well under any server's stream limit).
+const STREAMS_PER_CONNECTION: usize = 20;
+/// Load-generator tasks; each sends one ResolveString, then pauses [`LOAD_PAUSE`].
+const LOAD_TASKS: usize = 4;
+/// Pause between two evaluations of one load task, so that the load does not starve the daemon of the
+/// two cores.
+const LOAD_PAUSE: Duration = Duration::from_millis(1);
+/// Time between two writes of the flag file.
+const WRITE_INTERVAL: Duration = Duration::from_millis(10);
+/// Default churn duration in seconds (override with `FLAGPOLE_CHURN_SECS`).
+const DEFAULT_CHURN_SECS: u64 = 8;
+/// How long every stream may take to be connected, and later to converge on the final file.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Flags that never change.
+const STABLE_FLAGS: usize = 10;
+/// Flags that come and go and change with every generation.
+const CHURN_FLAGS: usize = 20;
+/// RSS may end this much above its level before the churn (allocator pools, lazily grown buffers), in KiB.
+/// A leak per write or per event would exceed it: a run writes about 100 times a second and delivers tens
+/// of thousands of events.
+const RSS_SLACK_KIB: u64 = 16 * 1024;
+
+/// The flag file of generation `generation`: `stable-*` never change; `churn-k` is absent when
+/// `(generation + k) % 3 == 0`, flips its default variant every other generation, and every fifth one has a
+/// targeting rule that names the generation (so it changes every generation).
+fn generation_content(generation: u64) -> Value {
+    let mut flags = Map::new();
+    for k in 0..STABLE_FLAGS {
+        flags.insert(
+            format!("stable-{k}"),
+            json!({"state": "ENABLED", "variants": {"a": "stable-a", "b": "stable-b"}, "defaultVariant": "a"}),
+        );
+    }
+    for k in 0..CHURN_FLAGS as u64 {
+        if (generation + k).is_multiple_of(3) {
+            continue;
+        }
+        let default = if (generation / 2 + k).is_multiple_of(2) {
+            "a"
+        } else {
+            "b"
+        };
+        let mut flag = json!({
+            "state": "ENABLED",
+            "variants": {"a": format!("churn-{k}-a"), "b": format!("churn-{k}-b")},
+            "defaultVariant": default,
+        });
+        if k % 5 == 0 {
+            flag["targeting"] =
+                json!({"if": [{"==": [{"var": "generation"}, generation]}, "b", null]});
+        }
+        flags.insert(format!("churn-{k}"), flag);
+    }
+    json!({"flags": flags})
+}
+
+/// The parts of each flag a subscriber must see, by key: state, default variant, variants, targeting.
+fn comparable(flags: &Value) -> BTreeMap<String, Value> {
+    let Some(map) = flags.get("flags").and_then(Value::as_object) else {
+        return BTreeMap::new();
+    };
+    map.iter()
+        .map(|(key, flag)| {
+            let targeting = match flag.get("targeting") {
+                None | Some(Value::Null) => Value::Null,
+                Some(Value::Object(rule)) if rule.is_empty() => Value::Null,
+                Some(rule) => rule.clone(),
+            };
+            let default = match flag.get("defaultVariant") {
+                None | Some(Value::Null) => Value::from(""),
+                Some(v) => v.clone(),
+            };
+            let view = json!({
+                "state": flag.get("state").cloned().unwrap_or(Value::Null),
+                "defaultVariant": default,
+                "variants": flag.get("variants").cloned().unwrap_or(Value::Null),
+                "targeting": targeting,
+            });
+            (key.clone(), view)
+        })
+        .collect()
+}
+
+/// One kind of write to the flag file.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    /// Truncate and write a valid generation in place (the reader may see it half-written).
+    ValidInPlace,
+    /// Write content that does not parse: the daemon must keep the last good flags.
+    Invalid,
+    /// Write a valid generation to a temp file in the same directory and rename it over the flag file.
+    ValidRename,
+    /// Remove the file: the daemon must keep the last flags and notice when it comes back.
+    Delete,
+}
+
+/// The writes, in the order they repeat. After `Delete` comes `ValidInPlace`, which re-creates the file.
+const WRITE_CYCLE: [Write; 5] = [
+    Write::ValidInPlace,
+    Write::Invalid,
+    Write::ValidRename,
+    Write::Delete,
+    Write::ValidInPlace,
+];
+
+/// Writes the flag file every [`WRITE_INTERVAL`] for `duration`, then one last valid generation in place;
+/// returns the final content and counts of each kind of write.
+fn churn_file(
+    flags: &Path,
+    first_generation: u64,
+    duration: Duration,
+) -> (Value, BTreeMap<&'static str, u64>) {
+    let mut counts = BTreeMap::new();
+    let mut generation = first_generation;
+    let temp = flags.with_extension("json.tmp");
+    let start = Instant::now();
+    let mut step = 0usize;
+    while start.elapsed() < duration {
+        let write = WRITE_CYCLE[step % WRITE_CYCLE.len()];
+        step += 1;
+        match write {
+            Write::ValidInPlace => {
+                generation += 1;
+                write_json(flags, &generation_content(generation));
+                *counts.entry("valid in place").or_default() += 1;
+            }
+            Write::Invalid => {
+                let garbage = format!("{{\"flags\": {{\"broken-{generation}\": ");
+                fs::write(flags, garbage)
+                    .unwrap_or_else(|error| panic!("write invalid content: {error}"));
+                *counts.entry("invalid").or_default() += 1;
+            }
+            Write::ValidRename => {
+                generation += 1;
+                write_json(&temp, &generation_content(generation));
+                fs::rename(&temp, flags)
+                    .unwrap_or_else(|error| panic!("rename over the flag file: {error}"));
+                *counts.entry("atomic rename").or_default() += 1;
+            }
+            Write::Delete => {
+                fs::remove_file(flags)
+                    .unwrap_or_else(|error| panic!("delete the flag file: {error}"));
+                *counts.entry("delete").or_default() += 1;
+            }
+        }
+        // Writes keep a fixed 10 ms schedule, however long a write took.
+        let next = start + WRITE_INTERVAL * u32::try_from(step).unwrap_or(u32::MAX);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    generation += 1;
+    let last = generation_content(generation);
+    write_json(flags, &last);
+    *counts.entry("valid in place").or_default() += 1;
+    (last, counts)
+}
+
+/// What one EventStream subscriber saw.
+#[derive(Debug, Default)]
+struct EventView {
+    /// The first message was `provider_ready`.
+    ready: bool,
+    /// Problems: wrong first message, inconsistent event types, malformed data.
+    problems: Vec<String>,
+    /// Keys the subscriber believes exist, from the initial file and the events since.
+    keys: BTreeSet<String>,
+    /// Every key named in a `configuration_change`.
+    announced: BTreeSet<String>,
+    /// `configuration_change` messages received.
+    changes: u64,
+    /// Why the stream ended before the test closed it.
+    died: Option<String>,
+}
+
+/// What one SyncFlags stream saw.
+#[derive(Debug, Default)]
+struct SyncView {
+    /// The last configuration received, as [`comparable`] flags.
+    last: Option<BTreeMap<String, Value>>,
+    messages: u64,
+    problems: Vec<String>,
+    died: Option<String>,
+}
+
+/// Converts a protobuf `Struct` to JSON.
+fn struct_to_json(value: &prost_types::Struct) -> Value {
+    Value::Object(
+        value
+            .fields
+            .iter()
+            .map(|(key, field)| (key.clone(), value_to_json(field)))
+            .collect(),
+    )
+}
+
+fn value_to_json(value: &prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::NumberValue(n)) => json!(n),
+        Some(Kind::StringValue(s)) => Value::from(s.clone()),
+        Some(Kind::BoolValue(b)) => Value::from(*b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(list)) => {
+            Value::Array(list.values.iter().map(value_to_json).collect())
+        }
+    }
+}
+
+/// Applies one `configuration_change` to the subscriber's view.
+fn apply_change(view: &mut EventView, data: Option<&prost_types::Struct>) {
+    view.changes += 1;
+    let data = data.map(struct_to_json).unwrap_or(Value::Null);
+    let Some(flags) = data.get("flags").and_then(Value::as_object) else {
+        view.problems
+            .push(format!("configuration_change without a flags map: {data}"));
+        return;
+    };
+    for (key, change) in flags {
+        view.announced.insert(key.clone());
+        let kind = change.get("type").and_then(Value::as_str).unwrap_or("");
+        let known = view.keys.contains(key);
+        match (kind, known) {
+            ("write", false) => {
+                view.keys.insert(key.clone());
+            }
+            ("update", true) => {}
+            ("delete", true) => {
+                view.keys.remove(key);
+            }
+            _ => view.problems.push(format!(
+                "`{kind}` for {key}, which the subscriber {} have",
+                if known { "did" } else { "did not" }
+            )),
+        }
+    }
+}
+
+async fn connect(port: u16) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap_or_else(|error| panic!("endpoint: {error}"));
+    endpoint
+        .connect()
+        .await
+        .unwrap_or_else(|error| panic!("connect to 127.0.0.1:{port}: {error}"))
+}
+
+async fn event_subscriber(
+    channel: Channel,
+    initial: BTreeSet<String>,
+    view: Arc<Mutex<EventView>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let set = |f: &dyn Fn(&mut EventView)| {
+        if let Ok(mut view) = view.lock() {
+            f(&mut view);
+        }
+    };
+    set(&|v| v.keys = initial.clone());
+    let mut client = ServiceClient::new(channel);
+    let mut stream = match client.event_stream(EventStreamRequest {}).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            set(&|v| v.died = Some(format!("EventStream refused: {status}")));
+            return;
+        }
+    };
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            message = stream.message() => {
+                let message = match message {
+                    Ok(Some(message)) => message,
+                    Ok(None) => {
+                        set(&|v| v.died = Some("the server ended the stream".to_owned()));
+                        return;
+                    }
+                    Err(status) => {
+                        let reason = format!("stream error: {status}");
+                        set(&|v| v.died = Some(reason.clone()));
+                        return;
+                    }
+                };
+                let Ok(mut v) = view.lock() else { return };
+                if first {
+                    first = false;
+                    if message.r#type == "provider_ready" {
+                        v.ready = true;
+                    } else {
+                        v.problems.push(format!("first message was `{}`, not provider_ready", message.r#type));
+                    }
+                    continue;
+                }
+                match message.r#type.as_str() {
+                    "configuration_change" => apply_change(&mut v, message.data.as_ref()),
+                    "keep_alive" => {}
+                    other => v.problems.push(format!("unexpected event `{other}`")),
+                }
+            }
+        }
+    }
+}
+
+async fn sync_subscriber(
+    channel: Channel,
+    view: Arc<Mutex<SyncView>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut client = FlagSyncServiceClient::new(channel);
+    let request = SyncFlagsRequest {
+        provider_id: "churn".to_owned(),
+        ..Default::default()
+    };
+    let mut stream = match client.sync_flags(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            if let Ok(mut v) = view.lock() {
+                v.died = Some(format!("SyncFlags refused: {status}"));
+            }
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            message = stream.message() => {
+                let Ok(mut v) = view.lock() else { return };
+                match message {
+                    Ok(Some(message)) => {
+                        v.messages += 1;
+                        match serde_json::from_str::<Value>(&message.flag_configuration) {
+                            Ok(config) => v.last = Some(comparable(&config)),
+                            Err(error) => v.problems.push(format!("flag_configuration is not JSON: {error}")),
+                        }
+                    }
+                    Ok(None) => {
+                        v.died = Some("the server ended the stream".to_owned());
+                        return;
+                    }
+                    Err(status) => {
+                        v.died = Some(format!("stream error: {status}"));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Counts of the load generator.
+#[derive(Debug, Default)]
+struct Load {
+    ok: AtomicU64,
+    /// NOT_FOUND for a `churn-*` flag, which really is missing in some generations.
+    missing: AtomicU64,
+    failures: Mutex<Vec<String>>,
+    /// Latency of every evaluation, for the summary line (not asserted).
+    latencies: Mutex<Vec<Duration>>,
+}
+
+impl Load {
+    /// p50, p99 and max of the evaluation latencies.
+    fn percentiles(&self) -> (Duration, Duration, Duration) {
+        let Ok(mut all) = self.latencies.lock() else {
+            return Default::default();
+        };
+        all.sort();
+        let at = |q: f64| {
+            let index = ((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1));
+            all.get(index).copied().unwrap_or_default()
+        };
+        (at(0.5), at(0.99), all.last().copied().unwrap_or_default())
+    }
+}
+
+async fn load_task(channel: Channel, task: usize, load: Arc<Load>, running: Arc<AtomicBool>) {
+    let mut client = ServiceClient::new(channel);
+    let mut n = task;
+    while running.load(Ordering::Relaxed) {
+        n += LOAD_TASKS;
+        let churn = n.is_multiple_of(2);
+        let key = if churn {
+            format!("churn-{}", n % CHURN_FLAGS)
+        } else {
+            format!("stable-{}", n % STABLE_FLAGS)
+        };
+        let request = ResolveStringRequest {
+            flag_key: key.clone(),
+            context: None,
+        };
+        let sent = Instant::now();
+        let result = client.resolve_string(request).await;
+        if let Ok(mut latencies) = load.latencies.lock() {
+            latencies.push(sent.elapsed());
+        }
+        match result {
+            Ok(_) => {
+                load.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(status) if churn && status.code() == tonic::Code::NotFound => {
+                load.missing.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(status) => {
+                if let Ok(mut failures) = load.failures.lock()
+                    && failures.len() < 20
+                {
+                    failures.push(format!("{key}: {status}"));
+                }
+            }
+        }
+        tokio::time::sleep(LOAD_PAUSE).await;
+    }
+}
+
+/// CPU time the daemon used so far (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (1-based).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // Linux reports these in clock ticks of 1/100 s (USER_HZ) on every architecture it supports here.
+    Duration::from_millis(ticks * 10)
+}
+
+/// The daemon's resident set size in KiB (`VmRSS` of `/proc/PID/status`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|error| panic!("read /proc/{pid}/status: {error}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+fn churn_duration() -> Duration {
+    let secs = std::env::var("FLAGPOLE_CHURN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_CHURN_SECS);
+    Duration::from_secs(secs)
+}
+
+/// Polls `done` every 100 ms until it holds or [`SETTLE_TIMEOUT`] passes; returns whether it held.
+async fn settle(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_keeps_every_stream_alive_and_consistent() {
+    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
+    let flags = dir.path().join("flags.json");
+    let initial = generation_content(0);
+    write_json(&flags, &initial);
+    let mut daemon = ChildDaemon::start(&flags, dir.path(), &[]);
+    let initial_view = comparable(&initial);
+    let initial_keys: BTreeSet<String> = initial_view.keys().cloned().collect();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    // EventStream subscribers on the evaluation port.
+    let mut event_views = Vec::new();
+    let mut channel = None;
+    for i in 0..EVENT_SUBSCRIBERS {
+        if i % STREAMS_PER_CONNECTION == 0 {
+            channel = Some(connect(daemon.ports.evaluation).await);
+        }
+        let Some(channel) = channel.clone() else {
+            unreachable!()
+        };
+        let view = Arc::new(Mutex::new(EventView::default()));
+        event_views.push(Arc::clone(&view));
+        tasks.push(tokio::spawn(event_subscriber(
+            channel,
+            initial_keys.clone(),
+            view,
+            stop_rx.clone(),
+        )));
+    }
+    // SyncFlags streams on the sync port.
+    let mut sync_views = Vec::new();
+    for i in 0..SYNC_SUBSCRIBERS {
+        if i % STREAMS_PER_CONNECTION == 0 {
+            channel = Some(connect(daemon.ports.sync).await);
+        }
+        let Some(channel) = channel.clone() else {
+            unreachable!()
+        };
+        let view = Arc::new(Mutex::new(SyncView::default()));
+        sync_views.push(Arc::clone(&view));
+        tasks.push(tokio::spawn(sync_subscriber(
+            channel,
+            view,
+            stop_rx.clone(),
+        )));
+    }
+
+    let connected = settle(|| {
+        event_views
+            .iter()
+            .all(|v| v.lock().is_ok_and(|v| v.ready || v.died.is_some()))
+            && sync_views
+                .iter()
+                .all(|v| v.lock().is_ok_and(|v| v.last.is_some() || v.died.is_some()))
+    })
+    .await;
+    assert!(
+        connected,
+        "not every stream got its first message within {SETTLE_TIMEOUT:?}; daemon stderr:\n{}",
+        daemon.stderr()
+    );
+    let rss_before = rss_kib(daemon.pid());
+    let cpu_before = cpu_time(daemon.pid());
+
+    // The load generator.
+    let load = Arc::new(Load::default());
+    let running = Arc::new(AtomicBool::new(true));
+    let load_channel = connect(daemon.ports.evaluation).await;
+    let mut load_tasks = Vec::new();
+    for task in 0..LOAD_TASKS {
+        load_tasks.push(tokio::spawn(load_task(
+            load_channel.clone(),
+            task,
+            Arc::clone(&load),
+            Arc::clone(&running),
+        )));
+    }
+
+    // The churn, on a blocking thread; RSS is sampled meanwhile.
+    let duration = churn_duration();
+    let writer_path = flags.clone();
+    let writer = tokio::task::spawn_blocking(move || churn_file(&writer_path, 0, duration));
+    let mut rss_peak = rss_before;
+    while !writer.is_finished() {
+        rss_peak = rss_peak.max(rss_kib(daemon.pid()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (last, writes) = writer
+        .await
+        .unwrap_or_else(|error| panic!("the writer panicked: {error}"));
+    running.store(false, Ordering::Relaxed);
+    for task in load_tasks {
+        let _ = task.await;
+    }
+    let final_view = comparable(&last);
+    let final_keys: BTreeSet<String> = final_view.keys().cloned().collect();
+
+    // Every stream converges on the final file (or has died, which fails below with its reason).
+    let converged = settle(|| {
+        event_views.iter().all(|v| {
+            v.lock()
+                .is_ok_and(|v| v.keys == final_keys || v.died.is_some())
+        }) && sync_views.iter().all(|v| {
+            v.lock()
+                .is_ok_and(|v| v.last.as_ref() == Some(&final_view) || v.died.is_some())
+        })
+    })
+    .await;
+    let rss_after = rss_kib(daemon.pid());
+    let cpu_used = cpu_time(daemon.pid()).saturating_sub(cpu_before);
+    let alive = daemon.is_running();
+
+    let changed: BTreeSet<String> = initial_keys
+        .union(&final_keys)
+        .filter(|key| initial_view.get(*key) != final_view.get(*key))
+        .cloned()
+        .collect();
+
+    let mut problems = Vec::new();
+    let mut events_delivered = 0;
+    for (i, view) in event_views.iter().enumerate() {
+        let Ok(view) = view.lock() else {
+            problems.push(format!("event subscriber {i}: poisoned"));
+            continue;
+        };
+        events_delivered += view.changes;
+        if let Some(died) = &view.died {
+            problems.push(format!("event subscriber {i} died: {died}"));
+        }
+        if !view.ready {
+            problems.push(format!("event subscriber {i} never got provider_ready"));
+        }
+        problems.extend(
+            view.problems
+                .iter()
+                .take(3)
+                .map(|p| format!("event subscriber {i}: {p}")),
+        );
+        if view.keys != final_keys {
+            let missing: Vec<_> = final_keys.difference(&view.keys).collect();
+            let extra: Vec<_> = view.keys.difference(&final_keys).collect();
+            problems.push(format!(
+                "event subscriber {i}: last view differs from the final file (missing {missing:?}, extra {extra:?})"
+            ));
+        }
+        let unannounced: Vec<_> = changed.difference(&view.announced).collect();
+        if !unannounced.is_empty() {
+            problems.push(format!(
+                "event subscriber {i}: changed keys never announced: {unannounced:?}"
+            ));
+        }
+    }
+    let mut sync_messages = 0;
+    for (i, view) in sync_views.iter().enumerate() {
+        let Ok(view) = view.lock() else {
+            problems.push(format!("sync subscriber {i}: poisoned"));
+            continue;
+        };
+        sync_messages += view.messages;
+        if let Some(died) = &view.died {
+            problems.push(format!("sync subscriber {i} died: {died}"));
+        }
+        problems.extend(
+            view.problems
+                .iter()
+                .take(3)
+                .map(|p| format!("sync subscriber {i}: {p}")),
+        );
+        if view.last.as_ref() != Some(&final_view) {
+            let keys: Option<Vec<&String>> = view.last.as_ref().map(|last| last.keys().collect());
+            problems.push(format!(
+                "sync subscriber {i}: last configuration differs from the final file (its keys: {keys:?})"
+            ));
+        }
+    }
+    if let Ok(failures) = load.failures.lock() {
+        problems.extend(failures.iter().map(|f| format!("evaluation failed: {f}")));
+    }
+    if !alive {
+        problems.push("the daemon exited".to_owned());
+    }
+    if rss_after > rss_before + RSS_SLACK_KIB {
+        problems.push(format!(
+            "RSS did not return to its level before the churn: {rss_before} KiB before, {rss_after} KiB after \
+             (peak {rss_peak} KiB, slack {RSS_SLACK_KIB} KiB)"
+        ));
+    }
+
+    let ok = load.ok.load(Ordering::Relaxed);
+    let (p50, p99, max) = load.percentiles();
+    let missing = load.missing.load(Ordering::Relaxed);
+    eprintln!(
+        "churn: {duration:?}, writes {writes:?}; {events_delivered} change events to {EVENT_SUBSCRIBERS} \
+         subscribers, {sync_messages} sync messages to {SYNC_SUBSCRIBERS} streams; {ok} evaluations ok, \
+         {missing} NOT_FOUND for absent churn flags (latency p50 {p50:?}, p99 {p99:?}, max {max:?}); RSS {rss_before} KiB before, peak {rss_peak} KiB, \
+         {rss_after} KiB after; daemon CPU {cpu_used:?}; converged: {converged}"
+    );
+
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+
+    // Show the first problems of each kind rather than 250 copies of one.
+    problems.truncate(40);
+    assert!(
+        problems.is_empty() && ok > 0,
+        "churn found problems ({ok} evaluations ok):\n  {}\ndaemon stderr (tail):\n{}",
+        problems.join("\n  "),
+        tail(&daemon.stderr(), 40)
+    );
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
