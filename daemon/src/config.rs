@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use flagpole_engine::{FractionalAlgorithm, LoadOptions};
 use serde_json::{Map, Value};
 
@@ -59,6 +59,59 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Args {
+    /// The clap command, with environment values hidden from `--help` (so help never shows a secret and
+    /// `docs/cli.md` does not depend on the environment).
+    pub fn command_for_help() -> clap::Command {
+        let hide = |arg: clap::Arg| arg.hide_env_values(true);
+        let mut command = Args::command().mut_args(hide);
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        for name in names {
+            command = command.mut_subcommand(name, |sub| sub.mut_args(hide));
+        }
+        command
+    }
+
+    /// Parses the process arguments (help and version requests come back as clap errors to print).
+    pub fn parse_from_env() -> Result<Args, clap::Error> {
+        let matches = Args::command_for_help().try_get_matches()?;
+        Args::from_arg_matches(&matches)
+    }
+
+    /// `docs/cli.md`: the `--help` text of every command, at a fixed width.
+    pub fn markdown_reference() -> String {
+        let mut command = Args::command_for_help()
+            .term_width(100)
+            .bin_name("flagpole");
+        command.build();
+        let mut out = String::from(
+            "# flagpole command line\n\n\
+             Generated from `--help` by `cargo test -p flagpole --test it cli_docs` \
+             (set `FLAGPOLE_UPDATE_DOCS=1` to rewrite it). Every `start` flag also reads the `FLAGD_*` \
+             variable shown, and the same long names are the keys of a `--config` file (JSON or YAML, \
+             `sources` as an array). Precedence: flag, then variable, then config file, then default.\n",
+        );
+        let mut sections = vec![(
+            "flagpole".to_owned(),
+            command.render_long_help().to_string(),
+        )];
+        for sub in command.get_subcommands_mut() {
+            let name = format!("flagpole {}", sub.get_name());
+            sections.push((name, sub.render_long_help().to_string()));
+        }
+        for (name, help) in sections {
+            out.push_str(&format!(
+                "\n## `{name}`\n\n```text\n{}\n```\n",
+                help.trim_end()
+            ));
+        }
+        out
+    }
 }
 
 /// The subcommands.

@@ -5,14 +5,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use flagpole::config::{Action, Args, Invocation};
 
 /// Exit code for bad usage or configuration (BSD `EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match Args::parse_from_env() {
         Ok(args) => args,
         Err(error) => {
             let code = if error.use_stderr() { EXIT_USAGE } else { 0 };

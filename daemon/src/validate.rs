@@ -48,7 +48,7 @@ fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<
     let text = String::from_utf8_lossy(&bytes);
     match parse(path, &bytes, format, &LoadOptions { strict }) {
         Ok(loaded) => {
-            for warning in &loaded.warnings {
+            for warning in by_position(&text, &loaded.warnings) {
                 report_warning(out, path, &text, "warning", warning)?;
             }
             writeln!(
@@ -63,7 +63,7 @@ fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<
             source: LoadError::Schema { violations },
             ..
         }) => {
-            for violation in &violations {
+            for violation in by_position(&text, &violations) {
                 report_warning(out, path, &text, "error", violation)?;
             }
             writeln!(
@@ -85,6 +85,24 @@ fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<
             Ok(false)
         }
     }
+}
+
+/// The warnings in document order (by the position of their flag; unlocated ones first, stable).
+fn by_position<'w>(text: &str, warnings: &'w [Warning]) -> Vec<&'w Warning> {
+    let mut sorted: Vec<(Option<(usize, usize)>, &Warning)> = warnings
+        .iter()
+        .map(|w| {
+            (
+                w.flag
+                    .as_deref()
+                    .and_then(|f| locate_key(text, f))
+                    .map(|at| (at.line, at.column)),
+                w,
+            )
+        })
+        .collect();
+    sorted.sort_by_key(|(at, _)| *at);
+    sorted.into_iter().map(|(_, w)| w).collect()
 }
 
 fn report_warning(

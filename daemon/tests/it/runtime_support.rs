@@ -1,0 +1,135 @@
+//! Shared fixtures of the runtime tests: the testbed location, an in-process daemon on free ports, a
+//! minimal HTTP/1.1 client, and waiting on the store for a condition.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagpole::Daemon;
+use flagpole::config::{Config, FileProvider, Listen, SourceConfig, SourceKind};
+use flagpole_engine::{Selector, Snapshot, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a test waits for the daemon to notice a file change before failing. Generous: this bounds a
+/// failure, it does not measure speed.
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default()
+}
+
+/// The flagd-testbed checkout (`FLAGD_TESTBED_DIR`, default `../shared/flagd-testbed`). A missing
+/// directory fails the test.
+pub fn testbed_dir() -> PathBuf {
+    let dir = std::env::var_os("FLAGD_TESTBED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/flagd-testbed"));
+    assert!(
+        dir.is_dir(),
+        "flagd-testbed not found at {} (set FLAGD_TESTBED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+/// A file source for `path`, identified by the path as given.
+pub fn file_source(path: &Path) -> SourceConfig {
+    SourceConfig {
+        identity: Arc::from(path.to_string_lossy().as_ref()),
+        kind: SourceKind::File {
+            path: path.to_owned(),
+            provider: FileProvider::File,
+        },
+    }
+}
+
+/// A configuration on 127.0.0.1 with free ports.
+pub fn local_config(sources: Vec<SourceConfig>) -> Config {
+    let mut config = Config::new(sources);
+    config.listen = Listen::ephemeral(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    config
+}
+
+/// Starts a daemon on free ports over these files.
+pub async fn start_with_files(paths: &[&Path]) -> Daemon {
+    let config = local_config(paths.iter().map(|p| file_source(p)).collect());
+    match flagpole::run(config).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("daemon did not start: {error}"),
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status, content type, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// Waits until the store's snapshot satisfies `condition`; fails after [`CHANGE_TIMEOUT`].
+pub async fn wait_for(daemon: &Daemon, what: &str, condition: impl Fn(&Snapshot) -> bool) {
+    let mut changes = daemon.store().subscribe();
+    let waited = tokio::time::timeout(CHANGE_TIMEOUT, async {
+        loop {
+            if condition(&daemon.store().snapshot()) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok() && condition(&daemon.store().snapshot()),
+        "timed out waiting for: {what}"
+    );
+}
+
+/// The default variant's value of `key` in the snapshot (no selector), if the flag exists.
+pub fn default_value(snapshot: &Snapshot, key: &str) -> Option<Value> {
+    let flag = snapshot.get(key, &Selector::All)?;
+    let variant = flag.default_variant.as_deref()?;
+    flag.variants.get(variant).cloned()
+}
+
+/// A flag document with one string flag `key` whose default variant has value `value`.
+pub fn one_flag(key: &str, value: &str) -> String {
+    format!(
+        r#"{{"flags": {{"{key}": {{"state": "ENABLED", "variants": {{"v": "{value}", "other": "x"}}, "defaultVariant": "v"}}}}}}"#
+    )
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same directory, then a rename.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename over target");
+}

@@ -1,0 +1,93 @@
+//! `flagpole validate`: every problem with file, line and column; exit 1 when a file is rejected.
+
+use std::path::Path;
+
+use flagpole::validate::validate_files;
+
+fn report(files: &[&Path], strict: bool) -> (bool, String) {
+    let mut out = Vec::new();
+    let ok = validate_files(files, strict, &mut out).expect("write report");
+    (ok, String::from_utf8(out).expect("utf-8 report"))
+}
+
+#[test]
+fn a_valid_file_is_accepted() {
+    let example = crate::runtime_support::workspace_root().join("examples/flags.json");
+    let (ok, text) = report(&[&example], true);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: 6 flags, 0 warnings"), "{text}");
+}
+
+#[test]
+fn syntax_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\n  \"flags\": {\n    \"a\": {,}\n  }\n}\n").expect("write");
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "flags:\n  a:\n    state: ENABLED\n    variants: {on: true}\n    defaultVariant: on\n",
+    )
+    .expect("write");
+    let (ok, text) = report(&[&bad, &good], false);
+    assert!(!ok, "{text}");
+    let expected = format!("{}:3:", bad.display());
+    assert!(
+        text.contains(&expected) && text.contains("error:"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}: ok", good.display())), "{text}");
+}
+
+#[test]
+fn a_bad_default_variant_is_rejected_with_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("flags.json");
+    std::fs::write(
+        &bad,
+        "{\"flags\": {\n  \"x\": {\"state\": \"ENABLED\", \"variants\": {\"a\": 1}, \"defaultVariant\": \"b\"}\n}}\n",
+    )
+    .expect("write");
+    let (ok, text) = report(&[&bad], false);
+    assert!(!ok, "{text}");
+    assert!(text.contains(&format!("{}:2:", bad.display())), "{text}");
+}
+
+#[test]
+fn schema_violations_warn_and_strict_rejects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("flags.json");
+    std::fs::write(
+        &file,
+        "{\"flags\": {\n  \"x\": {\"state\": \"ON\", \"variants\": {\"a\": 1}, \"defaultVariant\": \"a\"}\n}}\n",
+    )
+    .expect("write");
+    let (ok, text) = report(&[&file], false);
+    assert!(ok, "{text}");
+    assert!(text.contains("warning:"), "{text}");
+    let (ok, text) = report(&[&file], true);
+    assert!(!ok, "{text}");
+    assert!(text.contains(&format!("{}:2:", file.display())), "{text}");
+}
+
+#[test]
+fn missing_and_unsupported_files_are_rejected_and_the_binary_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let txt = dir.path().join("flags.txt");
+    std::fs::write(&txt, "{}").expect("write");
+    let missing = dir.path().join("absent.json");
+    let (ok, text) = report(&[&txt, &missing], false);
+    assert!(!ok);
+    assert!(
+        text.contains("unsupported file format") && text.contains("cannot read"),
+        "{text}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flagpole"))
+        .args(["validate"])
+        .arg(&missing)
+        .output()
+        .expect("run flagpole");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("absent.json"));
+}
