@@ -397,8 +397,18 @@ fn new_state() -> Arc<State> {
     })
 }
 
-fn router(state: &Arc<State>, v2: bool) -> tonic::transport::server::Router {
-    tonic::transport::Server::builder()
+fn router(
+    state: &Arc<State>,
+    v2: bool,
+    tls: Option<tonic::transport::Identity>,
+) -> tonic::transport::server::Router {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .unwrap();
+    }
+    builder
         .add_service(ServiceServer::new(Eval(state.clone())))
         .add_optional_service(
             v2.then(|| ev2::service_server::ServiceServer::new(EvalV2(state.clone()))),
@@ -416,11 +426,20 @@ pub async fn start_v1_only() -> Fake {
     start_with(false).await
 }
 
+/// Starts a fake that serves TLS with `identity` (certificate chain and key, PEM).
+pub async fn start_tls(identity: tonic::transport::Identity) -> Fake {
+    start_full(true, Some(identity)).await
+}
+
 async fn start_with(v2: bool) -> Fake {
+    start_full(v2, None).await
+}
+
+async fn start_full(v2: bool, tls: Option<tonic::transport::Identity>) -> Fake {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = new_state();
-    let server = router(&state, v2)
+    let server = router(&state, v2, tls)
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let task = tokio::spawn(async move {
         let _ = server.await;
@@ -432,7 +451,7 @@ async fn start_with(v2: bool) -> Fake {
 pub async fn start_unix(path: &std::path::Path) -> Fake {
     let listener = tokio::net::UnixListener::bind(path).unwrap();
     let state = new_state();
-    let server = router(&state, true)
+    let server = router(&state, true, None)
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener));
     let task = tokio::spawn(async move {
         let _ = server.await;

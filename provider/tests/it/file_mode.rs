@@ -232,3 +232,48 @@ async fn a_broken_rewrite_keeps_the_previous_flags() {
     assert_eq!(event.flags_changed, vec!["int".to_string()]);
     assert_eq!(provider.state(), ProviderState::Ready);
 }
+
+/// The only test that uses the SDK's global API (it is process-wide).
+#[tokio::test]
+async fn through_the_openfeature_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, FLAGS).unwrap();
+    let provider = provider_for(&path);
+    let events = provider.events();
+    let mut api = open_feature::OpenFeature::singleton_mut().await;
+    api.set_provider(provider).await;
+    assert_eq!(
+        events.state(),
+        ProviderState::Ready,
+        "set_provider waits for initialization"
+    );
+    let client = api.create_client();
+    drop(api);
+
+    let details = client
+        .get_string_details(
+            "targeted",
+            Some(&EvaluationContext::default().with_targeting_key("vip")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (details.value.as_str(), details.variant.as_deref()),
+        ("beta", Some("b"))
+    );
+    assert_eq!(details.reason, Some(EvaluationReason::TargetingMatch));
+    // A disabled flag gives the caller's default.
+    assert!(client.get_bool_value("disabled", None, None).await.is_err());
+    let err = client
+        .get_bool_details("disabled", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(no_value_reason(&err), Some(EvaluationReason::Disabled));
+    let object = client
+        .get_struct_value::<open_feature::StructValue>("object", None, None)
+        .await
+        .unwrap();
+    assert!(matches!(object.fields.get("inner"), Some(Value::Struct(_))));
+}

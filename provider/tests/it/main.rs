@@ -7,3 +7,4 @@ mod file_mode;
 mod in_process;
 mod rpc;
 mod support;
+mod testbed;

@@ -428,3 +428,61 @@ async fn a_v1_only_server_is_still_served_through_v1() {
         "v1 cannot tell a code default from a missing flag"
     );
 }
+
+/// A CA and a `localhost` server certificate signed by it, as the testbed's TLS setup has.
+fn ca_and_server() -> (String, tonic::transport::Identity) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test root CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    (
+        ca.pem(),
+        tonic::transport::Identity::from_pem(cert.pem(), key.serialize_pem()),
+    )
+}
+
+#[tokio::test]
+async fn tls_with_a_custom_ca_certificate() {
+    let (ca_pem, identity) = ca_and_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca_pem).unwrap();
+    let fake = fake::start_tls(identity).await;
+    let builder = FlagdOptions::builder()
+        .host("localhost")
+        .port(fake.addr.port())
+        .tls(true)
+        .cert_path(ca_path);
+    let provider = ready(&fake, builder).await;
+    assert!(
+        provider
+            .resolve_bool_value("bool-static", &EvaluationContext::default())
+            .await
+            .unwrap()
+            .value
+    );
+}
+
+#[tokio::test]
+async fn tls_against_an_untrusted_server_never_becomes_ready() {
+    let (_, identity) = ca_and_server();
+    let (other_ca, _) = ca_and_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("other.crt");
+    std::fs::write(&ca_path, other_ca).unwrap();
+    let fake = fake::start_tls(identity).await;
+    let builder = FlagdOptions::builder()
+        .host("localhost")
+        .port(fake.addr.port())
+        .cert_path(ca_path);
+    let provider = FlagdProvider::new(fast(builder)).unwrap();
+    let mut rx = provider.events().subscribe();
+    next(&mut rx, ProviderEventKind::Error).await;
+    assert_eq!(fake.state.open_streams.load(Ordering::SeqCst), 0);
+}
