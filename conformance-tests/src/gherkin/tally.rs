@@ -127,7 +127,7 @@ impl<Wr> Tally<Wr> {
         let mut files: Vec<String> = self.rows.keys().map(|(file, _)| file.clone()).collect();
         files.dedup();
         let mut out = String::new();
-        out.push_str("| file |");
+        out.push_str("| feature file |");
         for mode in &modes {
             out.push_str(&format!(" {mode} |"));
         }

@@ -4,8 +4,9 @@
 //! Event handlers behave like OpenFeature client handlers: a handler registered for a kind records every
 //! later event of that kind, and — as the specification asks of late handlers — fires at once when the
 //! provider is already in the matching state. "should have been executed" and "was fired" wait for a
-//! recorded event of the kind and consume it (as the Java and Go harnesses do), so that a later check needs a
-//! new event.
+//! recorded event of the kind and consume it together with every event recorded before it (the Java and Go
+//! harnesses consume the events of the kind), so that a later check needs an event that happened after the
+//! one just consumed: "a ready event was fired" after an outage means a new ready, not the initial one.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -289,6 +290,7 @@ impl FlagdWorld {
         };
         builder = match name {
             "ssl" => builder.tls(true).cert_path(fixture.ca_cert_path()),
+            "socket" if mode == Mode::InProcess => builder.socket_path(fixture.sync_socket_path()),
             "socket" => builder.socket_path(fixture.socket_path()),
             "unavailable" => builder.port(closed_port()),
             "forbidden" => builder.port(harness.envoy.forbidden_port()),
@@ -355,6 +357,8 @@ impl FlagdWorld {
                 }
                 if let Some(index) = log.queue.iter().position(|event| Kind::of(event) == kind) {
                     let event = log.queue.remove(index);
+                    // Everything recorded before it has happened-before: a later check needs a newer event.
+                    log.queue.drain(..index);
                     log.queue.retain(|event| Kind::of(event) != kind);
                     return event;
                 }

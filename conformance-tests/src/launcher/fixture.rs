@@ -33,8 +33,10 @@ pub const SELECTOR_PREFIX: &str = "selector-";
 pub const CHANGING_FLAG_FILE: &str = "changing-flag.json";
 /// Key of the flag toggled by [`Fixture::change`].
 pub const CHANGING_FLAG_KEY: &str = "changing-flag";
-/// Unix socket file name (inside the fixture dir) of the `socket` config.
+/// Unix socket file name (inside the fixture dir) of the evaluation service in the `socket` config.
 pub const SOCKET_FILE: &str = "flagd.sock";
+/// Unix socket file name (inside the fixture dir) of the sync service in the `socket` config.
+pub const SYNC_SOCKET_FILE: &str = "flagd-sync.sock";
 
 /// The four daemon ports, injected into every config under flagd's key names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,13 +131,19 @@ impl Fixture {
             write_json_atomic(&root.join("configs").join(&name), &config)?;
             config_names.push(stem);
         }
-        // The `socket` config (absent upstream): the default config plus a unix socket for evaluation.
+        // The `socket` config (absent upstream): the default config plus unix sockets for the evaluation
+        // (`socket-path`) and sync (`sync-socket-path`) services.
         if let Some(mut config) = default_config {
             if let Value::Object(map) = &mut config {
-                map.insert(
-                    "socket-path".to_owned(),
-                    Value::String(root.join(SOCKET_FILE).to_string_lossy().into_owned()),
-                );
+                for (key, file) in [
+                    ("socket-path", SOCKET_FILE),
+                    ("sync-socket-path", SYNC_SOCKET_FILE),
+                ] {
+                    map.insert(
+                        key.to_owned(),
+                        Value::String(root.join(file).to_string_lossy().into_owned()),
+                    );
+                }
             }
             inject_ports(&mut config, ports);
             write_json_atomic(&root.join("configs").join("socket.json"), &config)?;
@@ -184,9 +192,14 @@ impl Fixture {
         self.root().join("ssl").join("custom-root-cert.crt")
     }
 
-    /// The unix socket the `socket` config makes the daemon listen on.
+    /// The unix socket the `socket` config makes the evaluation service listen on.
     pub fn socket_path(&self) -> PathBuf {
         self.root().join(SOCKET_FILE)
+    }
+
+    /// The unix socket the `socket` config makes the sync service listen on.
+    pub fn sync_socket_path(&self) -> PathBuf {
+        self.root().join(SYNC_SOCKET_FILE)
     }
 
     /// Regenerates `flags/allFlags.json`: every `rawflags/*.json` not starting with `selector-`, in

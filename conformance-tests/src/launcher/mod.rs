@@ -258,6 +258,7 @@ impl Launcher {
         }
         // A stale socket file from a killed daemon would make the next bind fail.
         let _ = std::fs::remove_file(self.fixture.socket_path());
+        let _ = std::fs::remove_file(self.fixture.sync_socket_path());
         state.last_config = Some(name.clone());
 
         let mut command = Command::new(&self.daemon_bin);
