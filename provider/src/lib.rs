@@ -38,6 +38,9 @@
 //! them as an error that [`no_value_reason`] recognises (the SDK's provider interface does not pass the
 //! caller's default, so this is the only way to let the caller's default win).
 //!
+//! The options table, event semantics, cache rules and differences from `open-feature-flagd` are in the
+//! project's `docs/provider.md`.
+//!
 //! Dropping the provider stops every background task. What this crate does not do: serve flags (that is the
 //! daemon), or decide targeting semantics (that is `flagpole-engine`).
 #![forbid(unsafe_code)]
