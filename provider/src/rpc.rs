@@ -550,3 +550,95 @@ fn handle_event(resolver: &RpcResolver, life: &mut Lifecycle, message: pb::Event
         other => tracing::trace!(r#type = other, "event stream message ignored"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn static_bool() -> Resolved {
+        Resolved::Value(ResolutionDetails {
+            value: Value::Bool(true),
+            variant: Some("on".into()),
+            reason: Some(EvaluationReason::Static),
+            flag_metadata: None,
+        })
+    }
+
+    fn reason(resolved: Option<Resolved>) -> Option<EvaluationReason> {
+        match resolved? {
+            Resolved::Value(details) => details.reason,
+            Resolved::NoValue { reason } => Some(reason),
+        }
+    }
+
+    #[test]
+    fn hits_are_reported_as_cached_per_key_and_type() {
+        let cache = Cache::new(CacheType::Lru, 10);
+        cache.put(cache.generation(), "a", Ty::Bool, static_bool());
+        assert_eq!(
+            reason(cache.get("a", Ty::Bool)),
+            Some(EvaluationReason::Cached)
+        );
+        assert!(
+            cache.get("a", Ty::String).is_none(),
+            "another type is another entry"
+        );
+    }
+
+    #[test]
+    fn a_result_read_before_a_purge_is_not_cached_after_it() {
+        let cache = Cache::new(CacheType::Lru, 10);
+        let generation = cache.generation();
+        cache.purge_keys(&["a".to_string()]);
+        cache.put(generation, "a", Ty::Bool, static_bool());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn purging_keys_drops_every_type_of_those_keys_only() {
+        let cache = Cache::new(CacheType::Lru, 10);
+        let g = cache.generation();
+        cache.put(g, "a", Ty::Bool, static_bool());
+        cache.put(g, "a", Ty::String, static_bool());
+        cache.put(g, "b", Ty::Bool, static_bool());
+        cache.purge_keys(&["a".to_string()]);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get("b", Ty::Bool).is_some());
+    }
+
+    #[test]
+    fn the_least_recently_used_entry_goes_first() {
+        let cache = Cache::new(CacheType::Lru, 2);
+        let g = cache.generation();
+        cache.put(g, "a", Ty::Bool, static_bool());
+        cache.put(g, "b", Ty::Bool, static_bool());
+        assert!(cache.get("a", Ty::Bool).is_some());
+        cache.put(g, "c", Ty::Bool, static_bool());
+        assert!(cache.get("b", Ty::Bool).is_none());
+        assert!(cache.get("a", Ty::Bool).is_some());
+    }
+
+    #[test]
+    fn disabled_or_zero_sized_cache_stores_nothing() {
+        for cache in [
+            Cache::new(CacheType::Disabled, 10),
+            Cache::new(CacheType::Lru, 0),
+        ] {
+            cache.put(cache.generation(), "a", Ty::Bool, static_bool());
+            assert!(cache.get("a", Ty::Bool).is_none());
+        }
+    }
+
+    #[test]
+    fn wire_reasons() {
+        assert_eq!(
+            parse_reason("TARGETING_MATCH"),
+            EvaluationReason::TargetingMatch
+        );
+        assert_eq!(parse_reason(""), EvaluationReason::Unknown);
+        assert_eq!(
+            parse_reason("FALLBACK"),
+            EvaluationReason::Other("FALLBACK".into())
+        );
+    }
+}
