@@ -33,6 +33,7 @@ pub(crate) struct SyncTask {
     pub(crate) store: Arc<LocalStore>,
     pub(crate) hub: Arc<Hub>,
     pub(crate) settings: StreamSettings,
+    pub(crate) enricher: Option<crate::ContextEnricher>,
 }
 
 impl SyncTask {
@@ -52,6 +53,7 @@ impl SyncTask {
             store,
             hub,
             settings: StreamSettings::new(options),
+            enricher: None,
         }
     }
 
@@ -119,6 +121,10 @@ impl SyncTask {
                     }
                     metadata.clone().unwrap_or_default()
                 }
+            };
+            let context = match &self.enricher {
+                Some(enrich) => enrich(&context),
+                None => context,
             };
             let changed = self.store.replace(flags, context);
             life.connected();

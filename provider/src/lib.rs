@@ -84,6 +84,16 @@ use local::LocalStore;
 use resolve::{Resolved, fatal, typed};
 use rpc::RpcResolver;
 
+/// The specification's `contextEnricher` (in-process only): maps the sync context (the daemon's static
+/// context) to the context merged over each evaluation's context. The default is the identity.
+pub type ContextEnricher = Arc<
+    dyn Fn(
+            &serde_json::Map<String, serde_json::Value>,
+        ) -> serde_json::Map<String, serde_json::Value>
+        + Send
+        + Sync,
+>;
+
 /// The provider name reported in the provider metadata.
 pub const PROVIDER_NAME: &str = "flagd";
 
@@ -127,6 +137,15 @@ impl FlagdProvider {
     /// once; use [`FeatureProvider::initialize`] (the SDK calls it) or [`ProviderEvents::wait_for`] to wait
     /// for the first flags.
     pub fn new(options: FlagdOptions) -> Result<Self, ProviderError> {
+        Self::with_context_enricher(options, None)
+    }
+
+    /// Like [`FlagdProvider::new`], with the specification's `contextEnricher` for the in-process resolver
+    /// (ignored by the others).
+    pub fn with_context_enricher(
+        options: FlagdOptions,
+        enricher: Option<ContextEnricher>,
+    ) -> Result<Self, ProviderError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConnectError::NoRuntime)?;
         let hub = Hub::new();
         let lifecycle = |on_error: Box<dyn Fn() + Send + Sync>| {
@@ -154,13 +173,14 @@ impl FlagdProvider {
                 let channel = connect::channel(&options)?;
                 let selector = connect::selector_header(&options)?;
                 let store = Arc::new(LocalStore::default());
-                let sync = in_process::SyncTask::new(
+                let mut sync = in_process::SyncTask::new(
                     channel,
                     &options,
                     selector,
                     store.clone(),
                     hub.clone(),
                 );
+                sync.enricher = enricher;
                 let task = runtime.spawn(sync.run(lifecycle(Box::new(|| {}))));
                 (Resolver::Local(store), task)
             }

@@ -167,3 +167,24 @@ async fn outage_serves_the_last_flags_and_reconnects() {
     next(&mut rx, ProviderEventKind::Ready).await;
     assert_eq!(provider.state(), ProviderState::Ready);
 }
+
+#[tokio::test]
+async fn a_context_enricher_maps_the_sync_context() {
+    let fake = fake::start().await;
+    fake.state.set_config(FLAGS);
+    *fake.state.sync_context.lock().unwrap() = Some(injected());
+    // Rename the daemon's key: the flag's targeting no longer sees "injected".
+    let enricher: flagpole_provider::ContextEnricher = std::sync::Arc::new(|ctx| {
+        ctx.iter()
+            .map(|(k, v)| (format!("daemon.{k}"), v.clone()))
+            .collect()
+    });
+    let provider =
+        FlagdProvider::with_context_enricher(fast(options(&fake)), Some(enricher)).unwrap();
+    state(&provider.events(), ProviderState::Ready).await;
+    let greeting = provider
+        .resolve_string_value("greeting", &EvaluationContext::default())
+        .await
+        .unwrap();
+    assert_eq!(greeting.value, "hi");
+}
