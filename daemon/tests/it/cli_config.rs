@@ -362,3 +362,15 @@ fn environment_beats_config_file_and_flag_beats_environment() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_bundled_example_config_parses() {
+    let path = crate::runtime_support::workspace_root().join("examples/config.yaml");
+    let config = start_config(&["start", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(identities(&config), ["examples/flags.json"]);
+    assert_eq!(
+        config.context_from_headers,
+        [("X-User-Tier".to_owned(), "tier".to_owned())]
+    );
+    assert_eq!(config.stream_deadline, None);
+}

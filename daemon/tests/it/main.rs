@@ -11,3 +11,4 @@ mod runtime_daemon;
 mod runtime_support;
 mod testbed_start;
 mod validate_cmd;
+mod runtime_lifecycle;
