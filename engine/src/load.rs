@@ -365,11 +365,16 @@ fn build_flag(
         message,
         at: locator.find_flag(&key),
     };
-    let Value::Object(mut fields) = value else {
-        return Err(malformed(
-            "",
-            format!("a flag must be an object, not {}", type_name(&value)),
-        ));
+    // Go decodes `null` into a zero-valued flag (enabled, no variants) without an error.
+    let mut fields = match value {
+        Value::Object(fields) => fields,
+        Value::Null => Map::new(),
+        other => {
+            return Err(malformed(
+                "",
+                format!("a flag must be an object, not {}", type_name(&other)),
+            ));
+        }
     };
 
     let (state, state_raw) = match fields.remove("state") {

@@ -143,6 +143,12 @@ fn missing_or_malformed_flags_rejects_but_empty_flags_clears() {
         load_err(r#"{"flags": {"f": {"state": 1, "variants": {"a": 1}}}}"#),
         LoadError::Malformed { ref path, .. } if path == "/flags/f/state"
     ));
+    // Go decodes a null flag into a zero-valued one: enabled, no variants, no default.
+    let null_flag = load_json(r#"{"flags": {"f": null}}"#);
+    assert_eq!(null_flag.flags.len(), 1);
+    assert_eq!(null_flag.flags[0].state, FlagState::Enabled);
+    assert!(null_flag.flags[0].variants.is_empty());
+    assert_eq!(null_flag.warnings.len(), 1, "{:?}", null_flag.warnings);
     for empty in [r#"{"flags": null}"#, r#"{"flags": {}}"#, r#"{"flags": []}"#] {
         assert!(load_json(empty).flags.is_empty(), "{empty}");
     }
