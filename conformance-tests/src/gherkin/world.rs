@@ -410,7 +410,9 @@ impl FlagdWorld {
             ),
             "Boolean" => EvaluationContextFieldValue::Bool(parse_bool(value)),
             "Object" => {
+                // Step lines (unlike table cells, see `preprocess`) may still carry `\"` escapes.
                 let json: Value = serde_json::from_str(value)
+                    .or_else(|_| serde_json::from_str(&value.replace("\\\"", "\"")))
                     .unwrap_or_else(|error| panic!("context {key}: {value:?}: {error}"));
                 EvaluationContextFieldValue::new_struct(json)
             }
@@ -617,6 +619,7 @@ pub fn parse_typed(ty: &str, text: &str) -> Value {
                 .unwrap_or_else(|_| panic!("{text:?} is not a float")),
         ),
         "Object" => serde_json::from_str(text)
+            .or_else(|_| serde_json::from_str(&text.replace("\\\"", "\"")))
             .unwrap_or_else(|error| panic!("{text:?} is not JSON: {error}")),
         other => panic!("unknown flag type {other:?}"),
     }
