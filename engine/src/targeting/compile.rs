@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::fractional::PreDists;
 use super::semver::{self, SemOp};
 use super::{MAX_RULE_DEPTH, MAX_RULE_NODES, RuleError};
 
@@ -32,6 +33,10 @@ pub(crate) enum Node {
     If(Vec<Node>),
     /// An operator whose arguments are evaluated first.
     Call(Box<Call>),
+    /// A comparison, `in`, `starts_with` or `ends_with` with exactly two operands.
+    Binary(Box<Binary>),
+    /// `fractional` with an argument array.
+    Fractional(Box<FracNode>),
     /// `filter`, `map`, `reduce`, `all`, `none`, `some`.
     Iter(Box<IterNode>),
     /// `sem_ver` with a constant operator and target.
@@ -51,6 +56,8 @@ pub(crate) struct VarNode {
 pub(crate) struct Path {
     /// The non-empty dot-separated parts; empty means "the whole data".
     pub(crate) parts: Box<[Part]>,
+    /// The first part is `$flagd` (resolved virtually at the top level).
+    pub(crate) flagd: bool,
 }
 
 /// One path part, with the array index Go would use for it (`int(typing.ToNumber(part))`).
@@ -69,8 +76,9 @@ impl Path {
                 key: p.into(),
                 index: super::value::go_int(super::value::parse_float(p).unwrap_or(0.0)),
             })
-            .collect();
-        Path { parts }
+            .collect::<Box<[Part]>>();
+        let flagd = parts.first().is_some_and(|p| &*p.key == "$flagd");
+        Path { parts, flagd }
     }
 }
 
@@ -125,6 +133,29 @@ pub(crate) enum Op {
 pub(crate) struct Call {
     pub(crate) op: Op,
     pub(crate) args: Args,
+}
+
+/// A two-operand operator.
+#[derive(Debug, Clone)]
+pub(crate) struct Binary {
+    pub(crate) op: Op,
+    pub(crate) a: Node,
+    pub(crate) b: Node,
+}
+
+/// `fractional` with an argument array (at least one element).
+#[derive(Debug, Clone)]
+pub(crate) struct FracNode {
+    /// The first argument (bucketing key or first distribution).
+    pub(crate) first: Node,
+    /// The first argument's JSON, used when `pre_all` is set.
+    pub(crate) first_lit: Value,
+    /// The remaining arguments.
+    pub(crate) rest: Vec<Node>,
+    /// Every argument is a constant array: the distributions, precomputed.
+    pub(crate) pre_all: Option<PreDists>,
+    /// The arguments after the first are constants: those distributions, precomputed.
+    pub(crate) pre_rest: Option<PreDists>,
 }
 
 /// The iterating operators.
@@ -266,11 +297,27 @@ fn compile_args(args: &Value) -> Args {
 }
 
 fn compile_op(op: &str, args: &Value) -> Node {
-    let call = |op: Op| {
-        Node::Call(Box::new(Call {
+    let call = |op: Op| match args {
+        Value::Array(a) if a.len() == 2 && is_binary(op) => Node::Binary(Box::new(Binary {
+            op,
+            a: compile(&a[0]),
+            b: compile(&a[1]),
+        })),
+        Value::Array(a) if op == Op::Fractional && !a.is_empty() => {
+            let rest = &a[1..];
+            let all_static = |vs: &[Value]| vs.iter().all(|v| v.is_array() && is_static(v));
+            Node::Fractional(Box::new(FracNode {
+                first: compile(&a[0]),
+                first_lit: a[0].clone(),
+                rest: rest.iter().map(compile).collect(),
+                pre_all: all_static(a).then(|| PreDists::new(a)),
+                pre_rest: all_static(rest).then(|| PreDists::new(rest)),
+            }))
+        }
+        _ => Node::Call(Box::new(Call {
             op,
             args: compile_args(args),
-        }))
+        })),
     };
     match op {
         "var" => compile_var(args),
@@ -317,6 +364,23 @@ fn compile_op(op: &str, args: &Value) -> Node {
         "sem_ver" => compile_sem_ver(args).unwrap_or_else(|| call(Op::SemVer)),
         other => Node::Fail(format!("The operator \"{other}\" is not supported").into()),
     }
+}
+
+fn is_binary(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Eq
+            | Op::Ne
+            | Op::StrictEq
+            | Op::StrictNe
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::In
+            | Op::StartsWith
+            | Op::EndsWith
+    )
 }
 
 fn compile_var(args: &Value) -> Node {

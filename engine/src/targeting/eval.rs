@@ -12,9 +12,10 @@ use serde_json::Value;
 use smallvec::SmallVec;
 
 use super::compile::{
-    Args, Call, IterNode, IterOp, Node, Op, Part, Path, Subject, VarNode, compile_rule, is_static,
+    Args, Call, FracNode, IterNode, IterOp, Node, Op, Part, Path, Subject, VarNode, compile_rule,
+    is_static,
 };
-use super::fractional::{FracData, fractional};
+use super::fractional::{FracData, KeyHash, fractional, key_hash};
 use super::semver::{self, SemOp};
 use super::value::{
     Arr, Kind, Obj, Val, conversion_panic, format_f, go_int, is_true, js_number, json_kind,
@@ -95,6 +96,12 @@ pub(crate) fn eval<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Va
             Ok(last)
         }
         Node::If(items) => eval_if(items, scope, d),
+        Node::Binary(b) => {
+            let x = eval(&b.a, scope, d)?;
+            let y = eval(&b.b, scope, d)?;
+            binary(b.op, x.kind(), y.kind())
+        }
+        Node::Fractional(f) => eval_fractional(f, scope, d),
         Node::Call(call) => eval_call(call, scope, d),
         Node::Iter(it) => eval_iter(it, scope, d),
         Node::SemVerConst(sv) => {
@@ -175,7 +182,7 @@ fn lookup<'a>(scope: Scope<'_, 'a>, path: &Path) -> R<Option<Val<'a>>> {
     };
     match scope {
         Scope::Top(data) => {
-            if &*first.key == "$flagd" {
+            if path.flagd {
                 return Ok(flagd_lookup(data, rest));
             }
             let Some(v) = data.context.get(&*first.key) else {
@@ -516,9 +523,9 @@ fn eval_call<'a>(call: &'a Call, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
             let [a, b] = &l[..] else { return Ok(Val::Null) };
             match (a.kind(), b.kind()) {
                 (Kind::Str(a), Kind::Str(b)) => Val::Bool(if op == Op::StartsWith {
-                    a.starts_with(b)
+                    a.len() >= b.len() && str_eq(&a.as_bytes()[..b.len()], b)
                 } else {
-                    a.ends_with(b)
+                    a.len() >= b.len() && str_eq(&a.as_bytes()[a.len() - b.len()..], b)
                 }),
                 _ => Val::Null,
             }
@@ -552,6 +559,67 @@ fn frac_data<'s, 'a>(scope: Scope<'s, 'a>) -> Option<FracData<'s, 'a>> {
     }
 }
 
+/// A two-operand comparison, `in`, `starts_with` or `ends_with` (the same results as the general path
+/// with a two-element argument list).
+fn binary(op: Op, a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<Val<'static>> {
+    Ok(Val::Bool(match op {
+        Op::Eq => equals(a, b),
+        Op::Ne => !equals(a, b),
+        Op::StrictEq => strict_equals(a, b),
+        Op::StrictNe => !strict_equals(a, b),
+        Op::Lt => less(a, b),
+        Op::Le => less(a, b) || equals(a, b),
+        Op::Gt => less(b, a),
+        Op::Ge => less(b, a) || equals(b, a),
+        Op::In => in_kinds(a, b)?,
+        Op::StartsWith | Op::EndsWith => match (a, b) {
+            (Kind::Str(a), Kind::Str(b)) => {
+                if op == Op::StartsWith {
+                    a.len() >= b.len() && str_eq(&a.as_bytes()[..b.len()], b)
+                } else {
+                    a.len() >= b.len() && str_eq(&a.as_bytes()[a.len() - b.len()..], b)
+                }
+            }
+            _ => return Ok(Val::Null),
+        },
+        other => return fail(format!("{other:?} is not a binary operator")),
+    }))
+}
+
+/// `fractional` with precomputed distributions where they are constants.
+fn eval_fractional<'a>(f: &'a FracNode, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    let alg = scope.algorithm();
+    if let Some(pre) = &f.pre_all {
+        // Shorthand: every argument is a constant distribution.
+        return Ok(
+            match key_hash(&Val::Json(&f.first_lit), frac_data(scope), alg) {
+                KeyHash::Hash { hash, .. } => pre.pick(hash),
+                KeyHash::Null => Val::Null,
+            },
+        );
+    }
+    let first = eval(&f.first, scope, d)?;
+    if let Some(pre) = &f.pre_rest {
+        match key_hash(&first, frac_data(scope), alg) {
+            KeyHash::Null => return Ok(Val::Null),
+            KeyHash::Hash {
+                hash,
+                first_is_dist: false,
+            } => return Ok(pre.pick(hash)),
+            KeyHash::Hash {
+                first_is_dist: true,
+                ..
+            } => {}
+        }
+    }
+    let mut args = List::new();
+    args.push(first);
+    for n in &f.rest {
+        args.push(eval(n, scope, d)?);
+    }
+    Ok(fractional(&args, frac_data(scope), alg))
+}
+
 /// `negative`'s operand truthiness: the first element of a non-empty array, else the value itself.
 fn negation_operand(args: Evaluated<'_>) -> bool {
     match args {
@@ -563,12 +631,25 @@ fn negation_operand(args: Evaluated<'_>) -> bool {
     }
 }
 
+/// String equality as an inline loop for short strings (`memcmp` calls dominate at these lengths).
+#[inline]
+fn str_eq(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> bool {
+    let (a, b) = (a.as_ref(), b.as_ref());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 32 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// `equals`: nil only equals nil; two strings compare as strings; anything else as JavaScript numbers.
 pub(crate) fn equals(a: Kind<'_, '_>, b: Kind<'_, '_>) -> bool {
     match (a, b) {
         (Kind::Null, Kind::Null) => true,
         (Kind::Null, _) | (_, Kind::Null) => false,
-        (Kind::Str(x), Kind::Str(y)) => x == y,
+        (Kind::Str(x), Kind::Str(y)) => str_eq(x, y),
         _ => js_number(a) == js_number(b),
     }
 }
@@ -595,7 +676,7 @@ fn go_interface_eq(a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<bool> {
         (Kind::Bool(x), Kind::Bool(y)) => x == y,
         (Kind::Num(x), Kind::Num(y)) => x == y,
         (Kind::Int(x), Kind::Int(y)) => x == y,
-        (Kind::Str(x), Kind::Str(y)) => x == y,
+        (Kind::Str(x), Kind::Str(y)) => str_eq(x, y),
         (Kind::Obj(_), Kind::Obj(_)) => {
             return fail("runtime error: comparing uncomparable type map[string]interface {}");
         }
@@ -610,16 +691,20 @@ fn op_in<'a>(l: List<'a>) -> R<Val<'a>> {
     let Some(a) = l.first() else {
         return index_panic("in", 0, 0);
     };
-    let a = a.kind();
     let b = l.get(1).map_or(Kind::Null, Val::kind);
+    in_kinds(a.kind(), b).map(Val::Bool)
+}
+
+/// `in` with its two operands.
+fn in_kinds(a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<bool> {
     if let Kind::Str(hay) = b {
         let Kind::Str(needle) = a else {
             return Err(conversion_panic(a, "string"));
         };
-        return Ok(Val::Bool(hay.contains(needle)));
+        return Ok(hay.contains(needle));
     }
     let Kind::Arr(items) = b else {
-        return Ok(Val::Bool(false));
+        return Ok(false);
     };
     for i in 0..items.len() {
         let el = items.kind_at(i);
@@ -629,14 +714,14 @@ fn op_in<'a>(l: List<'a>) -> R<Val<'a>> {
             }
             let v = to_number(a)?;
             if v >= to_number(range.kind_at(0))? && to_number(range.kind_at(1))? >= to_number(a)? {
-                return Ok(Val::Bool(true));
+                return Ok(true);
             }
             continue;
         }
         match a {
             Kind::Num(n) => {
                 if to_number(el)? == n {
-                    return Ok(Val::Bool(true));
+                    return Ok(true);
                 }
             }
             Kind::Int(_) => {
@@ -645,12 +730,12 @@ fn op_in<'a>(l: List<'a>) -> R<Val<'a>> {
             }
             _ => {
                 if go_interface_eq(el, a)? {
-                    return Ok(Val::Bool(true));
+                    return Ok(true);
                 }
             }
         }
     }
-    Ok(Val::Bool(false))
+    Ok(false)
 }
 
 fn op_cat<'a>(args: Evaluated<'a>) -> R<Val<'a>> {

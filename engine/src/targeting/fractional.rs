@@ -113,6 +113,70 @@ pub(crate) struct FracData<'s, 'a> {
     pub(crate) targeting_key: Option<Val<'a>>,
 }
 
+/// The outcome of choosing the bucketing key.
+pub(crate) enum KeyHash {
+    /// No usable key: the operator returns null.
+    Null,
+    /// The key's hash; `first_is_dist` when the first argument is a distribution, not the key.
+    Hash { hash: u32, first_is_dist: bool },
+}
+
+/// Chooses and hashes the bucketing key from the first (evaluated) argument.
+pub(crate) fn key_hash(
+    first: &Val<'_>,
+    data: Option<FracData<'_, '_>>,
+    algorithm: FractionalAlgorithm,
+) -> KeyHash {
+    let Some(data) = data else {
+        return KeyHash::Null;
+    };
+    let mut hasher = Murmur3::new(0);
+    let first_is_dist = match algorithm {
+        FractionalAlgorithm::V2 => {
+            if let Kind::Str(key) = first.kind() {
+                hasher.write(key.as_bytes());
+                false
+            } else {
+                let Some(tk) = &data.targeting_key else {
+                    return KeyHash::Null;
+                };
+                let Kind::Str(tk) = tk.kind() else {
+                    return KeyHash::Null;
+                };
+                if tk.is_empty() {
+                    return KeyHash::Null;
+                }
+                hasher.write(data.flag_key.as_bytes());
+                hasher.write(tk.as_bytes());
+                !first.is_nil()
+            }
+        }
+        FractionalAlgorithm::V3 => match first.kind() {
+            Kind::Arr(_) => {
+                let Some(tk) = &data.targeting_key else {
+                    return KeyHash::Null;
+                };
+                let Kind::Str(tk) = tk.kind() else {
+                    return KeyHash::Null;
+                };
+                hasher.write(&[0x82]);
+                cbor_text(&mut hasher, &data.flag_key);
+                cbor_text(&mut hasher, tk);
+                true
+            }
+            Kind::Null => return KeyHash::Null,
+            k => {
+                cbor(&mut hasher, k);
+                false
+            }
+        },
+    };
+    KeyHash::Hash {
+        hash: hasher.finish(),
+        first_is_dist,
+    }
+}
+
 /// Evaluates `fractional` over its already-evaluated arguments. `data` is `None` when the data is not an
 /// object (flagd: null).
 pub(crate) fn fractional<'a>(
@@ -123,56 +187,24 @@ pub(crate) fn fractional<'a>(
     let Some(first) = args.first() else {
         return Val::Null;
     };
-    let Some(data) = data else { return Val::Null };
-    let mut hasher = Murmur3::new(0);
-    let dists = match algorithm {
-        FractionalAlgorithm::V2 => {
-            if let Kind::Str(key) = first.kind() {
-                hasher.write(key.as_bytes());
-                &args[1..]
-            } else {
-                let dists = if first.is_nil() { &args[1..] } else { args };
-                let Some(tk) = &data.targeting_key else {
-                    return Val::Null;
-                };
-                let Kind::Str(tk) = tk.kind() else {
-                    return Val::Null;
-                };
-                if tk.is_empty() {
-                    return Val::Null;
-                }
-                hasher.write(data.flag_key.as_bytes());
-                hasher.write(tk.as_bytes());
-                dists
-            }
-        }
-        FractionalAlgorithm::V3 => match first.kind() {
-            Kind::Arr(_) => {
-                let Some(tk) = &data.targeting_key else {
-                    return Val::Null;
-                };
-                let Kind::Str(tk) = tk.kind() else {
-                    return Val::Null;
-                };
-                hasher.write(&[0x82]);
-                cbor_text(&mut hasher, &data.flag_key);
-                cbor_text(&mut hasher, tk);
-                args
-            }
-            Kind::Null => return Val::Null,
-            k => {
-                cbor(&mut hasher, k);
-                &args[1..]
-            }
-        },
-    };
+    match key_hash(first, data, algorithm) {
+        KeyHash::Null => Val::Null,
+        KeyHash::Hash {
+            hash,
+            first_is_dist,
+        } => pick(hash, if first_is_dist { args } else { &args[1..] }),
+    }
+}
+
+/// Validates the distributions and returns the variant the hash falls into (null on bad input).
+fn pick<'a>(hash: u32, dists: &[Val<'a>]) -> Val<'a> {
     let Some(total) = total_weight(dists) else {
         return Val::Null;
     };
     if total == 0 {
         return Val::Null;
     }
-    let bucket = (u64::from(hasher.finish()) * total) >> 32;
+    let bucket = (u64::from(hash) * total) >> 32;
     let mut end = 0u64;
     for dist in dists {
         let Kind::Arr(arr) = dist.kind() else {
@@ -184,6 +216,55 @@ pub(crate) fn fractional<'a>(
         }
     }
     Val::Null
+}
+
+/// Constant distributions, validated and summed once at compile time.
+#[derive(Debug, Clone)]
+pub(crate) enum PreDists {
+    /// flagd rejects them (or they sum to 0): the operator always returns null.
+    Invalid,
+    /// The variants with their cumulative upper bounds, and the total weight.
+    Valid {
+        variants: Vec<(serde_json::Value, u64)>,
+        total: u64,
+    },
+}
+
+impl PreDists {
+    /// Validates constant distributions.
+    pub(crate) fn new(dists: &[serde_json::Value]) -> PreDists {
+        let vals: Vec<Val<'_>> = dists.iter().map(Val::Json).collect();
+        let Some(total) = total_weight(&vals) else {
+            return PreDists::Invalid;
+        };
+        if total == 0 {
+            return PreDists::Invalid;
+        }
+        let mut end = 0;
+        let mut variants = Vec::with_capacity(dists.len());
+        for dist in &vals {
+            if let Kind::Arr(arr) = dist.kind() {
+                end += weight(arr).unwrap_or(0);
+                variants.push((
+                    arr.get(0).to_value().unwrap_or(serde_json::Value::Null),
+                    end,
+                ));
+            }
+        }
+        PreDists::Valid { variants, total }
+    }
+
+    /// The variant a hash falls into.
+    pub(crate) fn pick(&self, hash: u32) -> Val<'_> {
+        let PreDists::Valid { variants, total } = self else {
+            return Val::Null;
+        };
+        let bucket = (u64::from(hash) * total) >> 32;
+        variants
+            .iter()
+            .find(|(_, end)| bucket < *end)
+            .map_or(Val::Null, |(v, _)| Val::Json(v))
+    }
 }
 
 /// Validates every distribution as flagd does and sums the weights; `None` on bad input.

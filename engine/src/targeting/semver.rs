@@ -45,8 +45,8 @@ impl SemOp {
             SemOp::Le => compare(a, b) != Ordering::Greater,
             SemOp::Gt => compare(a, b) == Ordering::Greater,
             SemOp::Ge => compare(a, b) != Ordering::Less,
-            SemOp::Major => a.major == b.major,
-            SemOp::Minor => a.major == b.major && a.minor == b.minor,
+            SemOp::Major => bytes_eq(a.major, b.major),
+            SemOp::Minor => bytes_eq(a.major, b.major) && bytes_eq(a.minor, b.minor),
         }
     }
 }
@@ -154,8 +154,17 @@ fn valid_idents(s: &str, prerelease: bool) -> bool {
     })
 }
 
+/// Bytewise order of short strings (an inline loop: `memcmp` calls dominate at these lengths).
+fn bytes_cmp(a: &str, b: &str) -> Ordering {
+    a.bytes().cmp(b.bytes())
+}
+
+fn bytes_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
 fn compare_int(a: &str, b: &str) -> Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    a.len().cmp(&b.len()).then_with(|| bytes_cmp(a, b))
 }
 
 fn compare(a: &Version<'_>, b: &Version<'_>) -> Ordering {
@@ -166,7 +175,7 @@ fn compare(a: &Version<'_>, b: &Version<'_>) -> Ordering {
 }
 
 fn compare_prerelease(x: &str, y: &str) -> Ordering {
-    if x == y {
+    if bytes_eq(x, y) {
         return Ordering::Equal;
     }
     if x.is_empty() {
@@ -180,7 +189,7 @@ fn compare_prerelease(x: &str, y: &str) -> Ordering {
     loop {
         match (xs.next(), ys.next()) {
             (Some(dx), Some(dy)) => {
-                if dx == dy {
+                if bytes_eq(dx, dy) {
                     continue;
                 }
                 let (nx, ny) = (is_num(dx), is_num(dy));
@@ -194,7 +203,7 @@ fn compare_prerelease(x: &str, y: &str) -> Ordering {
                 if nx && dx.len() != dy.len() {
                     return dx.len().cmp(&dy.len());
                 }
-                return dx.cmp(dy);
+                return bytes_cmp(dx, dy);
             }
             (None, Some(_)) => return Ordering::Less,
             (Some(_), None) => return Ordering::Greater,
