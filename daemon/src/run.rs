@@ -24,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -186,19 +186,21 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
 
     // The management server outlives the others so that /readyz answers 412 while they drain.
     let management_stop = CancellationToken::new();
-    let management_task = tokio::spawn(serve(
+    let mut management_task = JoinSet::new();
+    management_task.spawn(serve(
         "management",
         management,
         management_router,
         management_stop.clone(),
     ));
-    let evaluation_task = tokio::spawn(serve(
+    let mut servers = JoinSet::new();
+    servers.spawn(serve(
         "evaluation",
         evaluation,
         evaluation_router,
         shutdown.clone(),
     ));
-    let sync_task = tokio::spawn({
+    servers.spawn({
         let readiness = readiness.clone();
         let shutdown = shutdown.clone();
         async move {
@@ -223,7 +225,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     let supervisor = tokio::spawn(supervise(Supervised {
         shutdown: shutdown.clone(),
         readiness: readiness.clone(),
-        servers: vec![evaluation_task, sync_task],
+        servers,
         management: management_task,
         management_stop,
         sources: source_tasks,
@@ -287,8 +289,10 @@ async fn serve(
 struct Supervised {
     shutdown: CancellationToken,
     readiness: Readiness,
-    servers: Vec<JoinHandle<Result<(), RunError>>>,
-    management: JoinHandle<Result<(), RunError>>,
+    /// The evaluation and sync servers.
+    servers: JoinSet<Result<(), RunError>>,
+    /// The management server (a set of one, so a finished task is never polled again).
+    management: JoinSet<Result<(), RunError>>,
     management_stop: CancellationToken,
     sources: Vec<JoinHandle<()>>,
     sources_stop: CancellationToken,
@@ -296,47 +300,35 @@ struct Supervised {
 
 /// Waits for shutdown (or a server failure) and stops everything in order.
 async fn supervise(mut s: Supervised) -> Result<(), RunError> {
-    let mut failure = None;
-    // A server ending before shutdown is a failure: stop the rest.
-    let first_exit = async {
-        let servers = s
-            .servers
-            .iter_mut()
-            .chain(std::iter::once(&mut s.management));
-        futures::future::select_all(servers).await.0
+    let failure = tokio::select! {
+        biased;
+        () = s.shutdown.cancelled() => None,
+        Some(result) = s.servers.join_next() => server_failure(result),
+        Some(result) = s.management.join_next() => server_failure(result),
     };
-    tokio::select! {
-        () = s.shutdown.cancelled() => {}
-        result = first_exit => {
-            let error = match result {
-                Ok(Ok(())) => RunError { what: "a", source: std::io::Error::other("server stopped unexpectedly") },
-                Ok(Err(error)) => error,
-                Err(join) => RunError { what: "a", source: std::io::Error::other(join.to_string()) },
-            };
-            tracing::error!(%error, "server failed; shutting down");
-            failure = Some(error);
-        }
+    if let Some(error) = &failure {
+        tracing::error!(%error, "server failed; shutting down");
     }
     tracing::info!("shutting down");
     s.readiness.set_shutting_down();
     s.shutdown.cancel();
-    let drained = tokio::time::timeout(
-        DRAIN_TIMEOUT,
-        futures::future::join_all(s.servers.iter_mut()),
-    )
-    .await;
-    if drained.is_err() {
+    let drain = async {
+        while let Some(result) = s.servers.join_next().await {
+            if let Some(error) = server_failure(result) {
+                tracing::warn!(%error, "while draining");
+            }
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
-    for server in &s.servers {
-        server.abort();
-    }
+    s.servers.abort_all();
     s.management_stop.cancel();
-    if tokio::time::timeout(DRAIN_TIMEOUT, &mut s.management)
+    if tokio::time::timeout(DRAIN_TIMEOUT, s.management.join_next())
         .await
         .is_err()
     {
-        s.management.abort();
+        s.management.abort_all();
     }
     s.sources_stop.cancel();
     for source in s.sources {
@@ -344,6 +336,20 @@ async fn supervise(mut s: Supervised) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// The error of a server task that ended, if it ended badly (an `Ok` exit only happens on shutdown).
+fn server_failure(
+    result: Result<Result<(), RunError>, tokio::task::JoinError>,
+) -> Option<RunError> {
+    match result {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error),
+        Err(join) => Some(RunError {
+            what: "a",
+            source: std::io::Error::other(join.to_string()),
+        }),
+    }
 }
 
 /// Per-request bookkeeping on the evaluation port: the duration histogram and, at debug level, one line
