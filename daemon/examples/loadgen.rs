@@ -10,6 +10,17 @@
 //! `--rate` switches from closed loop (each caller sends as soon as its previous call returns) to a fixed
 //! total request rate; latency is then measured from each call's scheduled start, so queueing caused by a
 //! slow server is counted (no coordinated omission).
+//!
+//! `--rpc events` measures change propagation instead: it opens `--subscribers` EventStreams, rewrites
+//! `--flag-file` (atomically, by rename) `--edits` times, and reports the latency from each write to each
+//! subscriber's `configuration_change`. `--write-flag-file PATH` writes the initial document (100 flags by
+//! default, `--flag-count`) and exits, so the daemon can be started on it first:
+//!
+//! ```text
+//! loadgen --write-flag-file /tmp/flags.json
+//! flagpole start -f /tmp/flags.json &
+//! loadgen --rpc events --subscribers 1000 --flag-file /tmp/flags.json --edits 20
+//! ```
 
 use std::time::Duration;
 
@@ -28,13 +39,18 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 /// Distinct simulated users; contexts cycle through them.
 const USERS: u64 = 10_000;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Rpc {
     /// `ResolveBoolean`.
     Bool,
     /// `ResolveString`.
     String,
+    /// EventStream change propagation (needs `--flag-file`).
+    Events,
 }
+
+/// EventStreams per HTTP/2 connection in events mode (servers commonly allow 100-200 concurrent streams).
+const STREAMS_PER_CONNECTION: usize = 100;
 
 /// Load generator for flagd-compatible evaluation servers.
 #[derive(Debug, Parser)]
@@ -66,6 +82,27 @@ struct Args {
     /// Client runtime worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Events mode: EventStream subscribers to open.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Events mode: the flag file the daemon watches (rewritten by rename for each edit).
+    #[arg(long)]
+    flag_file: Option<std::path::PathBuf>,
+    /// Events mode: how many edits to make.
+    #[arg(long, default_value_t = 20)]
+    edits: u64,
+    /// Events mode: pause between edits, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    edit_interval_ms: u64,
+    /// Events mode: keep the subscribers open this many seconds after the edits (to measure RSS).
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
+    /// Write the initial flag document to this path and exit.
+    #[arg(long)]
+    write_flag_file: Option<std::path::PathBuf>,
+    /// Flags in a written flag document.
+    #[arg(long, default_value_t = 100)]
+    flag_count: usize,
 }
 
 #[derive(Debug, Default)]
@@ -115,7 +152,7 @@ async fn call(client: &mut ServiceClient<Channel>, rpc: Rpc, flag: &str, user: u
             })
             .await
             .is_ok(),
-        Rpc::String => client
+        Rpc::String | Rpc::Events => client
             .resolve_string(ResolveStringRequest {
                 flag_key: flag.to_owned(),
                 context,
@@ -123,6 +160,149 @@ async fn call(client: &mut ServiceClient<Channel>, rpc: Rpc, flag: &str, user: u
             .await
             .is_ok(),
     }
+}
+
+/// A flag document: `loadgen-bool` (its default flips with `generation`), `loadgen-string` with targeting on
+/// the 5-attribute context, and static filler flags up to `count`.
+fn flag_document(count: usize, generation: u64) -> String {
+    let mut flags = vec![
+        format!(
+            r#""loadgen-bool":{{"state":"ENABLED","variants":{{"on":true,"off":false}},"defaultVariant":"{}"}}"#,
+            if generation.is_multiple_of(2) { "on" } else { "off" }
+        ),
+        concat!(
+            r#""loadgen-string":{"state":"ENABLED","variants":{"a":"alpha","b":"beta","c":"gamma"},"#,
+            r#""defaultVariant":"a","targeting":{"if":[{"and":[{"in":[{"var":"country"},["de","fr"]]},"#,
+            r#"{">=":[{"var":"age"},21]}]},"b",{"ends_with":[{"var":"email"},"@example.com"]},"c",null]}}"#
+        )
+        .to_owned(),
+    ];
+    for i in 0..count.saturating_sub(2) {
+        flags.push(format!(
+            r#""flag-{i}":{{"state":"ENABLED","variants":{{"on":true,"off":false}},"defaultVariant":"on"}}"#
+        ));
+    }
+    format!("{{\"flags\":{{{}}}}}\n", flags.join(","))
+}
+
+/// Replaces `path` atomically (write a sibling, then rename).
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("loadgen-tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    use flagpole_proto::evaluation_v1::EventStreamRequest;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    let path = args
+        .flag_file
+        .clone()
+        .ok_or("--rpc events needs --flag-file")?;
+    let subscribers = args.subscribers.max(1);
+    let connections = args
+        .connections
+        .max(subscribers.div_ceil(STREAMS_PER_CONNECTION));
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(
+            Endpoint::from_shared(args.addr.clone())?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let last_edit: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(subscribers);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut tasks = Vec::with_capacity(subscribers);
+    for i in 0..subscribers {
+        let mut client = ServiceClient::new(channels[i % connections].clone());
+        let last_edit = last_edit.clone();
+        let ready_tx = ready_tx.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).ok()?;
+            let mut stream = client
+                .event_stream(EventStreamRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            let mut changes = 0u64;
+            loop {
+                let message = tokio::select! {
+                    message = stream.message() => message,
+                    () = stop.cancelled() => break,
+                };
+                let Ok(Some(message)) = message else { break };
+                match message.r#type.as_str() {
+                    "provider_ready" => {
+                        let _ = ready_tx.send(()).await;
+                    }
+                    "configuration_change" => {
+                        changes += 1;
+                        let edit = *last_edit.lock().unwrap_or_else(PoisonError::into_inner);
+                        if let Some(edit) = edit {
+                            let micros =
+                                u64::try_from(edit.elapsed().as_micros()).unwrap_or(MAX_LATENCY_US);
+                            histogram.saturating_record(micros.clamp(1, MAX_LATENCY_US));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some((changes, histogram))
+        }));
+    }
+    drop(ready_tx);
+    let opened = Instant::now();
+    for _ in 0..subscribers {
+        if ready_rx.recv().await.is_none() {
+            return Err("a subscriber failed before provider_ready".into());
+        }
+    }
+    println!(
+        "subscribers={subscribers} connections={connections} all ready after {:?}",
+        opened.elapsed()
+    );
+
+    for generation in 1..=args.edits {
+        tokio::time::sleep(Duration::from_millis(args.edit_interval_ms)).await;
+        *last_edit.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        write_atomically(&path, &flag_document(args.flag_count, generation))?;
+    }
+    tokio::time::sleep(Duration::from_millis(args.edit_interval_ms.max(1000))).await;
+    if args.hold > 0 {
+        println!("holding {subscribers} subscribers for {} s", args.hold);
+        tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    }
+    stop.cancel();
+    let mut total = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
+    let (mut received, mut failed) = (0u64, 0usize);
+    for task in tasks {
+        match task.await {
+            Ok(Some((changes, h))) => {
+                received += changes;
+                total.add(&h)?;
+            }
+            _ => failed += 1,
+        }
+    }
+    println!(
+        "edits={} change_events={received} expected={} failed_subscribers={failed}",
+        args.edits,
+        args.edits * subscribers as u64
+    );
+    println!(
+        "write_to_event_us p50={} p90={} p99={} p99.9={} max={}",
+        total.value_at_quantile(0.50),
+        total.value_at_quantile(0.90),
+        total.value_at_quantile(0.99),
+        total.value_at_quantile(0.999),
+        total.max()
+    );
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -175,9 +355,16 @@ async fn worker(
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(path) = &args.write_flag_file {
+        write_atomically(path, &flag_document(args.flag_count, 0))?;
+        return Ok(());
+    }
+    if args.rpc == Rpc::Events {
+        return events(&args).await;
+    }
     let flag = args.flag.clone().unwrap_or_else(|| match args.rpc {
         Rpc::Bool => "loadgen-bool".to_owned(),
-        Rpc::String => "loadgen-string".to_owned(),
+        Rpc::String | Rpc::Events => "loadgen-string".to_owned(),
     });
     let connections = args.connections.max(1);
     let concurrency = args.concurrency.max(1);

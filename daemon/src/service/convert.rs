@@ -8,9 +8,10 @@ use prost_types::{ListValue, Struct, Value as ProtoValue};
 use serde_json::{Map, Number, Value};
 
 /// The deepest nesting of Structs and lists accepted in a request context (the top-level Struct is depth 1).
-/// flagd has no such limit; prost already stops at 100 levels while decoding, this keeps the engine's
-/// recursive walks shallow.
-pub const MAX_STRUCT_DEPTH: usize = 64;
+/// flagd has no such limit. Each level is two protobuf messages (Value, Struct), and prost stops decoding at
+/// 100 nested messages (tonic then answers INTERNAL), so 32 is the deepest limit that can answer
+/// INVALID_ARGUMENT; it also keeps the engine's recursive walks shallow.
+pub const MAX_STRUCT_DEPTH: usize = 32;
 
 /// Why a request Struct could not be turned into JSON.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -15,6 +15,7 @@ use prost_types::{Struct, Value as ProtoValue};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::Services;
@@ -92,24 +93,27 @@ async fn run<M: EventMessage>(
     let shutdown = services.shutdown().clone();
     tracing::debug!(selector = ?selector, "event stream opened");
 
-    if tx
-        .send(Ok(M::event("provider_ready", Some(Struct::default()))))
-        .await
-        .is_err()
-    {
-        return;
-    }
+    let ready = Ok(M::event("provider_ready", Some(Struct::default())));
+    let mut sent = send_or_shutdown(&tx, ready, &shutdown).await;
     let mut idle_until = Instant::now() + keep_alive;
     let end = loop {
-        let message = tokio::select! {
-            () = tx.closed() => break "client gone",
-            () = shutdown.cancelled() => {
+        match sent {
+            Sent::Delivered => {}
+            Sent::ClientGone => break "client gone",
+            Sent::ShuttingDown => {
                 let shutdown = Ok(M::event("provider_shutdown", Some(Struct::default())));
                 let _ = timeout(SHUTDOWN_SEND_GRACE, tx.send(shutdown)).await;
                 break "shutdown";
             }
+        }
+        let message = tokio::select! {
+            () = tx.closed() => break "client gone",
+            () = shutdown.cancelled() => {
+                sent = Sent::ShuttingDown;
+                continue;
+            }
             () = sleep_until_opt(deadline) => {
-                let _ = tx.send(Err(deadline_exceeded())).await;
+                let _ = send_or_shutdown(&tx, Err(deadline_exceeded()), &shutdown).await;
                 break "deadline";
             }
             () = sleep_until(idle_until) => M::event("keep_alive", None),
@@ -126,12 +130,33 @@ async fn run<M: EventMessage>(
                 M::event("configuration_change", Some(change_data(&diff)))
             }
         };
-        if tx.send(Ok(message)).await.is_err() {
-            break "client gone";
-        }
+        sent = send_or_shutdown(&tx, Ok(message), &shutdown).await;
         idle_until = Instant::now() + keep_alive;
     };
     tracing::debug!(selector = ?selector, end, "event stream closed");
+}
+
+/// What became of a message handed to a subscriber's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// It is in the buffer.
+    Delivered,
+    /// The client went away.
+    ClientGone,
+    /// Shutdown began while the buffer was full (a client that stopped reading cannot hold shutdown up).
+    ShuttingDown,
+}
+
+/// Sends `item`, waiting for room in the buffer unless shutdown begins first.
+pub async fn send_or_shutdown<T>(
+    tx: &mpsc::Sender<T>,
+    item: T,
+    shutdown: &CancellationToken,
+) -> Sent {
+    tokio::select! {
+        result = tx.send(item) => if result.is_ok() { Sent::Delivered } else { Sent::ClientGone },
+        () = shutdown.cancelled() => Sent::ShuttingDown,
+    }
 }
 
 /// Sleeps until `deadline`, or forever when there is none.
@@ -170,4 +195,46 @@ fn change_data(diff: &BTreeMap<String, ChangeKind>) -> Struct {
         },
     );
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_buffer_gives_way_to_shutdown() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        assert_eq!(send_or_shutdown(&tx, 1, &shutdown).await, Sent::Delivered);
+        shutdown.cancel();
+        // The buffer is full and nobody reads: the send must not hang.
+        assert_eq!(
+            send_or_shutdown(&tx, 2, &shutdown).await,
+            Sent::ShuttingDown
+        );
+        assert_eq!(rx.recv().await, Some(1));
+        drop(rx);
+        let open = CancellationToken::new();
+        assert_eq!(send_or_shutdown(&tx, 3, &open).await, Sent::ClientGone);
+    }
+
+    #[test]
+    fn change_data_has_flagds_shape() {
+        let diff = BTreeMap::from([
+            ("a".to_owned(), ChangeKind::Write),
+            ("b".to_owned(), ChangeKind::Delete),
+        ]);
+        let data = change_data(&diff);
+        let Some(Kind::StructValue(flags)) = &data.fields["flags"].kind else {
+            panic!("flags is a Struct")
+        };
+        let Some(Kind::StructValue(a)) = &flags.fields["a"].kind else {
+            panic!("entry is a Struct")
+        };
+        assert_eq!(
+            a.fields["type"].kind,
+            Some(Kind::StringValue("write".into()))
+        );
+        assert_eq!(flags.fields.len(), 2);
+    }
 }

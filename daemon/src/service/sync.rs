@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use super::Services;
 use super::convert::strings_to_struct;
-use super::events::sleep_until_opt;
+use super::events::{Sent, send_or_shutdown, sleep_until_opt};
 use super::index::sync_payload;
 use super::request::{RequestError, SELECTOR_HEADER};
 use super::status::{deadline_exceeded, grpc_status};
@@ -144,15 +144,15 @@ async fn run(
         flag_configuration: payload.to_owned(),
         sync_context: Some(sync_context.clone()),
     };
-    let reason = if tx.send(Ok(message(&last))).await.is_err() {
-        StreamCloseReason::ClientDisconnect
-    } else {
-        loop {
+    let reason = match send_or_shutdown(&tx, Ok(message(&last)), &shutdown).await {
+        Sent::ClientGone => StreamCloseReason::ClientDisconnect,
+        Sent::ShuttingDown => StreamCloseReason::NormalClose,
+        Sent::Delivered => loop {
             tokio::select! {
                 () = tx.closed() => break StreamCloseReason::ClientDisconnect,
                 () = shutdown.cancelled() => break StreamCloseReason::NormalClose,
                 () = sleep_until_opt(deadline) => {
-                    let _ = tx.send(Err(deadline_exceeded())).await;
+                    let _ = send_or_shutdown(&tx, Err(deadline_exceeded()), &shutdown).await;
                     break StreamCloseReason::DeadlineExceeded;
                 }
                 changed = watch.changed() => {
@@ -164,13 +164,14 @@ async fn run(
                     if payload == last {
                         continue;
                     }
-                    if tx.send(Ok(message(&payload))).await.is_err() {
-                        break StreamCloseReason::ClientDisconnect;
+                    match send_or_shutdown(&tx, Ok(message(&payload)), &shutdown).await {
+                        Sent::Delivered => last = payload,
+                        Sent::ClientGone => break StreamCloseReason::ClientDisconnect,
+                        Sent::ShuttingDown => break StreamCloseReason::NormalClose,
                     }
-                    last = payload;
                 }
             }
-        }
+        },
     };
     tracing::debug!(
         selector = selector.text,

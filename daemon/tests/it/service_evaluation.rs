@@ -157,8 +157,18 @@ async fn v1_errors_follow_flagds_status_table() {
 }
 
 #[tokio::test]
-async fn malformed_context_is_invalid_argument() {
-    let h = Harness::start(config()).await;
+async fn malformed_or_oversized_requests_are_rejected() {
+    let h = Harness::start(ServiceConfig {
+        max_request_body: 4096,
+        ..config()
+    })
+    .await;
+    let mut c = v1_client(&h).await;
+    let req = |context| v1::ResolveBooleanRequest {
+        flag_key: "bool-flag".into(),
+        context: Some(context),
+    };
+
     let mut nan = Struct::default();
     nan.fields.insert(
         "x".into(),
@@ -166,15 +176,42 @@ async fn malformed_context_is_invalid_argument() {
             kind: Some(Kind::NumberValue(f64::NAN)),
         },
     );
-    let status = v1_client(&h)
-        .await
-        .resolve_boolean(v1::ResolveBooleanRequest {
-            flag_key: "bool-flag".into(),
-            context: Some(nan),
-        })
-        .await
-        .unwrap_err();
+    let status = c.resolve_boolean(req(nan)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
+
+    // Deeper than MAX_STRUCT_DEPTH (but within prost's own decoding limit).
+    let mut deep = Struct::default();
+    for _ in 0..flagpole::service::MAX_STRUCT_DEPTH {
+        let mut outer = Struct::default();
+        outer.fields.insert(
+            "a".into(),
+            prost_types::Value {
+                kind: Some(Kind::StructValue(deep)),
+            },
+        );
+        deep = outer;
+    }
+    let status = c.resolve_boolean(req(deep)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    let mut big = Struct::default();
+    big.fields.insert(
+        "blob".into(),
+        prost_types::Value {
+            kind: Some(Kind::StringValue("x".repeat(8192))),
+        },
+    );
+    let status = c.resolve_boolean(req(big)).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange);
+
+    // The server is unaffected.
+    assert!(
+        c.resolve_boolean(bool_req("bool-flag"))
+            .await
+            .unwrap()
+            .into_inner()
+            .value
+    );
 }
 
 #[tokio::test]
