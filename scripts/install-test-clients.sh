@@ -6,6 +6,7 @@
 #     clients/python/requirements-v1.txt
 #   - Node @openfeature/flagd-provider: `npm ci` in clients/node (package-lock.json pins every package)
 #   - Go flagd provider (go-sdk-contrib): clients/go built into one binary (go.sum pins every module)
+#   - Java flagd provider (java-sdk-contrib): the class path of clients/java/pom.xml (exact versions)
 # Everything comes from the package registries with their ordinary clients. Idempotent: a part whose pinned
 # inputs did not change since its last successful install is left alone, so running this before every
 # `cargo test` costs a second.
@@ -66,6 +67,19 @@ else
   echo "install-test-clients: building clients/go"
   (cd "$root/clients/go" && GONOSUMDB=buf.build/gen/go GOFLAGS="-mod=readonly -buildvcs=false" go build -o "$go_bin" .)
   echo "$go_want" >"$go_stamp"
+fi
+
+# Java: the provider and its dependencies from Maven Central; CheckClient.java runs as a single source file on
+# the class path written here, so nothing is compiled.
+java_cp="$dest/java-classpath.txt"
+java_stamp="$dest/java-classpath.stamp"
+java_want="$(inputs_hash "$root/clients/java/pom.xml")"
+if [[ -s "$java_cp" && -f "$java_stamp" && "$(cat "$java_stamp")" == "$java_want" ]]; then
+  echo "install-test-clients: java is up to date"
+else
+  echo "install-test-clients: resolving clients/java/pom.xml"
+  mvn -q -B -f "$root/clients/java/pom.xml" dependency:build-classpath -Dmdep.outputFile="$java_cp"
+  echo "$java_want" >"$java_stamp"
 fi
 
 echo "install-test-clients: ready in $dest"

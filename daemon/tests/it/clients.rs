@@ -1,7 +1,7 @@
 //! Real OpenFeature clients from other languages against the `flagpole` binary: the Python
 //! `openfeature-provider-flagd` (current, which calls `flagd.evaluation.v2`, and 0.2.7, which calls
-//! `flagd.evaluation.v1`), the Node `@openfeature/flagd-provider` and the Go flagd provider, each in RPC mode
-//! (evaluation port) and in-process mode (sync port).
+//! `flagd.evaluation.v1`), the Node `@openfeature/flagd-provider`, the Go flagd provider and the Java flagd
+//! provider, each in RPC mode (evaluation port) and in-process mode (sync port).
 //!
 //! What it owns: starting the daemon binary as a child on free ports with `flagd start`'s flags (so the
 //! command line is exercised as a deployment would use it), running each client program from `clients/`,
@@ -35,11 +35,12 @@ const CLIENT_TIMEOUT_SECS: u64 = 40;
 /// timeout, so the client's own message wins).
 const CLIENT_LINE_TIMEOUT: Duration = Duration::from_secs(CLIENT_TIMEOUT_SECS + 10);
 
-/// The per-call deadline handed to the Python 0.2.7 provider in RPC mode. That provider's channel retries
-/// NOT_FOUND and INVALID_ARGUMENT up to 3 times with a 1 s initial backoff, while its default deadline is
-/// 500 ms, so with its defaults a missing flag or a type mismatch ends in DEADLINE_EXCEEDED (GENERAL) against
-/// flagd as much as against flagpole. With this deadline the retries finish and the daemon's status shows.
-const PYTHON_V1_DEADLINE_MS: u32 = 10_000;
+/// The deadline handed to the Python 0.2.7 and Java providers. Their channels retry NOT_FOUND and
+/// INVALID_ARGUMENT up to 3 times with a 1 s initial backoff, while their default deadline is 500 ms, so with
+/// their defaults a missing flag or a type mismatch ends in DEADLINE_EXCEEDED (GENERAL) against flagd as much
+/// as against flagpole. With this deadline the retries finish and the daemon's status shows. (The Java
+/// provider also bounds its initialisation by it; a cold JVM needs more than its default second.)
+const RETRYING_CLIENT_DEADLINE_MS: u32 = 10_000;
 
 /// The workspace root (`daemon/..`).
 pub(crate) fn workspace_root() -> PathBuf {
@@ -223,6 +224,8 @@ enum Client {
     Node,
     /// go-sdk-contrib flagd provider (evaluation v1 over Connect, sync v1 over gRPC).
     Go,
+    /// java-sdk-contrib flagd provider (evaluation v1 over gRPC, sync v1).
+    Java,
 }
 
 /// How the client reaches the daemon.
@@ -269,6 +272,21 @@ fn client_command(client: Client) -> Command {
             )
         }
         Client::Go => (dir.join("go-check-client"), None),
+        Client::Java => {
+            let classpath_file = dir.join("java-classpath.txt");
+            let classpath = fs::read_to_string(&classpath_file).unwrap_or_else(|error| {
+                panic!(
+                    "the Java test client is not installed ({}: {error}): run scripts/install-test-clients.sh",
+                    classpath_file.display()
+                )
+            });
+            let mut command = Command::new("java");
+            command
+                .arg("-cp")
+                .arg(classpath.trim())
+                .arg(root.join("clients/java/CheckClient.java"));
+            return without_flagd_env(command);
+        }
     };
     if program.is_absolute() {
         assert!(
@@ -281,7 +299,11 @@ fn client_command(client: Client) -> Command {
     if let Some(script) = script {
         command.arg(script);
     }
-    // The providers read FLAGD_* variables too (host, port, resolver); only the arguments may count.
+    without_flagd_env(command)
+}
+
+/// The providers read FLAGD_* variables too (host, port, resolver); only the arguments may count.
+fn without_flagd_env(mut command: Command) -> Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("FLAGD_") {
             command.env_remove(name);
@@ -319,8 +341,8 @@ impl ClientRun {
             .arg("--flags")
             .arg(flags)
             .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
-            .args(if client == Client::PythonV1 && mode == Mode::Rpc {
-                vec!["--deadline-ms".to_owned(), PYTHON_V1_DEADLINE_MS.to_string()]
+            .args(if (client == Client::PythonV1 && mode == Mode::Rpc) || client == Client::Java {
+                vec!["--deadline-ms".to_owned(), RETRYING_CLIENT_DEADLINE_MS.to_string()]
             } else {
                 Vec::new()
             })
@@ -502,13 +524,15 @@ fn expectations(client: Client, mode: Mode) -> BTreeMap<&'static str, Expect> {
         error_code: Some(""),
     };
     let disabled = match (client, mode) {
-        (Client::PythonV1 | Client::Go, Mode::Rpc) => Expect {
+        (Client::PythonV1 | Client::Go | Client::Java, Mode::Rpc) => Expect {
             value: json!(""),
             ..disabled_code_default
         },
-        // The Go provider's in-process engine is flagd core 0.13, from before disabled flags became a
-        // success (flagd 0.16): it still reports FLAG_NOT_FOUND. That is the provider's own evaluation.
-        (Client::Go, Mode::InProcess) => failure(json!("code-default"), "FLAG_NOT_FOUND"),
+        // The Go and Java providers' in-process engines predate disabled flags becoming a success (flagd
+        // 0.16): they still report FLAG_NOT_FOUND. That is the provider's own evaluation, not the daemon's.
+        (Client::Go | Client::Java, Mode::InProcess) => {
+            failure(json!("code-default"), "FLAG_NOT_FOUND")
+        }
         _ => disabled_code_default,
     };
     expect.insert("disabled", disabled);
@@ -678,4 +702,14 @@ fn go_provider_rpc_mode_over_connect() {
 #[test]
 fn go_provider_in_process_mode() {
     run_client_checks(Client::Go, Mode::InProcess);
+}
+
+#[test]
+fn java_provider_rpc_mode() {
+    run_client_checks(Client::Java, Mode::Rpc);
+}
+
+#[test]
+fn java_provider_in_process_mode() {
+    run_client_checks(Client::Java, Mode::InProcess);
 }
