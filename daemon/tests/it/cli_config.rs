@@ -285,13 +285,9 @@ fn every_flagd_short_flag_is_accepted() {
     assert_eq!(config.pending.cors_origins, ["*"]);
 }
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_flagpole"))
-}
-
 #[test]
 fn bad_usage_exits_64_and_version_exits_0() {
-    let out = std::process::Command::new(binary())
+    let out = crate::runtime_support::flagpole_command()
         .args(["start"])
         .output()
         .expect("run flagpole");
@@ -301,12 +297,12 @@ fn bad_usage_exits_64_and_version_exits_0() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = std::process::Command::new(binary())
+    let out = crate::runtime_support::flagpole_command()
         .args(["start", "--no-such-flag"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(64));
-    let out = std::process::Command::new(binary())
+    let out = crate::runtime_support::flagpole_command()
         .args(["version"])
         .output()
         .expect("run");
@@ -331,7 +327,7 @@ fn environment_beats_config_file_and_flag_beats_environment() {
     )
     .expect("write config");
 
-    let out = std::process::Command::new(binary())
+    let out = crate::runtime_support::flagpole_command()
         .current_dir(dir.path())
         .env("FLAGD_MANAGEMENT_PORT", &busy_port)
         .args(["start", "--config", config.to_str().expect("utf-8")])
@@ -344,7 +340,7 @@ fn environment_beats_config_file_and_flag_beats_environment() {
         "{stderr}"
     );
 
-    let out = std::process::Command::new(binary())
+    let out = crate::runtime_support::flagpole_command()
         .current_dir(dir.path())
         .env("FLAGD_MANAGEMENT_PORT", &other_port)
         .args([

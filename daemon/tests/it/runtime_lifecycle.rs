@@ -92,3 +92,38 @@ async fn sync_port_waits_for_the_first_good_load() {
     );
     daemon.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn evaluations_are_counted_and_timed_on_the_metrics_page() {
+    let daemon = start_with_files(&[&workspace_root().join("examples/flags.json")]).await;
+    let channel = Endpoint::from_shared(format!("http://{}", daemon.addrs().evaluation))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let response = ServiceClient::new(channel)
+        .resolve_boolean(flagpole_proto::evaluation_v1::ResolveBooleanRequest {
+            flag_key: "new-checkout".to_owned(),
+            context: None,
+        })
+        .await
+        .expect("ResolveBoolean")
+        .into_inner();
+    assert!(!response.value);
+
+    let (_, _, body) =
+        crate::runtime_support::http_get(daemon.addrs().management, "/metrics").await;
+    assert!(
+        body.contains(
+            "http_server_request_duration_seconds_count{http_request_method=\"POST\",\
+             http_response_status_code=\"200\",http_route=\"/flagd.evaluation.v1.Service/ResolveBoolean\",\
+             url_scheme=\"http\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("feature_flag_flagd_impression_total{feature_flag_key=\"new-checkout\""),
+        "{body}"
+    );
+    daemon.shutdown().await.expect("clean shutdown");
+}

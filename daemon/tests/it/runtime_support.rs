@@ -133,3 +133,15 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::write(&tmp, text).expect("write temp file");
     std::fs::rename(&tmp, path).expect("rename over target");
 }
+
+/// A command for the `flagpole` binary with the developer's `FLAGD_*` variables removed, so they cannot
+/// change the daemon under test.
+pub fn flagpole_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flagpole"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FLAGD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}

@@ -67,7 +67,7 @@ fn start_and_stop(name: &str) {
 
     let config = testbed.join("launchpad/configs").join(name);
     let management = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flagpole"))
+    let mut child = crate::runtime_support::flagpole_command()
         .current_dir(cwd.path())
         .args(["start", "--config"])
         .arg(&config)

@@ -83,7 +83,7 @@ fn missing_and_unsupported_files_are_rejected_and_the_binary_exits_1() {
         "{text}"
     );
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flagpole"))
+    let out = crate::runtime_support::flagpole_command()
         .args(["validate"])
         .arg(&missing)
         .output()
