@@ -57,24 +57,18 @@ impl<'s, 'a> Scope<'s, 'a> {
 /// Evaluates a node.
 pub(crate) fn eval<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Val<'a>> {
     if depth > MAX_EVAL_DEPTH {
-        return fail(format!(
-            "targeting evaluation nested deeper than {MAX_EVAL_DEPTH} levels"
-        ));
+        return depth_error();
     }
     let d = depth + 1;
     match node {
         Node::Lit(v) => Ok(Val::Json(v)),
-        Node::Array(items) => items
-            .iter()
-            .map(|n| eval(n, scope, d))
-            .collect::<R<Vec<_>>>()
-            .map(Val::Arr),
-        Node::Var(v) => eval_var(v, scope, d),
-        Node::VarDyn(arg) => {
-            let arg = eval(arg, scope, d)?;
-            get_var(arg, scope)
+        Node::Var(v) if v.rest.is_empty() => Ok(lookup(scope, &v.path)?.unwrap_or(Val::Null)),
+        Node::Binary(b) => {
+            let x = eval(&b.a, scope, d)?;
+            let y = eval(&b.b, scope, d)?;
+            binary(b.op, x.kind(), y.kind())
         }
-        Node::Fail(msg) => fail(msg.to_string()),
+        Node::If(items) => eval_if(items, scope, d),
         Node::And(items) => {
             let mut last = Val::Null;
             for n in items {
@@ -95,14 +89,35 @@ pub(crate) fn eval<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Va
             }
             Ok(last)
         }
-        Node::If(items) => eval_if(items, scope, d),
-        Node::Binary(b) => {
-            let x = eval(&b.a, scope, d)?;
-            let y = eval(&b.b, scope, d)?;
-            binary(b.op, x.kind(), y.kind())
-        }
-        Node::Fractional(f) => eval_fractional(f, scope, d),
         Node::Call(call) => eval_call(call, scope, d),
+        _ => eval_other(node, scope, d),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn depth_error<T>() -> R<T> {
+    fail(format!(
+        "targeting evaluation nested deeper than {MAX_EVAL_DEPTH} levels"
+    ))
+}
+
+/// The less frequent nodes, kept out of [`eval`]'s frame.
+#[inline(never)]
+fn eval_other<'a>(node: &'a Node, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    match node {
+        Node::Array(items) => items
+            .iter()
+            .map(|n| eval(n, scope, d))
+            .collect::<R<Vec<_>>>()
+            .map(Val::Arr),
+        Node::Var(v) => eval_var(v, scope, d),
+        Node::VarDyn(arg) => {
+            let arg = eval(arg, scope, d)?;
+            get_var(arg, scope)
+        }
+        Node::Fail(msg) => fail(msg.to_string()),
+        Node::Fractional(f) => eval_fractional(f, scope, d),
         Node::Iter(it) => eval_iter(it, scope, d),
         Node::SemVerConst(sv) => {
             let version = eval(&sv.version, scope, d)?;
@@ -116,6 +131,12 @@ pub(crate) fn eval<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Va
             };
             Ok(Val::Bool(op.compare(&a, &b)))
         }
+        Node::Lit(_)
+        | Node::Binary(_)
+        | Node::If(_)
+        | Node::And(_)
+        | Node::Or(_)
+        | Node::Call(_) => eval(node, scope, d),
     }
 }
 
@@ -638,7 +659,7 @@ fn str_eq(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    if a.len() > 32 {
+    if a.len() > 8 {
         return a == b;
     }
     a.iter().zip(b).all(|(x, y)| x == y)

@@ -60,6 +60,7 @@ pub(crate) enum Obj<'v, 'a> {
     Own(&'v BTreeMap<String, Val<'a>>),
 }
 
+#[inline]
 pub(crate) fn json_kind(v: &Value) -> Kind<'_, '_> {
     match v {
         Value::Null => Kind::Null,
@@ -72,6 +73,7 @@ pub(crate) fn json_kind(v: &Value) -> Kind<'_, '_> {
 }
 
 impl<'v, 'a: 'v> Arr<'v, 'a> {
+    #[inline]
     pub(crate) fn len(self) -> usize {
         match self {
             Arr::Json(a) => a.len(),
@@ -88,6 +90,7 @@ impl<'v, 'a: 'v> Arr<'v, 'a> {
     }
 
     /// The element's kind, without cloning.
+    #[inline]
     pub(crate) fn kind_at(self, i: usize) -> Kind<'v, 'a> {
         match self {
             Arr::Json(a) => a.get(i).map_or(Kind::Null, json_kind),
@@ -97,6 +100,7 @@ impl<'v, 'a: 'v> Arr<'v, 'a> {
 }
 
 impl<'v, 'a: 'v> Obj<'v, 'a> {
+    #[inline]
     pub(crate) fn len(self) -> usize {
         match self {
             Obj::Json(m) => m.len(),
@@ -114,6 +118,7 @@ impl<'v, 'a: 'v> Obj<'v, 'a> {
 }
 
 impl<'a> Val<'a> {
+    #[inline]
     pub(crate) fn kind(&self) -> Kind<'_, 'a> {
         match self {
             Val::Null => Kind::Null,
@@ -127,6 +132,7 @@ impl<'a> Val<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn is_nil(&self) -> bool {
         matches!(self.kind(), Kind::Null)
     }
@@ -201,6 +207,7 @@ pub(crate) fn number(n: f64) -> Result<Value, TargetingError> {
 }
 
 /// `typing.IsTrue`: false, 0, "", empty array/object and nil are falsy; NaN is truthy (Go `!= 0`).
+#[inline]
 pub(crate) fn is_true(k: Kind<'_, '_>) -> bool {
     match k {
         Kind::Null => false,
