@@ -1,7 +1,7 @@
 //! Command line, `FLAGD_*` variables and `--config` files, including the testbed's launchpad configs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
