@@ -32,6 +32,8 @@ pub struct State {
     pub v2_calls: AtomicUsize,
     /// Event and sync streams currently open.
     pub open_streams: AtomicUsize,
+    /// Event and sync streams opened so far.
+    pub stream_opens: AtomicUsize,
     /// `flagd-selector` headers seen, in order.
     pub selectors: Mutex<Vec<String>>,
     /// Contexts of evaluation calls, in order.
@@ -269,6 +271,7 @@ impl Service for Eval {
         let mut events = state.events.subscribe();
         let mut up = state.up.subscribe();
         state.open_streams.fetch_add(1, Ordering::SeqCst);
+        state.stream_opens.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let ready = ev::EventStreamResponse {
                 r#type: "provider_ready".into(),
@@ -318,6 +321,7 @@ impl FlagSyncService for Sync {
         let mut config = state.config.subscribe();
         let mut up = state.up.subscribe();
         state.open_streams.fetch_add(1, Ordering::SeqCst);
+        state.stream_opens.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             loop {
                 let payload = config.borrow_and_update().clone();
@@ -386,6 +390,7 @@ fn new_state() -> Arc<State> {
         calls: AtomicUsize::new(0),
         v2_calls: AtomicUsize::new(0),
         open_streams: AtomicUsize::new(0),
+        stream_opens: AtomicUsize::new(0),
         selectors: Mutex::default(),
         contexts: Mutex::default(),
         provider_ids: Mutex::default(),
@@ -477,6 +482,9 @@ macro_rules! unary_v2 {
             .map(|c| struct_json(&c))
             .unwrap_or(serde_json::Value::Null);
         state.contexts.lock().unwrap().push(ctx);
+        if req.flag_key == "slow" {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        }
         let (reason, variant) = match req.flag_key.as_str() {
             "no-default" => ("DEFAULT", ""),
             key => lookup(key)?,

@@ -486,3 +486,37 @@ async fn tls_against_an_untrusted_server_never_becomes_ready() {
     next(&mut rx, ProviderEventKind::Error).await;
     assert_eq!(fake.state.open_streams.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_call_past_the_deadline_is_a_general_error() {
+    let fake = fake::start().await;
+    let provider = ready(&fake, options(&fake).deadline_ms(200u64)).await;
+    let err = provider
+        .resolve_bool_value("slow", &EvaluationContext::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, EvaluationErrorCode::General("GENERAL".into()));
+}
+
+#[tokio::test]
+async fn the_stream_deadline_reopens_the_stream_without_events() {
+    let fake = fake::start().await;
+    let provider = ready(&fake, options(&fake).stream_deadline_ms(100u64)).await;
+    let mut rx = provider.events().subscribe();
+    let reopened = async {
+        while fake.state.stream_opens.load(Ordering::SeqCst) < 4 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(crate::support::PATIENCE, reopened)
+        .await
+        .expect("the stream was not re-opened");
+    let kinds: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.iter().all(|k| *k == ProviderEventKind::Ready),
+        "no stale or error on a stream deadline: {kinds:?}"
+    );
+    assert_eq!(provider.state(), ProviderState::Ready);
+}
