@@ -21,5 +21,5 @@ fn build_daemon() {
 #[tokio::main]
 async fn main() {
     build_daemon();
-    flagpole_conformance::gherkin::run().await;
+    flagpole_conformance::gherkin::run(Box::new(std::io::stdout())).await;
 }

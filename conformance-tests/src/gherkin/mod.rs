@@ -18,6 +18,7 @@ pub mod steps;
 pub mod tally;
 pub mod world;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use cucumber::gherkin;
@@ -44,6 +45,14 @@ pub const EXCLUDED_TAGS: &[(&str, &str)] = &[
     (
         "deprecated",
         "old no-default-variant behaviour (ERROR/FLAG_NOT_FOUND), contradicted by @no-default-variant",
+    ),
+    (
+        "customCert",
+        "TEMPORARY: the daemon does not serve TLS yet (issue 5); remove when it does",
+    ),
+    (
+        "unixsocket",
+        "TEMPORARY: the daemon does not listen on unix sockets yet (issue 5); remove when it does",
     ),
 ];
 
@@ -148,9 +157,10 @@ impl Drop for KillOnExit {
     }
 }
 
-/// Runs the suite and exits the process with cucumber's verdict. Panics when the testbed directory, its
-/// `gherkin/` directory or the daemon binary is missing.
-pub async fn run() {
+/// Runs the suite and exits the process with cucumber's verdict; the run's header line and the final table
+/// go to `report` (cucumber's own output goes to stdout). Panics when the testbed directory, its `gherkin/`
+/// directory or the daemon binary is missing.
+pub async fn run(mut report: tally::Output) {
     let testbed = launcher::testbed_dir();
     let features = testbed.join("gherkin");
     assert!(
@@ -190,7 +200,8 @@ pub async fn run() {
         .unwrap_or_else(|error| panic!("preprocessing {}: {error}", features.display()));
     let input: PathBuf = work.path().to_path_buf();
 
-    println!(
+    let _ = writeln!(
+        report,
         "flagd-testbed {} from {}; modes {}; excluded tags {}",
         testbed_version(&testbed),
         testbed.display(),
@@ -210,6 +221,7 @@ pub async fn run() {
         .max_concurrent_scenarios(1)
         .with_writer(tally::Tally::new(
             cucumber::writer::Basic::stdout().summarized(),
+            report,
         ))
         .fail_on_skipped()
         .before(|feature, _rule, _scenario, world| {

@@ -7,6 +7,7 @@
 //! background steps or hooks failed or was skipped; parsing errors are counted as failures of their file.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 
 use cucumber::event::{self, Cucumber, Feature, Rule, Scenario, Step};
 use cucumber::gherkin;
@@ -24,19 +25,32 @@ pub struct Counts {
     pub failed: usize,
 }
 
+/// Where the table goes.
+pub type Output = Box<dyn std::io::Write + Send>;
+
 /// See the module documentation.
-#[derive(Debug)]
 pub struct Tally<Wr> {
     inner: Wr,
+    out: Output,
     rows: BTreeMap<(String, String), Counts>,
     running: HashMap<(String, usize, usize), bool>,
 }
 
+impl<Wr: std::fmt::Debug> std::fmt::Debug for Tally<Wr> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tally")
+            .field("inner", &self.inner)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<Wr> Tally<Wr> {
-    /// Wraps `inner`.
-    pub fn new(inner: Wr) -> Self {
+    /// Wraps `inner`; the table is written to `out` when the run finishes.
+    pub fn new(inner: Wr, out: Output) -> Self {
         Self {
             inner,
+            out,
             rows: BTreeMap::new(),
             running: HashMap::new(),
         }
@@ -173,7 +187,9 @@ where
         let finished = matches!(&event, Ok(event) if matches!(event.value, Cucumber::Finished));
         self.inner.handle_event(event, cli).await;
         if finished {
-            println!("\n{}", self.report());
+            let report = self.report();
+            // The table is informational; cucumber's own verdict decides the run.
+            let _ = writeln!(self.out, "\n{report}").and_then(|()| self.out.flush());
         }
     }
 }
@@ -209,3 +225,42 @@ where
 }
 
 impl<Wr: Normalized> Normalized for Tally<Wr> {}
+
+#[cfg(test)]
+mod tests {
+    use super::{Counts, Tally};
+
+    #[test]
+    fn report_sums_rows_and_ends_with_the_totals_line() {
+        let mut tally = Tally::new((), Box::new(std::io::sink()));
+        tally.rows.insert(
+            ("a.feature".to_owned(), "rpc".to_owned()),
+            Counts {
+                passed: 3,
+                failed: 1,
+            },
+        );
+        tally.rows.insert(
+            ("a.feature".to_owned(), "file".to_owned()),
+            Counts {
+                passed: 2,
+                failed: 0,
+            },
+        );
+        tally.rows.insert(
+            ("b.feature".to_owned(), "rpc".to_owned()),
+            Counts {
+                passed: 0,
+                failed: 2,
+            },
+        );
+        let report = tally.report();
+        assert!(
+            report.starts_with("| feature file | rpc | file |\n"),
+            "{report}"
+        );
+        assert!(report.contains("| a.feature | 3/4 | 2/2 |\n"), "{report}");
+        assert!(report.contains("| b.feature | 0/2 | – |\n"), "{report}");
+        assert_eq!(report.lines().last(), Some("5 passed, 3 failed"));
+    }
+}

@@ -365,7 +365,10 @@ impl FlagdWorld {
             }
             if tokio::time::Instant::now() >= deadline {
                 let state = self.provider.as_ref().map(FlagdProvider::state);
-                panic!("no {kind:?} event within {wait:?} (provider state {state:?})");
+                let restart = harness().launcher.last_restart_error().await;
+                panic!(
+                    "no {kind:?} event within {wait:?} (provider state {state:?}, daemon restart error {restart:?})"
+                );
             }
             tokio::time::sleep(EVENT_POLL).await;
         }

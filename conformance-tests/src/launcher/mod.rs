@@ -125,6 +125,8 @@ struct State {
     child: Option<Child>,
     last_config: Option<String>,
     pending_restart: Option<JoinHandle<()>>,
+    /// Why the last background restart failed (reported by [`Launcher::last_restart_error`]).
+    restart_error: Option<String>,
 }
 
 /// The launchpad: one fixture directory, at most one daemon process. Kills the daemon when dropped.
@@ -185,6 +187,7 @@ impl Launcher {
     pub async fn restart(self: &Arc<Self>, seconds: u64) -> Result<(), LauncherError> {
         let mut state = self.state.lock().await;
         Self::cancel_restart(&mut state);
+        state.restart_error = None;
         self.fixture.remove_all_flags()?;
         Self::kill_locked(&mut state).await;
         let launcher = Arc::clone(self);
@@ -192,9 +195,11 @@ impl Launcher {
             tokio::time::sleep(Duration::from_secs(seconds)).await;
             let mut state = launcher.state.lock().await;
             state.pending_restart = None;
-            if let Err(error) = launcher.start_locked(&mut state, None).await {
-                eprintln!("testbed launcher: restart failed: {error}");
-            }
+            state.restart_error = launcher
+                .start_locked(&mut state, None)
+                .await
+                .err()
+                .map(|error| error.to_string());
         }));
         Ok(())
     }
@@ -203,6 +208,11 @@ impl Launcher {
     pub async fn change(&self) -> Result<String, LauncherError> {
         let _state = self.state.lock().await;
         self.fixture.change()
+    }
+
+    /// Why the last background restart (see [`Launcher::restart`]) failed, if it did.
+    pub async fn last_restart_error(&self) -> Option<String> {
+        self.state.lock().await.restart_error.clone()
     }
 
     /// Whether a daemon process is currently running.
