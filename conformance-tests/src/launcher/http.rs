@@ -111,6 +111,72 @@ fn reply(status: StatusCode, word: &str, message: &str) -> Response<Full<Bytes>>
 #[cfg(test)]
 mod tests {
     use super::query_param;
+    use crate::launcher::{Launcher, LauncherOptions, testbed_dir};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn call(port: u16, method: &str, target: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|error| panic!("connect: {error}"));
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .unwrap_or_else(|error| panic!("write: {error}"));
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .unwrap_or_else(|error| panic!("read: {error}"));
+        response
+    }
+
+    #[tokio::test]
+    async fn control_api_routes_and_reports_outcomes() {
+        let launcher = Launcher::new(LauncherOptions {
+            testbed_dir: testbed_dir(),
+            daemon_bin: "/nonexistent/flagpole".into(),
+            ports: None,
+            daemon_output: false,
+        })
+        .unwrap_or_else(|error| panic!("launcher: {error}"));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap_or_else(|error| panic!("bind: {error}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|error| panic!("addr: {error}"))
+            .port();
+        let server = tokio::spawn(super::serve(listener, launcher.clone()));
+
+        let changed = call(port, "GET", "/change").await;
+        assert!(changed.starts_with("HTTP/1.1 200"), "{changed}");
+        assert!(changed.contains("now bar"), "{changed}");
+        let changed = call(port, "POST", "/change").await;
+        assert!(changed.contains("now foo"), "{changed}");
+
+        let start = call(port, "POST", "/start?config=default").await;
+        assert!(start.starts_with("HTTP/1.1 500"), "{start}");
+        assert!(start.contains("cannot spawn daemon"), "{start}");
+        let unknown = call(port, "GET", "/start?config=nope").await;
+        assert!(unknown.contains("unknown launchpad config"), "{unknown}");
+        let bad = call(port, "GET", "/restart?seconds=soon").await;
+        assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+        let missing = call(port, "GET", "/nope").await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+
+        let restart = call(port, "GET", "/restart?seconds=60").await;
+        assert!(restart.starts_with("HTTP/1.1 200"), "{restart}");
+        assert!(
+            !launcher.fixture().all_flags_path().exists(),
+            "restart removes flags/allFlags.json"
+        );
+        let stop = call(port, "GET", "/stop").await;
+        assert!(stop.starts_with("HTTP/1.1 200"), "{stop}");
+        server.abort();
+    }
 
     #[test]
     fn query_params_are_found_by_name() {
