@@ -21,7 +21,6 @@ use tonic::Status;
 use super::Services;
 use flagpole_engine::ChangeKind;
 
-use super::index::changes;
 use super::status::deadline_exceeded;
 use crate::metrics::Metrics;
 
@@ -122,12 +121,10 @@ async fn run<M: EventMessage>(
                     break "store gone";
                 }
                 let new = watch.borrow_and_update().clone();
-                let diff = changes(&last, &new, &selector);
+                let data = services.cache().change_data(&last, &new, &selector);
                 last = new;
-                if diff.is_empty() {
-                    continue;
-                }
-                M::event("configuration_change", Some(change_data(&diff)))
+                let Some(data) = data else { continue };
+                M::event("configuration_change", Some(Struct::clone(&data)))
             }
         };
         sent = send_or_shutdown(&tx, Ok(message), &shutdown).await;
@@ -168,7 +165,7 @@ pub async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// `{"flags": {key: {"type": "write"|"update"|"delete"}}}`.
-fn change_data(diff: &BTreeMap<String, ChangeKind>) -> Struct {
+pub fn change_data(diff: &BTreeMap<String, ChangeKind>) -> Struct {
     let flags = diff
         .iter()
         .map(|(key, kind)| {

@@ -18,6 +18,7 @@ mod index;
 mod request;
 mod resolve;
 mod schema_v1;
+mod shared;
 mod status;
 mod sync;
 
@@ -88,15 +89,16 @@ impl Default for ServiceConfig {
 /// The state every service shares: the store, the configuration, the shutdown signal and the metrics.
 #[derive(Debug, Clone)]
 pub struct Services {
-    inner: Arc<Shared>,
+    inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct Inner {
     store: Arc<Store>,
     config: ServiceConfig,
     shutdown: CancellationToken,
     metrics: Metrics,
+    cache: shared::Shared,
 }
 
 impl Services {
@@ -113,11 +115,12 @@ impl Services {
             header.make_ascii_lowercase();
         }
         Services {
-            inner: Arc::new(Shared {
+            inner: Arc::new(Inner {
                 store,
                 config,
                 shutdown,
                 metrics,
+                cache: shared::Shared::default(),
             }),
         }
     }
@@ -172,5 +175,9 @@ impl Services {
 
     fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    fn cache(&self) -> &shared::Shared {
+        &self.inner.cache
     }
 }

@@ -137,7 +137,7 @@ async fn run(
     let shutdown = services.shutdown().clone();
     let mut watch = services.store().subscribe();
     let snapshot = watch.borrow_and_update().clone();
-    let mut last = sync_payload(&snapshot, &selector.selector);
+    let mut last = services.cache().sync_payload(&snapshot, &selector.selector);
     tracing::debug!(selector = selector.text, provider_id, "sync stream opened");
 
     let message = |payload: &str| SyncFlagsResponse {
@@ -160,7 +160,7 @@ async fn run(
                         break StreamCloseReason::NormalClose;
                     }
                     let snapshot = watch.borrow_and_update().clone();
-                    let payload = sync_payload(&snapshot, &selector.selector);
+                    let payload = services.cache().sync_payload(&snapshot, &selector.selector);
                     if payload == last {
                         continue;
                     }
