@@ -267,17 +267,15 @@ pub fn parse_document(
         }
     }
 
-    let entries: Vec<(String, Value, String)> = match flags_value {
+    // (key, definition, index in the array form)
+    let entries: Vec<(String, Value, Option<usize>)> = match flags_value {
         Value::Null => Vec::new(),
         Value::Object(map) => {
             if map.len() > MAX_FLAGS {
                 return Err(LoadError::TooManyFlags { count: map.len() });
             }
             map.into_iter()
-                .map(|(key, value)| {
-                    let path = format!("/flags/{}", escape_pointer(&key));
-                    (key, value, path)
-                })
+                .map(|(key, value)| (key, value, None))
                 .collect()
         }
         Value::Array(items) => {
@@ -286,7 +284,6 @@ pub fn parse_document(
             }
             let mut entries = Vec::with_capacity(items.len());
             for (i, mut item) in items.into_iter().enumerate() {
-                let path = format!("/flags/{i}");
                 let key = match &mut item {
                     Value::Object(fields) => match fields.remove("key") {
                         None | Some(Value::Null) => String::new(),
@@ -294,14 +291,14 @@ pub fn parse_document(
                         Some(other) => {
                             return Err(LoadError::Malformed {
                                 message: format!("key must be a string, not {}", type_name(&other)),
-                                path,
+                                path: format!("/flags/{i}/key"),
                                 at: Location::default(),
                             });
                         }
                     },
                     _ => String::new(),
                 };
-                entries.push((key, item, path));
+                entries.push((key, item, Some(i)));
             }
             entries
         }
@@ -319,11 +316,11 @@ pub fn parse_document(
         .and_then(Value::as_str)
         .map(Arc::<str>::from);
     let mut flags = Vec::with_capacity(entries.len());
-    for (key, value, path) in entries {
+    for (key, value, index) in entries {
         flags.push(Arc::new(build_flag(
             key,
             value,
-            &path,
+            index,
             &set_metadata,
             &set_flag_set_id,
             &locator,
@@ -351,16 +348,22 @@ static DISABLED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("DISABLED"));
 fn build_flag(
     key: String,
     value: Value,
-    path: &str,
+    index: Option<usize>,
     set_metadata: &Metadata,
     set_flag_set_id: &Option<Arc<str>>,
     locator: &Locator<'_>,
 ) -> Result<Flag, LoadError> {
     let malformed = |field: &str, message: String| LoadError::Malformed {
-        path: if field.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{path}/{field}")
+        path: {
+            let flag = match index {
+                Some(i) => format!("/flags/{i}"),
+                None => format!("/flags/{}", escape_pointer(&key)),
+            };
+            if field.is_empty() {
+                flag
+            } else {
+                format!("{flag}/{field}")
+            }
         },
         message,
         at: locator.find_flag(&key),
@@ -429,9 +432,13 @@ fn build_flag(
             ));
         }
     };
-    for (k, v) in set_metadata {
-        if !metadata.contains_key(k) {
-            metadata.insert(k.clone(), v.clone());
+    if metadata.is_empty() {
+        metadata = set_metadata.clone();
+    } else {
+        for (k, v) in set_metadata {
+            if !metadata.contains_key(k) {
+                metadata.insert(k.clone(), v.clone());
+            }
         }
     }
     let flag_set_id = match metadata.get("flagSetId") {

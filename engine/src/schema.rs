@@ -19,6 +19,8 @@ use serde_json::{Map, Value};
 
 use crate::load::{Warning, escape_pointer};
 
+const ROOT: Ptr<'static> = Ptr::ROOT;
+
 /// At most this many violations are reported for one document (the rest are counted in a final entry).
 pub const MAX_VIOLATIONS: usize = 1000;
 
@@ -41,7 +43,7 @@ pub fn validate(doc: &Value, kind: SchemaKind) -> Vec<Warning> {
         dropped: 0,
     };
     match kind {
-        SchemaKind::Targeting => v.targeting(doc, ""),
+        SchemaKind::Targeting => v.targeting(doc, &ROOT),
         SchemaKind::Flagd => v.document(doc, true),
         SchemaKind::Flags => v.document(doc, false),
     }
@@ -56,9 +58,69 @@ pub fn validate(doc: &Value, kind: SchemaKind) -> Vec<Warning> {
     v.out
 }
 
-struct Validator {
+/// A JSON pointer built on the stack while walking, rendered only when a violation is reported.
+#[derive(Clone, Copy)]
+struct Ptr<'a> {
+    parent: Option<&'a Ptr<'a>>,
+    segment: Segment<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Segment<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Ptr<'a> {
+    const ROOT: Ptr<'static> = Ptr {
+        parent: None,
+        segment: Segment::Root,
+    };
+
+    fn key<'b>(&'b self, key: &'b str) -> Ptr<'b> {
+        Ptr {
+            parent: Some(self),
+            segment: Segment::Key(key),
+        }
+    }
+
+    fn index(&self, index: usize) -> Ptr<'_> {
+        Ptr {
+            parent: Some(self),
+            segment: Segment::Index(index),
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut segments = Vec::new();
+        let mut at = Some(self);
+        while let Some(ptr) = at {
+            segments.push(ptr.segment);
+            at = ptr.parent;
+        }
+        let mut out = String::new();
+        for segment in segments.iter().rev() {
+            match segment {
+                Segment::Root => {}
+                Segment::Key(key) => {
+                    out.push('/');
+                    out.push_str(&escape_pointer(key));
+                }
+                Segment::Index(i) => {
+                    out.push('/');
+                    out.push_str(&i.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+struct Validator<'d> {
     out: Vec<Warning>,
-    flag: Option<String>,
+    /// The flag being validated (borrowed from the document; copied only into a report).
+    flag: Option<&'d str>,
     dropped: usize,
 }
 
@@ -69,30 +131,32 @@ const BINARY: &[&str] = &[
 const BINARY_OR_TERNARY: &[&str] = &["substr", "<", "<="];
 const SEM_VER_OPERATORS: &[&str] = &["=", "!=", ">", "<", ">=", "<=", "~", "^"];
 
-impl Validator {
-    fn report(&mut self, path: &str, message: impl Into<String>) {
+impl<'d> Validator<'d> {
+    fn report(&mut self, path: &Ptr<'_>, message: impl Into<String>) {
         if self.out.len() >= MAX_VIOLATIONS {
             self.dropped += 1;
             return;
         }
         self.out.push(Warning {
-            flag: self.flag.clone(),
-            path: path.to_owned(),
+            flag: self.flag.map(str::to_owned),
+            path: path.render(),
             message: message.into(),
         });
     }
 
-    fn document(&mut self, doc: &Value, flagd: bool) {
+    fn document(&mut self, doc: &'d Value, flagd: bool) {
         let Value::Object(root) = doc else {
-            self.report("", "the document must be an object");
+            self.report(&ROOT, "the document must be an object");
             return;
         };
         match root.get("flags") {
-            None => self.report("", "`flags` is required"),
+            None => self.report(&ROOT, "`flags` is required"),
             Some(Value::Object(flags)) => {
                 for (key, flag) in flags {
-                    let path = format!("/flags/{}", escape_pointer(key));
-                    self.flag = Some(key.clone());
+                    let flags_ptr = ROOT.key("flags");
+                    let path = flags_ptr.key(key);
+                    let path = &path;
+                    self.flag = Some(key);
                     if key.is_empty() {
                         self.report(&path, "a flag key must not be empty");
                     }
@@ -102,15 +166,17 @@ impl Validator {
             }
             Some(Value::Array(flags)) if flagd => {
                 for (i, flag) in flags.iter().enumerate() {
-                    let path = format!("/flags/{i}");
+                    let flags_ptr = ROOT.key("flags");
+                    let path = flags_ptr.index(i);
+                    let path = &path;
                     let key = flag.get("key");
-                    self.flag = key.and_then(Value::as_str).map(str::to_owned);
+                    self.flag = key.and_then(Value::as_str);
                     match key {
                         Some(Value::String(k)) if !k.is_empty() => {}
                         Some(Value::String(_)) => {
-                            self.report(&format!("{path}/key"), "`key` must not be empty")
+                            self.report(&path.key("key"), "`key` must not be empty")
                         }
-                        Some(_) => self.report(&format!("{path}/key"), "`key` must be a string"),
+                        Some(_) => self.report(&path.key("key"), "`key` must be a string"),
                         None if flag.is_object() => self.report(&path, "`key` is required"),
                         None => {}
                     }
@@ -118,30 +184,34 @@ impl Validator {
                     self.flag = None;
                 }
             }
-            Some(_) if flagd => self.report("/flags", "`flags` must be an object or an array"),
-            Some(_) => self.report("/flags", "`flags` must be an object"),
+            Some(_) if flagd => {
+                self.report(&ROOT.key("flags"), "`flags` must be an object or an array")
+            }
+            Some(_) => self.report(&ROOT.key("flags"), "`flags` must be an object"),
         }
         match root.get("$evaluators") {
             None => {}
             Some(Value::Object(evaluators)) => {
                 for (name, rule) in evaluators {
-                    let path = format!("/$evaluators/{}", escape_pointer(name));
+                    let evaluators_ptr = ROOT.key("$evaluators");
+                    let path = evaluators_ptr.key(name);
+                    let path = &path;
                     if name.is_empty() {
                         self.report(&path, "an evaluator name must not be empty");
                     }
                     self.targeting(rule, &path);
                 }
             }
-            Some(_) => self.report("/$evaluators", "`$evaluators` must be an object"),
+            Some(_) => self.report(&ROOT.key("$evaluators"), "`$evaluators` must be an object"),
         }
         if let Some(metadata) = root.get("metadata") {
-            self.metadata(metadata, "/metadata");
+            self.metadata(metadata, &ROOT.key("metadata"));
             for field in ["flagSetId", "version"] {
                 if let Some(value) = metadata.get(field)
                     && !value.is_string()
                 {
                     self.report(
-                        &format!("/metadata/{field}"),
+                        &Ptr::ROOT.key("metadata").key(field),
                         format!("`{field}` must be a string"),
                     );
                 }
@@ -149,7 +219,7 @@ impl Validator {
         }
     }
 
-    fn flag_def(&mut self, flag: &Value, path: &str) {
+    fn flag_def(&mut self, flag: &Value, path: &Ptr<'_>) {
         let Value::Object(fields) = flag else {
             self.report(path, "a flag must be an object");
             return;
@@ -158,31 +228,31 @@ impl Validator {
             None => self.report(path, "`state` is required"),
             Some(Value::String(s)) if s == "ENABLED" || s == "DISABLED" => {}
             Some(_) => self.report(
-                &format!("{path}/state"),
+                &path.key("state"),
                 "`state` must be \"ENABLED\" or \"DISABLED\"",
             ),
         }
         match fields.get("variants") {
             None => self.report(path, "`variants` is required"),
-            Some(Value::Object(variants)) => self.variants(variants, &format!("{path}/variants")),
-            Some(_) => self.report(&format!("{path}/variants"), "`variants` must be an object"),
+            Some(Value::Object(variants)) => self.variants(variants, &path.key("variants")),
+            Some(_) => self.report(&path.key("variants"), "`variants` must be an object"),
         }
         match fields.get("defaultVariant") {
             None | Some(Value::String(_)) | Some(Value::Null) => {}
             Some(_) => self.report(
-                &format!("{path}/defaultVariant"),
+                &path.key("defaultVariant"),
                 "`defaultVariant` must be a string or null",
             ),
         }
         if let Some(targeting) = fields.get("targeting") {
-            self.targeting(targeting, &format!("{path}/targeting"));
+            self.targeting(targeting, &path.key("targeting"));
         }
         if let Some(metadata) = fields.get("metadata") {
-            self.metadata(metadata, &format!("{path}/metadata"));
+            self.metadata(metadata, &path.key("metadata"));
         }
     }
 
-    fn variants(&mut self, variants: &Map<String, Value>, path: &str) {
+    fn variants(&mut self, variants: &Map<String, Value>, path: &Ptr<'_>) {
         if variants.is_empty() {
             self.report(path, "a flag needs at least one variant");
             return;
@@ -202,7 +272,7 @@ impl Validator {
             match (kind(value), first) {
                 (None, _) => {
                     self.report(
-                        &format!("{path}/{}", escape_pointer(name)),
+                        &path.key(name),
                         "a variant value must be a boolean, string, number or object",
                     );
                     return;
@@ -220,7 +290,7 @@ impl Validator {
         }
     }
 
-    fn metadata(&mut self, metadata: &Value, path: &str) {
+    fn metadata(&mut self, metadata: &Value, path: &Ptr<'_>) {
         let Value::Object(entries) = metadata else {
             self.report(path, "metadata must be an object");
             return;
@@ -228,7 +298,7 @@ impl Validator {
         for (key, value) in entries {
             if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
                 self.report(
-                    &format!("{path}/{}", escape_pointer(key)),
+                    &path.key(key),
                     "a metadata value must be a string, number or boolean",
                 );
             }
@@ -236,7 +306,7 @@ impl Validator {
     }
 
     /// `targeting.json`: `{}` or one rule.
-    fn targeting(&mut self, rule: &Value, path: &str) {
+    fn targeting(&mut self, rule: &Value, path: &Ptr<'_>) {
         match rule {
             Value::Object(map) if map.is_empty() => {}
             Value::Object(_) => self.rule(rule, path),
@@ -245,7 +315,7 @@ impl Validator {
     }
 
     /// `#/definitions/anyRule`: an object with exactly one known operator and well-formed arguments.
-    fn rule(&mut self, rule: &Value, path: &str) {
+    fn rule(&mut self, rule: &Value, path: &Ptr<'_>) {
         let Value::Object(map) = rule else {
             self.report(path, "expected a rule object");
             return;
@@ -255,13 +325,13 @@ impl Validator {
             self.report(path, "a rule object must have exactly one operator");
             return;
         };
-        let path = format!("{path}/{}", escape_pointer(op));
-        let path = path.as_str();
+        let path = path.key(op);
+        let path = &path;
         match op.as_str() {
             "var" => self.var(args, path),
             "missing" => self.strings(args, path),
             "missing_some" => match args.as_array().map(Vec::as_slice) {
-                Some([Value::Number(_), keys]) => self.strings(keys, &format!("{path}/1")),
+                Some([Value::Number(_), keys]) => self.strings(keys, &path.index(1)),
                 _ => self.report(path, "`missing_some` takes [number, [keys…]]"),
             },
             op if VARIADIC.contains(&op) => self.args(args, path, 1, usize::MAX),
@@ -276,7 +346,7 @@ impl Validator {
             "starts_with" | "ends_with" => match args.as_array() {
                 Some(items) if items.len() == 2 => {
                     for (i, item) in items.iter().enumerate() {
-                        let item_path = format!("{path}/{i}");
+                        let item_path = path.index(i);
                         match item {
                             Value::String(_) => {}
                             Value::Object(_) => self.rule(item, &item_path),
@@ -297,7 +367,7 @@ impl Validator {
     }
 
     /// An array of `min..=max` items, each `#/definitions/args`.
-    fn args(&mut self, args: &Value, path: &str, min: usize, max: usize) {
+    fn args(&mut self, args: &Value, path: &Ptr<'_>, min: usize, max: usize) {
         let Value::Array(items) = args else {
             self.report(path, "operator arguments must be an array");
             return;
@@ -314,12 +384,12 @@ impl Validator {
             );
         }
         for (i, item) in items.iter().enumerate() {
-            self.arg(item, &format!("{path}/{i}"));
+            self.arg(item, &path.index(i));
         }
     }
 
     /// `#/definitions/args`: a `$ref`, a rule, or a primitive (an array literal's contents are not checked).
-    fn arg(&mut self, arg: &Value, path: &str) {
+    fn arg(&mut self, arg: &Value, path: &Ptr<'_>) {
         let Value::Object(map) = arg else { return };
         match map.get("$ref") {
             Some(Value::String(_)) if map.len() == 1 => {}
@@ -329,14 +399,14 @@ impl Validator {
         }
     }
 
-    fn strings(&mut self, value: &Value, path: &str) {
+    fn strings(&mut self, value: &Value, path: &Ptr<'_>) {
         match value {
             Value::Array(items) if items.iter().all(Value::is_string) => {}
             _ => self.report(path, "expected an array of strings"),
         }
     }
 
-    fn var(&mut self, args: &Value, path: &str) {
+    fn var(&mut self, args: &Value, path: &Ptr<'_>) {
         match args {
             Value::String(name) => {
                 if let Some(prop) = name.strip_prefix("$flagd.")
@@ -360,13 +430,13 @@ impl Validator {
         }
     }
 
-    fn sem_ver(&mut self, args: &Value, path: &str) {
+    fn sem_ver(&mut self, args: &Value, path: &Ptr<'_>) {
         let Some([left, op, right]) = args.as_array().map(Vec::as_slice) else {
             self.report(path, "`sem_ver` takes exactly 3 arguments");
             return;
         };
         for (i, version) in [(0, left), (2, right)] {
-            let item_path = format!("{path}/{i}");
+            let item_path = path.index(i);
             match version {
                 Value::String(s) if is_sem_ver(s) => {}
                 Value::String(s) => {
@@ -384,7 +454,7 @@ impl Validator {
         match op {
             Value::String(s) if SEM_VER_OPERATORS.contains(&s.as_str()) => {}
             _ => self.report(
-                &format!("{path}/1"),
+                &path.index(1),
                 format!(
                     "the operator must be one of {}",
                     SEM_VER_OPERATORS.join(" ")
@@ -393,7 +463,7 @@ impl Validator {
         }
     }
 
-    fn fractional(&mut self, args: &Value, path: &str) {
+    fn fractional(&mut self, args: &Value, path: &Ptr<'_>) {
         let Some(items) = args.as_array().filter(|a| !a.is_empty()) else {
             self.report(path, "`fractional` takes a non-empty array");
             return;
@@ -401,12 +471,12 @@ impl Validator {
         let buckets = match &items[0] {
             Value::Array(_) => &items[..],
             Value::Object(_) => {
-                self.rule(&items[0], &format!("{path}/0"));
+                self.rule(&items[0], &path.index(0));
                 &items[1..]
             }
             _ => {
                 self.report(
-                    &format!("{path}/0"),
+                    &path.index(0),
                     "the first argument must be a bucketing rule or a bucket",
                 );
                 return;
@@ -414,12 +484,12 @@ impl Validator {
         };
         let offset = items.len() - buckets.len();
         for (i, bucket) in buckets.iter().enumerate() {
-            let bucket_path = format!("{path}/{}", i + offset);
+            let bucket_path = path.index(i + offset);
             match bucket.as_array().map(Vec::as_slice) {
-                Some([variant]) => self.arg(variant, &format!("{bucket_path}/0")),
+                Some([variant]) => self.arg(variant, &bucket_path.index(0)),
                 Some([variant, weight]) => {
-                    self.arg(variant, &format!("{bucket_path}/0"));
-                    let weight_path = format!("{bucket_path}/1");
+                    self.arg(variant, &bucket_path.index(0));
+                    let weight_path = bucket_path.index(1);
                     match weight {
                         Value::Number(n) if is_non_negative_integer(n) => {}
                         Value::Object(_) => self.rule(weight, &weight_path),
