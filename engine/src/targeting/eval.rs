@@ -158,10 +158,9 @@ fn shorten<'s, 'a: 'b, 'b>(scope: Scope<'s, 'a>) -> Scope<'s, 'b> {
 /// `evaluateClause`: an `if` branch that yields an object is applied as a rule.
 fn clause<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Val<'a>> {
     let v = eval(node, scope, depth)?;
-    if matches!(v.kind(), Kind::Obj(_)) {
-        eval_value(&v, scope, depth)
-    } else {
-        Ok(v)
+    match v.kind() {
+        Kind::Obj(m) if m.len() == 1 => eval_value(&v, scope, depth),
+        _ => Ok(v),
     }
 }
 
@@ -265,28 +264,22 @@ fn walk_json<'a>(mut cur: &'a Value, parts: &[Part]) -> Option<Val<'a>> {
 }
 
 fn walk_val<'a>(root: &Val<'a>, parts: &[Part]) -> Option<Val<'a>> {
-    if let Val::Json(v) = root {
-        return walk_json(v, parts);
-    }
     if root.is_nil() {
         return None;
     }
-    let mut cur = root.clone();
-    for p in parts {
-        let next = match cur.kind() {
-            Kind::Obj(m) => m.get(&p.key)?,
-            Kind::Arr(a) => {
-                let i = usize::try_from(p.index).ok().filter(|&i| i < a.len())?;
-                a.get(i)
-            }
+    let mut cur = root;
+    for (i, p) in parts.iter().enumerate() {
+        cur = match cur {
+            Val::Json(v) => return walk_json(v, &parts[i..]),
+            Val::Obj(m) => m.get(&*p.key)?,
+            Val::Arr(a) => usize::try_from(p.index).ok().and_then(|i| a.get(i))?,
             _ => return None,
         };
-        if next.is_nil() {
+        if cur.is_nil() {
             return None;
         }
-        cur = next;
     }
-    Some(cur)
+    Some(cur.clone())
 }
 
 /// `getVar` over an evaluated argument.
@@ -386,6 +379,14 @@ fn index_panic<T>(op: &str, i: usize, len: usize) -> R<T> {
 }
 
 fn eval_call<'a>(call: &'a Call, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
+    if let (Op::Not | Op::NotNot, Args::One(n)) = (call.op, &call.args) {
+        let v = eval(n, scope, d)?;
+        let truthy = match v.kind() {
+            Kind::Arr(a) if a.len() > 0 => is_true(a.kind_at(0)),
+            k => is_true(k),
+        };
+        return Ok(Val::Bool(truthy == (call.op == Op::NotNot)));
+    }
     let args = eval_args(&call.args, scope, d)?;
     let op = call.op;
     Ok(match op {

@@ -1375,3 +1375,9 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn rules_are_shareable_across_threads() {
+    fn assert_traits<T: Clone + std::fmt::Debug + Send + Sync>() {}
+    assert_traits::<Rule>();
+}
