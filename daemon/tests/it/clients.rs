@@ -28,6 +28,9 @@ use serde_json::{Value, json};
 /// How long the daemon may take from spawn to `/readyz` answering 200.
 const DAEMON_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often a daemon that exits at start (a port taken meanwhile) is started again on fresh ports.
+const START_ATTEMPTS: usize = 3;
+
 /// The timeout handed to a client program (it gives up by itself and says what it was waiting for).
 const CLIENT_TIMEOUT_SECS: u64 = 40;
 
@@ -83,15 +86,28 @@ pub(crate) struct ChildDaemon {
 
 impl ChildDaemon {
     /// Starts `flagpole start --uri file:FLAGS -p .. -m .. -g .. -r ..` plus `extra` arguments and waits for
-    /// `/readyz`. Panics with the daemon's stderr when it exits or does not become ready.
+    /// `/readyz`. Panics with the daemon's stderr when it does not become ready. A daemon that exits at once
+    /// is retried on fresh ports (another test may have taken a port between [`free_port`] and the bind).
     pub(crate) fn start(flags: &Path, log_dir: &Path, extra: &[&str]) -> ChildDaemon {
+        let mut last_failure = String::new();
+        for attempt in 0..START_ATTEMPTS {
+            let mut daemon = ChildDaemon::spawn(flags, log_dir, extra, attempt);
+            match daemon.wait_ready() {
+                Ok(()) => return daemon,
+                Err(failure) => last_failure = failure,
+            }
+        }
+        panic!("{last_failure}");
+    }
+
+    fn spawn(flags: &Path, log_dir: &Path, extra: &[&str], attempt: usize) -> ChildDaemon {
         let ports = Ports {
             evaluation: free_port(),
             management: free_port(),
             sync: free_port(),
             ofrep: free_port(),
         };
-        let stderr_path = log_dir.join("flagpole.stderr");
+        let stderr_path = log_dir.join(format!("flagpole-{attempt}.stderr"));
         let stderr = fs::File::create(&stderr_path)
             .unwrap_or_else(|error| panic!("create {}: {error}", stderr_path.display()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_flagpole"));
@@ -116,13 +132,11 @@ impl ChildDaemon {
         let child = command
             .spawn()
             .unwrap_or_else(|error| panic!("spawn the flagpole binary: {error}"));
-        let mut daemon = ChildDaemon {
+        ChildDaemon {
             child,
             ports,
             stderr_path,
-        };
-        daemon.wait_ready();
-        daemon
+        }
     }
 
     /// The process id, for reading `/proc/PID/status`.
@@ -140,17 +154,19 @@ impl ChildDaemon {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits for `/readyz` to answer 200. An early exit is an error (retried by [`ChildDaemon::start`]);
+    /// not being ready within [`DAEMON_READY_TIMEOUT`] panics at once.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + DAEMON_READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "flagpole exited before it was ready ({status}); stderr:\n{}",
                     self.stderr()
-                );
+                ));
             }
             if http_status(self.ports.management, "/readyz") == Some(200) {
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 panic!(
