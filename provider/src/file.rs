@@ -35,7 +35,7 @@ impl FileTask {
         let format = Format::from_path(&self.path).unwrap_or(Format::Json);
         let mut last: Option<String> = None;
         loop {
-            match tokio::fs::read_to_string(&self.path).await {
+            match read_bounded(&self.path).await {
                 Ok(text) => {
                     if last.as_deref() != Some(text.as_str()) {
                         match FlagSet::parse(&text, format) {
@@ -108,4 +108,19 @@ impl FileTask {
             }
         }
     }
+}
+
+/// Reads the flag file, refusing one larger than the engine would accept (before reading it into memory).
+async fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    let size = tokio::fs::metadata(path).await?.len();
+    if size > flagpole_engine::load::MAX_DOCUMENT_BYTES as u64 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{size} bytes, more than the limit of {}",
+                flagpole_engine::load::MAX_DOCUMENT_BYTES
+            ),
+        ));
+    }
+    tokio::fs::read_to_string(path).await
 }

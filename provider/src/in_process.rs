@@ -23,6 +23,10 @@ use crate::events::{Hub, Lifecycle};
 use crate::local::{FlagSet, LocalStore};
 use crate::rpc::{StreamEnd, StreamSettings, classify, next_message};
 
+/// The largest sync message accepted: a payload as large as the engine accepts, plus room for the context.
+/// (tonic's default, 4 MiB, is smaller than a large flagd configuration.)
+pub const MAX_SYNC_MESSAGE_BYTES: usize = flagpole_engine::load::MAX_DOCUMENT_BYTES + 1024 * 1024;
+
 /// What the sync task needs.
 pub(crate) struct SyncTask {
     pub(crate) channel: Channel,
@@ -69,14 +73,17 @@ impl SyncTask {
 
     /// Runs until a fatal status (or until aborted).
     pub(crate) async fn run(self, mut life: Lifecycle) {
+        // The last payload installed: flagd re-sends identical payloads, which need no parsing.
+        let mut last: Option<(String, Option<prost_types::Struct>)> = None;
         loop {
-            match self.one_stream(&mut life).await {
+            match self.one_stream(&mut life, &mut last).await {
                 StreamEnd::Fatal(reason) => {
                     life.fatal(&reason);
                     return;
                 }
                 StreamEnd::Deadline => {}
                 StreamEnd::Lost(reason) => {
+                    tracing::debug!(%reason, "sync stream lost; retrying after back-off");
                     life.disconnected(&reason);
                     life.backoff().await;
                 }
@@ -84,8 +91,13 @@ impl SyncTask {
         }
     }
 
-    async fn one_stream(&self, life: &mut Lifecycle) -> StreamEnd {
-        let mut client = FlagSyncServiceClient::new(self.channel.clone());
+    async fn one_stream(
+        &self,
+        life: &mut Lifecycle,
+        last: &mut Option<(String, Option<prost_types::Struct>)>,
+    ) -> StreamEnd {
+        let mut client = FlagSyncServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_SYNC_MESSAGE_BYTES);
         let request = self.request(pb::SyncFlagsRequest {
             provider_id: self.provider_id.clone(),
             #[allow(deprecated)]
@@ -106,6 +118,14 @@ impl SyncTask {
                 Err(Some(status)) => return classify(&status, &self.settings, received),
             };
             received = true;
+            if last.as_ref().is_some_and(|(payload, context)| {
+                *payload == message.flag_configuration
+                    && *context == message.sync_context
+                    && context.is_some()
+            }) {
+                life.connected();
+                continue;
+            }
             let flags = match FlagSet::parse(&message.flag_configuration, Format::Json) {
                 Ok(flags) => flags,
                 Err(error) => {
@@ -127,6 +147,7 @@ impl SyncTask {
                 None => context,
             };
             let changed = self.store.replace(flags, context);
+            *last = Some((message.flag_configuration, message.sync_context));
             life.connected();
             if let Some(keys) = changed.filter(|k| !k.is_empty()) {
                 self.hub.changed(keys);

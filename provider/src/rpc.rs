@@ -478,6 +478,7 @@ pub(crate) async fn run_event_stream(
             }
             StreamEnd::Deadline => {}
             StreamEnd::Lost(reason) => {
+                tracing::debug!(%reason, "event stream lost; retrying after back-off");
                 life.disconnected(&reason);
                 life.backoff().await;
             }

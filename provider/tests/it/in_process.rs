@@ -188,3 +188,28 @@ async fn a_context_enricher_maps_the_sync_context() {
         .unwrap();
     assert_eq!(greeting.value, "hi");
 }
+
+/// Regression: tonic's default 4 MiB message limit refused large flag configurations.
+#[tokio::test]
+async fn a_sync_payload_larger_than_four_mib_is_accepted() {
+    let fake = fake::start().await;
+    let flag = |i: usize| {
+        format!(
+            r#""flag-{i:06}":{{"state":"ENABLED","variants":{{"on":true,"off":false}},"defaultVariant":"on","metadata":{{"note":"{}"}}}}"#,
+            "x".repeat(200)
+        )
+    };
+    let body: Vec<String> = (0..20_000).map(flag).collect();
+    let payload = format!(r#"{{"flags":{{{}}}}}"#, body.join(","));
+    assert!(payload.len() > 4 * 1024 * 1024);
+    fake.state.set_config(&payload);
+    let provider = FlagdProvider::new(fast(options(&fake))).unwrap();
+    state(&provider.events(), ProviderState::Ready).await;
+    assert!(
+        provider
+            .resolve_bool_value("flag-019999", &EvaluationContext::default())
+            .await
+            .unwrap()
+            .value
+    );
+}
