@@ -285,7 +285,8 @@ fn walk_val<'a>(root: &Val<'a>, parts: &[Part]) -> Option<Val<'a>> {
 /// `getVar` over an evaluated argument.
 fn get_var<'a>(arg: Val<'a>, scope: Scope<'_, 'a>) -> R<Val<'a>> {
     let data_is_nil = matches!(scope, Scope::Val(v, _) if v.is_nil());
-    let (path, default): (Cow<'_, str>, Val<'a>) = match arg.kind() {
+    // `Err`: a name Go only fails on when it splits it, after the nil-data check.
+    let (path, default): (R<Cow<'_, str>>, Val<'a>) = match arg.kind() {
         Kind::Null => {
             return Ok(match scope {
                 Scope::Val(v, _)
@@ -300,25 +301,25 @@ fn get_var<'a>(arg: Val<'a>, scope: Scope<'_, 'a>) -> R<Val<'a>> {
             });
         }
         Kind::Str("") => return whole(scope),
-        Kind::Str(s) => (Cow::Owned(s.to_owned()), Val::Null),
-        Kind::Num(n) => (Cow::Owned(format_f(n)), Val::Null),
-        Kind::Int(i) => (Cow::Owned(i.to_string()), Val::Null),
+        Kind::Str(s) => (Ok(Cow::Owned(s.to_owned())), Val::Null),
+        Kind::Num(n) => (Ok(Cow::Owned(format_f(n))), Val::Null),
+        Kind::Int(i) => (Ok(Cow::Owned(i.to_string())), Val::Null),
         Kind::Arr(a) => {
             if a.len() == 0 {
                 return whole(scope);
             }
             let default = if a.len() == 2 { a.get(1) } else { Val::Null };
             match a.kind_at(0) {
-                Kind::Str(s) => (Cow::Owned(s.to_owned()), default),
+                Kind::Str(s) => (Ok(Cow::Owned(s.to_owned())), default),
                 other => return Err(conversion_panic(other, "string")),
             }
         }
-        other => return Err(conversion_panic(other, "string")),
+        other => (Err(conversion_panic(other, "string")), Val::Null),
     };
     if data_is_nil {
         return Ok(default);
     }
-    Ok(lookup(scope, &Path::parse(&path))?.unwrap_or(default))
+    Ok(lookup(scope, &Path::parse(&path?))?.unwrap_or(default))
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -262,6 +262,12 @@ fn var_with_wrong_name_type_is_an_error() {
     err(json!({"var": true}), json!({}));
     err(json!({"var": [1, "d"]}), json!({}));
     err(json!({"var": {"nope": 1}}), json!({}));
+    // Against nil data Go returns the default before it looks at such a name.
+    assert_eq!(
+        ok(json!({"map": [[null], {"var": true}]}), json!({})),
+        json!([null])
+    );
+    err(json!({"map": [[null], {"var": [1]}]}), json!({}));
 }
 
 #[test]
