@@ -14,7 +14,7 @@
 //! fatal are returned as [`Invocation::warnings`] and logged once logging is set up).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,10 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 
 /// flagd's cap on a source's poll `interval`, in seconds (one day).
 pub const MAX_POLL_INTERVAL_SECS: u64 = 86_400;
+
+/// The address every port listens on: all interfaces, IPv6 and (dual-stack) IPv4, as flagd's `:PORT`.
+/// Where IPv6 is unavailable the runtime falls back to `0.0.0.0`.
+pub const ALL_INTERFACES: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
 /// Default evaluation port.
 pub const DEFAULT_PORT: u16 = 8013;
@@ -485,7 +489,7 @@ impl Config {
     /// A configuration with flagd's defaults for these sources.
     pub fn new(sources: Vec<SourceConfig>) -> Self {
         Config {
-            listen: Listen::defaults(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            listen: Listen::defaults(ALL_INTERFACES),
             sources,
             load: LoadOptions::default(),
             context_values: BTreeMap::new(),
@@ -694,7 +698,7 @@ fn start_config(
         };
     }
 
-    let ip = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let ip = ALL_INTERFACES;
     let listen = Listen {
         evaluation: SocketAddr::new(ip, pick!(args.port, "port", port).unwrap_or(DEFAULT_PORT)),
         management: SocketAddr::new(

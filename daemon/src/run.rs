@@ -14,7 +14,8 @@
 //! What it does not do: parse configuration (`crate::config`), handle requests (`crate::service`), or
 //! install signal handlers (the binary does, so tests can run several daemons in one process).
 
-use std::net::SocketAddr;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -256,10 +257,27 @@ fn service_config(config: &Config) -> ServiceConfig {
     }
 }
 
+/// Binds `addr`. The all-interfaces IPv6 address (dual-stack on Linux, so IPv4 clients connect too, and
+/// `localhost` works whichever family it resolves to) falls back to `0.0.0.0` on hosts without IPv6.
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { what, addr, source })
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(error)
+            if addr.ip() == crate::config::ALL_INTERFACES
+                && error.kind() != ErrorKind::AddrInUse =>
+        {
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port());
+            tracing::debug!(%error, "IPv6 unavailable; listening on IPv4 only");
+            TcpListener::bind(v4)
+                .await
+                .map_err(|source| StartError::Bind {
+                    what,
+                    addr: v4,
+                    source,
+                })
+        }
+        Err(source) => Err(StartError::Bind { what, addr, source }),
+    }
 }
 
 fn local_addr(

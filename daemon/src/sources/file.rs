@@ -142,12 +142,11 @@ impl FileSource {
                 path: dir.clone(),
                 source,
             })?;
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|source| SourceError::Watch {
-                path: dir.clone(),
-                source,
-            })?;
+        if let Err(source) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            // A missing directory means a missing file: report the file, which is what the user named.
+            read_limited(&self.path).await?;
+            return Err(SourceError::Watch { path: dir, source });
+        }
 
         let bytes = read_limited(&self.path).await?;
         self.apply(&bytes);

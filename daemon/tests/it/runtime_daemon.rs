@@ -158,3 +158,17 @@ async fn sync_port_serves_once_sources_have_loaded() {
     );
     daemon.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn missing_directory_at_start_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("no-such-dir/flags.json");
+    let error = flagpole::run(local_config(vec![file_source(&path)]))
+        .await
+        .expect_err("started without its file");
+    let message = error.to_string();
+    assert!(
+        message.contains("cannot read flag file") && message.contains("no-such-dir/flags.json"),
+        "{message}"
+    );
+}
