@@ -138,7 +138,8 @@ impl ProviderEvents {
     }
 
     /// A receiver of every event from now on. Combine with [`ProviderEvents::state`] to run a handler for the
-    /// current state right away, as the OpenFeature specification asks of handlers added late.
+    /// current state right away, as the OpenFeature specification asks of handlers added late: subscribe
+    /// first, then read the state, so that a transition in between is seen twice rather than missed.
     pub fn subscribe(&self) -> broadcast::Receiver<ProviderEvent> {
         self.hub.events.subscribe()
     }

@@ -277,3 +277,21 @@ async fn through_the_openfeature_sdk() {
         .unwrap();
     assert!(matches!(object.fields.get("inner"), Some(Value::Struct(_))));
 }
+
+#[tokio::test]
+async fn a_yaml_flag_file_is_read_as_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flags.yaml");
+    let yaml = "flags:\n  greeting:\n    state: ENABLED\n    variants:\n      hi: hello\n      bye: goodbye\n    defaultVariant: hi\n";
+    std::fs::write(&path, yaml).unwrap();
+    let provider = provider_for(&path);
+    state(&provider.events(), ProviderState::Ready).await;
+    let r = provider
+        .resolve_string_value("greeting", &EvaluationContext::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.value.as_str(), r.reason),
+        ("hello", Some(EvaluationReason::Static))
+    );
+}
