@@ -9,7 +9,9 @@
 //! `feature_flag.key` → label `feature_flag_key`). flagd's `ExceptionTypeKeyName` label spelling is kept so
 //! that dashboards built on flagd keep working.
 //!
-//! What it does not do: OTLP push (`--metrics-exporter otel`), Go runtime metrics, tracing.
+//! What it does not do: OTLP push (`--metrics-exporter otel`), Go runtime metrics, tracing. The standard
+//! `process_*` gauges (resident and virtual memory, open file descriptors, threads) are read from `/proc`
+//! on each scrape where it exists (Linux).
 //!
 //! Cardinality: flag keys, variants, selectors and provider ids come from files and clients, so every
 //! labelled family is capped at [`MAX_SERIES_PER_FAMILY`]; label sets beyond the cap are counted under one
@@ -19,10 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -192,6 +197,7 @@ impl Metrics {
             "Payloads accepted from a source (initial load included; identical rewrites excluded)",
             reloads.clone(),
         );
+        registry.register_collector(Box::new(ProcessCollector));
         let rejected = Family::<Labels, Counter>::default();
         registry.register(
             "flagpole_source_rejected_payloads",
@@ -343,6 +349,62 @@ impl Metrics {
     }
 }
 
+/// The `process_*` gauges Prometheus client libraries export, read from `/proc/self` at scrape time.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kib = |field: &str| -> Option<i64> {
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            let value: i64 = line[field.len()..]
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some(value.saturating_mul(1024))
+        };
+        let threads = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|dir| i64::try_from(dir.count()).unwrap_or(i64::MAX));
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                kib("VmRSS:"),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                kib("VmSize:"),
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                open_fds,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process",
+                threads,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(value) = value {
+                let gauge = ConstGauge::new(value);
+                let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+                gauge.encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn http_duration_constructor() -> Histogram {
     Histogram::new(HTTP_DURATION_BUCKETS)
 }
@@ -401,6 +463,18 @@ mod tests {
             text.contains("feature_flag_flagd_impression_total{otel_metric_overflow=\"true\"} 10"),
             "{text}"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_gauges_are_read_from_proc() {
+        let text = Metrics::new().encode();
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.parse::<i64>().ok());
+        assert!(rss.is_some_and(|rss| rss > 0), "{text}");
+        assert!(text.contains("process_open_fds "), "{text}");
     }
 
     #[test]

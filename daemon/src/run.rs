@@ -83,7 +83,8 @@ pub struct BoundAddrs {
     pub sync: SocketAddr,
 }
 
-/// A running daemon.
+/// A running daemon. Dropping it without [`Daemon::shutdown`] or [`Daemon::wait`] stops it too (in the
+/// background), so a failing test never leaves servers running.
 #[derive(Debug)]
 pub struct Daemon {
     addrs: BoundAddrs,
@@ -91,7 +92,16 @@ pub struct Daemon {
     store: Arc<Store>,
     metrics: Metrics,
     readiness: Readiness,
-    supervisor: JoinHandle<Result<(), RunError>>,
+    /// Taken by [`Daemon::wait`].
+    supervisor: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.supervisor.is_some() {
+            self.shutdown.cancel();
+        }
+    }
 }
 
 impl Daemon {
@@ -121,8 +131,11 @@ impl Daemon {
     }
 
     /// Waits until the daemon has stopped (after its token is cancelled, or a server failed).
-    pub async fn wait(self) -> Result<(), RunError> {
-        match self.supervisor.await {
+    pub async fn wait(mut self) -> Result<(), RunError> {
+        let Some(supervisor) = self.supervisor.take() else {
+            return Ok(());
+        };
+        match supervisor.await {
             Ok(result) => result,
             Err(join_error) => Err(RunError {
                 what: "supervisor",
@@ -238,7 +251,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         store,
         metrics,
         readiness,
-        supervisor,
+        supervisor: Some(supervisor),
     })
 }
 
