@@ -203,7 +203,7 @@ fn generated_text(n: usize, seed: u64) -> String {
         } else if roll >= 60 {
             out.push_str(&format!(r#", "targeting": {{"if": [{{"==": [{{"var": "email"}}, "user{value}@example.com"]}}, "on", null]}}"#));
         }
-        if value % 4 == 0 {
+        if value.is_multiple_of(4) {
             out.push_str(&format!(r#", "metadata": {{"owner": "team-{value}"}}"#));
         }
         out.push('}');

@@ -155,7 +155,6 @@ impl<'d> Validator<'d> {
                 for (key, flag) in flags {
                     let flags_ptr = ROOT.key("flags");
                     let path = flags_ptr.key(key);
-                    let path = &path;
                     self.flag = Some(key);
                     if key.is_empty() {
                         self.report(&path, "a flag key must not be empty");
@@ -168,7 +167,6 @@ impl<'d> Validator<'d> {
                 for (i, flag) in flags.iter().enumerate() {
                     let flags_ptr = ROOT.key("flags");
                     let path = flags_ptr.index(i);
-                    let path = &path;
                     let key = flag.get("key");
                     self.flag = key.and_then(Value::as_str);
                     match key {
@@ -195,7 +193,6 @@ impl<'d> Validator<'d> {
                 for (name, rule) in evaluators {
                     let evaluators_ptr = ROOT.key("$evaluators");
                     let path = evaluators_ptr.key(name);
-                    let path = &path;
                     if name.is_empty() {
                         self.report(&path, "an evaluator name must not be empty");
                     }
