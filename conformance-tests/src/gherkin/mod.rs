@@ -6,7 +6,7 @@
 //!    cell escapes gherkin 0.16 cannot parse), so the mode of a scenario is the directory of its file and new
 //!    feature files run without code changes;
 //! 2. one cucumber run over `TMP/` keeps a scenario when its effective tags (feature + rule + scenario +
-//!    examples) contain its directory's mode tag and none of [`EXCLUDED_TAGS`];
+//!    examples) contain its directory's mode tag and none of the [`EXCLUDED_TAGS`] of that mode;
 //! 3. scenarios run one at a time against one [`Launcher`](crate::launcher::Launcher) and one
 //!    [`Envoy`](crate::envoy::Envoy); skipped steps fail; [`tally`] prints the per-file/per-mode table and
 //!    the final `N passed, N failed` line; `filter_run_and_exit` fails the process on any failure.
@@ -32,29 +32,52 @@ use crate::launcher::{self, Launcher, LauncherOptions};
 
 pub use world::FlagdWorld;
 
-/// Every tag whose scenarios are not run, each with the reason. This is the only exclusion list.
-pub const EXCLUDED_TAGS: &[(&str, &str)] = &[
-    (
-        "fractional-v1",
-        "legacy float bucketing; flagpole implements flagd's current v2 algorithm (mutually exclusive)",
-    ),
-    (
-        "fractional-v3",
-        "typed-encoding bucketing not yet in flagd; behind an engine option, the suite runs v2 (mutually exclusive)",
-    ),
-    (
-        "deprecated",
-        "old no-default-variant behaviour (ERROR/FLAG_NOT_FOUND), contradicted by @no-default-variant",
-    ),
-    (
-        "customCert",
-        "TEMPORARY: the daemon does not serve TLS yet (issue 5); remove when it does",
-    ),
-    (
-        "unixsocket",
-        "TEMPORARY: the daemon does not listen on unix sockets yet (issue 5); remove when it does",
-    ),
+/// A tag whose scenarios are not run.
+#[derive(Debug, Clone, Copy)]
+pub struct Exclusion {
+    /// The tag, without `@`.
+    pub tag: &'static str,
+    /// The modes it applies to (empty: every mode).
+    pub modes: &'static [Mode],
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Every tag whose scenarios are not run, with the modes and the reason. This is the only exclusion list.
+pub const EXCLUDED_TAGS: &[Exclusion] = &[
+    Exclusion {
+        tag: "fractional-v1",
+        modes: &[],
+        reason: "legacy float bucketing; flagpole implements flagd's current v2 algorithm (mutually exclusive)",
+    },
+    Exclusion {
+        tag: "fractional-v3",
+        modes: &[],
+        reason: "typed-encoding bucketing, not yet in flagd; the suite runs v2 (mutually exclusive)",
+    },
+    Exclusion {
+        tag: "deprecated",
+        modes: &[],
+        reason: "old no-default-variant behaviour (ERROR/FLAG_NOT_FOUND), contradicted by @no-default-variant",
+    },
+    Exclusion {
+        tag: "customCert",
+        modes: &[Mode::Rpc, Mode::InProcess],
+        reason: "TEMPORARY: the daemon does not serve TLS yet (issue 5); remove when it does",
+    },
+    Exclusion {
+        tag: "unixsocket",
+        modes: &[Mode::Rpc, Mode::InProcess],
+        reason: "TEMPORARY: the daemon does not listen on unix sockets yet (issue 5); remove when it does",
+    },
 ];
+
+impl Exclusion {
+    /// Whether this exclusion removes a scenario with `tag` from `mode`.
+    pub fn excludes(&self, mode: Mode, tag: &str) -> bool {
+        self.tag == tag && (self.modes.is_empty() || self.modes.contains(&mode))
+    }
+}
 
 /// Env var narrowing the modes, e.g. `rpc,in-process`.
 pub const MODES_ENV: &str = "FLAGPOLE_CONFORMANCE_MODES";
@@ -125,9 +148,11 @@ pub fn selected(
         .map(|tag| tag.trim_start_matches('@'))
         .collect();
     tags.contains(&mode.tag())
-        && !tags
-            .iter()
-            .any(|tag| EXCLUDED_TAGS.iter().any(|(excluded, _)| excluded == tag))
+        && !tags.iter().any(|tag| {
+            EXCLUDED_TAGS
+                .iter()
+                .any(|exclusion| exclusion.excludes(mode, tag))
+        })
 }
 
 /// The shared fixtures every scenario uses.
@@ -212,7 +237,18 @@ pub async fn run(mut report: tally::Output) {
             .join(","),
         EXCLUDED_TAGS
             .iter()
-            .map(|(tag, _)| format!("@{tag}"))
+            .map(|exclusion| match exclusion.modes {
+                [] => format!("@{}", exclusion.tag),
+                modes => format!(
+                    "@{}({})",
+                    exclusion.tag,
+                    modes
+                        .iter()
+                        .map(|mode| mode.tag())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                ),
+            })
             .collect::<Vec<_>>()
             .join(" ")
     );

@@ -137,7 +137,8 @@ mod tests {
     async fn control_api_routes_and_reports_outcomes() {
         let launcher = Launcher::new(LauncherOptions {
             testbed_dir: testbed_dir(),
-            daemon_bin: "/nonexistent/flagpole".into(),
+            // A "daemon" that exits at once.
+            daemon_bin: "/bin/false".into(),
             ports: None,
             daemon_output: false,
         })
@@ -159,7 +160,10 @@ mod tests {
 
         let start = call(port, "POST", "/start?config=default").await;
         assert!(start.starts_with("HTTP/1.1 500"), "{start}");
-        assert!(start.contains("cannot spawn daemon"), "{start}");
+        assert!(
+            start.contains("daemon exited before it was ready"),
+            "{start}"
+        );
         let unknown = call(port, "GET", "/start?config=nope").await;
         assert!(unknown.contains("unknown launchpad config"), "{unknown}");
         let bad = call(port, "GET", "/restart?seconds=soon").await;

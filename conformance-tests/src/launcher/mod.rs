@@ -27,6 +27,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const READY_POLL: Duration = Duration::from_millis(50);
 /// How long `stop` waits for a killed daemon to be reaped.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// File name of the launcher's private copy of the daemon binary, inside the fixture directory.
+pub const DAEMON_COPY: &str = "daemon-under-test";
 /// Config used by `start` when none was given and none was used before.
 pub const DEFAULT_CONFIG: &str = "default";
 
@@ -129,7 +131,8 @@ struct State {
     restart_error: Option<String>,
 }
 
-/// The launchpad: one fixture directory, at most one daemon process. Kills the daemon when dropped.
+/// The launchpad: one fixture directory, at most one daemon process (run from a copy of the binary taken
+/// at creation). Kills the daemon when dropped.
 #[derive(Debug)]
 pub struct Launcher {
     fixture: Fixture,
@@ -147,10 +150,17 @@ impl Launcher {
             None => Ports::free()?,
         };
         let fixture = Fixture::create(&options.testbed_dir, ports)?;
+        // A private copy, so that a rebuild in the shared target directory cannot pull the binary away
+        // in the middle of a run.
+        let daemon_bin = fixture.root().join(DAEMON_COPY);
+        std::fs::copy(&options.daemon_bin, &daemon_bin).map_err(|source| LauncherError::Spawn {
+            bin: options.daemon_bin.clone(),
+            source,
+        })?;
         Ok(Arc::new(Self {
             fixture,
             ports,
-            daemon_bin: options.daemon_bin,
+            daemon_bin,
             daemon_output: options.daemon_output,
             state: Mutex::new(State::default()),
         }))
