@@ -441,3 +441,49 @@ async fn sync_streams_are_counted_in_metrics() {
         .unwrap_or_else(|| panic!("no active stream gauge in:\n{text}"));
     assert!(line.ends_with(" 1"), "{line}");
 }
+
+#[tokio::test]
+async fn subscribers_get_diffs_against_their_own_last_view() {
+    let h = Harness::start(ServiceConfig::default()).await;
+    let mut early = v1_events(&h, &[]).await;
+    let mut set_b = v1_events(&h, &[("flagd-selector", "flagSetId=set-b")]).await;
+    assert_eq!(next(&mut early).await.0, "provider_ready");
+    assert_eq!(next(&mut set_b).await.0, "provider_ready");
+
+    h.store.replace_source(0, edited_source_a());
+    let (_, first) = next(&mut early).await;
+    assert_eq!(first["flags"]["new-flag"]["type"], "write");
+
+    // A subscriber that arrives after the first change sees only what changes after it subscribed.
+    let mut late = v1_events(&h, &[]).await;
+    assert_eq!(next(&mut late).await.0, "provider_ready");
+    h.store.replace_source(1, Vec::new());
+    let expected = json!({"flags": {"other-flag": {"type": "delete"}}});
+    assert_eq!(next(&mut early).await.1, expected);
+    assert_eq!(next(&mut late).await.1, expected);
+    // The set-b subscriber saw nothing of the first change, and the same deletion now.
+    assert_eq!(next(&mut set_b).await.1, expected);
+}
+
+#[tokio::test]
+async fn sync_flags_streams_end_cleanly_on_shutdown() {
+    let h = Harness::start(sync_config()).await;
+    let mut client = sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await);
+    let mut stream = client
+        .sync_flags(sync::SyncFlagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        timeout(WAIT, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_some()
+    );
+    h.shutdown.cancel();
+    assert!(matches!(
+        timeout(WAIT, stream.message()).await.unwrap(),
+        Ok(None)
+    ));
+}
