@@ -65,9 +65,19 @@ async fn main() -> ExitCode {
         }
     };
     eprintln!("testbed-launcher: listening on http://{listen}");
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                eprintln!("testbed-launcher: cannot watch SIGTERM: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+    // On SIGINT or SIGTERM: kill the daemon and remove the fixture directory before exiting.
     let served = tokio::select! {
         result = launcher::http::serve(listener, launcher.clone()) => result,
         _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
     };
     let _ = launcher.stop().await;
     match served {

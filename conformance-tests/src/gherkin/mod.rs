@@ -173,12 +173,13 @@ pub fn harness() -> &'static Harness {
         .unwrap_or_else(|| panic!("the gherkin harness is not installed"))
 }
 
-/// Kills the daemon when the run ends, also on panic.
+/// Kills the daemon and removes the fixture when the run ends, also on panic (the launcher itself lives in
+/// a `static` and is never dropped).
 struct KillOnExit(Arc<Launcher>);
 
 impl Drop for KillOnExit {
     fn drop(&mut self) {
-        self.0.kill_now();
+        self.0.shutdown_now();
     }
 }
 

@@ -12,6 +12,7 @@ pub mod http;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,6 +141,9 @@ pub struct Launcher {
     daemon_bin: PathBuf,
     daemon_output: bool,
     state: Mutex<State>,
+    /// Process id of the last daemon spawned (0: none), for [`Launcher::kill_now`] while a start holds the
+    /// state lock.
+    last_pid: AtomicU32,
 }
 
 impl Launcher {
@@ -163,6 +167,7 @@ impl Launcher {
             daemon_bin,
             daemon_output: options.daemon_output,
             state: Mutex::new(State::default()),
+            last_pid: AtomicU32::new(0),
         }))
     }
 
@@ -243,7 +248,25 @@ impl Launcher {
             if let Some(child) = state.child.as_mut() {
                 let _ = child.start_kill();
             }
+        } else {
+            // A start (possibly a background restart) holds the lock while it waits for readiness: the
+            // daemon it spawned is the last one.
+            let pid = self.last_pid.load(Ordering::SeqCst);
+            if pid != 0 {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
+    }
+
+    /// [`Launcher::kill_now`], then removes the fixture directory — for a launcher that is never dropped
+    /// (held in a `static`). The launcher is unusable afterwards.
+    pub fn shutdown_now(&self) {
+        self.kill_now();
+        let _ = std::fs::remove_dir_all(self.fixture.root());
     }
 
     fn cancel_restart(state: &mut State) {
@@ -296,6 +319,8 @@ impl Launcher {
             bin: self.daemon_bin.clone(),
             source,
         })?;
+        self.last_pid
+            .store(child.id().unwrap_or_default(), Ordering::SeqCst);
         state.child = Some(child);
 
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
