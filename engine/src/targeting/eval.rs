@@ -64,8 +64,8 @@ pub(crate) fn eval<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Va
         Node::Lit(v) => Ok(Val::Json(v)),
         Node::Var(v) if v.rest.is_empty() => Ok(lookup(scope, &v.path)?.unwrap_or(Val::Null)),
         Node::Binary(b) => {
-            let x = eval(&b.a, scope, d)?;
-            let y = eval(&b.b, scope, d)?;
+            let x = operand(&b.a, scope, d)?;
+            let y = operand(&b.b, scope, d)?;
             binary(b.op, x.kind(), y.kind())
         }
         Node::If(items) => eval_if(items, scope, d),
@@ -91,6 +91,46 @@ pub(crate) fn eval<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Va
         }
         Node::Call(call) => eval_call(call, scope, d),
         _ => eval_other(node, scope, d),
+    }
+}
+
+/// An operand of a two-operand operator: literals and context values stay references (no [`Val`] is
+/// built on the hot path).
+enum Operand<'a> {
+    Ref(&'a Value),
+    Val(Val<'a>),
+}
+
+impl<'a> Operand<'a> {
+    #[inline]
+    fn kind(&self) -> Kind<'_, 'a> {
+        match self {
+            Operand::Ref(v) => json_kind(v),
+            Operand::Val(v) => v.kind(),
+        }
+    }
+}
+
+#[inline]
+fn operand<'a>(node: &'a Node, scope: Scope<'_, 'a>, d: u32) -> R<Operand<'a>> {
+    match (node, scope) {
+        (Node::Lit(v), _) => Ok(Operand::Ref(v)),
+        (Node::Var(v), Scope::Top(data)) if v.rest.is_empty() && !v.path.flagd => {
+            let Some((first, rest)) = v.path.parts.split_first() else {
+                return eval(node, scope, d).map(Operand::Val);
+            };
+            Ok(
+                match data
+                    .context
+                    .get(&*first.key)
+                    .and_then(|x| walk_json_ref(x, rest))
+                {
+                    Some(x) => Operand::Ref(x),
+                    None => Operand::Val(Val::Null),
+                },
+            )
+        }
+        _ => eval(node, scope, d).map(Operand::Val),
     }
 }
 
@@ -120,7 +160,7 @@ fn eval_other<'a>(node: &'a Node, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
         Node::Fractional(f) => eval_fractional(f, scope, d),
         Node::Iter(it) => eval_iter(it, scope, d),
         Node::SemVerConst(sv) => {
-            let version = eval(&sv.version, scope, d)?;
+            let version = operand(&sv.version, scope, d)?;
             let (Some(op), Some(target)) = (sv.op, &sv.target) else {
                 return Ok(Val::Null);
             };
@@ -246,7 +286,12 @@ fn whole<'a>(scope: Scope<'_, 'a>) -> R<Val<'a>> {
     })
 }
 
-fn walk_json<'a>(mut cur: &'a Value, parts: &[Part]) -> Option<Val<'a>> {
+fn walk_json<'a>(cur: &'a Value, parts: &[Part]) -> Option<Val<'a>> {
+    walk_json_ref(cur, parts).map(Val::Json)
+}
+
+#[inline]
+fn walk_json_ref<'a>(mut cur: &'a Value, parts: &[Part]) -> Option<&'a Value> {
     if cur.is_null() {
         return None;
     }
@@ -260,7 +305,7 @@ fn walk_json<'a>(mut cur: &'a Value, parts: &[Part]) -> Option<Val<'a>> {
             return None;
         }
     }
-    Some(Val::Json(cur))
+    Some(cur)
 }
 
 fn walk_val<'a>(root: &Val<'a>, parts: &[Part]) -> Option<Val<'a>> {
@@ -381,7 +426,7 @@ fn index_panic<T>(op: &str, i: usize, len: usize) -> R<T> {
 
 fn eval_call<'a>(call: &'a Call, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
     if let (Op::Not | Op::NotNot, Args::One(n)) = (call.op, &call.args) {
-        let v = eval(n, scope, d)?;
+        let v = operand(n, scope, d)?;
         let truthy = match v.kind() {
             Kind::Arr(a) if a.len() > 0 => is_true(a.kind_at(0)),
             k => is_true(k),
@@ -654,7 +699,7 @@ fn negation_operand(args: Evaluated<'_>) -> bool {
     }
 }
 
-/// String equality as an inline loop for short strings (`memcmp` calls dominate at these lengths).
+/// String equality as an inline loop for short strings (a `memcmp` call dominates at these lengths).
 #[inline]
 fn str_eq(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> bool {
     let (a, b) = (a.as_ref(), b.as_ref());
