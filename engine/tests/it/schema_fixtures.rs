@@ -87,3 +87,69 @@ fn schema_examples() {
         ]
     );
 }
+
+/// The testbed's flag files load in lenient mode, with warnings for exactly the flags that a JSON-schema
+/// validator (Python `jsonschema` 4.26 on flagd-schemas' `flagd.json`, checked once per flag) finds invalid;
+/// strict mode rejects exactly the files that contain one.
+#[test]
+fn testbed_flag_warnings_match_a_json_schema_validator() {
+    use std::collections::BTreeSet;
+
+    use flagpole_engine::{Format, LoadOptions, parse_document};
+
+    let invalid: BTreeSet<(&str, &str)> = [
+        ("custom-ops.json", "equal-greater-lesser-version-flag"),
+        ("custom-ops.json", "semver-numeric-context-flag"),
+        ("custom-ops.json", "semver-partial-version-flag"),
+        ("custom-ops.json", "semver-v-prefix-flag"),
+        ("custom-ops.json", "starts-ends-flag"),
+        ("edge-case-flags.json", "ends-with-wrong-args-flag"),
+        ("edge-case-flags.json", "error-targeting-flag"),
+        ("edge-case-flags.json", "fractional-negative-weight-flag"),
+        ("edge-case-flags.json", "semver-invalid-operator-flag"),
+        ("edge-case-flags.json", "semver-wrong-args-flag"),
+        ("edge-case-flags.json", "starts-with-wrong-args-flag"),
+        ("edge-case-flags.json", "targeting-null-flag"),
+        ("testkit-flags.json", "ends-with-wrong-args-flag"),
+        ("testkit-flags.json", "fractional-negative-weight-flag"),
+        ("testkit-flags.json", "semver-invalid-operator-flag"),
+        ("testkit-flags.json", "semver-numeric-context-flag"),
+        ("testkit-flags.json", "semver-partial-version-flag"),
+        ("testkit-flags.json", "semver-v-prefix-flag"),
+        ("testkit-flags.json", "semver-wrong-args-flag"),
+        ("testkit-flags.json", "starts-with-wrong-args-flag"),
+    ]
+    .into();
+    let testbed = crate::testbed_dir();
+    let mut files = json_files(&testbed.join("flags"));
+    files.extend(json_files(&testbed.join("evaluator/flags")));
+    let mut warned = BTreeSet::new();
+    for path in &files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        let text = std::fs::read_to_string(path).expect("readable");
+        let loaded = parse_document(&text, Format::Json, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for warning in &loaded.warnings {
+            let flag = warning
+                .flag
+                .as_deref()
+                .unwrap_or_else(|| panic!("{name}: {warning} names no flag"));
+            let flag = invalid
+                .iter()
+                .map(|(_, f)| *f)
+                .find(|f| *f == flag)
+                .unwrap_or(flag);
+            warned.insert((name.to_owned(), flag.to_owned()));
+        }
+        let strict = parse_document(&text, Format::Json, &LoadOptions { strict: true });
+        assert_eq!(strict.is_err(), !loaded.warnings.is_empty(), "{name}");
+    }
+    let expected: BTreeSet<(String, String)> = invalid
+        .iter()
+        .map(|(f, k)| ((*f).to_owned(), (*k).to_owned()))
+        .collect();
+    assert_eq!(warned, expected);
+}
