@@ -41,6 +41,7 @@ pub use convert::{ConvertError, MAX_STRUCT_DEPTH};
 pub use evaluation_v1::EvaluationV1;
 pub use evaluation_v2::EvaluationV2;
 pub use schema_v1::SchemaV1;
+pub use status::FlagdStatus;
 pub use sync::SyncService;
 
 /// How long an EventStream may stay silent before flagd sends `keep_alive`.
@@ -126,27 +127,35 @@ impl Services {
     }
 
     /// `flagd.evaluation.v1.Service`.
-    pub fn evaluation_v1(&self) -> EvaluationV1Server<EvaluationV1> {
-        EvaluationV1Server::new(EvaluationV1::new(self.clone()))
-            .max_decoding_message_size(self.inner.config.max_request_body)
+    pub fn evaluation_v1(&self) -> FlagdStatus<EvaluationV1Server<EvaluationV1>> {
+        FlagdStatus(
+            EvaluationV1Server::new(EvaluationV1::new(self.clone()))
+                .max_decoding_message_size(self.inner.config.max_request_body),
+        )
     }
 
     /// `flagd.evaluation.v2.Service`.
-    pub fn evaluation_v2(&self) -> EvaluationV2Server<EvaluationV2> {
-        EvaluationV2Server::new(EvaluationV2::new(self.clone()))
-            .max_decoding_message_size(self.inner.config.max_request_body)
+    pub fn evaluation_v2(&self) -> FlagdStatus<EvaluationV2Server<EvaluationV2>> {
+        FlagdStatus(
+            EvaluationV2Server::new(EvaluationV2::new(self.clone()))
+                .max_decoding_message_size(self.inner.config.max_request_body),
+        )
     }
 
     /// The legacy `schema.v1.Service`.
-    pub fn schema_v1(&self) -> SchemaV1Server<SchemaV1> {
-        SchemaV1Server::new(SchemaV1::new(self.clone()))
-            .max_decoding_message_size(self.inner.config.max_request_body)
+    pub fn schema_v1(&self) -> FlagdStatus<SchemaV1Server<SchemaV1>> {
+        FlagdStatus(
+            SchemaV1Server::new(SchemaV1::new(self.clone()))
+                .max_decoding_message_size(self.inner.config.max_request_body),
+        )
     }
 
     /// `flagd.sync.v1.FlagSyncService`.
-    pub fn sync(&self) -> FlagSyncServiceServer<SyncService> {
-        FlagSyncServiceServer::new(SyncService::new(self.clone()))
-            .max_decoding_message_size(self.inner.config.max_request_body)
+    pub fn sync(&self) -> FlagdStatus<FlagSyncServiceServer<SyncService>> {
+        FlagdStatus(
+            FlagSyncServiceServer::new(SyncService::new(self.clone()))
+                .max_decoding_message_size(self.inner.config.max_request_body),
+        )
     }
 
     /// Everything the evaluation port (8013) serves over gRPC: v1, v2 and schema.v1.

@@ -202,7 +202,8 @@ async fn malformed_or_oversized_requests_are_rejected() {
         },
     );
     let status = c.resolve_boolean(req(big)).await.unwrap_err();
-    assert_eq!(status.code(), Code::OutOfRange);
+    // flagd answers RESOURCE_EXHAUSTED (tonic's own code would be OUT_OF_RANGE).
+    assert_eq!(status.code(), Code::ResourceExhausted);
 
     // The server is unaffected.
     assert!(
@@ -624,4 +625,73 @@ async fn evaluations_are_counted_in_metrics() {
         .unwrap_or_else(|| panic!("no impression for bool-flag in:\n{text}"));
     assert!(impression.ends_with(" 1"), "{impression}");
     assert!(text.lines().any(|l| l.contains("FLAG_NOT_FOUND")), "{text}");
+}
+
+/// A codec that sends raw bytes and ignores the answer body, to send what no generated client can.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<()>, tonic::Status> {
+        use bytes::Buf;
+        src.advance(src.remaining());
+        Ok(Some(()))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+#[tokio::test]
+async fn malformed_protobuf_is_invalid_argument_on_every_service() {
+    let h = Harness::start(config()).await;
+    // Field 2 (`context`, a message) sent with the varint wire type: not decodable.
+    let garbage = vec![0x10, 0x01];
+    for path in [
+        "/flagd.evaluation.v1.Service/ResolveBoolean",
+        "/flagd.evaluation.v2.Service/ResolveString",
+        "/schema.v1.Service/ResolveInt",
+        "/flagd.sync.v1.FlagSyncService/FetchAllFlags",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(h.channel().await);
+        grpc.ready().await.unwrap();
+        let status = grpc
+            .unary(
+                tonic::Request::new(garbage.clone()),
+                http::uri::PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+    }
 }
