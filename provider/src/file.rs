@@ -1,8 +1,9 @@
-//! The file resolver's background task: reads the offline flag file, re-reads it on a file-system
-//! notification for its directory (atomic rename-replace and delete-then-recreate included) and at least
-//! every `offlinePollIntervalMs`, and reports the same events as the network resolvers: a file that cannot be
-//! read is a lost connection (STALE, then ERROR after the grace period), its return is READY, a new content is
-//! CONFIGURATION_CHANGED with the changed keys. A file that does not parse keeps the previous flags.
+//! The file resolver's background task: reads the offline flag file, re-reads it on any file-system
+//! notification for its directory (atomic rename-replace, delete-then-recreate and symlink swaps included)
+//! and at least every `offlinePollIntervalMs`, and reports the same events as the network resolvers: a file
+//! that cannot be read is a lost connection (STALE, then ERROR after the grace period), its return is READY,
+//! a new content is CONFIGURATION_CHANGED with the changed keys. A file that does not parse keeps the
+//! previous flags.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,19 +81,12 @@ impl FileTask {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), PathBuf::from);
-        let name = self.path.file_name().map(|n| n.to_owned());
-        let handler = move |event: notify::Result<notify::Event>| {
-            let relevant = match &event {
-                Ok(event) => {
-                    event.paths.is_empty()
-                        || event.paths.iter().any(|p| p.file_name() == name.as_deref())
-                }
-                Err(_) => true,
-            };
-            if relevant {
-                // A full queue already holds a pending re-read.
-                let _ = tx.try_send(());
-            }
+        // Every event in the directory triggers a re-read, not only events naming the file: a Kubernetes
+        // ConfigMap volume replaces the file by swapping a `..data` symlink, and events name only that.
+        // Re-reading is cheap, and an unchanged text produces no change event.
+        let handler = move |_event: notify::Result<notify::Event>| {
+            // A full queue already holds a pending re-read.
+            let _ = tx.try_send(());
         };
         match notify::recommended_watcher(handler) {
             Ok(mut watcher) => match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {

@@ -295,3 +295,44 @@ async fn a_yaml_flag_file_is_read_as_yaml() {
         ("hello", Some(EvaluationReason::Static))
     );
 }
+
+/// The way a Kubernetes ConfigMap volume updates a file: `flags.json` → `..data/flags.json`, and the
+/// `..data` symlink is swapped to a new directory; no event names `flags.json` itself.
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_is_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("..v1");
+    let v2 = dir.path().join("..v2");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(v1.join("flags.json"), FLAGS).unwrap();
+    std::fs::write(
+        v2.join("flags.json"),
+        FLAGS.replace(r#""ten":10"#, r#""ten":12"#),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v1", dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/flags.json", dir.path().join("flags.json")).unwrap();
+    let options = crate::support::fast(
+        FlagdOptions::builder()
+            .resolver(ResolverType::File)
+            .offline_flag_source_path(dir.path().join("flags.json"))
+            .offline_poll_interval_ms(3_600_000u64), // only notifications can explain a prompt change
+    );
+    let provider = FlagdProvider::new(options).unwrap();
+    let mut rx = provider.events().subscribe();
+    next(&mut rx, ProviderEventKind::Ready).await;
+
+    std::os::unix::fs::symlink("..v2", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    let event = next(&mut rx, ProviderEventKind::ConfigurationChanged).await;
+    assert_eq!(event.flags_changed, vec!["int".to_string()]);
+    assert_eq!(
+        provider
+            .resolve_int_value("int", &EvaluationContext::default())
+            .await
+            .unwrap()
+            .value,
+        12
+    );
+}
