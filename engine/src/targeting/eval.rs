@@ -34,7 +34,7 @@ fn fail<T>(msg: impl Into<String>) -> R<T> {
 #[derive(Clone, Copy)]
 pub(crate) enum Scope<'s, 'a> {
     /// The request: context plus the virtual `$flagd` object.
-    Top(Data<'a>),
+    Top(&'s Data<'a>),
     /// An element inside an iterating operator (or `reduce`'s accumulator object), with the bucketing
     /// algorithm of the request.
     Val(&'s Val<'a>, FractionalAlgorithm),
@@ -243,7 +243,7 @@ fn lookup<'a>(scope: Scope<'_, 'a>, path: &Path) -> R<Option<Val<'a>>> {
     match scope {
         Scope::Top(data) => {
             if path.flagd {
-                return Ok(flagd_lookup(data, rest));
+                return Ok(flagd_lookup(*data, rest));
             }
             let Some(v) = data.context.get(&*first.key) else {
                 return Ok(None);
@@ -279,7 +279,7 @@ fn whole<'a>(scope: Scope<'_, 'a>) -> R<Val<'a>> {
                 .iter()
                 .map(|(k, v)| (k.clone(), Val::Json(v)))
                 .collect();
-            m.insert("$flagd".to_owned(), flagd_object(data));
+            m.insert("$flagd".to_owned(), flagd_object(*data));
             Val::Obj(m)
         }
         Scope::Val(v, _) => v.clone(),

@@ -93,6 +93,6 @@ impl Rule {
 
     /// Evaluates the rule. `Ok(null)` means "no variant" (the default variant).
     pub fn apply<'a>(&'a self, data: &Data<'a>) -> Result<Cow<'a, Value>, TargetingError> {
-        eval::eval(&self.root, eval::Scope::Top(*data), 0)?.into_cow()
+        eval::eval(&self.root, eval::Scope::Top(data), 0)?.into_cow()
     }
 }
