@@ -64,6 +64,15 @@ fn main() -> ExitCode {
 }
 
 async fn start(config: flagpole::config::Config) -> ExitCode {
+    // Registered before anything is served, so a SIGTERM that arrives as soon as /readyz answers is
+    // buffered and handled gracefully instead of killing the process.
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(%error, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let daemon = match flagpole::run(config).await {
         Ok(daemon) => daemon,
         Err(error) => {
@@ -73,7 +82,7 @@ async fn start(config: flagpole::config::Config) -> ExitCode {
     };
     let token = daemon.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         token.cancel();
     });
     match daemon.wait().await {
@@ -85,26 +94,43 @@ async fn start(config: flagpole::config::Config) -> ExitCode {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the daemon");
-                let _ = interrupt.await;
-            }
+/// SIGINT and SIGTERM, registered eagerly.
+#[cfg(unix)]
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+}
+
+/// Ctrl-C only, where there are no unix signals.
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn recv(self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -149,7 +149,7 @@ impl FileSource {
         }
 
         let bytes = read_limited(&self.path).await?;
-        self.apply(&bytes);
+        self.apply(bytes).await;
 
         Ok(tokio::spawn(async move {
             // The watcher stops when dropped: keep it alive for as long as the task runs.
@@ -176,7 +176,7 @@ impl FileSource {
                     tracing::info!(path = %self.path.display(), "flag file is back");
                     self.present = true;
                 }
-                self.apply(&bytes);
+                self.apply(bytes).await;
             }
             Err(SourceError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -197,26 +197,48 @@ impl FileSource {
     }
 
     /// Parses `bytes` and, on success, replaces this source's flags.
-    fn apply(&mut self, bytes: &[u8]) {
-        let hash: [u8; 20] = Sha1::digest(bytes).into();
-        if self.last_hash == Some(hash) {
-            tracing::debug!(path = %self.path.display(), "flag file unchanged");
-            return;
-        }
+    ///
+    /// Hashing, parsing and rebuilding the snapshot run on the blocking pool, so a large file never stalls
+    /// the request-serving threads.
+    async fn apply(&mut self, bytes: Vec<u8>) {
+        let path = self.path.clone();
+        let (format, options, store, index) =
+            (self.format, self.options, self.store.clone(), self.index);
+        let last_hash = self.last_hash;
+        let (metrics, identity) = (self.metrics.clone(), self.identity.clone());
+        let work = tokio::task::spawn_blocking(move || {
+            let hash: [u8; 20] = Sha1::digest(&bytes).into();
+            if last_hash == Some(hash) {
+                return (hash, None);
+            }
+            let outcome = parse(&path, &bytes, format, &options).map(|loaded| {
+                let count = loaded.flags.len();
+                // Counted before the new snapshot is published, so whoever sees it sees the count too.
+                metrics.source_reloaded(&identity);
+                store.replace_source(index, loaded.flags);
+                metrics.set_flag_count(store.snapshot().len());
+                (count, loaded.warnings)
+            });
+            (hash, Some(outcome))
+        });
+        let (hash, outcome) = match work.await {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(path = %self.path.display(), %error, "loading the flag file failed");
+                return;
+            }
+        };
         self.last_hash = Some(hash);
-        match parse(&self.path, bytes, self.format, &self.options) {
-            Ok(loaded) => {
-                for warning in &loaded.warnings {
+        match outcome {
+            None => tracing::debug!(path = %self.path.display(), "flag file unchanged"),
+            Some(Ok((count, warnings))) => {
+                for warning in &warnings {
                     tracing::warn!(path = %self.path.display(), %warning, "flag file has a schema violation");
                 }
-                let count = loaded.flags.len();
-                self.store.replace_source(self.index, loaded.flags);
-                self.metrics.source_reloaded(&self.identity);
-                self.metrics.set_flag_count(self.store.snapshot().len());
                 self.latch.release();
                 tracing::info!(path = %self.path.display(), flags = count, "loaded flag file");
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 tracing::error!(%error, "rejected flag file; the source keeps its last good flags");
                 self.metrics.source_rejected(&self.identity);
             }

@@ -27,7 +27,15 @@ async fn readiness_waits_for_a_good_load_and_turns_off_on_shutdown() {
 
     std::fs::write(&path, one_flag("color", "red")).expect("fix the file");
     wait_for(&daemon, "color loaded", |s| s.len() == 1).await;
-    let (status, _, _) = http_get(management, "/readyz").await;
+    // The latch is released right after the snapshot is published: poll briefly.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = http_get(management, "/readyz").await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(status, 200);
 
     let readiness = daemon.readiness().clone();
