@@ -208,7 +208,7 @@ fn eval_if<'a>(items: &'a [Node], scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
     let len = items.len();
     let mut i = 0;
     while i + 1 < len {
-        if is_true(eval(&items[i], scope, d)?.kind()) {
+        if eval_bool(&items[i], scope, d)? {
             return clause(&items[i + 1], scope, d);
         }
         i += 2;
@@ -630,7 +630,13 @@ fn frac_data<'s, 'a>(scope: Scope<'s, 'a>) -> Option<FracData<'s, 'a>> {
 /// A two-operand comparison, `in`, `starts_with` or `ends_with` (the same results as the general path
 /// with a two-element argument list).
 fn binary(op: Op, a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<Val<'static>> {
-    Ok(Val::Bool(match op {
+    Ok(binary_bool(op, a, b)?.map_or(Val::Null, Val::Bool))
+}
+
+/// [`binary`] as a boolean; `None` where the operator returns null.
+#[inline]
+fn binary_bool(op: Op, a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<Option<bool>> {
+    Ok(Some(match op {
         Op::Eq => equals(a, b),
         Op::Ne => !equals(a, b),
         Op::StrictEq => strict_equals(a, b),
@@ -648,10 +654,44 @@ fn binary(op: Op, a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<Val<'static>> {
                     a.len() >= b.len() && str_eq(&a.as_bytes()[a.len() - b.len()..], b)
                 }
             }
-            _ => return Ok(Val::Null),
+            _ => return Ok(None),
         },
         other => return fail(format!("{other:?} is not a binary operator")),
     }))
+}
+
+/// The truthiness of a node, without building the value where that can be avoided (`if` conditions).
+/// `and` is truthy exactly when every operand is, `or` when one is (both stop where they would).
+fn eval_bool<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<bool> {
+    if depth > MAX_EVAL_DEPTH {
+        return depth_error();
+    }
+    let d = depth + 1;
+    match node {
+        Node::Lit(v) => Ok(is_true(json_kind(v))),
+        Node::Binary(b) => {
+            let x = operand(&b.a, scope, d)?;
+            let y = operand(&b.b, scope, d)?;
+            Ok(binary_bool(b.op, x.kind(), y.kind())? == Some(true))
+        }
+        Node::And(items) => {
+            for n in items {
+                if !eval_bool(n, scope, d)? {
+                    return Ok(false);
+                }
+            }
+            Ok(!items.is_empty())
+        }
+        Node::Or(items) => {
+            for n in items {
+                if eval_bool(n, scope, d)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        _ => Ok(is_true(eval(node, scope, depth)?.kind())),
+    }
 }
 
 /// `fractional` with precomputed distributions where they are constants.
