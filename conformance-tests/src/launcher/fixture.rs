@@ -475,6 +475,50 @@ mod tests {
         ));
     }
 
+    /// rustls/webpki ignore the subject CN, so the server certificate must name `localhost` (and
+    /// 127.0.0.1) as subject alternative names and chain to the CA clients are given.
+    #[test]
+    fn server_certificate_verifies_for_localhost_against_the_ca() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::client::danger::ServerCertVerifier as _;
+        use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+        let fixture = Fixture::create(&super::super::testbed_dir(), Ports::flagd_defaults())
+            .unwrap_or_else(|error| panic!("{error}"));
+        let ca = CertificateDer::from_pem_file(fixture.ca_cert_path())
+            .unwrap_or_else(|error| panic!("CA certificate: {error}"));
+        let server =
+            CertificateDer::from_pem_file(fixture.root().join("ssl").join("server-cert.pem"))
+                .unwrap_or_else(|error| panic!("server certificate: {error}"));
+        rustls::pki_types::PrivateKeyDer::from_pem_file(
+            fixture.root().join("ssl").join("server-key.pem"),
+        )
+        .unwrap_or_else(|error| panic!("server key: {error}"));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap_or_else(|error| panic!("CA: {error}"));
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider,
+        )
+        .build()
+        .unwrap_or_else(|error| panic!("verifier: {error}"));
+        for name in ["localhost", "127.0.0.1"] {
+            let name = ServerName::try_from(name).unwrap_or_else(|error| panic!("{error}"));
+            verifier
+                .verify_server_cert(&server, &[], &name, &[], UnixTime::now())
+                .unwrap_or_else(|error| panic!("{name:?}: {error}"));
+        }
+        let other = ServerName::try_from("example.com").unwrap_or_else(|error| panic!("{error}"));
+        assert!(
+            verifier
+                .verify_server_cert(&server, &[], &other, &[], UnixTime::now())
+                .is_err(),
+            "the certificate must not be valid for other names"
+        );
+    }
+
     #[test]
     fn missing_testbed_is_an_error() {
         let result = Fixture::create(
