@@ -213,3 +213,25 @@ async fn a_sync_payload_larger_than_four_mib_is_accepted() {
             .value
     );
 }
+
+#[tokio::test]
+async fn flags_changed_during_an_outage_are_reported_after_reconnecting() {
+    let fake = fake::start().await;
+    fake.state.set_config(FLAGS);
+    let mut long_grace = crate::support::fast(options(&fake));
+    long_grace.retry_grace_period = 30;
+    let provider = FlagdProvider::new(long_grace).unwrap();
+    let mut rx = provider.events().subscribe();
+    next(&mut rx, ProviderEventKind::Ready).await;
+
+    fake.state.set_up(false);
+    next(&mut rx, ProviderEventKind::Stale).await;
+    fake.state.set_config(FLAGS_CHANGED);
+    fake.state.set_up(true);
+    next(&mut rx, ProviderEventKind::Ready).await;
+    let event = next(&mut rx, ProviderEventKind::ConfigurationChanged).await;
+    assert_eq!(
+        event.flags_changed,
+        vec!["added".to_string(), "stable".to_string()]
+    );
+}

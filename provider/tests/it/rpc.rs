@@ -520,3 +520,33 @@ async fn the_stream_deadline_reopens_the_stream_without_events() {
     );
     assert_eq!(provider.state(), ProviderState::Ready);
 }
+
+#[tokio::test]
+async fn a_reconnect_starts_from_an_empty_cache() {
+    let fake = fake::start().await;
+    // A long grace period: the outage stays STALE, so only the reconnect can empty the cache.
+    let mut long_grace = fast(options(&fake));
+    long_grace.retry_grace_period = 30;
+    let provider = FlagdProvider::new(long_grace).unwrap();
+    state(&provider.events(), ProviderState::Ready).await;
+    let mut rx = provider.events().subscribe();
+    let ctx = EvaluationContext::default();
+    provider
+        .resolve_bool_value("bool-static", &ctx)
+        .await
+        .unwrap();
+    fake.state.set_up(false);
+    next(&mut rx, ProviderEventKind::Stale).await;
+    assert_eq!(provider.cached_entries(), 1);
+    fake.state.set_up(true);
+    next(&mut rx, ProviderEventKind::Ready).await;
+    let r = provider
+        .resolve_bool_value("bool-static", &ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.reason,
+        Some(EvaluationReason::Static),
+        "changes missed while away must not be served from the cache"
+    );
+}
