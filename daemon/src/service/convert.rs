@@ -203,4 +203,79 @@ mod tests {
         s.fields.insert("u".into(), ProtoValue { kind: None });
         assert_eq!(struct_to_json(Some(s)).unwrap()["u"], Value::Null);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn number() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                8 => any::<f64>(),
+                1 => Just(f64::NAN),
+                1 => Just(f64::INFINITY),
+                1 => Just(f64::NEG_INFINITY),
+            ]
+        }
+
+        fn proto_value() -> impl Strategy<Value = ProtoValue> {
+            let leaf = prop_oneof![
+                Just(ProtoValue { kind: None }),
+                Just(ProtoValue {
+                    kind: Some(Kind::NullValue(0))
+                }),
+                any::<i32>().prop_map(|n| ProtoValue {
+                    kind: Some(Kind::NullValue(n))
+                }),
+                any::<bool>().prop_map(|b| ProtoValue {
+                    kind: Some(Kind::BoolValue(b))
+                }),
+                ".{0,8}".prop_map(|s| ProtoValue {
+                    kind: Some(Kind::StringValue(s))
+                }),
+                number().prop_map(|n| ProtoValue {
+                    kind: Some(Kind::NumberValue(n))
+                }),
+            ];
+            leaf.prop_recursive(40, 200, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(|values| ProtoValue {
+                        kind: Some(Kind::ListValue(ListValue { values }))
+                    }),
+                    prop::collection::btree_map(".{0,4}", inner, 0..4).prop_map(|fields| {
+                        ProtoValue {
+                            kind: Some(Kind::StructValue(Struct { fields })),
+                        }
+                    }),
+                ]
+            })
+        }
+
+        fn has_non_finite(v: &ProtoValue) -> bool {
+            match &v.kind {
+                Some(Kind::NumberValue(n)) => !n.is_finite(),
+                Some(Kind::ListValue(l)) => l.values.iter().any(has_non_finite),
+                Some(Kind::StructValue(s)) => s.fields.values().any(has_non_finite),
+                _ => false,
+            }
+        }
+
+        proptest! {
+            /// Any Struct a client can send converts or is rejected with a typed error, never a panic; what
+            /// converts survives the way back.
+            #[test]
+            fn any_client_struct_converts_or_is_rejected(fields in prop::collection::btree_map(".{0,4}", proto_value(), 0..4)) {
+                let input = Struct { fields };
+                let non_finite = input.fields.values().any(has_non_finite);
+                match struct_to_json(Some(input)) {
+                    Ok(map) => {
+                        prop_assert!(!non_finite);
+                        let again = struct_to_json(Some(json_to_struct(&map))).unwrap();
+                        prop_assert_eq!(again, map);
+                    }
+                    Err(ConvertError::NonFinite { .. }) => prop_assert!(non_finite),
+                    Err(ConvertError::TooDeep) => {}
+                }
+            }
+        }
+    }
 }
