@@ -124,11 +124,6 @@ struct Validator<'d> {
     dropped: usize,
 }
 
-const VARIADIC: &[&str] = &["if", "or", "and", "+", "-", "max", "min", "merge", "cat"];
-const BINARY: &[&str] = &[
-    "==", "===", "!=", "!==", ">", ">=", "%", "/", "map", "filter", "all", "none", "some", "in",
-];
-const BINARY_OR_TERNARY: &[&str] = &["substr", "<", "<="];
 const SEM_VER_OPERATORS: &[&str] = &["=", "!=", ">", "<", ">=", "<=", "~", "^"];
 
 impl<'d> Validator<'d> {
@@ -331,9 +326,15 @@ impl<'d> Validator<'d> {
                 Some([Value::Number(_), keys]) => self.strings(keys, &path.index(1)),
                 _ => self.report(path, "`missing_some` takes [number, [keys…]]"),
             },
-            op if VARIADIC.contains(&op) => self.args(args, path, 1, usize::MAX),
-            op if BINARY.contains(&op) => self.args(args, path, 2, 2),
-            op if BINARY_OR_TERNARY.contains(&op) => self.args(args, path, 2, 3),
+            // The schema's variadicRule plus `if`.
+            "if" | "or" | "and" | "+" | "-" | "max" | "min" | "merge" | "cat" => {
+                self.args(args, path, 1, usize::MAX)
+            }
+            // binaryRule.
+            "==" | "===" | "!=" | "!==" | ">" | ">=" | "%" | "/" | "map" | "filter" | "all"
+            | "none" | "some" | "in" => self.args(args, path, 2, 2),
+            // binaryOrTernaryRule.
+            "substr" | "<" | "<=" => self.args(args, path, 2, 3),
             "*" => self.args(args, path, 2, usize::MAX),
             "reduce" => self.args(args, path, 3, 3),
             "!" | "!!" => match args {
