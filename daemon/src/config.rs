@@ -1107,10 +1107,12 @@ impl SourceEntry {
                 provider: provider.name(),
             })
         };
+        // flagd panics on a `file:` prefix here (the source string no longer matches); flagpole strips it.
+        let path = uri.strip_prefix("file:").unwrap_or(&uri);
         match provider.as_str() {
-            "file" => file_source(&uri, FileProvider::File),
-            "fsnotify" => file_source(&uri, FileProvider::Fsnotify),
-            "fileinfo" => file_source(&uri, FileProvider::Fileinfo),
+            "file" => file_source(path, FileProvider::File),
+            "fsnotify" => file_source(path, FileProvider::Fsnotify),
+            "fileinfo" => file_source(path, FileProvider::Fileinfo),
             "http" => remote(RemoteProvider::Http),
             "grpc" => remote(RemoteProvider::Grpc),
             "kubernetes" => remote(RemoteProvider::Kubernetes),

@@ -154,7 +154,7 @@ fn uri_sources_come_before_sources_json_and_keep_their_order() {
         "--uri",
         "file:two.yaml,file:three.yml",
         "-s",
-        r#"[{"uri": "four.json", "provider": "file"}, {"uri": "five.json", "provider": "fileinfo"}]"#,
+        r#"[{"uri": "four.json", "provider": "file"}, {"uri": "file:five.json", "provider": "fileinfo"}]"#,
         "-X",
         "a=1",
         "-X",
