@@ -3,7 +3,7 @@
 //!
 //! What it owns: turning protobuf requests into engine calls and engine results back into protobuf, per
 //! protocol (each protocol's fallback rules live in its own module; the error → status table lives in
-//! [`status`]), context assembly (`-X`, `-H`), selectors from the `Flagd-Selector` header, and the
+//! `status`), context assembly (`-X`, `-H`), selectors from the `Flagd-Selector` header, and the
 //! long-lived streams (EventStream, SyncFlags) with one task per subscriber.
 //!
 //! What it does not do: bind sockets, TLS, Connect/gRPC-Web framing, readiness or choosing when to start
