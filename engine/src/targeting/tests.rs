@@ -1387,3 +1387,26 @@ fn rules_are_shareable_across_threads() {
     fn assert_traits<T: Clone + std::fmt::Debug + Send + Sync>() {}
     assert_traits::<Rule>();
 }
+
+#[test]
+fn deep_rules_fit_a_two_megabyte_stack() {
+    // tokio workers run with 2 MiB stacks; so does this check (debug builds have the largest frames).
+    let handle = std::thread::Builder::new().stack_size(2 << 20).spawn(|| {
+        for op in ["all", "some", "none", "map", "filter"] {
+            let mut rule = json!({"var": ""});
+            let mut depth = 1;
+            while depth + 3 <= MAX_RULE_DEPTH {
+                rule = json!({op: [[{"a": 1, "b": 2}], rule]});
+                depth += 3;
+            }
+            let r = run(rule, json!({"a": 1}));
+            assert!(r.is_ok(), "{op}: {r:?}");
+        }
+        let mut ifs = json!("leaf");
+        for _ in 1..MAX_RULE_DEPTH / 2 - 1 {
+            ifs = json!({"if": [{"and": [true]}, ifs]});
+        }
+        assert!(run(ifs, json!({})).is_ok());
+    });
+    assert!(handle.is_ok_and(|h| h.join().is_ok()));
+}
