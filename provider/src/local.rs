@@ -111,7 +111,9 @@ impl LocalStore {
         ty: ValueType,
         context: &EvaluationContext,
     ) -> EvaluationResult<Resolved> {
-        let Some(state) = self.current() else {
+        // A guard, not a clone of the Arc: no reference-count traffic on the hot path.
+        let guard = self.state.load();
+        let Some(state) = guard.as_deref() else {
             return Err(not_ready("no flags received yet"));
         };
         let Some(flag) = state.flags.flags.get(key) else {
