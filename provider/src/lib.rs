@@ -4,9 +4,10 @@
 //! flagd protocol, to flagpole or to flagd.
 //!
 //! Three resolvers, chosen by [`FlagdOptions::resolver`]:
-//! - **RPC** (default, port 8013): every evaluation is a `flagd.evaluation.v1` call with a deadline and the
-//!   `Flagd-Selector` header; an `EventStream` subscription drives the provider state and an LRU cache of
-//!   static results (reason `CACHED`), purged on change events and on error and kept while stale.
+//! - **RPC** (default, port 8013): every evaluation is a `flagd.evaluation.v2` call (v1 against a server
+//!   without v2) with a deadline and the `Flagd-Selector` header; an `EventStream` subscription drives the
+//!   provider state and an LRU cache of static results (reason `CACHED`), purged on change events, on
+//!   reconnect and on error, and kept while stale.
 //! - **In-process** (port 8015): a `flagd.sync.v1` `SyncFlags` stream feeds `flagpole-engine`, which evaluates
 //!   locally with targeting compiled once per payload; the daemon's sync context enriches every evaluation.
 //! - **File**: an offline flag file, watched for changes, evaluated by the same engine.
