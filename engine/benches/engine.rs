@@ -239,6 +239,29 @@ fn loading(c: &mut Criterion) {
     }
     group.finish();
 
+    // What the daemon pays per store change: rebuilding the index, rendering the sync payload, diffing.
+    let mut group = c.benchmark_group("snapshot");
+    group.sample_size(20);
+    for n in [10_000, 100_000] {
+        let flags = generated(n, 42).flags;
+        let sources = vec![SourceFlags {
+            source: Arc::from("bench"),
+            flags,
+        }];
+        group.bench_function(BenchmarkId::new("new", n), |b| {
+            b.iter_with_large_drop(|| Snapshot::new(black_box(sources.clone())))
+        });
+        let old = Snapshot::new(sources.clone());
+        let new = Snapshot::new(sources.clone());
+        group.bench_function(BenchmarkId::new("sync_payload", n), |b| {
+            b.iter(|| black_box(new.sync_payload(&Selector::All)))
+        });
+        group.bench_function(BenchmarkId::new("changes-none", n), |b| {
+            b.iter(|| black_box(Snapshot::changes(&old, &new, &Selector::All)))
+        });
+    }
+    group.finish();
+
     // Live heap bytes per flag once loaded (the document text itself excluded).
     for (label, n, doc) in [
         ("static", 10_000, None),

@@ -138,24 +138,27 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds the index; `sources` are in ascending priority.
     pub fn new(sources: Vec<SourceFlags>) -> Self {
-        type Identity = (Option<Arc<str>>, Arc<str>);
-        let mut winners: HashMap<Identity, Record> = HashMap::new();
+        let total = sources.iter().map(|s| s.flags.len()).sum();
+        let mut records: Vec<Record> = Vec::with_capacity(total);
         for (priority, source) in sources.into_iter().enumerate() {
-            for flag in source.flags {
-                let identity = (flag.flag_set_id.clone(), flag.key.clone());
-                winners.insert(
-                    identity,
-                    Record {
-                        flag,
-                        source: source.source.clone(),
-                        priority,
-                    },
-                );
-            }
+            records.extend(source.flags.into_iter().map(|flag| Record {
+                flag,
+                source: source.source.clone(),
+                priority,
+            }));
         }
-        let mut records: Vec<Record> = winners.into_values().collect();
-        records.sort_unstable_by(|a, b| {
+        // A stable sort keeps equal identities in priority (then document) order, so the last of each run
+        // is the winner. Sources are usually sorted already (the map form is), which makes this near-linear.
+        records.sort_by(|a, b| {
             (&a.flag.flag_set_id, &a.flag.key).cmp(&(&b.flag.flag_set_id, &b.flag.key))
+        });
+        records.dedup_by(|later, earlier| {
+            let same = later.flag.flag_set_id == earlier.flag.flag_set_id
+                && later.flag.key == earlier.flag.key;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
         });
         let mut by_key: HashMap<Arc<str>, SmallVec<[u32; 1]>> =
             HashMap::with_capacity(records.len());
@@ -204,10 +207,25 @@ impl Snapshot {
         self.records.iter().filter(move |r| selector.matches(r))
     }
 
-    /// The selection keyed by flag key; where two flag sets share a key, the one later in sort order wins
-    /// (flagd's sync map and EventStream diff).
-    fn by_key_selection<'s>(&'s self, selector: &'s Selector) -> BTreeMap<&'s str, &'s Record> {
-        self.select(selector).map(|r| (&*r.flag.key, r)).collect()
+    /// The record a key maps to in the selection: where several flag sets share the key, the one later in
+    /// sort order wins (flagd's sync map and EventStream diff).
+    fn selected<'s>(&'s self, indices: &[u32], selector: &Selector) -> Option<&'s Record> {
+        indices
+            .iter()
+            .rev()
+            .map(|&i| &self.records[i as usize])
+            .find(|r| selector.matches(r))
+    }
+
+    /// The selection keyed by flag key, sorted by key.
+    fn by_key_selection<'s>(&'s self, selector: &Selector) -> Vec<(&'s str, &'s Record)> {
+        let mut selection: Vec<(&str, &Record)> = self
+            .by_key
+            .iter()
+            .filter_map(|(key, indices)| Some((&**key, self.selected(indices, selector)?)))
+            .collect();
+        selection.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        selection
     }
 
     /// The sync `flag_configuration` JSON (FlagSyncService `SyncFlags`/`FetchAllFlags`): `{"flags": {...}}`
@@ -235,23 +253,34 @@ impl Snapshot {
         new: &Snapshot,
         selector: &Selector,
     ) -> BTreeMap<String, ChangeKind> {
-        let before = old.by_key_selection(selector);
-        let after = new.by_key_selection(selector);
         let mut changes = BTreeMap::new();
-        for (key, record) in &after {
-            match before.get(key) {
+        if std::ptr::eq(old, new) {
+            return changes;
+        }
+        for (key, indices) in &new.by_key {
+            let Some(record) = new.selected(indices, selector) else {
+                continue;
+            };
+            let previous = old.by_key.get(key).and_then(|i| old.selected(i, selector));
+            match previous {
                 None => {
-                    changes.insert((*key).to_owned(), ChangeKind::Write);
+                    changes.insert(key.to_string(), ChangeKind::Write);
                 }
                 Some(previous) if !same_definition(previous, record) => {
-                    changes.insert((*key).to_owned(), ChangeKind::Update);
+                    changes.insert(key.to_string(), ChangeKind::Update);
                 }
                 Some(_) => {}
             }
         }
-        for key in before.keys() {
-            if !after.contains_key(key) {
-                changes.insert((*key).to_owned(), ChangeKind::Delete);
+        for (key, indices) in &old.by_key {
+            if old.selected(indices, selector).is_some()
+                && new
+                    .by_key
+                    .get(key)
+                    .and_then(|i| new.selected(i, selector))
+                    .is_none()
+            {
+                changes.insert(key.to_string(), ChangeKind::Delete);
             }
         }
         changes
