@@ -38,6 +38,8 @@ pub struct State {
     pub selectors: Mutex<Vec<String>>,
     /// Contexts of evaluation calls, in order.
     pub contexts: Mutex<Vec<serde_json::Value>>,
+    /// The `:authority` of every request (the URI authority as the server saw it).
+    pub authorities: Mutex<Vec<String>>,
     /// `provider_id`s of sync requests.
     pub provider_ids: Mutex<Vec<String>>,
     events: broadcast::Sender<ev::EventStreamResponse>,
@@ -393,6 +395,7 @@ fn new_state() -> Arc<State> {
         stream_opens: AtomicUsize::new(0),
         selectors: Mutex::default(),
         contexts: Mutex::default(),
+        authorities: Mutex::default(),
         provider_ids: Mutex::default(),
         events,
         config,
@@ -407,7 +410,16 @@ fn router(
     v2: bool,
     tls: Option<tonic::transport::Identity>,
 ) -> tonic::transport::server::Router {
-    let mut builder = tonic::transport::Server::builder();
+    let seen = state.clone();
+    let mut builder = tonic::transport::Server::builder().trace_fn(move |request| {
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        seen.authorities.lock().unwrap().push(authority);
+        tracing::Span::none()
+    });
     if let Some(identity) = tls {
         builder = builder
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))

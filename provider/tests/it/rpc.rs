@@ -351,7 +351,7 @@ async fn dropping_the_provider_closes_its_stream() {
 }
 
 #[tokio::test]
-async fn envoy_target_uri_dials_host_and_port() {
+async fn envoy_target_uri_dials_host_and_port_with_the_authority() {
     let fake = fake::start().await;
     let uri = format!("envoy://127.0.0.1:{}/rpc.service", fake.addr.port());
     let provider = ready(&fake, FlagdOptions::builder().target_uri(uri).port(1u16)).await;
@@ -361,6 +361,12 @@ async fn envoy_target_uri_dials_host_and_port() {
             .await
             .unwrap()
             .value
+    );
+    let authorities = fake.state.authorities.lock().unwrap().clone();
+    assert!(!authorities.is_empty());
+    assert!(
+        authorities.iter().all(|a| a == "rpc.service"),
+        "the authority is the one after the port: {authorities:?}"
     );
 }
 
