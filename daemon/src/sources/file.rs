@@ -1,6 +1,7 @@
 //! A local flag file (JSON or YAML), loaded at start and then watched.
 //!
-//! The watch is on the file's *parent directory*, not the file, so that every way a file gets replaced is
+//! The watch (shared by all file sources, see [`super::watch`]) is on the file's *parent directory*, not
+//! the file, so that every way a file gets replaced is
 //! noticed: in-place writes, atomic rename-replace (editors, the testbed's launchpad), delete-then-recreate,
 //! editor temp files, and the Kubernetes ConfigMap swap of the `..data` symlink. Events are debounced for
 //! [`DEBOUNCE`], then the file is re-read; a SHA-1 of the content skips identical rewrites.
@@ -17,13 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flagpole_engine::{Format, LoadOptions};
-use notify::{RecursiveMode, Watcher};
 use sha1::{Digest, Sha1};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::SourceError;
+use super::watch::DirWatcher;
 use crate::metrics::Metrics;
 use crate::readiness::ReadyLatch;
 use crate::store::Store;
@@ -112,48 +112,22 @@ impl FileSource {
     /// before the first read so that no change in between is missed.
     pub async fn start(
         mut self,
+        watcher: &mut DirWatcher,
         shutdown: CancellationToken,
     ) -> Result<JoinHandle<()>, SourceError> {
-        let changed = Arc::new(Notify::new());
-        let dir = parent_dir(&self.path);
-        let watched_name = self.path.file_name().map(|n| n.to_os_string());
-        let notify_changed = changed.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-                Ok(event) => {
-                    let relevant = event.paths.iter().any(|p| {
-                        let name = p.file_name();
-                        // The file itself, or a `..data`-style entry of a Kubernetes ConfigMap volume.
-                        name == watched_name.as_deref()
-                            || name
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| n.starts_with(".."))
-                    });
-                    if relevant || event.need_rescan() {
-                        notify_changed.notify_one();
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "file watch error");
-                    notify_changed.notify_one();
-                }
-            })
-            .map_err(|source| SourceError::Watch {
-                path: dir.clone(),
-                source,
-            })?;
-        if let Err(source) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            // A missing directory means a missing file: report the file, which is what the user named.
-            read_limited(&self.path).await?;
-            return Err(SourceError::Watch { path: dir, source });
-        }
+        let changed = match watcher.watch(&self.path) {
+            Ok(changed) => changed,
+            Err((dir, source)) => {
+                // A missing directory means a missing file: report the file, which the user named.
+                read_limited(&self.path).await?;
+                return Err(SourceError::Watch { path: dir, source });
+            }
+        };
 
         let bytes = read_limited(&self.path).await?;
         self.apply(bytes).await;
 
         Ok(tokio::spawn(async move {
-            // The watcher stops when dropped: keep it alive for as long as the task runs.
-            let _watcher = watcher;
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -291,30 +265,9 @@ pub async fn read_limited(path: &Path) -> Result<Vec<u8>, SourceError> {
     Ok(bytes)
 }
 
-/// The directory to watch: the parent of `path`, or `.` for a bare file name.
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bare_file_names_watch_the_working_directory() {
-        assert_eq!(parent_dir(Path::new("flags.json")), PathBuf::from("."));
-        assert_eq!(
-            parent_dir(Path::new("flags/all.json")),
-            PathBuf::from("flags")
-        );
-        assert_eq!(
-            parent_dir(Path::new("/etc/flags/f.yaml")),
-            PathBuf::from("/etc/flags")
-        );
-    }
 
     #[test]
     fn empty_and_non_utf8_content_is_rejected_not_panicking() {

@@ -8,6 +8,7 @@
 //! kubernetes, blob: the configuration rejects them as not supported yet).
 
 pub mod file;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,7 +96,11 @@ pub async fn start(
     latches: Vec<ReadyLatch>,
     shutdown: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, SourceError> {
-    let mut tasks = Vec::with_capacity(sources.len());
+    let mut tasks = Vec::with_capacity(sources.len() + 1);
+    let mut watcher = watch::DirWatcher::new().map_err(|source| SourceError::Watch {
+        path: PathBuf::from("."),
+        source,
+    })?;
     for ((index, source), latch) in sources.iter().enumerate().zip(latches) {
         let context = SourceContext {
             index,
@@ -106,11 +111,10 @@ pub async fn start(
             options,
         };
         let task = match &source.kind {
-            SourceKind::File { path, .. } => {
-                FileSource::new(path.clone(), context)?
-                    .start(shutdown.clone())
-                    .await
-            }
+            SourceKind::File { path, .. } => match FileSource::new(path.clone(), context) {
+                Ok(source) => source.start(&mut watcher, shutdown.clone()).await,
+                Err(error) => Err(error),
+            },
         };
         match task {
             Ok(task) => tasks.push(task),
@@ -122,5 +126,11 @@ pub async fn start(
             }
         }
     }
+    // The watcher stops when dropped: keep it alive until shutdown.
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        stop.cancelled().await;
+        drop(watcher);
+    }));
     Ok(tasks)
 }

@@ -211,3 +211,45 @@ async fn a_later_source_wins_and_the_earlier_definition_comes_back_when_it_drops
     .await;
     daemon.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn sources_in_one_directory_and_in_another_are_each_watched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    let c = other.path().join("c.yaml");
+    std::fs::write(&a, one_flag("flag-a", "a1")).expect("write");
+    std::fs::write(&b, one_flag("flag-b", "b1")).expect("write");
+    std::fs::write(
+        &c,
+        "flags:\n  flag-c:\n    variants: {v: c1}\n    defaultVariant: v\n    state: ENABLED\n",
+    )
+    .expect("write");
+    let daemon = start_with_files(&[&a, &b, &c]).await;
+
+    write_atomic(&b, &one_flag("flag-b", "b2"));
+    wait_for(&daemon, "flag-b = b2", |s| {
+        default_value(s, "flag-b") == value("b2")
+    })
+    .await;
+    std::fs::write(
+        &c,
+        "flags:\n  flag-c:\n    variants: {v: c2}\n    defaultVariant: v\n    state: ENABLED\n",
+    )
+    .expect("rewrite");
+    wait_for(&daemon, "flag-c = c2", |s| {
+        default_value(s, "flag-c") == value("c2")
+    })
+    .await;
+    std::fs::write(&a, one_flag("flag-a", "a2")).expect("rewrite");
+    wait_for(&daemon, "flag-a = a2", |s| {
+        default_value(s, "flag-a") == value("a2")
+    })
+    .await;
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "flag-b"),
+        value("b2")
+    );
+    daemon.shutdown().await.expect("clean shutdown");
+}
