@@ -1,5 +1,6 @@
 //! Compiles the project's `.proto` files with the pure-Rust `protox` compiler (no `protoc` needed) and
-//! generates prost messages plus tonic clients and servers for every service.
+//! generates prost messages plus tonic clients and servers for every service, all using
+//! `flagpole_proto::codec::LeanCodec` so that idle streams hold small buffers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -13,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
+        .codec_path("crate::codec::LeanCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -27,4 +27,6 @@ pub mod schema_v1 {
     tonic::include_proto!("schema.v1");
 }
 
+pub mod codec;
+
 pub use prost_types;
