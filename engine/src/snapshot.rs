@@ -232,18 +232,20 @@ impl Snapshot {
     /// with targeting already inlined, `defaultVariant` `""` when absent, `source` always present, the merged
     /// metadata, `targeting` and `metadata` left out when empty, and no top-level metadata.
     pub fn sync_payload(&self, selector: &Selector) -> String {
-        let mut out = String::with_capacity(64 + 256 * self.records.len());
-        out.push_str("{\"flags\":{");
+        let mut out = Vec::with_capacity(64 + 256 * self.records.len());
+        out.extend_from_slice(b"{\"flags\":{");
         for (i, (key, record)) in self.by_key_selection(selector).into_iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            push_json_string(&mut out, key);
-            out.push(':');
+            push_json(&mut out, key);
+            out.push(b':');
             write_flag(&mut out, record);
         }
-        out.push_str("}}");
-        out
+        out.extend_from_slice(b"}}");
+        // serde_json writes UTF-8 and everything else written here is ASCII.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// The per-key changes from `old` to `new` under `selector`, for EventStream's `configuration_change`.
@@ -300,37 +302,33 @@ fn same_definition(a: &Record, b: &Record) -> bool {
         && x.metadata == y.metadata
 }
 
-fn write_flag(out: &mut String, record: &Record) {
+fn write_flag(out: &mut Vec<u8>, record: &Record) {
     let flag = &record.flag;
-    out.push_str("{\"state\":");
-    push_json_string(out, &flag.state_raw);
-    out.push_str(",\"defaultVariant\":");
-    push_json_string(out, flag.default_variant.as_deref().unwrap_or(""));
-    out.push_str(",\"variants\":");
+    out.extend_from_slice(b"{\"state\":");
+    push_json(out, &*flag.state_raw);
+    out.extend_from_slice(b",\"defaultVariant\":");
+    push_json(out, flag.default_variant.as_deref().unwrap_or(""));
+    out.extend_from_slice(b",\"variants\":");
     push_json(out, &flag.variants);
     if let Some(targeting) = &flag.raw_targeting {
-        out.push_str(",\"targeting\":");
+        out.extend_from_slice(b",\"targeting\":");
         push_json(out, targeting);
     }
-    out.push_str(",\"source\":");
-    push_json_string(out, &record.source);
+    out.extend_from_slice(b",\"source\":");
+    push_json(out, &*record.source);
     if !flag.metadata.is_empty() {
-        out.push_str(",\"metadata\":");
+        out.extend_from_slice(b",\"metadata\":");
         push_json(out, &flag.metadata);
     }
-    out.push('}');
+    out.push(b'}');
 }
 
-fn push_json_string(out: &mut String, s: &str) {
-    push_json(out, &s);
-}
-
-fn push_json<T: serde::Serialize + ?Sized>(out: &mut String, value: &T) {
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let mark = out.len();
     // Serialising a `Value`, a map of them or a string cannot fail (all keys are strings).
-    if let Ok(text) = serde_json::to_string(value) {
-        out.push_str(&text);
-    } else {
-        out.push_str("null");
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(mark);
+        out.extend_from_slice(b"null");
     }
 }
 
