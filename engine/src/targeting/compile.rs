@@ -206,8 +206,8 @@ pub(crate) struct SemVerConst {
     pub(crate) version: Node,
     /// `None`: not a known operator (always null).
     pub(crate) op: Option<SemOp>,
-    /// The target after `%v` and `v`-prefix normalisation; `None` when invalid (always null).
-    pub(crate) target: Option<String>,
+    /// The target after `%v` and `v`-prefix normalisation, parsed; `None` when invalid (always null).
+    pub(crate) target: Option<semver::OwnedVersion>,
 }
 
 /// Compile-time accounting against the limits.
@@ -442,6 +442,6 @@ fn compile_sem_ver(args: &Value) -> Option<Node> {
     Some(Node::SemVerConst(Box::new(SemVerConst {
         version: compile(version),
         op: SemOp::parse(op),
-        target: target.filter(|t| semver::parse(t).is_some()),
+        target: target.and_then(|t| semver::OwnedVersion::parse(&t)),
     })))
 }

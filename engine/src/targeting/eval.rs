@@ -165,11 +165,10 @@ fn eval_other<'a>(node: &'a Node, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
                 return Ok(Val::Null);
             };
             let text = semver::text(version.kind());
-            let (Some(a), Some(b)) = (semver::parse(semver::body(&text)), semver::parse(target))
-            else {
+            let Some(a) = semver::parse(semver::body(&text)) else {
                 return Ok(Val::Null);
             };
-            Ok(Val::Bool(op.compare(&a, &b)))
+            Ok(Val::Bool(op.compare(&a, &target.view())))
         }
         Node::Lit(_)
         | Node::Binary(_)

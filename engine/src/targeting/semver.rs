@@ -61,6 +61,37 @@ pub(crate) struct Version<'s> {
     prerelease: &'s str,
 }
 
+/// A version parsed once (a constant `sem_ver` target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OwnedVersion {
+    major: Box<str>,
+    minor: Box<str>,
+    patch: Box<str>,
+    prerelease: Box<str>,
+}
+
+impl OwnedVersion {
+    /// Parses a normalised body (see [`body`]); `None` when invalid.
+    pub(crate) fn parse(body: &str) -> Option<OwnedVersion> {
+        let v = parse(body)?;
+        Some(OwnedVersion {
+            major: v.major.into(),
+            minor: v.minor.into(),
+            patch: v.patch.into(),
+            prerelease: v.prerelease.into(),
+        })
+    }
+
+    pub(crate) fn view(&self) -> Version<'_> {
+        Version {
+            major: &self.major,
+            minor: &self.minor,
+            patch: &self.patch,
+            prerelease: &self.prerelease,
+        }
+    }
+}
+
 /// `fmt.Sprintf("%v", v)` for the operand (strings unchanged).
 pub(crate) fn text<'v>(k: Kind<'v, '_>) -> Cow<'v, str> {
     match k {
