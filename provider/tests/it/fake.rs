@@ -32,6 +32,8 @@ pub struct State {
     pub v2_calls: AtomicUsize,
     /// Event and sync streams currently open.
     pub open_streams: AtomicUsize,
+    /// Sync messages sent so far.
+    pub sync_sent: AtomicUsize,
     /// Event and sync streams opened so far.
     pub stream_opens: AtomicUsize,
     /// `flagd-selector` headers seen, in order.
@@ -334,6 +336,7 @@ impl FlagSyncService for Sync {
                 if tx.send(Ok(message)).await.is_err() {
                     break;
                 }
+                state.sync_sent.fetch_add(1, Ordering::SeqCst);
                 tokio::select! {
                     changed = config.changed() => if changed.is_err() { break },
                     () = went_down(&mut up) => {
@@ -393,6 +396,7 @@ fn new_state() -> Arc<State> {
         v2_calls: AtomicUsize::new(0),
         open_streams: AtomicUsize::new(0),
         stream_opens: AtomicUsize::new(0),
+        sync_sent: AtomicUsize::new(0),
         selectors: Mutex::default(),
         contexts: Mutex::default(),
         authorities: Mutex::default(),

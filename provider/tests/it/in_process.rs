@@ -235,3 +235,64 @@ async fn flags_changed_during_an_outage_are_reported_after_reconnecting() {
         vec!["added".to_string(), "stable".to_string()]
     );
 }
+
+#[tokio::test]
+async fn a_payload_that_does_not_parse_keeps_the_previous_flags() {
+    let fake = fake::start().await;
+    fake.state.set_config(FLAGS);
+    let provider = FlagdProvider::new(fast(options(&fake))).unwrap();
+    let mut rx = provider.events().subscribe();
+    next(&mut rx, ProviderEventKind::Ready).await;
+    let sent = fake
+        .state
+        .sync_sent
+        .load(std::sync::atomic::Ordering::SeqCst);
+    fake.state.set_config("{ not json");
+    let delivered = async {
+        while fake
+            .state
+            .sync_sent
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == sent
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(crate::support::PATIENCE, delivered)
+        .await
+        .expect("broken payload not sent");
+    let still = provider
+        .resolve_bool_value("stable", &EvaluationContext::default())
+        .await
+        .unwrap();
+    assert!(still.value, "the previous flags are still served");
+    fake.state.set_config(FLAGS_CHANGED);
+    // The only change reported is the good one, against the flags from before the broken payload.
+    let event = next(&mut rx, ProviderEventKind::ConfigurationChanged).await;
+    assert_eq!(
+        event.flags_changed,
+        vec!["added".to_string(), "stable".to_string()]
+    );
+    assert_eq!(provider.state(), ProviderState::Ready);
+}
+
+#[tokio::test]
+async fn a_fatal_status_stops_the_sync_stream_for_good() {
+    let fake = fake::start().await;
+    *fake.state.refuse_streams.lock().unwrap() = Some(tonic::Code::Unauthenticated);
+    let mut opts = fast(options(&fake));
+    opts.fatal_status_codes = vec!["UNAUTHENTICATED".into()];
+    let provider = FlagdProvider::new(opts).unwrap();
+    let mut rx = provider.events().subscribe();
+    let error = next(&mut rx, ProviderEventKind::Error).await;
+    assert!(error.fatal);
+    assert_eq!(provider.state(), ProviderState::Fatal);
+    let err = provider
+        .resolve_bool_value("stable", &EvaluationContext::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code,
+        EvaluationErrorCode::General("PROVIDER_FATAL".into())
+    );
+}
