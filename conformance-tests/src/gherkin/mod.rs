@@ -261,6 +261,9 @@ pub async fn run(mut report: tally::Output) {
             report,
         ))
         .fail_on_skipped()
+        // No command-line parsing: `cargo test` hands libtest arguments (`--nocapture`, name filters) to
+        // every test binary, and cucumber would reject them. Narrow the run with FLAGPOLE_CONFORMANCE_MODES.
+        .with_default_cli()
         .before(|feature, _rule, _scenario, world| {
             let mode = Mode::of_feature(feature);
             Box::pin(async move {
