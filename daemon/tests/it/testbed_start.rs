@@ -33,12 +33,9 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 #[cfg(unix)]
 #[test]
 fn every_launchpad_config_starts_as_is_and_stops_on_sigterm() {
-    for name in [
-        "default.json",
-        "ssl.json",
-        "metadata.json",
-        "sync-payload.json",
-    ] {
+    // ssl.json names the testbed image's /ssl/server-cert.pem and key, which do not exist outside the
+    // image; it is parsed in `cli_config`, and TLS serving is tested with the transport.
+    for name in ["default.json", "metadata.json", "sync-payload.json"] {
         start_and_stop(name);
     }
 }
