@@ -357,7 +357,7 @@ fn write_go_string(s: &str, out: &mut String) {
 /// magnitude is below 1e-6 or at least 1e21, exponent written `e+21` / `e-7`.
 pub fn go_float(f: f64) -> String {
     let abs = f.abs();
-    if abs != 0.0 && (abs < 1e-6 || abs >= 1e21) {
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         let s = format!("{f:e}");
         match s.split_once('e') {
             Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
