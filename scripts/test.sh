@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: formatting, lints, unit/integration tests, the testbed suites and the
-# real-client tests. Installs its own Python/Node test clients (from the package registries) when absent.
+# Runs every test of the workspace: formatting, lints, docs, unit and integration tests, the flagd-testbed
+# suites (engine and provider/daemon, see docs/conformance.md) and the real-client tests (Python, Node, Go,
+# Java flagd providers against the daemon). Installs its own test clients from the package registries when
+# they are absent (scripts/install-test-clients.sh; idempotent, a second run costs about a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export FLAGD_TESTBED_DIR="${FLAGD_TESTBED_DIR:-$PWD/../shared/flagd-testbed}"
 export FLAGD_SCHEMAS_DIR="${FLAGD_SCHEMAS_DIR:-$PWD/../shared/flagd-schemas}"
 
+./scripts/install-test-clients.sh
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
