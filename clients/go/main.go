@@ -45,6 +45,7 @@ var checks = []check{
 	{"disabled", "string", "disabled-flag", "code-default", "", nil},
 	{"missing", "boolean", "missing-flag", true, "", nil},
 	{"type-mismatch", "boolean", "string-flag", true, "", nil},
+	{"static-context", "string", "tier-flag", "code-default", "", nil},
 	{"before-change", "string", "change-flag", "code-default", "", nil},
 }
 
@@ -155,12 +156,14 @@ func main() {
 		emit(result)
 	}
 
-	emit(map[string]any{"event": "ready"})
-	setWaiting("a line on stdin (the caller's signal that the flag file was edited)")
-	bufio.NewReader(os.Stdin).ReadString('\n')
+	// Forget the events of the initial load before announcing readiness: the caller edits the file only
+	// after "ready", so every event from now on may be the edit's (and it can arrive before the stdin line).
 	eventsMu.Lock()
 	events = nil
 	eventsMu.Unlock()
+	emit(map[string]any{"event": "ready"})
+	setWaiting("a line on stdin (the caller's signal that the flag file was edited)")
+	bufio.NewReader(os.Stdin).ReadString('\n')
 
 	setWaiting("a configuration-change event naming change-flag, then its new value")
 	changeCheck := check{"change-event", "string", "change-flag", "code-default", "", nil}

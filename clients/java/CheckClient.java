@@ -51,6 +51,7 @@ public class CheckClient {
             new Check("disabled", "string", "disabled-flag", "code-default", null, null, null),
             new Check("missing", "boolean", "missing-flag", true, null, null, null),
             new Check("type-mismatch", "boolean", "string-flag", true, null, null, null),
+            new Check("static-context", "string", "tier-flag", "code-default", null, null, null),
             new Check("before-change", "string", "change-flag", "code-default", null, null, null));
 
     private static synchronized void emit(Map<String, Object> line) {
@@ -160,12 +161,14 @@ public class CheckClient {
             emit(result);
         }
 
-        emit(Map.of("event", "ready"));
-        waitingFor = "a line on stdin (the caller's signal that the flag file was edited)";
-        new BufferedReader(new InputStreamReader(System.in)).readLine();
+        // Forget the events of the initial load before announcing readiness: the caller edits the file only
+        // after "ready", so every event from now on may be the edit's (and it can arrive before the stdin line).
         synchronized (events) {
             events.clear();
         }
+        emit(Map.of("event", "ready"));
+        waitingFor = "a line on stdin (the caller's signal that the flag file was edited)";
+        new BufferedReader(new InputStreamReader(System.in)).readLine();
 
         waitingFor = "a configuration-change event naming change-flag, then its new value";
         Check change = new Check("change-event", "string", "change-flag", "code-default", null, null, null);

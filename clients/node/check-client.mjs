@@ -25,6 +25,7 @@ const CHECKS = [
   ['disabled', 'String', 'disabled-flag', 'code-default', undefined, {}],
   ['missing', 'Boolean', 'missing-flag', true, undefined, {}],
   ['type-mismatch', 'Boolean', 'string-flag', true, undefined, {}],
+  ['static-context', 'String', 'tier-flag', 'code-default', undefined, {}],
   ['before-change', 'String', 'change-flag', 'code-default', undefined, {}],
 ];
 
@@ -91,12 +92,14 @@ async function main() {
     emit({ check: name, ...result });
   }
 
+  // Forget the events of the initial load before announcing readiness: the caller edits the file only after
+  // "ready", so every event from now on may be the edit's (and it can arrive before the stdin line does).
+  events.length = 0;
   emit({ event: 'ready' });
   state.waitingFor = "a line on stdin (the caller's signal that the flag file was edited)";
   const lines = createInterface({ input: process.stdin });
   await new Promise((resolve) => lines.once('line', resolve));
   lines.close();
-  events.length = 0;
 
   state.waitingFor = 'a configuration-change event naming change-flag, then its new value';
   for (;;) {

@@ -6,7 +6,8 @@ evaluates and reports, it asserts nothing itself. Works with the current provide
 
 Protocol on stdout (one JSON object per line):
   {"check": NAME, "value": ..., "variant": ..., "reason": ..., "error_code": ...}  for every check below,
-  {"event": "ready"}    after the initial checks; the caller then edits the flag file and writes a line to stdin,
+  {"event": "ready"}    after the initial checks (events seen so far are forgotten); the caller then edits the
+                        flag file and writes a line to stdin,
   {"check": "change-event", "flags_changed": [...], "value": ...}   once a configuration-change event naming
                         `change-flag` arrived and `change-flag` evaluates to its new value,
   {"event": "done"}     at the end (exit code 0).
@@ -40,6 +41,7 @@ CHECKS = [
     ("disabled", "string", "disabled-flag", "code-default", None, {}),
     ("missing", "boolean", "missing-flag", True, None, {}),
     ("type-mismatch", "boolean", "string-flag", True, None, {}),
+    ("static-context", "string", "tier-flag", "code-default", None, {}),
     ("before-change", "string", "change-flag", "code-default", None, {}),
 ]
 
@@ -121,11 +123,13 @@ def main():
         result["check"] = name
         emit(result)
 
+    # Forget the events of the initial load before announcing readiness: the caller edits the file only after
+    # "ready", so every event from now on may be the edit's (and it can arrive before the stdin line does).
+    with events_lock:
+        events.clear()
     emit({"event": "ready"})
     state["waiting_for"] = "a line on stdin (the caller's signal that the flag file was edited)"
     sys.stdin.readline()
-    with events_lock:
-        events.clear()
 
     state["waiting_for"] = "a configuration-change event naming change-flag, then its new value"
     while True:

@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::clients::{ChildDaemon, write_json};
+use crate::clients::{ChildDaemon, tail, write_json};
 
 /// EventStream subscribers.
 const EVENT_SUBSCRIBERS: usize = 200;
@@ -709,9 +709,4 @@ async fn churn_keeps_every_stream_alive_and_consistent() {
         problems.join("\n  "),
         tail(&daemon.stderr(), 40)
     );
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -223,6 +223,10 @@ pub(crate) fn client_flags(change_flag_default: &str) -> Value {
                 "targeting": {"fractional": [["red", 50], ["blue", 50]]}},
             "disabled-flag": {"state": "DISABLED", "variants": {"on": "on-value", "off": "off-value"},
                 "defaultVariant": "on"},
+            // Only the daemon's static context (`-X tier=gold`) can make this one say "gold".
+            "tier-flag": {"state": "ENABLED", "variants": {"gold": "gold", "basic": "basic"},
+                "defaultVariant": "basic",
+                "targeting": {"if": [{"==": [{"var": "tier"}, "gold"]}, "gold", null]}},
             "change-flag": {"state": "ENABLED", "variants": {"before": "before", "after": "after"},
                 "defaultVariant": change_flag_default}
         }
@@ -334,6 +338,8 @@ struct ClientRun {
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
     stderr_path: PathBuf,
+    /// The daemon's stderr, shown with every failure.
+    daemon_stderr_path: PathBuf,
     transcript: Vec<String>,
 }
 
@@ -388,25 +394,20 @@ impl ClientRun {
             stdin,
             lines,
             stderr_path,
+            daemon_stderr_path: daemon.stderr_path.clone(),
             transcript: Vec::new(),
         }
     }
 
-    /// Everything the client printed so far, and its stderr, for failure messages.
+    /// Everything the client printed so far, its stderr and the daemon's, for failure messages.
     fn context(&self) -> String {
-        let stderr = fs::read_to_string(&self.stderr_path).unwrap_or_default();
-        let tail: String = stderr
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
+        let client_stderr = fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let daemon_stderr = fs::read_to_string(&self.daemon_stderr_path).unwrap_or_default();
         format!(
-            "stdout:\n{}\nstderr (last 40 lines):\n{tail}",
-            self.transcript.join("\n")
+            "client stdout:\n{}\nclient stderr (last 40 lines):\n{}\ndaemon stderr (last 40 lines):\n{}",
+            self.transcript.join("\n"),
+            tail(&client_stderr, 40),
+            tail(&daemon_stderr, 40)
         )
     }
 
@@ -529,7 +530,21 @@ fn expectations(client: Client, mode: Mode) -> BTreeMap<&'static str, Expect> {
             "before-change",
             success(json!("before"), "STATIC", "before"),
         ),
+        // The daemon runs with `-X tier=gold`: RPC evaluation adds it on the server; in-process providers
+        // take it from SyncFlags' `sync_context` (or GetMetadata) and add it to every evaluation.
+        (
+            "static-context",
+            success(json!("gold"), "TARGETING_MATCH", "gold"),
+        ),
     ]);
+    if (client, mode) == (Client::Go, Mode::InProcess) {
+        // The Go provider's in-process mode receives `sync_context` but does not add it to evaluations,
+        // so targeting sees no `tier` and returns null: the default variant. The same against flagd.
+        expect.insert(
+            "static-context",
+            success(json!("basic"), "DEFAULT", "basic"),
+        );
+    }
     // Disabled flags (inventory 3.11): a success with reason DISABLED and no variant. Over v2 and in the
     // current in-process engines the value is left out, so the SDK returns the code default; v1 cannot leave
     // it out and sends the zero value.
@@ -618,7 +633,7 @@ fn run_client_checks(client: Client, mode: Mode) {
     let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
     let flags = dir.path().join("flags.json");
     write_json(&flags, &client_flags("before"));
-    let daemon = ChildDaemon::start(&flags, dir.path(), &[]);
+    let daemon = ChildDaemon::start(&flags, dir.path(), &["-X", "tier=gold"]);
 
     let mut run = ClientRun::start(client, mode, &daemon, &flags, dir.path());
     let results = run.checks_until("ready");
@@ -662,11 +677,10 @@ fn run_client_checks(client: Client, mode: Mode) {
 
     assert!(
         problems.is_empty(),
-        "{client:?} in {} mode disagrees with flagd:\n  {}\n{}\ndaemon stderr:\n{}",
+        "{client:?} in {} mode disagrees with flagd:\n  {}\n{}",
         mode.arg(),
         problems.join("\n  "),
-        run.context(),
-        daemon.stderr()
+        run.context()
     );
 }
 
@@ -728,4 +742,10 @@ fn java_provider_rpc_mode() {
 #[test]
 fn java_provider_in_process_mode() {
     run_client_checks(Client::Java, Mode::InProcess);
+}
+
+/// The last `lines` lines of `text`.
+pub(crate) fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
