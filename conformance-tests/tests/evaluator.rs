@@ -456,6 +456,9 @@ fn main() {
     let writer = Tally::new(writer::Basic::stdout().summarized().fail_on_skipped());
     let run = EvaluatorWorld::cucumber()
         .with_writer(writer)
+        // No command-line parsing: `cargo test` passes libtest arguments (`--nocapture`, name filters) to
+        // every test binary, and cucumber would reject them.
+        .with_default_cli()
         .filter_run_and_exit(features.path().to_path_buf(), |feature, rule, scenario| {
             let tags = feature
                 .tags

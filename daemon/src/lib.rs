@@ -18,6 +18,7 @@ mod run;
 pub mod service;
 pub mod sources;
 pub mod store;
+pub mod transport;
 pub mod validate;
 
 pub use run::{BoundAddrs, DRAIN_TIMEOUT, Daemon, RunError, SYNC_STARTUP_GATE, StartError, run};

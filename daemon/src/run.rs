@@ -35,6 +35,7 @@ use crate::readiness::Readiness;
 use crate::service::{ServiceConfig, Services};
 use crate::sources::{self, SourceError};
 use crate::store::Store;
+use crate::transport::{HttpLimits, Listener, ReloadingTls, UnixSocket};
 
 /// How long the sync server waits for every source's first load before it serves anyway (flagd: 5 s).
 pub const SYNC_STARTUP_GATE: Duration = Duration::from_secs(5);
@@ -59,6 +60,20 @@ pub enum StartError {
     /// A source could not be started (typically: its file is missing).
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// A unix socket (`--socket-path`, `--sync-socket-path`) could not be bound.
+    #[error("cannot listen on unix socket {path} ({what}): {source}")]
+    Socket {
+        /// Which server.
+        what: &'static str,
+        /// The socket file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::transport::TlsError),
 }
 
 /// A server task failed while running.
@@ -72,7 +87,9 @@ pub struct RunError {
     source: std::io::Error,
 }
 
-/// The addresses the daemon actually listens on (useful with port 0).
+/// The addresses the daemon actually listens on (useful with port 0). A server on a unix socket
+/// (`--socket-path`, `--sync-socket-path`) has no TCP address: its field is the unspecified address with
+/// port 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoundAddrs {
     /// Evaluation (gRPC v1, v2, schema.v1).
@@ -81,6 +98,8 @@ pub struct BoundAddrs {
     pub management: SocketAddr,
     /// Sync.
     pub sync: SocketAddr,
+    /// OFREP.
+    pub ofrep: SocketAddr,
 }
 
 /// A running daemon. Dropping it without [`Daemon::shutdown`] or [`Daemon::wait`] stops it too (in the
@@ -154,13 +173,31 @@ impl Daemon {
 /// Starts the daemon: returns once every listener is bound and every source has been read once, with the
 /// servers running in the background.
 pub async fn run(config: Config) -> Result<Daemon, StartError> {
-    let evaluation = bind("evaluation", config.listen.evaluation).await?;
+    let evaluation = listen(
+        "evaluation",
+        config.listen.evaluation,
+        config.pending.socket_path.as_deref(),
+    )
+    .await?;
     let management = bind("management", config.listen.management).await?;
-    let sync = bind("sync", config.listen.sync).await?;
+    let sync = listen(
+        "sync",
+        config.listen.sync,
+        config.pending.sync_socket_path.as_deref(),
+    )
+    .await?;
+    // flagd serves OFREP over plain HTTP/1.1 on TCP only.
+    let ofrep = bind("ofrep", config.listen.ofrep).await?;
     let addrs = BoundAddrs {
-        evaluation: local_addr("evaluation", &evaluation, config.listen.evaluation)?,
+        evaluation: listener_addr("evaluation", &evaluation, config.listen.evaluation)?,
         management: local_addr("management", &management, config.listen.management)?,
-        sync: local_addr("sync", &sync, config.listen.sync)?,
+        sync: listener_addr("sync", &sync, config.listen.sync)?,
+        ofrep: local_addr("ofrep", &ofrep, config.listen.ofrep)?,
+    };
+    // flagd: TLS on the evaluation and sync servers only.
+    let tls = match &config.pending.tls {
+        Some((cert, key)) => Some(ReloadingTls::load(cert, key)?),
+        None => None,
     };
 
     let metrics = Metrics::new();
@@ -197,6 +234,13 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
             ));
     let sync_router = services.sync_routes().into_axum_router();
     let management_router = crate::management::router(readiness.clone(), metrics.clone());
+    let ofrep_router = crate::ofrep::router(
+        services.clone(),
+        metrics.clone(),
+        &crate::ofrep::OfrepOptions {
+            cors_origins: config.pending.cors_origins.clone(),
+        },
+    );
 
     // The management server outlives the others so that /readyz answers 412 while they drain.
     let management_stop = CancellationToken::new();
@@ -208,10 +252,32 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         management_stop.clone(),
     ));
     let mut servers = JoinSet::new();
-    servers.spawn(serve(
+    // OFREP: plain TCP (flagd never puts it on TLS), the same header limit, flagd's read timeouts (the body
+    // timeout is the router's).
+    servers.spawn(serve_transport(
+        "ofrep",
+        Listener::Tcp(ofrep),
+        None,
+        ofrep_router,
+        HttpLimits {
+            max_header_bytes: config
+                .max_request_header
+                .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX)),
+            header_read_timeout: Some(crate::transport::HEADER_READ_TIMEOUT),
+        },
+        shutdown.clone(),
+    ));
+    servers.spawn(serve_transport(
         "evaluation",
         evaluation,
+        tls.clone(),
         evaluation_router,
+        HttpLimits {
+            max_header_bytes: config
+                .max_request_header
+                .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX)),
+            header_read_timeout: Some(crate::transport::HEADER_READ_TIMEOUT),
+        },
         shutdown.clone(),
     ));
     servers.spawn({
@@ -225,13 +291,14 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
                 }
                 () = shutdown.cancelled() => return Ok(()),
             }
-            serve("sync", sync, sync_router, shutdown).await
+            serve_transport("sync", sync, tls, sync_router, HttpLimits::DEFAULT, shutdown).await
         }
     });
     tracing::info!(
         evaluation = %addrs.evaluation,
         management = %addrs.management,
         sync = %addrs.sync,
+        ofrep = %addrs.ofrep,
         sources = config.sources.len(),
         "flagpole started"
     );
@@ -293,6 +360,35 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
     }
 }
 
+/// Binds the unix socket `socket` when set, else the TCP `addr`.
+async fn listen(
+    what: &'static str,
+    addr: SocketAddr,
+    socket: Option<&std::path::Path>,
+) -> Result<Listener, StartError> {
+    match socket {
+        Some(path) => UnixSocket::bind(path)
+            .map(Listener::Unix)
+            .map_err(|source| StartError::Socket {
+                what,
+                path: path.to_owned(),
+                source,
+            }),
+        None => Ok(Listener::Tcp(bind(what, addr).await?)),
+    }
+}
+
+fn listener_addr(
+    what: &'static str,
+    listener: &Listener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    match listener {
+        Listener::Tcp(tcp) => local_addr(what, tcp, addr),
+        Listener::Unix(_) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
+    }
+}
+
 fn local_addr(
     what: &'static str,
     listener: &TcpListener,
@@ -313,6 +409,20 @@ async fn serve(
 ) -> Result<(), RunError> {
     axum::serve(listener, router)
         .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|source| RunError { what, source })
+}
+
+/// Serves `router` through `crate::transport` (TCP or unix socket, optional TLS) until `stop` is cancelled.
+async fn serve_transport(
+    what: &'static str,
+    listener: Listener,
+    tls: Option<ReloadingTls>,
+    router: Router,
+    limits: HttpLimits,
+    stop: CancellationToken,
+) -> Result<(), RunError> {
+    crate::transport::serve(listener, tls, router, limits, stop)
         .await
         .map_err(|source| RunError { what, source })
 }

@@ -60,16 +60,6 @@ pub const EXCLUDED_TAGS: &[Exclusion] = &[
         modes: &[],
         reason: "old no-default-variant behaviour (ERROR/FLAG_NOT_FOUND), contradicted by @no-default-variant",
     },
-    Exclusion {
-        tag: "customCert",
-        modes: &[Mode::Rpc, Mode::InProcess],
-        reason: "TEMPORARY: the daemon does not serve TLS yet (issue 5); remove when it does",
-    },
-    Exclusion {
-        tag: "unixsocket",
-        modes: &[Mode::Rpc, Mode::InProcess],
-        reason: "TEMPORARY: the daemon does not listen on unix sockets yet (issue 5); remove when it does",
-    },
 ];
 
 impl Exclusion {

@@ -11,4 +11,6 @@ mod service_evaluation;
 mod service_streams;
 mod service_support;
 mod testbed_start;
+mod transport_tls;
+mod transport_unix;
 mod validate_cmd;

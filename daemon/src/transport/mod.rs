@@ -1,0 +1,227 @@
+//! How the evaluation and sync servers meet the network: TCP or a unix socket, optionally TLS, then
+//! HTTP/1.1 and HTTP/2 (cleartext h2 without TLS, ALPN with it) on one connection handler with flagd's
+//! header limits and timeouts.
+//!
+//! What it owns: the accept loop ([`serve`]), unix sockets ([`UnixSocket`]: stale files removed at bind,
+//! the file removed at shutdown), TLS with certificate reload ([`ReloadingTls`]), the HTTP connection
+//! settings ([`HttpLimits`]), and graceful shutdown of open connections.
+//!
+//! What it does not do: route requests or speak any RPC protocol (the `axum::Router` it is given does),
+//! bind TCP ports (the runtime does, with its IPv6 fallback), or decide which server gets TLS (the runtime
+//! follows flagd: evaluation and sync only).
+
+mod listener;
+mod tls;
+
+use std::io;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use listener::UnixSocket;
+pub use tls::{ReloadingTls, TlsError};
+
+/// How long a client gets to complete the TLS handshake before its connection is closed.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the accept loop pauses after an accept error that is not about one connection (typically:
+/// out of file descriptors), so that it does not spin.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// How long an HTTP/1.1 client on the evaluation port gets to send its request headers. flagd's
+/// `ReadTimeout` (5 s, which in Go also bounds an idle keep-alive connection): hyper's header timer also runs
+/// while a keep-alive connection idles, so flagd's 1 s `ReadHeaderTimeout` would close idle connections
+/// after one second.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The smallest HTTP/1.1 read buffer hyper accepts; a smaller `--max-request-header` is raised to it.
+pub const MIN_HEADER_BUFFER: usize = 8192;
+
+/// Where a server listens.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP port.
+    Tcp(TcpListener),
+    /// A unix socket.
+    Unix(UnixSocket),
+}
+
+/// HTTP settings of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// The largest request header block, in bytes (HTTP/1.1: the read buffer, beyond which hyper answers
+    /// 431; HTTP/2: the header list size advertised to the client). `None`: hyper's defaults.
+    pub max_header_bytes: Option<usize>,
+    /// How long an HTTP/1.1 client gets to send its request headers (flagd: `ReadHeaderTimeout`).
+    pub header_read_timeout: Option<Duration>,
+}
+
+impl HttpLimits {
+    /// hyper's defaults: no explicit header limit, no header read timeout.
+    pub const DEFAULT: HttpLimits = HttpLimits {
+        max_header_bytes: None,
+        header_read_timeout: None,
+    };
+}
+
+/// Serves `router` on `listener` (with TLS when `tls` is set) until `stop` is cancelled; then stops
+/// accepting, asks every open connection to finish (HTTP/2 GOAWAY, HTTP/1.1 close after the current
+/// response) and waits for them. Dropping the returned future closes every connection at once.
+pub async fn serve(
+    listener: Listener,
+    tls: Option<ReloadingTls>,
+    router: Router,
+    limits: HttpLimits,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    let builder = builder(limits);
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = accept(&listener) => accepted,
+        };
+        let io = match accepted {
+            Ok(io) => io,
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let connection = Connection {
+            builder: builder.clone(),
+            service: TowerToHyperService::new(router.clone()),
+            watcher: graceful.watcher(),
+        };
+        let acceptor = tls.as_ref().map(ReloadingTls::acceptor);
+        connections.spawn(async move {
+            match (io, acceptor) {
+                (Accepted::Tcp(stream), None) => connection.serve(stream).await,
+                (Accepted::Unix(stream), None) => connection.serve(stream).await,
+                (Accepted::Tcp(stream), Some(acceptor)) => {
+                    if let Some(stream) = handshake(acceptor.accept(stream)).await {
+                        connection.serve(stream).await;
+                    }
+                }
+                (Accepted::Unix(stream), Some(acceptor)) => {
+                    if let Some(stream) = handshake(acceptor.accept(stream)).await {
+                        connection.serve(stream).await;
+                    }
+                }
+            }
+        });
+    }
+    // Stop accepting (and remove a unix socket file) before draining.
+    drop(listener);
+    let drain = graceful.shutdown();
+    tokio::pin!(drain);
+    loop {
+        tokio::select! {
+            () = &mut drain => break,
+            Some(_) = connections.join_next() => {}
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// The HTTP/1.1 + HTTP/2 connection builder.
+fn builder(limits: HttpLimits) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    {
+        let mut http1 = builder.http1();
+        http1.timer(TokioTimer::new());
+        http1.header_read_timeout(limits.header_read_timeout);
+        if let Some(max) = limits.max_header_bytes {
+            http1.max_buf_size(max.max(MIN_HEADER_BUFFER));
+        }
+    }
+    {
+        let mut http2 = builder.http2();
+        http2.timer(TokioTimer::new());
+        if let Some(max) = limits.max_header_bytes {
+            http2.max_header_list_size(u32::try_from(max).unwrap_or(u32::MAX));
+        }
+    }
+    builder
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(tcp) => {
+            let (stream, _) = tcp.accept().await?;
+            // gRPC messages are small and latency matters more than packet count.
+            let _ = stream.set_nodelay(true);
+            Ok(Accepted::Tcp(stream))
+        }
+        Listener::Unix(unix) => {
+            let (stream, _) = unix.listener().accept().await?;
+            Ok(Accepted::Unix(stream))
+        }
+    }
+}
+
+/// Accept errors that concern one connection only (the next accept may well succeed).
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn handshake<S>(accept: tokio_rustls::Accept<S>) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// One accepted connection, before its protocol is known.
+struct Connection {
+    builder: Builder<TokioExecutor>,
+    service: TowerToHyperService<Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), self.service);
+        if let Err(error) = self.watcher.watch(connection.into_owned()).await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+}
