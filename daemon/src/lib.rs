@@ -13,6 +13,7 @@ pub mod config;
 pub mod logging;
 pub mod management;
 pub mod metrics;
+pub mod ofrep;
 pub mod readiness;
 mod run;
 pub mod service;

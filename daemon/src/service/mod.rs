@@ -10,12 +10,12 @@
 //! serving (the runtime in `crate::run` does), nor evaluate anything itself (the engine does). Handlers read
 //! the store's current snapshot lock-free and never block on a reload.
 
-mod convert;
+pub(crate) mod convert;
 mod evaluation_v1;
 mod evaluation_v2;
 mod events;
-mod index;
-mod request;
+pub(crate) mod index;
+pub(crate) mod request;
 mod resolve;
 mod schema_v1;
 mod shared;
@@ -170,11 +170,11 @@ impl Services {
         Routes::new(self.sync())
     }
 
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
 
-    fn config(&self) -> &ServiceConfig {
+    pub(crate) fn config(&self) -> &ServiceConfig {
         &self.inner.config
     }
 

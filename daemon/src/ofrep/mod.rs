@@ -1,0 +1,349 @@
+//! OFREP, the OpenFeature Remote Evaluation Protocol, on its own port (flagd: 8016).
+//!
+//! What it owns: the HTTP routes `POST /ofrep/v1/evaluate/flags/{key}`, `POST /ofrep/v1/evaluate/flags`
+//! (with or without a trailing slash) and `GET /ofrep/v1/configuration`; flagd's response shapes, status codes
+//! and error objects (inventory 2.8, via [`wire`]); request bodies bounded in size and time ([`request`]);
+//! entity tags with `304 Not Modified` on bulk evaluation and configuration ([`etag`], beyond flagd 0.16);
+//! CORS as flagd configures it (every origin when `--cors-origin` is empty), plus `ETag` exposed to browsers.
+//!
+//! It reuses the evaluation services' context assembly (`-X`, `-H`), `Flagd-Selector` parsing, flag lookup
+//! and metadata merging, so OFREP and gRPC answer alike.
+//!
+//! What it does not do: bind or accept (the runtime serves this router through `crate::transport`, which
+//! applies the header size limit and header read timeout), or record the flagd evaluation counters
+//! (`feature_flag.flagd.impression`, `.result.reason`): flagd does not record them for OFREP, and doing so
+//! would make dashboards count differently after a switch to flagpole. Only the HTTP request histogram is
+//! recorded, labelled with the route template (never the raw path, whose flag key a client controls).
+
+pub mod etag;
+pub mod request;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flagpole_engine::{ErrorCode, EvalOptions, Evaluation, evaluate};
+use http::header::{CONTENT_TYPE, ETAG};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde::Serialize;
+use tokio::time::Instant;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use crate::metrics::Metrics;
+use crate::service::Services;
+use crate::service::index::{lookup, selected};
+use request::OfrepRequestError;
+use wire::{Bulk, DetailsOnly, Failure, GoMap, RequestFailure};
+
+/// The single-flag route.
+pub const FLAG_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key}";
+/// The bulk route.
+pub const BULK_ROUTE: &str = "/ofrep/v1/evaluate/flags";
+/// The configuration route.
+pub const CONFIGURATION_ROUTE: &str = "/ofrep/v1/configuration";
+
+/// The polling interval advertised to OFREP clients, in milliseconds: a bulk request with a matching
+/// `If-None-Match` is cheap, so clients may poll every second.
+pub const MIN_POLLING_INTERVAL_MS: u64 = 1000;
+
+/// The OFREP server's settings.
+#[derive(Debug, Clone, Default)]
+pub struct OfrepOptions {
+    /// `--cors-origin`: allowed origins (`*` for any; one `*` inside a pattern matches any text there, as in
+    /// flagd's rs/cors). Empty allows every origin, as flagd does.
+    pub cors_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Ofrep {
+    services: Services,
+    metrics: Metrics,
+    configuration: Arc<Configuration>,
+}
+
+#[derive(Debug)]
+struct Configuration {
+    body: Bytes,
+    etag: String,
+}
+
+/// The OFREP router over `services`.
+pub fn router(services: Services, metrics: Metrics, options: &OfrepOptions) -> Router {
+    let config_body = configuration_body();
+    let state = Ofrep {
+        services,
+        metrics,
+        configuration: Arc::new(Configuration {
+            etag: etag::etag(&config_body),
+            body: Bytes::from(config_body),
+        }),
+    };
+    Router::new()
+        .route(FLAG_ROUTE, post(evaluate_flag))
+        .route(BULK_ROUTE, post(evaluate_all))
+        .route("/ofrep/v1/evaluate/flags/", post(evaluate_all))
+        .route(CONFIGURATION_ROUTE, get(configuration))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            record_request,
+        ))
+        .layer(cors(&options.cors_origins))
+        .with_state(state)
+}
+
+/// flagd's CORS settings (rs/cors): the configured origins, or every origin; methods HEAD, GET, POST, PUT,
+/// PATCH, DELETE; any request header. flagpole also exposes `ETag` so that browser clients can revalidate.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.is_empty() || origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let origins = origins.to_vec();
+        AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin
+                .to_str()
+                .is_ok_and(|origin| origins.iter().any(|p| origin_matches(p, origin)))
+        })
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::HEAD,
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([ETAG])
+}
+
+/// Whether `origin` matches `pattern` (case-insensitive; at most one `*` wildcard).
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let origin = origin.to_ascii_lowercase();
+    match pattern.split_once('*') {
+        None => pattern == origin,
+        Some((prefix, suffix)) => {
+            origin.len() >= prefix.len() + suffix.len()
+                && origin.starts_with(prefix)
+                && origin.ends_with(suffix)
+        }
+    }
+}
+
+/// `GET /ofrep/v1/configuration` (OFREP's `configurationResponse`).
+fn configuration_body() -> Vec<u8> {
+    let value = serde_json::json!({
+        "name": "flagpole",
+        "capabilities": {
+            "cacheInvalidation": {
+                "polling": { "enabled": true, "minPollingIntervalMs": MIN_POLLING_INTERVAL_MS }
+            },
+            "flagEvaluation": {
+                "supportedTypes": ["boolean", "string", "int", "float", "object"]
+            }
+        }
+    });
+    value.to_string().into_bytes()
+}
+
+async fn configuration(State(state): State<Ofrep>, headers: HeaderMap) -> Response {
+    let configuration = &state.configuration;
+    tagged(&headers, &configuration.etag, configuration.body.clone())
+}
+
+async fn evaluate_flag(
+    State(state): State<Ofrep>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Path(key)) = path else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &RequestFailure {
+                key: None,
+                error_code: ErrorCode::General.as_str(),
+                error_details: "the flag key in the path is not valid".to_owned(),
+            },
+        );
+    };
+    let request = match request::read(state.services.config(), &headers, body, state.limit()).await
+    {
+        Ok(request) => request,
+        Err(error) => return request_error(Some(&key), &error),
+    };
+    let snapshot = state.services.store().snapshot();
+    let Some(flag) = lookup(&snapshot, &key, &request.selector) else {
+        let metadata = wire::reflection(&request.selector);
+        let (status, details) = wire::error_status(ErrorCode::FlagNotFound, &key);
+        return json(
+            status,
+            &Failure {
+                key: &key,
+                error_code: ErrorCode::FlagNotFound.as_str(),
+                error_details: details,
+                metadata: GoMap(&metadata),
+            },
+        );
+    };
+    let evaluation = evaluate(flag, &request.context, &state.eval_options());
+    let metadata = wire::metadata(&request.selector, flag);
+    let (status, entry) = wire::entry(&key, &evaluation, &metadata);
+    json(status, &entry)
+}
+
+async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body) -> Response {
+    let request = match request::read(state.services.config(), &headers, body, state.limit()).await
+    {
+        Ok(request) => request,
+        Err(error) => return request_error(None, &error),
+    };
+    let snapshot = state.services.store().snapshot();
+    let flags = selected(&snapshot, &request.selector);
+    let options = state.eval_options();
+    let evaluations: Vec<(Evaluation<'_>, flagpole_engine::Context)> = flags
+        .iter()
+        .map(|flag| {
+            (
+                evaluate(flag, &request.context, &options),
+                wire::metadata(&request.selector, flag),
+            )
+        })
+        .collect();
+    let reflection = wire::reflection(&request.selector);
+    let bulk = Bulk {
+        flags: flags
+            .iter()
+            .zip(&evaluations)
+            .map(|(flag, (evaluation, metadata))| wire::entry(&flag.key, evaluation, metadata).1)
+            .collect(),
+        metadata: GoMap(&reflection),
+    };
+    match serde_json::to_vec(&bulk) {
+        Ok(body) => tagged(&headers, &etag::etag(&body), Bytes::from(body)),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode an OFREP bulk response");
+            bulk_failed()
+        }
+    }
+}
+
+impl Ofrep {
+    fn limit(&self) -> usize {
+        self.services.config().max_request_body
+    }
+
+    fn eval_options(&self) -> EvalOptions {
+        EvalOptions {
+            fractional: self.services.config().fractional,
+            ..EvalOptions::now()
+        }
+    }
+}
+
+/// A JSON body with its entity tag, or `304 Not Modified` when the client already has it.
+fn tagged(headers: &HeaderMap, tag: &str, body: Bytes) -> Response {
+    let Ok(tag_value) = HeaderValue::from_str(tag) else {
+        return json_bytes(StatusCode::OK, body);
+    };
+    if etag::not_modified(headers, tag) {
+        return (StatusCode::NOT_MODIFIED, [(ETAG, tag_value)]).into_response();
+    }
+    let mut response = json_bytes(StatusCode::OK, body);
+    response.headers_mut().insert(ETAG, tag_value);
+    response
+}
+
+/// The one place a request-level failure becomes an OFREP status and body.
+fn request_error(key: Option<&str>, error: &OfrepRequestError) -> Response {
+    let (status, code) = match error {
+        OfrepRequestError::TooLarge => {
+            return json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &DetailsOnly {
+                    error_details: wire::BODY_TOO_LARGE,
+                },
+            );
+        }
+        OfrepRequestError::Timeout => {
+            return json(
+                StatusCode::REQUEST_TIMEOUT,
+                &DetailsOnly {
+                    error_details: &error.to_string(),
+                },
+            );
+        }
+        OfrepRequestError::InvalidContext => (StatusCode::BAD_REQUEST, "INVALID_CONTEXT"),
+        OfrepRequestError::Selector(_) => (StatusCode::BAD_REQUEST, ErrorCode::General.as_str()),
+    };
+    json(
+        status,
+        &RequestFailure {
+            key,
+            error_code: code,
+            error_details: error.to_string(),
+        },
+    )
+}
+
+fn bulk_failed() -> Response {
+    json_bytes(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Bytes::from_static(br#"{"errorCode":"GENERAL","errorDetails":"Bulk evaluation failed"}"#),
+    )
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => json_bytes(status, Bytes::from(body)),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode an OFREP response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}
+
+/// The HTTP request histogram, labelled with the route template.
+async fn record_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(String::new, |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics.record_http_request(&route, method.as_str(), status, "http", started.elapsed());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_patterns_allow_one_wildcard() {
+        assert!(origin_matches("https://a.example", "https://A.example"));
+        assert!(!origin_matches("https://a.example", "https://b.example"));
+        assert!(origin_matches("https://*.example", "https://x.y.example"));
+        assert!(!origin_matches("https://*.example", "http://x.example"));
+        assert!(!origin_matches("https://*.example", "https://.exampl"));
+    }
+}

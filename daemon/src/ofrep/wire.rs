@@ -1,0 +1,224 @@
+//! OFREP's JSON shapes and flagd's error → HTTP status table for them (inventory 2.5 and 2.8).
+//!
+//! Success objects leave `value` out when there is none (disabled, code default, a `null` variant) and
+//! `variant` out when empty; `metadata` is always present. Numbers are written the way flagd's Go encoder
+//! writes a `float64`: an integral value has no fraction (`3`, not `3.0`).
+
+use flagpole_engine::{Context, ErrorCode, Evaluation, Flag, Reason, Selector, Value};
+use http::StatusCode;
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+
+use crate::service::convert::struct_to_json;
+use crate::service::request::{flag_metadata, selector_reflection};
+
+/// The `errorDetails` of a 413.
+pub const BODY_TOO_LARGE: &str = "request body too large";
+
+/// A JSON value written with Go's `float64` number formatting.
+#[derive(Debug, Clone, Copy)]
+pub struct GoJson<'a>(pub &'a Value);
+
+/// Integral floats below this magnitude are written as integers (Go switches to exponent form at 1e21).
+const GO_INTEGER_LIMIT: f64 = 1e21;
+
+impl Serialize for GoJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < GO_INTEGER_LIMIT => {
+                    // Exact: |f| < 1e21 < i128::MAX and f is integral.
+                    serializer.serialize_i128(f as i128)
+                }
+                _ => n.serialize(serializer),
+            },
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&GoJson(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(fields) => GoMap(fields).serialize(serializer),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// A JSON object written with [`GoJson`] values.
+#[derive(Debug, Clone, Copy)]
+pub struct GoMap<'a>(pub &'a Context);
+
+impl Serialize for GoMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            map.serialize_entry(key, &GoJson(value))?;
+        }
+        map.end()
+    }
+}
+
+/// A successful evaluation (field order as flagd writes it).
+#[derive(Debug, Serialize)]
+pub struct Success<'a> {
+    /// Absent for disabled flags, code defaults and `null` variants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<GoJson<'a>>,
+    /// The flag key.
+    pub key: &'a str,
+    /// STATIC, TARGETING_MATCH, DEFAULT or DISABLED.
+    pub reason: &'static str,
+    /// Absent when empty.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub variant: &'a str,
+    /// Selector reflection ⊕ flag metadata.
+    pub metadata: GoMap<'a>,
+}
+
+/// A failed evaluation of one flag.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure<'a> {
+    /// The flag key.
+    pub key: &'a str,
+    /// The OpenFeature error code.
+    pub error_code: &'static str,
+    /// flagd's message.
+    pub error_details: String,
+    /// Selector reflection ⊕ flag metadata.
+    pub metadata: GoMap<'a>,
+}
+
+/// A request-level error: a bad body or selector. `key` is left out on bulk requests.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestFailure<'a> {
+    /// The flag key of a single-flag request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    /// `INVALID_CONTEXT` or `GENERAL`.
+    pub error_code: &'static str,
+    /// What is wrong.
+    pub error_details: String,
+}
+
+/// Only `errorDetails` (the 413 body, flagd's `generalErrorResponse`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DetailsOnly<'a> {
+    /// What is wrong.
+    pub error_details: &'a str,
+}
+
+/// One entry of a bulk response.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Entry<'a> {
+    /// Evaluated.
+    Success(Success<'a>),
+    /// Failed.
+    Failure(Failure<'a>),
+}
+
+/// A bulk response.
+#[derive(Debug, Serialize)]
+pub struct Bulk<'a> {
+    /// Every selected flag, sorted by key.
+    pub flags: Vec<Entry<'a>>,
+    /// The selector reflection.
+    pub metadata: GoMap<'a>,
+}
+
+/// Response metadata for `flag` as JSON (the services' merge: selector reflection, flag metadata over it).
+pub fn metadata(selector: &Selector, flag: &Flag) -> Context {
+    struct_to_json(Some(flag_metadata(selector, flag))).unwrap_or_default()
+}
+
+/// The selector reflection as JSON (bulk `metadata`, and the metadata of a flag that was not found).
+pub fn reflection(selector: &Selector) -> Context {
+    struct_to_json(Some(selector_reflection(selector))).unwrap_or_default()
+}
+
+/// The one place an evaluation error becomes an OFREP status and message (flagd's `models.go`).
+pub fn error_status(code: ErrorCode, key: &str) -> (StatusCode, String) {
+    match code {
+        ErrorCode::FlagNotFound => (
+            StatusCode::NOT_FOUND,
+            format!("flag `{key}` does not exist"),
+        ),
+        ErrorCode::ParseError => (
+            StatusCode::BAD_REQUEST,
+            format!("error parsing the flag `{key}`"),
+        ),
+        // Type mismatches cannot happen (OFREP is untyped); flagd maps every other code to GENERAL's text.
+        ErrorCode::General | ErrorCode::TypeMismatch => (
+            StatusCode::BAD_REQUEST,
+            "error processing the flag for evaluation".to_owned(),
+        ),
+    }
+}
+
+/// Renders one evaluation: a success object, or a failure with its status.
+pub fn entry<'a>(
+    key: &'a str,
+    evaluation: &Evaluation<'a>,
+    metadata: &'a Context,
+) -> (StatusCode, Entry<'a>) {
+    if let Some(error) = &evaluation.error {
+        let (status, details) = error_status(error.code, key);
+        return (
+            status,
+            Entry::Failure(Failure {
+                key,
+                error_code: error.code.as_str(),
+                error_details: details,
+                metadata: GoMap(metadata),
+            }),
+        );
+    }
+    let (value, variant) = match evaluation.reason {
+        // Disabled and code default: neither value nor variant (a DEFAULT with a variant is a targeting
+        // `null` falling back to the default variant, and keeps both).
+        Reason::Disabled => (None, ""),
+        _ => (
+            evaluation.value.filter(|v| !v.is_null()).map(GoJson),
+            evaluation.variant.unwrap_or_default(),
+        ),
+    };
+    (
+        StatusCode::OK,
+        Entry::Success(Success {
+            value,
+            key,
+            reason: evaluation.reason.as_str(),
+            variant,
+            metadata: GoMap(metadata),
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_are_written_like_go_float64() {
+        let v = json!({"a": 3.0, "b": 2.5, "c": [1.0, -4], "d": 1e21, "e": 7});
+        let text = serde_json::to_string(&GoJson(&v)).unwrap();
+        assert_eq!(text, r#"{"a":3,"b":2.5,"c":[1,-4],"d":1e21,"e":7}"#);
+    }
+
+    #[test]
+    fn error_details_quote_the_key_in_backticks() {
+        assert_eq!(
+            error_status(ErrorCode::FlagNotFound, "k"),
+            (StatusCode::NOT_FOUND, "flag `k` does not exist".to_owned())
+        );
+        assert_eq!(
+            error_status(ErrorCode::ParseError, "k").0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}
