@@ -84,6 +84,15 @@ pub struct Details {
 pub struct EventLog {
     handlers: HashSet<Kind>,
     queue: Vec<ProviderEvent>,
+    /// How many times each handler ran, consumed or not (for "should not have been executed").
+    executed: HashMap<Kind, usize>,
+}
+
+impl EventLog {
+    fn record(&mut self, event: ProviderEvent) {
+        *self.executed.entry(Kind::of(&event)).or_default() += 1;
+        self.queue.push(event);
+    }
 }
 
 /// Event kinds as the steps name them.
@@ -322,7 +331,7 @@ impl FlagdWorld {
                         if let Ok(mut log) = log.lock()
                             && log.handlers.contains(&Kind::of(&event))
                         {
-                            log.queue.push(event);
+                            log.record(event);
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -342,7 +351,7 @@ impl FlagdWorld {
         let mut log = self.lock_events();
         log.handlers.insert(kind);
         if kind.matches_state(state) {
-            log.queue.push(kind.synthetic());
+            log.record(kind.synthetic());
         }
     }
 
@@ -374,12 +383,14 @@ impl FlagdWorld {
         }
     }
 
-    /// Whether an unconsumed event of `kind` was recorded.
-    pub fn has_event(&self, kind: Kind) -> bool {
-        self.lock_events()
-            .queue
-            .iter()
-            .any(|event| Kind::of(event) == kind)
+    /// How many times the handler of `kind` ran since it was registered (consumed events included).
+    /// Panics (failing the step) when no handler of `kind` was registered, which would make any count moot.
+    pub fn executions(&self, kind: Kind) -> usize {
+        let log = self.lock_events();
+        if !log.handlers.contains(&kind) {
+            panic!("no {kind:?} event handler was registered");
+        }
+        log.executed.get(&kind).copied().unwrap_or_default()
     }
 
     fn lock_events(&self) -> std::sync::MutexGuard<'_, EventLog> {

@@ -479,8 +479,8 @@ mod tests {
     /// 127.0.0.1) as subject alternative names and chain to the CA clients are given.
     #[test]
     fn server_certificate_verifies_for_localhost_against_the_ca() {
-        use rustls::pki_types::pem::PemObject;
         use rustls::client::danger::ServerCertVerifier as _;
+        use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
         let fixture = Fixture::create(&super::super::testbed_dir(), Ports::flagd_defaults())
