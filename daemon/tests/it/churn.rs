@@ -1,6 +1,6 @@
 //! Reliability under churn: the flag file is rewritten every 10 ms (valid edits in place, invalid content,
-//! atomic rename-replace, deletes and re-creation) while 200 EventStream subscribers and 50 SyncFlags streams
-//! listen and a load generator evaluates, all against the `flagpole` binary running as a child.
+//! atomic rename-replace, deletes and re-creation) while 200 EventStream subscribers (half on evaluation v1,
+//! half on v2) and 50 SyncFlags streams listen and a load generator evaluates, all against the `flagpole` binary running as a child.
 //!
 //! What it asserts, at the end:
 //! - every EventStream subscriber got `provider_ready` first, and replaying its `configuration_change` events
@@ -26,16 +26,20 @@ use std::time::{Duration, Instant};
 
 use flagpole_proto::evaluation_v1::service_client::ServiceClient;
 use flagpole_proto::evaluation_v1::{EventStreamRequest, ResolveStringRequest};
+use flagpole_proto::evaluation_v2::EventStreamRequest as EventStreamRequestV2;
+use flagpole_proto::evaluation_v2::service_client::ServiceClient as ServiceClientV2;
 use flagpole_proto::prost_types;
 use flagpole_proto::sync_v1::SyncFlagsRequest;
 use flagpole_proto::sync_v1::flag_sync_service_client::FlagSyncServiceClient;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::clients::{ChildDaemon, tail, write_json};
 
-/// EventStream subscribers.
+/// EventStream subscribers, half on `flagd.evaluation.v1`, half on `flagd.evaluation.v2`.
 const EVENT_SUBSCRIBERS: usize = 200;
 /// SyncFlags streams.
 const SYNC_SUBSCRIBERS: usize = 50;
@@ -285,8 +289,34 @@ async fn connect(port: u16) -> Channel {
         .unwrap_or_else(|error| panic!("connect to 127.0.0.1:{port}: {error}"))
 }
 
+/// An EventStream message reduced to what both protocol versions carry.
+type Event = Result<(String, Option<prost_types::Struct>), tonic::Status>;
+
+/// Opens an EventStream on `flagd.evaluation.v1` or (when `v2`) `flagd.evaluation.v2`.
+async fn open_event_stream(
+    channel: Channel,
+    v2: bool,
+) -> Result<BoxStream<'static, Event>, tonic::Status> {
+    if v2 {
+        let mut client = ServiceClientV2::new(channel);
+        let stream = client
+            .event_stream(EventStreamRequestV2 {})
+            .await?
+            .into_inner();
+        Ok(stream.map(|m| m.map(|m| (m.r#type, m.data))).boxed())
+    } else {
+        let mut client = ServiceClient::new(channel);
+        let stream = client
+            .event_stream(EventStreamRequest {})
+            .await?
+            .into_inner();
+        Ok(stream.map(|m| m.map(|m| (m.r#type, m.data))).boxed())
+    }
+}
+
 async fn event_subscriber(
     channel: Channel,
+    v2: bool,
     initial: BTreeSet<String>,
     view: Arc<Mutex<EventView>>,
     mut stop: watch::Receiver<bool>,
@@ -297,9 +327,8 @@ async fn event_subscriber(
         }
     };
     set(&|v| v.keys = initial.clone());
-    let mut client = ServiceClient::new(channel);
-    let mut stream = match client.event_stream(EventStreamRequest {}).await {
-        Ok(response) => response.into_inner(),
+    let mut stream = match open_event_stream(channel, v2).await {
+        Ok(stream) => stream,
         Err(status) => {
             set(&|v| v.died = Some(format!("EventStream refused: {status}")));
             return;
@@ -309,14 +338,14 @@ async fn event_subscriber(
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            message = stream.message() => {
-                let message = match message {
-                    Ok(Some(message)) => message,
-                    Ok(None) => {
+            message = stream.next() => {
+                let (kind, data) = match message {
+                    Some(Ok(message)) => message,
+                    None => {
                         set(&|v| v.died = Some("the server ended the stream".to_owned()));
                         return;
                     }
-                    Err(status) => {
+                    Some(Err(status)) => {
                         let reason = format!("stream error: {status}");
                         set(&|v| v.died = Some(reason.clone()));
                         return;
@@ -325,15 +354,15 @@ async fn event_subscriber(
                 let Ok(mut v) = view.lock() else { return };
                 if first {
                     first = false;
-                    if message.r#type == "provider_ready" {
+                    if kind == "provider_ready" {
                         v.ready = true;
                     } else {
-                        v.problems.push(format!("first message was `{}`, not provider_ready", message.r#type));
+                        v.problems.push(format!("first message was `{}`, not provider_ready", kind));
                     }
                     continue;
                 }
-                match message.r#type.as_str() {
-                    "configuration_change" => apply_change(&mut v, message.data.as_ref()),
+                match kind.as_str() {
+                    "configuration_change" => apply_change(&mut v, data.as_ref()),
                     "keep_alive" => {}
                     other => v.problems.push(format!("unexpected event `{other}`")),
                 }
@@ -525,6 +554,7 @@ async fn churn_keeps_every_stream_alive_and_consistent() {
         event_views.push(Arc::clone(&view));
         tasks.push(tokio::spawn(event_subscriber(
             channel.clone(),
+            i % 2 == 1, // v2 for every other subscriber
             initial_keys.clone(),
             view,
             stop_rx.clone(),
