@@ -4,6 +4,7 @@ mod cli_config;
 mod cli_docs;
 mod clients;
 mod file_watch;
+mod ofrep;
 mod runtime_daemon;
 mod runtime_lifecycle;
 mod runtime_support;
