@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Tests the Helm chart in charts/flagpole: `helm lint --strict` and `helm template` with the default values
+# and with every optional feature on (charts/flagpole/ci/all-features.yaml), then kubeconform -strict on
+# the rendered manifests against the Kubernetes schemas; then values that must be refused are refused.
+# Installs its tools first (scripts/install-chart-tools.sh: registries only, idempotent).
+# If the tools cannot be installed the run fails, unless CHART_TOOLS_REQUIRED=0, which turns that into a
+# loud "did not run" and exit 0 (for machines without the Go toolchain).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CHART=charts/flagpole
+# Must match install-chart-tools.sh: the schemas it converted.
+KUBERNETES_VERSION=1.37.0
+
+if ! TOOLS=$(scripts/install-chart-tools.sh); then
+    if [[ "${CHART_TOOLS_REQUIRED:-1}" == 0 ]]; then
+        echo "test-chart: DID NOT RUN: helm/kubeconform could not be installed (CHART_TOOLS_REQUIRED=0)" >&2
+        exit 0
+    fi
+    echo "test-chart: FAILED: helm/kubeconform could not be installed" >&2
+    exit 1
+fi
+HELM="$TOOLS/bin/helm"
+KUBECONFORM="$TOOLS/bin/kubeconform"
+SCHEMA_LOCATION="$TOOLS/kubernetes-json-schema/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+# helm reads and writes its caches and config under these; keep them out of $HOME.
+export HELM_CACHE_HOME="$OUT/helm-cache" HELM_CONFIG_HOME="$OUT/helm-config" HELM_DATA_HOME="$OUT/helm-data"
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok    $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL  $1" >&2; }
+
+# render NAME [helm args...]: lint and template the chart; the manifests land in $OUT/NAME.yaml.
+render() {
+    local name=$1
+    shift
+    "$HELM" lint "$CHART" --strict --kube-version "$KUBERNETES_VERSION" "$@" >"$OUT/$name.lint" 2>&1 &&
+        "$HELM" template flagpole "$CHART" --namespace flags --kube-version "$KUBERNETES_VERSION" \
+            "$@" >"$OUT/$name.yaml" 2>"$OUT/$name.err"
+}
+
+# check NAME: kubeconform -strict on $OUT/NAME.yaml. Only the ServiceMonitor (a prometheus-operator CRD,
+# no schema shipped) is skipped, by its exact group/version/kind; any other kind without a schema fails.
+check() {
+    "$KUBECONFORM" -strict -summary -kubernetes-version "$KUBERNETES_VERSION" \
+        -schema-location "$SCHEMA_LOCATION" -skip monitoring.coreos.com/v1/ServiceMonitor \
+        "$OUT/$1.yaml" >"$OUT/$1.kubeconform" 2>&1
+}
+
+# expect_kinds NAME KIND...: each kind is rendered exactly once.
+expect_kinds() {
+    local name=$1 kind n
+    shift
+    for kind in "$@"; do
+        n=$(grep -c "^kind: $kind\$" "$OUT/$name.yaml" || true)
+        if [[ "$n" != 1 ]]; then
+            echo "  $name: expected one $kind, found $n" >&2
+            return 1
+        fi
+    done
+}
+
+# The two supported configurations: render, check, and the expected resources are there.
+for case in default all-features; do
+    args=()
+    [[ $case == all-features ]] && args=(-f "$CHART/ci/all-features.yaml")
+    if ! render "$case" "${args[@]}"; then
+        cat "$OUT/$case.lint" "$OUT/$case.err" >&2 2>/dev/null || true
+        fail "$case: helm lint / helm template"
+        continue
+    fi
+    pass "$case: helm lint --strict and helm template"
+    if check "$case"; then
+        pass "$case: kubeconform -strict ($(tail -1 "$OUT/$case.kubeconform"))"
+    else
+        cat "$OUT/$case.kubeconform" >&2
+        fail "$case: kubeconform -strict"
+    fi
+done
+if expect_kinds default Deployment Service ConfigMap ServiceAccount &&
+    ! grep -qE '^kind: (ServiceMonitor|PodDisruptionBudget|HorizontalPodAutoscaler)$' "$OUT/default.yaml"; then
+    pass "default: Deployment, Service, ConfigMap, ServiceAccount and no optional resource"
+else
+    fail "default: resource kinds"
+fi
+if expect_kinds all-features Deployment Service ConfigMap ServiceAccount ServiceMonitor \
+    PodDisruptionBudget HorizontalPodAutoscaler; then
+    pass "all-features: every optional resource is rendered"
+else
+    fail "all-features: resource kinds"
+fi
+# What the daemon is started with: probes on the management port, the ConfigMap directory mount and one
+# --uri per flag file, and the non-root read-only security context.
+for want in '- start' 'path: /healthz' 'path: /readyz' '"file:/etc/flagpole/flags/example.flags.json"' \
+    'mountPath: /etc/flagpole/flags' 'readOnlyRootFilesystem: true' 'runAsUser: 65532' \
+    '- ALL' 'type: RuntimeDefault'; do
+    if grep -qF -- "$want" "$OUT/default.yaml"; then
+        pass "default: renders '$want'"
+    else
+        fail "default: renders '$want'"
+    fi
+done
+if grep -q 'subPath:' "$OUT/default.yaml" "$OUT/all-features.yaml"; then
+    fail "no subPath mount (it would freeze ConfigMap updates)"
+else
+    pass "no subPath mount (it would freeze ConfigMap updates)"
+fi
+
+# Values that must be refused: by values.schema.json, by a template's own check, or by kubeconform on the
+# rendered manifest. Each one must make the run fail, so a chart that accepts them fails this test.
+refused() { # description, then helm args
+    local what=$1
+    shift
+    rm -f "$OUT"/refused.*
+    if render refused "$@" && check refused; then
+        fail "refused: $what (it was accepted)"
+    else
+        # The reason: the first error line helm or kubeconform gave.
+        pass "refused: $what: $(cat "$OUT"/refused.* 2>/dev/null | grep -m1 -iE 'error|invalid|fail' | cut -c1-150)"
+    fi
+}
+refused "unknown top-level value" --set bogus=1
+refused "replicaCount of the wrong type" --set replicaCount=many
+refused "port out of range" --set ports.management=70000
+refused "unknown logFormat" --set logFormat=xml
+refused "flag file name without .json/.yaml" --set-string 'flags.files.flags\.txt=x'
+refused "source without provider" --set-json 'sources=[{"uri":"https://x/f.json"}]'
+refused "source with an unknown key" --set-json 'sources=[{"uri":"https://x/f.json","provider":"http","bearerToken":"t"}]'
+refused "no flag source at all" --set flags.example=false
+refused "a Service exposing no port" --set service.expose.evaluation=false --set service.expose.management=false \
+    --set service.expose.sync=false --set service.expose.ofrep=false
+refused "minReplicas above maxReplicas" --set autoscaling.enabled=true --set autoscaling.minReplicas=5 \
+    --set autoscaling.maxReplicas=2
+refused "an invalid volume mount (caught by kubeconform)" \
+    --set-json 'extraVolumeMounts=[{"name":"x","mountPath":"/x","readonly":true}]' \
+    --set-json 'extraVolumes=[{"name":"x","emptyDir":{}}]'
+
+echo "test-chart: $passed passed, $failed failed"
+[[ $failed == 0 ]]
