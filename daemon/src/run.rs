@@ -74,6 +74,9 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::transport::TlsError),
+    /// The built-in protobuf descriptors cannot be loaded (a build defect).
+    #[error(transparent)]
+    Descriptors(#[from] crate::transport::DescriptorError),
 }
 
 /// A server task failed while running.
@@ -224,14 +227,23 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         shutdown.clone(),
         metrics.clone(),
     );
-    let evaluation_router =
-        services
-            .evaluation_routes()
-            .into_axum_router()
-            .layer(middleware::from_fn_with_state(
-                RequestLog::new(metrics.clone()),
-                record_request,
-            ));
+    // gRPC, gRPC-Web and Connect on one listener, with CORS and the body limit (flagd's `MaxBytesHandler`).
+    if config.pending.cors_origins.is_empty() {
+        tracing::info!(
+            "CORS: every origin is allowed on the evaluation port (no --cors-origin, as flagd)"
+        );
+    }
+    let evaluation_router = crate::transport::evaluation_router(
+        services.evaluation_routes().into_axum_router(),
+        &config.pending.cors_origins,
+        config.max_request_body.map_or(usize::MAX, |bytes| {
+            usize::try_from(bytes).unwrap_or(usize::MAX)
+        }),
+    )?
+    .layer(middleware::from_fn_with_state(
+        RequestLog::new(metrics.clone()),
+        record_request,
+    ));
     let sync_router = services.sync_routes().into_axum_router();
     let management_router = crate::management::router(readiness.clone(), metrics.clone());
     let ofrep_router = crate::ofrep::router(

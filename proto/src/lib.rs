@@ -29,4 +29,9 @@ pub mod schema_v1 {
 
 pub mod codec;
 
+/// The encoded `google.protobuf.FileDescriptorSet` of every `.proto` file above (for JSON mapping by
+/// reflection, as the daemon's Connect protocol does).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/flagpole_descriptor.bin"));
+
 pub use prost_types;

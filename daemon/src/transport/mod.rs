@@ -10,6 +10,8 @@
 //! bind TCP ports (the runtime does, with its IPv6 fallback), or decide which server gets TLS (the runtime
 //! follows flagd: evaluation and sync only).
 
+pub mod connect;
+pub mod cors;
 mod listener;
 mod tls;
 
@@ -26,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use connect::DescriptorError;
 pub use listener::UnixSocket;
 pub use tls::{ReloadingTls, TlsError};
 
@@ -44,6 +47,26 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The smallest HTTP/1.1 read buffer hyper accepts; a smaller `--max-request-header` is raised to it.
 pub const MIN_HEADER_BUFFER: usize = 8192;
+
+/// The evaluation port's HTTP surface around the gRPC services: CORS (outermost), then Connect (translated
+/// to gRPC), then gRPC-Web (tonic-web), then the gRPC routes. All three protocols therefore reach the same
+/// handlers, routed by path as in flagd (`/flagd.evaluation.v2.Service/…`, `/flagd.evaluation.v1.Service/…`,
+/// `/schema.v1.Service/…`).
+pub fn evaluation_router(
+    grpc: Router,
+    cors_origins: &[String],
+    max_request_body: usize,
+) -> Result<Router, DescriptorError> {
+    let connect = std::sync::Arc::new(connect::Connect::new(max_request_body)?);
+    let grpc_web = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), grpc);
+    Ok(Router::new()
+        .fallback_service(grpc_web)
+        .layer(axum::middleware::from_fn_with_state(
+            connect,
+            connect::middleware,
+        ))
+        .layer(cors::layer(cors_origins)))
+}
 
 /// Where a server listens.
 #[derive(Debug)]
