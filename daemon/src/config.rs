@@ -449,6 +449,8 @@ pub enum SourceKind {
         /// The provider name it was configured with.
         provider: FileProvider,
     },
+    /// An http(s) URL, polled.
+    Http(Box<crate::sources::http::HttpConfig>),
 }
 
 /// The daemon's configuration: everything `flagpole::run` needs.
@@ -983,7 +985,12 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
         return remote(RemoteProvider::Kubernetes);
     }
     if uri.starts_with("http://") || uri.starts_with("https://") {
-        return remote(RemoteProvider::Http);
+        return http_source(uri, crate::sources::RemoteOptions::default()).map_err(|message| {
+            ConfigError::InvalidValue {
+                key: "uri",
+                message,
+            }
+        });
     }
     if ["grpc://", "grpcs://", "envoy", "dns", "uds", "xds"]
         .iter()
@@ -1012,6 +1019,16 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
 /// Whether the extension is one flagd reads (.json, .yaml, .yml).
 fn supported_format(path: &Path) -> bool {
     flagpole_engine::Format::from_path(path).is_some()
+}
+
+/// An http(s) source; its identity is the URL as given.
+fn http_source(uri: &str, options: crate::sources::RemoteOptions) -> Result<SourceConfig, String> {
+    Ok(SourceConfig {
+        identity: Arc::from(uri),
+        kind: SourceKind::Http(Box::new(crate::sources::http::HttpConfig::from_options(
+            uri, options,
+        )?)),
+    })
 }
 
 fn file_source(path: &str, provider: FileProvider) -> Result<SourceConfig, ConfigError> {
@@ -1053,6 +1070,7 @@ struct SourceEntry {
     max_msg_size: Option<i64>,
     #[serde(rename = "incrementalupdates")]
     incremental_updates: Option<bool>,
+    lazy: Option<bool>,
 }
 
 impl SourceEntry {
@@ -1089,18 +1107,22 @@ impl SourceEntry {
         if self.cert_path.as_deref().is_some_and(|p| !p.is_empty()) && self.tls == Some(false) {
             return Err(invalid("certPath is set but tls is false".into()));
         }
-        // Fields of remote providers are checked above and otherwise kept for the issue that adds them.
-        let _ = (
-            self.auth_header,
-            self.headers,
-            self.interval_seed,
-            self.timeout_s,
-            self.oauth,
-            self.provider_id,
-            self.selector,
-            self.max_msg_size,
-            self.incremental_updates,
-        );
+        // Each remote source's configuration checks the keys it uses.
+        let options = crate::sources::RemoteOptions {
+            auth_header: self.auth_header,
+            headers: self.headers.unwrap_or_default(),
+            interval: self.interval,
+            interval_seed: self.interval_seed,
+            timeout_s: self.timeout_s,
+            oauth: self.oauth,
+            tls: self.tls,
+            cert_path: self.cert_path,
+            provider_id: self.provider_id,
+            selector: self.selector,
+            max_msg_size: self.max_msg_size,
+            incremental_updates: self.incremental_updates,
+            lazy: self.lazy,
+        };
         let remote = |provider: RemoteProvider| {
             Err(ConfigError::UnsupportedProvider {
                 uri: uri.clone(),
@@ -1113,7 +1135,7 @@ impl SourceEntry {
             "file" => file_source(path, FileProvider::File),
             "fsnotify" => file_source(path, FileProvider::Fsnotify),
             "fileinfo" => file_source(path, FileProvider::Fileinfo),
-            "http" => remote(RemoteProvider::Http),
+            "http" => http_source(&uri, options).map_err(invalid),
             "grpc" => remote(RemoteProvider::Grpc),
             "kubernetes" => remote(RemoteProvider::Kubernetes),
             "gcs" => remote(RemoteProvider::Gcs),
@@ -1358,13 +1380,12 @@ mod tests {
     fn uri_forms_follow_flagd() {
         let file = parse_uri("file:./flags.json").ok();
         assert_eq!(file.as_ref().map(|s| &*s.identity), Some("./flags.json"));
-        assert!(matches!(
-            parse_uri("https://host/flags.json"),
-            Err(ConfigError::UnsupportedProvider {
-                provider: "http",
-                ..
-            })
-        ));
+        assert_eq!(
+            parse_uri("https://host/flags.json")
+                .ok()
+                .map(|s| s.identity),
+            Some(Arc::from("https://host/flags.json"))
+        );
         assert!(matches!(
             parse_uri("grpcs://sync:443"),
             Err(ConfigError::UnsupportedProvider {

@@ -132,6 +132,10 @@ struct Inner {
     flags: Gauge,
     reloads: Bounded<Counter>,
     rejected: Bounded<Counter>,
+    /// Remote sources: unix time of the last successful fetch, of the last failure, and failures in a row.
+    fetch_success: Bounded<Gauge>,
+    fetch_error: Bounded<Gauge>,
+    fetch_failures: Bounded<Gauge>,
 }
 
 impl Default for Metrics {
@@ -203,6 +207,24 @@ impl Metrics {
             "Payloads from a source that could not be loaded (the source kept its last good flags)",
             rejected.clone(),
         );
+        let fetch_success = Family::<Labels, Gauge>::default();
+        registry.register(
+            "flagpole_source_last_success_timestamp_seconds",
+            "Remote sources: unix time of the last successful fetch or stream message",
+            fetch_success.clone(),
+        );
+        let fetch_error = Family::<Labels, Gauge>::default();
+        registry.register(
+            "flagpole_source_last_error_timestamp_seconds",
+            "Remote sources: unix time of the last failed fetch, stream or payload",
+            fetch_error.clone(),
+        );
+        let fetch_failures = Family::<Labels, Gauge>::default();
+        registry.register(
+            "flagpole_source_consecutive_failures",
+            "Remote sources: failures since the last success",
+            fetch_failures.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -215,6 +237,9 @@ impl Metrics {
                 flags,
                 reloads: Bounded::new(reloads),
                 rejected: Bounded::new(rejected),
+                fetch_success: Bounded::new(fetch_success),
+                fetch_error: Bounded::new(fetch_error),
+                fetch_failures: Bounded::new(fetch_failures),
             }),
         }
     }
@@ -337,6 +362,30 @@ impl Metrics {
         inc(&self.inner.rejected, vec![("source", source.to_owned())]);
     }
 
+    /// A remote source fetched (or received) successfully: its failure streak ends.
+    pub fn source_fetch_succeeded(&self, source: &str) {
+        let labels = vec![("source", source.to_owned())];
+        let now = unix_now();
+        self.inner.fetch_success.with(labels.clone(), |g| {
+            g.set(now);
+        });
+        self.inner.fetch_failures.with(labels, |g| {
+            g.set(0);
+        });
+    }
+
+    /// A remote source failed (fetch, stream or payload); it kept its last good flags.
+    pub fn source_fetch_failed(&self, source: &str) {
+        let labels = vec![("source", source.to_owned())];
+        let now = unix_now();
+        self.inner.fetch_error.with(labels.clone(), |g| {
+            g.set(now);
+        });
+        self.inner.fetch_failures.with(labels, |g| {
+            g.inc();
+        });
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -402,6 +451,13 @@ impl Collector for ProcessCollector {
         }
         Ok(())
     }
+}
+
+/// Seconds since the unix epoch (0 if the clock is before it).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn http_duration_constructor() -> Histogram {

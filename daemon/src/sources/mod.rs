@@ -4,12 +4,17 @@
 //! [`SourceError`]. Each source replaces only its own slot in the store; a payload that fails to load is
 //! logged and the source keeps its last good flags.
 //!
-//! What it does not do: merge sources (the store and engine snapshot do), or remote sources (http, grpc,
-//! kubernetes, blob: the configuration rejects them as not supported yet).
+//! Remote sources ([`http`], [`grpc`]) follow the same rule: a failed fetch or a broken stream keeps the
+//! last good flags of that source only.
+//!
+//! What it does not do: merge sources (the store and engine snapshot do), or the kubernetes and blob
+//! sources (the configuration rejects them as not supported yet).
 
 pub mod file;
+pub mod http;
 pub mod watch;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,6 +26,38 @@ use crate::metrics::Metrics;
 use crate::readiness::ReadyLatch;
 use crate::store::Store;
 use file::{FileSource, SourceContext};
+
+/// The `--sources` keys of the remote providers, as read from the configuration; each remote source's
+/// configuration type checks the keys it uses.
+#[derive(Default)]
+pub struct RemoteOptions {
+    /// `authHeader` (http).
+    pub auth_header: Option<String>,
+    /// `headers` (http headers, grpc metadata).
+    pub headers: BTreeMap<String, String>,
+    /// `interval` in seconds (http).
+    pub interval: Option<u64>,
+    /// `intervalSeed` (http).
+    pub interval_seed: Option<String>,
+    /// `timeoutS` (http).
+    pub timeout_s: Option<i64>,
+    /// `oauth` (http).
+    pub oauth: Option<serde_json::Value>,
+    /// `tls` (grpc).
+    pub tls: Option<bool>,
+    /// `certPath` (grpc).
+    pub cert_path: Option<String>,
+    /// `providerID` (grpc).
+    pub provider_id: Option<String>,
+    /// `selector` (grpc).
+    pub selector: Option<String>,
+    /// `maxMsgSize` (grpc).
+    pub max_msg_size: Option<i64>,
+    /// `incrementalUpdates` (grpc).
+    pub incremental_updates: Option<bool>,
+    /// `lazy` (flagpole, http and grpc): start even when the first fetch fails.
+    pub lazy: Option<bool>,
+}
 
 /// Why a source could not be read or its payload not loaded.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +121,15 @@ pub enum SourceError {
         #[source]
         source: notify::Error,
     },
+    /// The first fetch of an http source failed (and the source is not `lazy`).
+    #[error("http source: {0} (set \"lazy\": true on the source to start without it)")]
+    Http(#[source] Box<http::HttpError>),
+    /// The TLS client could not be set up.
+    #[error("cannot set up the TLS client: {message}")]
+    Tls {
+        /// Why.
+        message: String,
+    },
 }
 
 /// Starts every source: each loads once (a source that cannot be read fails the whole start) and then
@@ -113,6 +159,10 @@ pub async fn start(
         let task = match &source.kind {
             SourceKind::File { path, .. } => match FileSource::new(path.clone(), context) {
                 Ok(source) => source.start(&mut watcher, shutdown.clone()).await,
+                Err(error) => Err(error),
+            },
+            SourceKind::Http(config) => match http::HttpSource::new((**config).clone(), context) {
+                Ok(source) => source.start(shutdown.clone()).await,
                 Err(error) => Err(error),
             },
         };

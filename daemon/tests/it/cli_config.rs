@@ -191,8 +191,12 @@ fn bad_values_are_config_errors() {
     let cases: &[(&[&str], &str)] = &[
         (&["start"], "no sync implementation"),
         (
-            &["start", "-f", "https://example.com/flags.json"],
-            "not supported yet",
+            &[
+                "start",
+                "-s",
+                r#"[{"uri": "https://h/f.json", "provider": "http", "interval": 86401}]"#,
+            ],
+            "interval must be at most 86400",
         ),
         (&["start", "-f", "grpc://sync:8015"], "not supported yet"),
         (&["start", "-f", "ftp://x/flags.json"], "invalid sync uri"),

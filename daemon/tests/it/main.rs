@@ -12,6 +12,7 @@ mod service_evaluation;
 mod service_streams;
 mod service_support;
 mod testbed_start;
+mod source_http;
 mod transport_tls;
 mod transport_unix;
 mod validate_cmd;

@@ -1,0 +1,390 @@
+//! The http source against an in-process HTTP server: ETag and 304, failures that keep the last good
+//! flags, timeouts, `authHeader` and extra headers, OAuth2 client credentials (inline and from a folder),
+//! YAML by content type, the startup error and the `lazy` option.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flagpole::config::{SourceConfig, SourceKind};
+use flagpole::sources::RemoteOptions;
+use flagpole::sources::http::HttpConfig;
+use flagpole_engine::Value;
+
+use crate::runtime_support::{
+    CHANGE_TIMEOUT, default_value, file_source, local_config, one_flag, wait_for,
+};
+
+/// What the fake server answers and what it has seen.
+#[derive(Debug, Default)]
+struct Served {
+    body: String,
+    etag: Option<String>,
+    status: u16,
+    content_type: String,
+    delay: Duration,
+    /// Every request to the flags route: (If-None-Match, Authorization, X-Env).
+    seen: Vec<(Option<String>, Option<String>, Option<String>)>,
+    /// Bodies of token requests.
+    token_forms: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Served>>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Served> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn flags(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    let delay = {
+        let mut served = lock(&shared);
+        served.seen.push((
+            header_text(&headers, "if-none-match"),
+            header_text(&headers, "authorization"),
+            header_text(&headers, "x-env"),
+        ));
+        served.delay
+    };
+    tokio::time::sleep(delay).await;
+    let served = lock(&shared);
+    let status = StatusCode::from_u16(served.status).unwrap_or(StatusCode::OK);
+    if !status.is_success() {
+        return status.into_response();
+    }
+    if served.etag.is_some() && served.etag == header_text(&headers, "if-none-match") {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut response = (
+        [(header::CONTENT_TYPE, served.content_type.clone())],
+        served.body.clone(),
+    )
+        .into_response();
+    if let Some(etag) = &served.etag
+        && let Ok(value) = etag.parse()
+    {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// Flags that require the OAuth token `tok-1`.
+async fn protected(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    if header_text(&headers, "authorization").as_deref() != Some("Bearer tok-1") {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let _ = &shared;
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        "flags:\n  guarded:\n    state: ENABLED\n    variants: {v: secret-ok, w: x}\n    defaultVariant: v\n",
+    )
+        .into_response()
+}
+
+async fn token(State(shared): State<Shared>, body: String) -> Response {
+    let ok = body.contains("grant_type=client_credentials")
+        && body.contains("client_id=my-id")
+        && body.contains("client_secret=my+secret");
+    lock(&shared).token_forms.push(body);
+    if !ok {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#,
+    )
+        .into_response()
+}
+
+/// Starts the fake server on 127.0.0.1:0.
+async fn serve(initial: Served) -> (SocketAddr, Shared) {
+    let shared = Arc::new(Mutex::new(initial));
+    let router = Router::new()
+        .route("/flags.json", get(flags))
+        .route("/protected", get(protected))
+        .route("/token", post(token))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind test server");
+    let addr = listener.local_addr().expect("test server address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (addr, shared)
+}
+
+fn http_source(url: &str, options: RemoteOptions) -> SourceConfig {
+    match HttpConfig::from_options(url, options) {
+        Ok(config) => SourceConfig {
+            identity: Arc::from(url),
+            kind: SourceKind::Http(Box::new(config)),
+        },
+        Err(message) => panic!("bad http source: {message}"),
+    }
+}
+
+fn fast(options: RemoteOptions) -> RemoteOptions {
+    RemoteOptions {
+        interval: Some(1),
+        ..options
+    }
+}
+
+/// Waits until `condition` holds on the server state; fails after [`CHANGE_TIMEOUT`].
+async fn wait_served(shared: &Shared, what: &str, condition: impl Fn(&Served) -> bool) {
+    let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+    while !condition(&lock(shared)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn value(text: &str) -> Option<Value> {
+    Some(Value::String(text.to_owned()))
+}
+
+#[tokio::test]
+async fn http_source_polls_with_etag_keeps_flags_on_errors_and_sends_headers() {
+    let (addr, shared) = serve(Served {
+        body: one_flag("remote", "one"),
+        etag: Some("\"v1\"".into()),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("local.json");
+    std::fs::write(&local, one_flag("local", "file")).expect("write flags");
+    let url = format!("http://{addr}/flags.json");
+    let options = fast(RemoteOptions {
+        auth_header: Some("Bearer abc".into()),
+        headers: [("X-Env".to_owned(), "test".to_owned())].into(),
+        ..RemoteOptions::default()
+    });
+    let daemon = match flagpole::run(local_config(vec![
+        file_source(&local),
+        http_source(&url, options),
+    ]))
+    .await
+    {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("daemon did not start: {error}"),
+    };
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "remote"),
+        value("one")
+    );
+    assert!(daemon.readiness().is_ready());
+    {
+        let served = lock(&shared);
+        let first = served.seen.first().cloned().unwrap_or_default();
+        assert_eq!(first.0, None, "the first fetch is unconditional");
+        assert_eq!(first.1.as_deref(), Some("Bearer abc"));
+        assert_eq!(first.2.as_deref(), Some("test"));
+    }
+
+    // The next poll is conditional and answered 304: nothing changes.
+    wait_served(&shared, "a conditional poll", |s| {
+        s.seen.iter().any(|r| r.0.as_deref() == Some("\"v1\""))
+    })
+    .await;
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "remote"),
+        value("one")
+    );
+
+    // A new document with a new ETag is picked up.
+    {
+        let mut served = lock(&shared);
+        served.body = one_flag("remote", "two");
+        served.etag = Some("\"v2\"".into());
+    }
+    wait_for(&daemon, "the new remote value", |s| {
+        default_value(s, "remote") == value("two")
+    })
+    .await;
+
+    // Failures keep the last good flags (of this source and of the others) and are counted.
+    let before = lock(&shared).seen.len();
+    lock(&shared).status = 500;
+    wait_served(&shared, "two failed polls", |s| s.seen.len() >= before + 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let snapshot = daemon.store().snapshot();
+    assert_eq!(default_value(&snapshot, "remote"), value("two"));
+    assert_eq!(default_value(&snapshot, "local"), value("file"));
+    let metrics = daemon.metrics().encode();
+    let failures = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "flagpole_source_consecutive_failures{{source=\"{url}\"}} "
+            ))
+        })
+        .and_then(|v| v.parse::<i64>().ok());
+    assert!(failures.is_some_and(|n| n >= 2), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "flagpole_source_last_error_timestamp_seconds{{source=\"{url}\"}}"
+        )),
+        "{metrics}"
+    );
+
+    // Recovery resets the streak.
+    {
+        let mut served = lock(&shared);
+        served.status = 200;
+        served.body = one_flag("remote", "three");
+        served.etag = None;
+    }
+    wait_for(&daemon, "recovery", |s| {
+        default_value(s, "remote") == value("three")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(daemon.metrics().encode().contains(&format!(
+        "flagpole_source_consecutive_failures{{source=\"{url}\"}} 0"
+    )));
+    let _ = daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn first_fetch_failure_is_a_startup_error_unless_the_source_is_lazy() {
+    let (addr, shared) = serve(Served {
+        body: one_flag("late", "arrived"),
+        status: 500,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let url = format!("http://{addr}/flags.json");
+    match flagpole::run(local_config(vec![http_source(
+        &url,
+        fast(RemoteOptions::default()),
+    )]))
+    .await
+    {
+        Ok(_) => panic!("a failing first fetch must fail the start"),
+        Err(error) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("status 500") && text.contains("lazy"),
+                "{text}"
+            );
+        }
+    }
+
+    let lazy = fast(RemoteOptions {
+        lazy: Some(true),
+        ..RemoteOptions::default()
+    });
+    let daemon = match flagpole::run(local_config(vec![http_source(&url, lazy)])).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("a lazy source must not fail the start: {error}"),
+    };
+    assert!(!daemon.readiness().is_ready());
+    lock(&shared).status = 200;
+    wait_for(&daemon, "the lazy source's first load", |s| {
+        default_value(s, "late") == value("arrived")
+    })
+    .await;
+    // The latch is released right after the flags are published.
+    let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+    while !daemon.readiness().is_ready() {
+        assert!(tokio::time::Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_response_times_out_after_timeout_s() {
+    let (addr, _shared) = serve(Served {
+        body: one_flag("slow", "x"),
+        status: 200,
+        content_type: "application/json".into(),
+        delay: Duration::from_secs(30),
+        ..Served::default()
+    })
+    .await;
+    let url = format!("http://{addr}/flags.json");
+    let options = RemoteOptions {
+        timeout_s: Some(1),
+        ..RemoteOptions::default()
+    };
+    let started = tokio::time::Instant::now();
+    match flagpole::run(local_config(vec![http_source(&url, options)])).await {
+        Ok(_) => panic!("a timed-out first fetch must fail the start"),
+        Err(error) => assert!(error.to_string().contains("timeoutS"), "{error}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout did not apply"
+    );
+}
+
+#[tokio::test]
+async fn oauth_client_credentials_inline_and_from_a_folder() {
+    let (addr, shared) = serve(Served::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("client-id"), "my-id\n").expect("write id");
+    std::fs::write(dir.path().join("client-secret"), "my secret\n").expect("write secret");
+    let token_url = format!("http://{addr}/token");
+    let inline = RemoteOptions {
+        oauth: Some(serde_json::json!({
+            "clientID": "my-id", "clientSecret": "my secret", "tokenUrl": token_url
+        })),
+        ..RemoteOptions::default()
+    };
+    let folder = RemoteOptions {
+        oauth: Some(serde_json::json!({
+            "folder": dir.path(), "tokenUrl": token_url, "reloadDelayS": 600,
+            "clientID": "ignored", "clientSecret": "ignored"
+        })),
+        ..RemoteOptions::default()
+    };
+    let url = format!("http://{addr}/protected");
+    let daemon = match flagpole::run(local_config(vec![
+        http_source(&url, inline),
+        http_source(&format!("{url}?from=folder"), folder),
+    ]))
+    .await
+    {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("daemon did not start: {error}"),
+    };
+    // YAML chosen by Content-Type (the URL has no extension).
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "guarded"),
+        value("secret-ok")
+    );
+    assert_eq!(lock(&shared).token_forms.len(), 2);
+    let _ = daemon.shutdown().await;
+
+    // Wrong credentials: the token request fails, and so does the start.
+    let wrong = RemoteOptions {
+        oauth: Some(serde_json::json!({
+            "clientID": "my-id", "clientSecret": "wrong", "tokenUrl": token_url
+        })),
+        ..RemoteOptions::default()
+    };
+    match flagpole::run(local_config(vec![http_source(&url, wrong)])).await {
+        Ok(_) => panic!("a failed token request must fail the start"),
+        Err(error) => assert!(error.to_string().contains("oauth token"), "{error}"),
+    }
+}
