@@ -7,8 +7,8 @@
 //!    feature files run without code changes;
 //! 2. one cucumber run over `TMP/` keeps a scenario when its effective tags (feature + rule + scenario +
 //!    examples) contain its directory's mode tag and none of the [`EXCLUDED_TAGS`] of that mode;
-//! 3. scenarios run one at a time against one [`Launcher`](crate::launcher::Launcher) and one
-//!    [`Envoy`](crate::envoy::Envoy); skipped steps fail; [`tally`] prints the per-file/per-mode table and
+//! 3. scenarios run one at a time against one [`Launcher`] and one
+//!    [`Envoy`]; skipped steps fail; [`tally`] prints the per-file/per-mode table and
 //!    the final `N passed, N failed` line; `filter_run_and_exit` fails the process on any failure.
 //!
 //! What it does not do: the engine-only `evaluator/` suite (see `tests/evaluator.rs`).
