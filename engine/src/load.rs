@@ -26,7 +26,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
-use crate::model::{Flag, FlagState, Metadata};
+use crate::model::{Flag, FlagState, Metadata, RawJson};
 use crate::schema::{self, SchemaKind};
 use crate::targeting::{Rule, RuleError};
 
@@ -461,6 +461,7 @@ fn build_flag(
             source,
         })?),
     };
+    let raw_targeting = raw_targeting.as_ref().map(RawJson::from_value);
 
     Ok(Flag {
         key: Arc::from(key),

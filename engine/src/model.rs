@@ -4,6 +4,7 @@
 //! metadata is already merged into the flag's own metadata, and `$evaluators` are already inlined into the
 //! raw targeting kept for re-serialisation (the sync payload).
 
+use std::fmt;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -47,9 +48,9 @@ pub struct Flag {
     pub default_variant: Option<Arc<str>>,
     /// Compiled targeting; `None` when absent or exactly `{}` (the flag is then static).
     pub targeting: Option<Rule>,
-    /// Targeting as JSON with `$evaluators` inlined, as re-emitted in the sync payload; `None` when absent
-    /// or `{}`.
-    pub raw_targeting: Option<Value>,
+    /// Targeting as compact JSON text with `$evaluators` inlined, exactly as re-emitted in the sync payload;
+    /// `None` when absent or `{}`.
+    pub raw_targeting: Option<RawJson>,
     /// The flag's metadata with the flag-set metadata merged under it (flag keys win).
     pub metadata: Metadata,
     /// `metadata.flagSetId` of the flag or, failing that, of its set, when it is a string.
@@ -60,5 +61,45 @@ impl Flag {
     /// Whether the flag has (non-empty) targeting, and so gets `$flagd` injected into its context.
     pub fn has_targeting(&self) -> bool {
         self.targeting.is_some()
+    }
+}
+
+/// A JSON value kept as its compact text (keys sorted, as `serde_json` writes a [`Value`]): a few bytes
+/// where the same value as a [`Value`] tree costs hundreds per object. Written verbatim into the sync
+/// payload; equal texts mean equal values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RawJson(Box<str>);
+
+impl RawJson {
+    /// The compact text of `value`.
+    pub fn from_value(value: &Value) -> RawJson {
+        // Writing a `Value` cannot fail: every key is a string and numbers are finite.
+        RawJson(
+            serde_json::to_string(value)
+                .unwrap_or_else(|_| "null".to_owned())
+                .into_boxed_str(),
+        )
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses the text back into a [`Value`] (allocates; for tests and rare inspection).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl fmt::Display for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<Value> for RawJson {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value() == *other
     }
 }

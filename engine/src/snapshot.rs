@@ -312,7 +312,7 @@ fn write_flag(out: &mut Vec<u8>, record: &Record) {
     push_json(out, &flag.variants);
     if let Some(targeting) = &flag.raw_targeting {
         out.extend_from_slice(b",\"targeting\":");
-        push_json(out, targeting);
+        out.extend_from_slice(targeting.as_str().as_bytes());
     }
     out.extend_from_slice(b",\"source\":");
     push_json(out, &*record.source);

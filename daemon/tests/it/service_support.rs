@@ -59,7 +59,7 @@ pub fn flag(key: &str, definition: Value, set_metadata: Value) -> Arc<Flag> {
         targeting: targeting
             .as_ref()
             .map(|t| Rule::compile(t).expect("fixture targeting compiles")),
-        raw_targeting: targeting,
+        raw_targeting: targeting.as_ref().map(flagpole_engine::RawJson::from_value),
         metadata,
         flag_set_id,
     })
