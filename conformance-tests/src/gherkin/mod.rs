@@ -279,3 +279,49 @@ fn testbed_version(testbed: &Path) -> String {
         .map(|text| text.trim().to_owned())
         .unwrap_or_else(|_| "(unknown version)".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Mode, selected};
+    use cucumber::gherkin::{Feature, GherkinEnv};
+
+    const FEATURE: &str = "@rpc
+Feature: selection
+  Scenario: inherits the feature tag
+    Given a step
+
+  @in-process @fractional-v3
+  Scenario: excluded everywhere
+    Given a step
+
+  @file
+  Scenario: two modes
+    Given a step
+";
+
+    #[test]
+    fn scenarios_are_selected_by_effective_tags_and_exclusions() {
+        let mut feature = Feature::parse(FEATURE, GherkinEnv::default())
+            .unwrap_or_else(|error| panic!("parse: {error}"));
+        feature.path = Some("/tmp/x/in-process/selection.feature".into());
+        assert_eq!(Mode::of_feature(&feature), Some(Mode::InProcess));
+        let [inherits, excluded, two] = feature.scenarios.as_slice() else {
+            panic!("three scenarios expected");
+        };
+        assert!(selected(Mode::Rpc, &feature, None, inherits));
+        assert!(!selected(Mode::InProcess, &feature, None, inherits));
+        for mode in Mode::ALL {
+            assert!(!selected(mode, &feature, None, excluded), "{mode:?}");
+        }
+        assert!(selected(Mode::Rpc, &feature, None, two));
+        assert!(selected(Mode::File, &feature, None, two));
+        assert!(!selected(Mode::InProcess, &feature, None, two));
+    }
+
+    #[test]
+    fn modes_parse_from_tags_only() {
+        assert_eq!(Mode::from_tag("in-process"), Some(Mode::InProcess));
+        assert_eq!(Mode::from_tag("rpc"), Some(Mode::Rpc));
+        assert_eq!(Mode::from_tag("grpc"), None);
+    }
+}
