@@ -5,6 +5,7 @@ mod cli_docs;
 mod clients;
 mod file_watch;
 mod ofrep;
+mod ofrep_clients;
 mod runtime_daemon;
 mod runtime_lifecycle;
 mod runtime_support;

@@ -1,0 +1,166 @@
+//! Real OFREP clients against flagpole's OFREP port: the Python `openfeature-provider-ofrep` and the Node
+//! `@openfeature/ofrep-provider`, installed by `scripts/install-test-clients.sh` (a missing client fails the
+//! test and names that script). Each client program (`clients/python/ofrep_check.py`,
+//! `clients/node/ofrep-check.mjs`) evaluates the same list of flags and prints one JSON line per evaluation;
+//! the lines are compared with what an OpenFeature client sees from flagd's OFREP for the same flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::runtime_support::{start_with_files, workspace_root, write_atomic};
+
+/// How long one client program may run.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+const FLAGS: &str = r#"{
+  "flags": {
+    "bool-flag": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
+    "string-flag": {"state": "ENABLED", "variants": {"yes": "YES", "no": "NO"}, "defaultVariant": "no",
+      "targeting": {"if": [{"==": [{"var": "email"}, "a@example.com"]}, "yes", null]}},
+    "int-flag": {"state": "ENABLED", "variants": {"answer": 42}, "defaultVariant": "answer"},
+    "float-flag": {"state": "ENABLED", "variants": {"half": 1.5}, "defaultVariant": "half"},
+    "object-flag": {"state": "ENABLED", "variants": {"obj": {"a": 1, "b": "x"}}, "defaultVariant": "obj"},
+    "disabled-flag": {"state": "DISABLED", "variants": {"on": true}, "defaultVariant": "on"}
+  }
+}"#;
+
+/// (check, expected line) pairs.
+fn cases() -> Vec<(Value, Value)> {
+    vec![
+        (
+            json!({"kind": "boolean", "flag": "bool-flag", "default": false}),
+            json!({"flag": "bool-flag", "value": true, "variant": "on", "reason": "STATIC", "error": null}),
+        ),
+        (
+            json!({"kind": "string", "flag": "string-flag", "default": "dflt",
+                   "context": {"targetingKey": "u1", "email": "a@example.com"}}),
+            json!({"flag": "string-flag", "value": "YES", "variant": "yes", "reason": "TARGETING_MATCH", "error": null}),
+        ),
+        (
+            json!({"kind": "string", "flag": "string-flag", "default": "dflt", "context": {"email": "b@example.com"}}),
+            json!({"flag": "string-flag", "value": "NO", "variant": "no", "reason": "DEFAULT", "error": null}),
+        ),
+        (
+            json!({"kind": "integer", "flag": "int-flag", "default": 0}),
+            json!({"flag": "int-flag", "value": 42, "variant": "answer", "reason": "STATIC", "error": null}),
+        ),
+        (
+            json!({"kind": "float", "flag": "float-flag", "default": 0.0}),
+            json!({"flag": "float-flag", "value": 1.5, "variant": "half", "reason": "STATIC", "error": null}),
+        ),
+        (
+            json!({"kind": "object", "flag": "object-flag", "default": {}}),
+            json!({"flag": "object-flag", "value": {"a": 1, "b": "x"}, "variant": "obj", "reason": "STATIC", "error": null}),
+        ),
+        // flagd 0.16 answers a disabled flag with reason DISABLED and no value (inventory 2.8), and so does
+        // flagpole. These provider releases predate OFREP's optional value (protocol ADR 0006): they report a
+        // missing value as GENERAL and return the caller's default — against flagd exactly the same.
+        (
+            json!({"kind": "boolean", "flag": "disabled-flag", "default": false}),
+            json!({"flag": "disabled-flag", "value": false, "variant": null, "reason": "ERROR", "error": "GENERAL"}),
+        ),
+        (
+            json!({"kind": "boolean", "flag": "missing-flag", "default": true}),
+            json!({"flag": "missing-flag", "value": true, "variant": null, "reason": "ERROR", "error": "FLAG_NOT_FOUND"}),
+        ),
+    ]
+}
+
+fn clients_dir() -> PathBuf {
+    std::env::var_os("FLAGPOLE_TEST_CLIENTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/test-clients"))
+}
+
+/// Runs a client program and returns its output lines as JSON.
+async fn run_client(mut command: tokio::process::Command, what: &str) -> Vec<Value> {
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(CLIENT_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {CLIENT_TIMEOUT:?}"))
+        .unwrap_or_else(|e| {
+            panic!("{what} could not start ({e}); run scripts/install-test-clients.sh")
+        });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{what} printed {line:?}: {e}"))
+        })
+        .collect()
+}
+
+/// Compares every line with the expectation, and reports all differences at once.
+fn check(what: &str, lines: &[Value], expected: &[Value]) {
+    let differences: Vec<String> = expected
+        .iter()
+        .zip(lines.iter().map(Some).chain(std::iter::repeat(None)))
+        .filter(|(want, got)| Some(*want) != *got)
+        .map(|(want, got)| format!("  want {want}\n  got  {got:?}"))
+        .collect();
+    assert!(
+        differences.is_empty() && lines.len() == expected.len(),
+        "{what}:\n{}",
+        differences.join("\n")
+    );
+}
+
+async fn daemon_and_checks() -> (flagpole::Daemon, tempfile::TempDir, String, Vec<Value>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.json");
+    write_atomic(&path, FLAGS);
+    let daemon = start_with_files(&[&path]).await;
+    let base_url = format!("http://127.0.0.1:{}", daemon.addrs().ofrep.port());
+    let checks = cases().into_iter().map(|(c, _)| c).collect();
+    (daemon, dir, base_url, checks)
+}
+
+#[tokio::test]
+async fn python_ofrep_provider_evaluates_against_flagpole() {
+    let python = clients_dir().join("python-latest/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/install-test-clients.sh",
+        python.display()
+    );
+    let (daemon, _dir, base_url, checks) = daemon_and_checks().await;
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(workspace_root().join("clients/python/ofrep_check.py"))
+        .arg(&base_url)
+        .arg(Value::Array(checks).to_string());
+    let lines = run_client(command, "python ofrep client").await;
+    let expected: Vec<Value> = cases().into_iter().map(|(_, e)| e).collect();
+    check("python ofrep client", &lines, &expected);
+    daemon.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn node_ofrep_provider_evaluates_against_flagpole() {
+    let node_dir = workspace_root().join("clients/node");
+    assert!(
+        node_dir
+            .join("node_modules/@openfeature/ofrep-provider")
+            .is_dir(),
+        "the Node OFREP provider is missing: run scripts/install-test-clients.sh"
+    );
+    let (daemon, _dir, base_url, checks) = daemon_and_checks().await;
+    let mut command = tokio::process::Command::new("node");
+    command
+        .current_dir(&node_dir)
+        .arg("ofrep-check.mjs")
+        .arg(&base_url)
+        .arg(Value::Array(checks).to_string());
+    let lines = run_client(command, "node ofrep client").await;
+    let expected: Vec<Value> = cases().into_iter().map(|(_, e)| e).collect();
+    check("node ofrep client", &lines, &expected);
+    daemon.shutdown().await.expect("clean shutdown");
+}
