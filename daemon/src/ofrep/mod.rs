@@ -75,6 +75,11 @@ struct Configuration {
 
 /// The OFREP router over `services`.
 pub fn router(services: Services, metrics: Metrics, options: &OfrepOptions) -> Router {
+    if options.cors_origins.is_empty() {
+        tracing::info!(
+            "OFREP allows cross-origin requests from every origin (flagd's default); restrict with --cors-origin"
+        );
+    }
     let config_body = configuration_body();
     let state = Ofrep {
         services,
