@@ -78,7 +78,7 @@ enum LoadError {
 fn context(user: u64) -> String {
     format!(
         r#"{{"context":{{"targetingKey":"user-{user}","email":"user{user}@{}","country":"{}","plan":"{}","age":{}}}}}"#,
-        if user % 3 == 0 {
+        if user.is_multiple_of(3) {
             "example.com"
         } else {
             "example.org"
