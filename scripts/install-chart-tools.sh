@@ -24,16 +24,22 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 # A binary counts as installed only if it is the pinned version (a stamp file next to it says which).
-install_go_tool() { # name module version
-    local name=$1 module=$2 version=$3
-    if [[ -x "$BIN/$name" && "$(cat "$BIN/.$name.version" 2>/dev/null)" == "$version" ]]; then
+install_go_tool() { # name module version [ldflags]
+    local name=$1 module=$2 version=$3 ldflags=${4:-}
+    if [[ -x "$BIN/$name" && "$(cat "$BIN/.$name.version" 2>/dev/null)" == "$version $ldflags" ]]; then
         return
     fi
     echo "install-chart-tools: go install $module@$version" >&2
-    GOBIN="$BIN" GOFLAGS=-buildvcs=false go install "$module@$version"
-    echo "$version" >"$BIN/.$name.version"
+    GOBIN="$BIN" GOFLAGS=-buildvcs=false go install -ldflags "$ldflags" "$module@$version"
+    echo "$version $ldflags" >"$BIN/.$name.version"
 }
-install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+# helm's release builds stamp their version and default Kubernetes version (the one of the client-go they
+# build with, 1.37 for v3.22) with -X; a plain `go install` would say v1.20, below the chart's kubeVersion.
+HELM_LDFLAGS="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in pkg/lint/rules pkg/chartutil; do
+    HELM_LDFLAGS+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=37"
+done
+install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$HELM_LDFLAGS"
 install_go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 
 SCHEMAS="$TOOLS/kubernetes-json-schema"
