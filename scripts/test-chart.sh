@@ -104,6 +104,27 @@ for want in '- start' 'path: /healthz' 'path: /readyz' '"file:/etc/flagpole/flag
         fail "default: renders '$want'"
     fi
 done
+# A ConfigMap made outside the chart: mounted and read, none rendered.
+if render existing --set flags.existingConfigMap.name=app-flags \
+    --set 'flags.existingConfigMap.keys={b.yaml,a.json}' && check existing &&
+    ! grep -q '^kind: ConfigMap$' "$OUT/existing.yaml" &&
+    grep -A1 -- '- --uri' "$OUT/existing.yaml" | grep -v -- '--' | tr -d ' -' | paste -sd, - |
+    grep -qx '"file:/etc/flagpole/flags/a.json","file:/etc/flagpole/flags/b.yaml"' &&
+    grep -q 'name: app-flags' "$OUT/existing.yaml"; then
+    pass "existing ConfigMap: mounted, one --uri per key in name order, no ConfigMap rendered"
+else
+    fail "existing ConfigMap: mounted, one --uri per key in name order, no ConfigMap rendered"
+fi
+# Remote sources only: no flag volume at all, and the sources JSON is one argument.
+if render remote --set flags.example=false \
+    --set-json 'sources=[{"uri":"https://flags.example.com/f.json","provider":"http","interval":30}]' &&
+    check remote && ! grep -q 'name: flags$' "$OUT/remote.yaml" &&
+    grep -qF -- '- "[{\"interval\":30,\"provider\":\"http\",\"uri\":\"https://flags.example.com/f.json\"}]"' \
+        "$OUT/remote.yaml"; then
+    pass "remote sources only: --sources JSON, no flag volume"
+else
+    fail "remote sources only: --sources JSON, no flag volume"
+fi
 if grep -q 'subPath:' "$OUT/default.yaml" "$OUT/all-features.yaml"; then
     fail "no subPath mount (it would freeze ConfigMap updates)"
 else
