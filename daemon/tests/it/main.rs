@@ -14,6 +14,7 @@ mod service_streams;
 mod service_support;
 mod testbed_start;
 mod source_http;
+mod transport_connect;
 mod transport_tls;
 mod transport_unix;
 mod validate_cmd;
