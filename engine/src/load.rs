@@ -315,13 +315,14 @@ pub fn parse_document(
         .get("flagSetId")
         .and_then(Value::as_str)
         .map(Arc::<str>::from);
+    let shared_metadata = Arc::new(set_metadata);
     let mut flags = Vec::with_capacity(entries.len());
     for (key, value, index) in entries {
         flags.push(Arc::new(build_flag(
             key,
             value,
             index,
-            &set_metadata,
+            &shared_metadata,
             &set_flag_set_id,
             &locator,
         )?));
@@ -329,7 +330,7 @@ pub fn parse_document(
 
     Ok(Loaded {
         flags,
-        metadata: set_metadata,
+        metadata: Arc::unwrap_or_clone(shared_metadata),
         warnings: violations,
     })
 }
@@ -349,7 +350,7 @@ fn build_flag(
     key: String,
     value: Value,
     index: Option<usize>,
-    set_metadata: &Metadata,
+    set_metadata: &Arc<Metadata>,
     set_flag_set_id: &Option<Arc<str>>,
     locator: &Locator<'_>,
 ) -> Result<Flag, LoadError> {
@@ -422,7 +423,7 @@ fn build_flag(
             ));
         }
     };
-    let mut metadata = match fields.remove("metadata") {
+    let mut metadata: Metadata = match fields.remove("metadata") {
         None | Some(Value::Null) => Metadata::new(),
         Some(Value::Object(metadata)) => metadata,
         Some(other) => {
@@ -432,15 +433,16 @@ fn build_flag(
             ));
         }
     };
-    if metadata.is_empty() {
-        metadata = set_metadata.clone();
+    let metadata = if metadata.is_empty() {
+        set_metadata.clone()
     } else {
-        for (k, v) in set_metadata {
+        for (k, v) in set_metadata.iter() {
             if !metadata.contains_key(k) {
                 metadata.insert(k.clone(), v.clone());
             }
         }
-    }
+        Arc::new(metadata)
+    };
     let flag_set_id = match metadata.get("flagSetId") {
         Some(Value::String(id)) => match set_flag_set_id {
             Some(set_id) if **set_id == **id => Some(set_id.clone()),

@@ -51,8 +51,9 @@ pub struct Flag {
     /// Targeting as compact JSON text with `$evaluators` inlined, exactly as re-emitted in the sync payload;
     /// `None` when absent or `{}`.
     pub raw_targeting: Option<RawJson>,
-    /// The flag's metadata with the flag-set metadata merged under it (flag keys win).
-    pub metadata: Metadata,
+    /// The flag's metadata with the flag-set metadata merged under it (flag keys win). Flags without
+    /// metadata of their own share their set's map.
+    pub metadata: Arc<Metadata>,
     /// `metadata.flagSetId` of the flag or, failing that, of its set, when it is a string.
     pub flag_set_id: Option<Arc<str>>,
 }

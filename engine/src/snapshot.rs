@@ -318,7 +318,7 @@ fn write_flag(out: &mut Vec<u8>, record: &Record) {
     push_json(out, &*record.source);
     if !flag.metadata.is_empty() {
         out.extend_from_slice(b",\"metadata\":");
-        push_json(out, &flag.metadata);
+        push_json(out, &*flag.metadata);
     }
     out.push(b'}');
 }

@@ -105,7 +105,7 @@ pub fn selector_reflection(selector: &Selector) -> Struct {
 /// over it, `null` values left out.
 pub fn flag_metadata(selector: &Selector, flag: &Flag) -> Struct {
     let mut s = selector_reflection(selector);
-    for (key, value) in &flag.metadata {
+    for (key, value) in flag.metadata.iter() {
         if !value.is_null() {
             s.fields.insert(key.clone(), json_to_value(value));
         }

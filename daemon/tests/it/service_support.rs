@@ -60,7 +60,7 @@ pub fn flag(key: &str, definition: Value, set_metadata: Value) -> Arc<Flag> {
             .as_ref()
             .map(|t| Rule::compile(t).expect("fixture targeting compiles")),
         raw_targeting: targeting.as_ref().map(flagpole_engine::RawJson::from_value),
-        metadata,
+        metadata: metadata.into(),
         flag_set_id,
     })
 }

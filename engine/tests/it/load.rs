@@ -180,7 +180,7 @@ fn set_metadata_merges_under_flag_metadata_and_gives_the_flag_set() {
     let plain = flag(&loaded, "plain");
     assert_eq!(plain.flag_set_id.as_deref(), Some("set"));
     assert_eq!(
-        plain.metadata,
+        *plain.metadata,
         json!({"flagSetId": "set", "version": "1", "team": "a"})
             .as_object()
             .cloned()
