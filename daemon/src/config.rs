@@ -451,6 +451,8 @@ pub enum SourceKind {
     },
     /// An http(s) URL, polled.
     Http(Box<crate::sources::http::HttpConfig>),
+    /// A flagd.sync.v1 upstream (another flagpole or flagd), streamed.
+    Grpc(Box<crate::sources::grpc::GrpcConfig>),
 }
 
 /// The daemon's configuration: everything `flagpole::run` needs.
@@ -996,7 +998,17 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
         .iter()
         .any(|p| uri.starts_with(p))
     {
-        return remote(RemoteProvider::Grpc);
+        let (identity, config) =
+            crate::sources::grpc::GrpcConfig::from_uri(uri).map_err(|message| {
+                ConfigError::InvalidValue {
+                    key: "uri",
+                    message,
+                }
+            })?;
+        return Ok(SourceConfig {
+            identity: Arc::from(identity),
+            kind: SourceKind::Grpc(Box::new(config)),
+        });
     }
     if uri.starts_with("gs://") {
         return remote(RemoteProvider::Gcs);
@@ -1136,7 +1148,12 @@ impl SourceEntry {
             "fsnotify" => file_source(path, FileProvider::Fsnotify),
             "fileinfo" => file_source(path, FileProvider::Fileinfo),
             "http" => http_source(&uri, options).map_err(invalid),
-            "grpc" => remote(RemoteProvider::Grpc),
+            "grpc" => crate::sources::grpc::GrpcConfig::from_options(&uri, options)
+                .map(|config| SourceConfig {
+                    identity: Arc::from(uri.as_str()),
+                    kind: SourceKind::Grpc(Box::new(config)),
+                })
+                .map_err(invalid),
             "kubernetes" => remote(RemoteProvider::Kubernetes),
             "gcs" => remote(RemoteProvider::Gcs),
             "azblob" => remote(RemoteProvider::Azblob),
@@ -1386,13 +1403,10 @@ mod tests {
                 .map(|s| s.identity),
             Some(Arc::from("https://host/flags.json"))
         );
-        assert!(matches!(
-            parse_uri("grpcs://sync:443"),
-            Err(ConfigError::UnsupportedProvider {
-                provider: "grpc",
-                ..
-            })
-        ));
+        assert_eq!(
+            parse_uri("grpcs://sync:443").ok().map(|s| s.identity),
+            Some(Arc::from("sync:443"))
+        );
         assert!(matches!(
             parse_uri("core.openfeature.dev/ns/name"),
             Err(ConfigError::UnsupportedProvider {

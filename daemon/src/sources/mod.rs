@@ -11,6 +11,7 @@
 //! sources (the configuration rejects them as not supported yet).
 
 pub mod file;
+pub mod grpc;
 pub mod http;
 pub mod watch;
 
@@ -124,6 +125,9 @@ pub enum SourceError {
     /// The first fetch of an http source failed (and the source is not `lazy`).
     #[error("http source: {0} (set \"lazy\": true on the source to start without it)")]
     Http(#[source] Box<http::HttpError>),
+    /// The first stream of a grpc source could not be opened (and the source is not `lazy`).
+    #[error("{0} (set \"lazy\": true on the source to start without it)")]
+    Grpc(#[source] Box<grpc::GrpcError>),
     /// The TLS client could not be set up.
     #[error("cannot set up the TLS client: {message}")]
     Tls {
@@ -159,6 +163,10 @@ pub async fn start(
         let task = match &source.kind {
             SourceKind::File { path, .. } => match FileSource::new(path.clone(), context) {
                 Ok(source) => source.start(&mut watcher, shutdown.clone()).await,
+                Err(error) => Err(error),
+            },
+            SourceKind::Grpc(config) => match grpc::GrpcSource::new((**config).clone(), context) {
+                Ok(source) => source.start(shutdown.clone()).await,
                 Err(error) => Err(error),
             },
             SourceKind::Http(config) => match http::HttpSource::new((**config).clone(), context) {

@@ -198,7 +198,11 @@ fn bad_values_are_config_errors() {
             ],
             "interval must be at most 86400",
         ),
-        (&["start", "-f", "grpc://sync:8015"], "not supported yet"),
+        (&["start", "-f", "grpc://sync"], "expected host:port"),
+        (
+            &["start", "-f", "core.openfeature.dev/ns/name"],
+            "not supported yet",
+        ),
         (&["start", "-f", "ftp://x/flags.json"], "invalid sync uri"),
         (
             &["start", "-f", "file:flags.txt"],

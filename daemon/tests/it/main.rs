@@ -12,7 +12,7 @@ mod runtime_support;
 mod service_evaluation;
 mod service_streams;
 mod service_support;
-mod testbed_start;
+mod source_grpc;
 mod source_http;
 mod transport_connect;
 mod transport_tls;

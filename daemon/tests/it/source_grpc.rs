@@ -1,0 +1,234 @@
+//! The grpc source: a three-level chain of in-process daemons (file → top → middle → bottom) whose file
+//! edits reach an EventStream subscriber at the bottom, an upstream restart survived with the last good
+//! flags, the body selector, and the startup error and `lazy` option.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagpole::Daemon;
+use flagpole::config::{SourceConfig, SourceKind};
+use flagpole::sources::RemoteOptions;
+use flagpole::sources::grpc::GrpcConfig;
+use flagpole_engine::Value;
+use flagpole_proto::evaluation_v1 as v1;
+use tokio::time::{Instant, timeout};
+
+use crate::runtime_support::{
+    CHANGE_TIMEOUT, default_value, file_source, local_config, one_flag, start_with_files, wait_for,
+    write_atomic,
+};
+
+/// Edits timed through the chain in the latency test.
+const EDITS: usize = 20;
+
+fn grpc_source(upstream: SocketAddr, options: RemoteOptions) -> SourceConfig {
+    let uri = format!("127.0.0.1:{}", upstream.port());
+    match GrpcConfig::from_options(&uri, options) {
+        Ok(config) => SourceConfig {
+            identity: Arc::from(uri.as_str()),
+            kind: SourceKind::Grpc(Box::new(config)),
+        },
+        Err(message) => panic!("bad grpc source: {message}"),
+    }
+}
+
+async fn start(sources: Vec<SourceConfig>) -> Daemon {
+    match flagpole::run(local_config(sources)).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("daemon did not start: {error}"),
+    }
+}
+
+fn value(text: &str) -> Option<Value> {
+    Some(Value::String(text.to_owned()))
+}
+
+#[tokio::test]
+async fn three_level_chain_carries_a_file_edit_to_an_event_stream_at_the_bottom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, one_flag("chained", "v0")).expect("write flags");
+    let top = start_with_files(&[&path]).await;
+    let middle = start(vec![grpc_source(
+        top.addrs().sync,
+        RemoteOptions::default(),
+    )])
+    .await;
+    let bottom = start(vec![grpc_source(
+        middle.addrs().sync,
+        RemoteOptions::default(),
+    )])
+    .await;
+    wait_for(&bottom, "the chain's first load", |s| {
+        default_value(s, "chained") == value("v0")
+    })
+    .await;
+
+    let channel = tonic::transport::Endpoint::from_shared(format!(
+        "http://127.0.0.1:{}",
+        bottom.addrs().evaluation.port()
+    ))
+    .expect("endpoint")
+    .connect()
+    .await
+    .expect("connect to the bottom daemon");
+    let mut events = v1::service_client::ServiceClient::new(channel)
+        .event_stream(v1::EventStreamRequest {})
+        .await
+        .expect("EventStream")
+        .into_inner();
+    let mut next_type = async || -> String {
+        match timeout(CHANGE_TIMEOUT, events.message()).await {
+            Ok(Ok(Some(message))) => message.r#type,
+            other => panic!("no event: {other:?}"),
+        }
+    };
+    assert_eq!(next_type().await, "provider_ready");
+
+    let mut latencies = Vec::with_capacity(EDITS);
+    for edit in 1..=EDITS {
+        let started = Instant::now();
+        write_atomic(&path, &one_flag("chained", &format!("v{edit}")));
+        loop {
+            if next_type().await == "configuration_change" {
+                break;
+            }
+        }
+        latencies.push(started.elapsed());
+        assert_eq!(
+            default_value(&bottom.store().snapshot(), "chained"),
+            value(&format!("v{edit}"))
+        );
+        // Let the file watcher settle so edits are not coalesced.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    latencies.sort_unstable();
+    println!(
+        "chain file→top→middle→bottom→EventStream over {EDITS} edits: min {:?}, median {:?}, max {:?}",
+        latencies[0],
+        latencies[EDITS / 2],
+        latencies[EDITS - 1]
+    );
+    let _ = bottom.shutdown().await;
+    let _ = middle.shutdown().await;
+    let _ = top.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upstream_restart_is_survived_with_the_last_good_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, one_flag("kept", "before")).expect("write flags");
+    let top = start_with_files(&[&path]).await;
+    let sync = top.addrs().sync;
+    let downstream = start(vec![grpc_source(sync, RemoteOptions::default())]).await;
+    wait_for(&downstream, "the first load", |s| {
+        default_value(s, "kept") == value("before")
+    })
+    .await;
+
+    let _ = top.shutdown().await;
+    // The stream breaks; the flags stay and the failure is counted.
+    let identity = format!("127.0.0.1:{}", sync.port());
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    loop {
+        let metrics = downstream.metrics().encode();
+        let failing = metrics.lines().any(|l| {
+            l.starts_with(&format!(
+                "flagpole_source_consecutive_failures{{source=\"{identity}\"}}"
+            )) && !l.ends_with(" 0")
+        });
+        if failing {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken stream was not counted: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        default_value(&downstream.store().snapshot(), "kept"),
+        value("before")
+    );
+    assert!(downstream.readiness().is_ready());
+
+    // The upstream comes back on the same port with new flags; the downstream reconnects.
+    write_atomic(&path, &one_flag("kept", "after"));
+    let mut config = local_config(vec![file_source(&path)]);
+    config.listen.sync = sync;
+    let restarted = match flagpole::run(config).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("the upstream did not restart: {error}"),
+    };
+    wait_for(&downstream, "the reconnection", |s| {
+        default_value(s, "kept") == value("after")
+    })
+    .await;
+    let _ = downstream.shutdown().await;
+    let _ = restarted.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_selector_is_sent_and_narrows_the_upstream_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    std::fs::write(&a, one_flag("from-a", "a")).expect("write a");
+    std::fs::write(&b, one_flag("from-b", "b")).expect("write b");
+    let top = start_with_files(&[&a, &b]).await;
+    let options = RemoteOptions {
+        selector: Some(format!("source={}", a.display())),
+        provider_id: Some("sidecar-1".into()),
+        headers: [("x-team".to_owned(), "flags".to_owned())].into(),
+        ..RemoteOptions::default()
+    };
+    let downstream = start(vec![grpc_source(top.addrs().sync, options)]).await;
+    wait_for(&downstream, "the selected flags", |s| {
+        default_value(s, "from-a") == value("a")
+    })
+    .await;
+    assert_eq!(
+        default_value(&downstream.store().snapshot(), "from-b"),
+        None
+    );
+    let metrics = top.metrics().encode();
+    assert!(
+        metrics.contains("provider_id=\"sidecar-1\""),
+        "the provider id is not in the upstream's stream metrics: {metrics}"
+    );
+    let _ = downstream.shutdown().await;
+    let _ = top.shutdown().await;
+}
+
+#[tokio::test]
+async fn first_stream_failure_is_a_startup_error_unless_the_source_is_lazy() {
+    // A port with nothing listening.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    match flagpole::run(local_config(vec![grpc_source(
+        closed,
+        RemoteOptions::default(),
+    )]))
+    .await
+    {
+        Ok(_) => panic!("an unreachable upstream must fail the start"),
+        Err(error) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("grpc source") && text.contains("lazy"),
+                "{text}"
+            );
+        }
+    }
+    let lazy = RemoteOptions {
+        lazy: Some(true),
+        ..RemoteOptions::default()
+    };
+    let daemon = start(vec![grpc_source(closed, lazy)]).await;
+    assert!(!daemon.readiness().is_ready());
+    let _ = daemon.shutdown().await;
+}
