@@ -4,7 +4,8 @@
 //! (with or without a trailing slash) and `GET /ofrep/v1/configuration`; flagd's response shapes, status codes
 //! and error objects (inventory 2.8, via [`wire`]); request bodies bounded in size and time ([`request`]);
 //! entity tags with `304 Not Modified` on bulk evaluation and configuration ([`etag`], beyond flagd 0.16);
-//! CORS as flagd configures it (every origin when `--cors-origin` is empty), plus `ETag` exposed to browsers.
+//! CORS as flagd configures it (`crate::transport::cors`, shared with the evaluation port: every origin when
+//! `--cors-origin` is empty; every response header exposed, so browsers can read `ETag`).
 //!
 //! It reuses the evaluation services' context assembly (`-X`, `-H`), `Flagd-Selector` parsing, flag lookup
 //! and metadata merging, so OFREP and gRPC answer alike.
@@ -30,10 +31,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flagpole_engine::{ErrorCode, EvalOptions, Evaluation, evaluate};
 use http::header::{CONTENT_TYPE, ETAG};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use tokio::time::Instant;
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::metrics::Metrics;
 use crate::service::Services;
@@ -98,49 +98,8 @@ pub fn router(services: Services, metrics: Metrics, options: &OfrepOptions) -> R
             state.metrics.clone(),
             record_request,
         ))
-        .layer(cors(&options.cors_origins))
+        .layer(crate::transport::cors::layer(&options.cors_origins))
         .with_state(state)
-}
-
-/// flagd's CORS settings (rs/cors): the configured origins, or every origin; methods HEAD, GET, POST, PUT,
-/// PATCH, DELETE; any request header. flagpole also exposes `ETag` so that browser clients can revalidate.
-fn cors(origins: &[String]) -> CorsLayer {
-    let allow_origin = if origins.is_empty() || origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        let origins = origins.to_vec();
-        AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin
-                .to_str()
-                .is_ok_and(|origin| origins.iter().any(|p| origin_matches(p, origin)))
-        })
-    };
-    CorsLayer::new()
-        .allow_origin(allow_origin)
-        .allow_methods([
-            Method::HEAD,
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-        ])
-        .allow_headers(AllowHeaders::mirror_request())
-        .expose_headers([ETAG])
-}
-
-/// Whether `origin` matches `pattern` (case-insensitive; at most one `*` wildcard).
-fn origin_matches(pattern: &str, origin: &str) -> bool {
-    let pattern = pattern.to_ascii_lowercase();
-    let origin = origin.to_ascii_lowercase();
-    match pattern.split_once('*') {
-        None => pattern == origin,
-        Some((prefix, suffix)) => {
-            origin.len() >= prefix.len() + suffix.len()
-                && origin.starts_with(prefix)
-                && origin.ends_with(suffix)
-        }
-    }
 }
 
 /// `GET /ofrep/v1/configuration` (OFREP's `configurationResponse`).
@@ -337,18 +296,4 @@ async fn record_request(State(metrics): State<Metrics>, request: Request, next: 
     let status = response.status().as_u16();
     metrics.record_http_request(&route, method.as_str(), status, "http", started.elapsed());
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origin_patterns_allow_one_wildcard() {
-        assert!(origin_matches("https://a.example", "https://A.example"));
-        assert!(!origin_matches("https://a.example", "https://b.example"));
-        assert!(origin_matches("https://*.example", "https://x.y.example"));
-        assert!(!origin_matches("https://*.example", "http://x.example"));
-        assert!(!origin_matches("https://*.example", "https://.exampl"));
-    }
 }
