@@ -14,6 +14,7 @@ mod service_streams;
 mod service_support;
 mod source_grpc;
 mod source_http;
+mod testbed_start;
 mod transport_connect;
 mod transport_tls;
 mod transport_unix;
