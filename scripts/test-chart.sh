@@ -131,6 +131,55 @@ else
     pass "no subPath mount (it would freeze ConfigMap updates)"
 fi
 
+# Every value that values.schema.json describes has a comment right above it in values.yaml.
+if uncommented=$("$TOOLS/venv/bin/python" - "$CHART/values.schema.json" "$CHART/values.yaml" <<'PY'
+import json, re, sys
+
+schema = json.load(open(sys.argv[1]))
+stack = [(-1, schema)]  # (indent, schema node of the key at that indent)
+after_comment = False
+for number, line in enumerate(open(sys.argv[2]).read().splitlines(), 1):
+    if line.strip().startswith("#"):
+        after_comment = True
+        continue
+    key = re.match(r"^( *)([A-Za-z][A-Za-z0-9]*):", line)
+    if key:
+        indent = len(key[1])
+        while stack[-1][0] >= indent:
+            stack.pop()
+        node = (stack[-1][1] or {}).get("properties", {}).get(key[2])
+        if node and "description" in node and not after_comment:
+            print(f"values.yaml:{number}: {key[2]} has no comment")
+        stack.append((indent, node))
+    after_comment = False
+PY
+) && [[ -z "$uncommented" ]]; then
+    pass "values.yaml: every value is commented"
+else
+    echo "$uncommented" >&2
+    fail "values.yaml: every value is commented"
+fi
+
+# The flag files the chart ships or renders load in flagpole itself (`flagpole validate --strict`).
+"$TOOLS/venv/bin/python" - "$OUT/all-features.yaml" "$OUT/flagfiles" <<'PY'
+import os, sys, yaml
+
+os.makedirs(sys.argv[2], exist_ok=True)
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc["kind"] == "ConfigMap":
+        for name, text in doc["data"].items():
+            with open(os.path.join(sys.argv[2], name), "w") as out:
+                out.write(text)
+PY
+if cargo build --quiet -p flagpole --bin flagpole &&
+    target/debug/flagpole validate --strict "$OUT"/flagfiles/* >"$OUT/validate.log" 2>&1 &&
+    [[ $(find "$OUT/flagfiles" -type f | wc -l) == 3 ]]; then
+    pass "flag files in the rendered ConfigMap pass flagpole validate --strict"
+else
+    cat "$OUT/validate.log" >&2 || true
+    fail "flag files in the rendered ConfigMap pass flagpole validate --strict"
+fi
+
 # Values that must be refused: by values.schema.json, by a template's own check, or by kubeconform on the
 # rendered manifest. Each one must make the run fail, so a chart that accepts them fails this test.
 refused() { # description, then helm args
