@@ -311,6 +311,9 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         management = %addrs.management,
         sync = %addrs.sync,
         ofrep = %addrs.ofrep,
+        evaluation_socket = ?config.pending.socket_path,
+        sync_socket = ?config.pending.sync_socket_path,
+        tls = config.pending.tls.is_some(),
         sources = config.sources.len(),
         "flagpole started"
     );
