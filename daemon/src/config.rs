@@ -157,9 +157,15 @@ pub struct StartArgs {
     #[arg(short = 'g', long, env = "FLAGD_SYNC_PORT")]
     pub sync_port: Option<u16>,
 
-    /// OFREP port (not effective yet: OFREP is not served). [default: 8016]
+    /// OFREP port: the OpenFeature Remote Evaluation Protocol over HTTP. [default: 8016]
     #[arg(short = 'r', long, env = "FLAGD_OFREP_PORT")]
     pub ofrep_port: Option<u16>,
+
+    /// Serve OFREP over TLS with the --server-cert-path/--server-key-path pair (flagpole only: flagd serves
+    /// OFREP in plain HTTP). [default: false]
+    #[arg(long, env = "FLAGD_OFREP_TLS", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub ofrep_tls: Option<bool>,
 
     /// Serve evaluation on this unix socket instead of the TCP port (not effective yet).
     #[arg(short = 'd', long, env = "FLAGD_SOCKET_PATH", value_name = "PATH")]
@@ -361,7 +367,7 @@ pub struct Listen {
     pub management: SocketAddr,
     /// Sync service.
     pub sync: SocketAddr,
-    /// OFREP (not served yet).
+    /// OFREP.
     pub ofrep: SocketAddr,
 }
 
@@ -472,6 +478,8 @@ pub struct Config {
     pub stream_deadline: Option<Duration>,
     /// `--disable-sync-metadata`.
     pub disable_sync_metadata: bool,
+    /// `--ofrep-tls`: OFREP uses the TLS certificate too (then `pending.tls` is set).
+    pub ofrep_tls: bool,
     /// `--max-request-body`; `None` for no limit.
     pub max_request_body: Option<u64>,
     /// `--max-request-header`; `None` for the default.
@@ -500,6 +508,7 @@ impl Config {
             context_from_headers: Vec::new(),
             stream_deadline: None,
             disable_sync_metadata: false,
+            ofrep_tls: false,
             max_request_body: Some(DEFAULT_MAX_REQUEST_BYTES),
             max_request_header: Some(DEFAULT_MAX_REQUEST_BYTES),
             keep_alive_min_time: Duration::from_secs(30),
@@ -812,6 +821,13 @@ fn start_config(
         pick!(args.otel_key_path, "otel-key-path", string),
         pick!(args.otel_ca_path, "otel-ca-path", string),
     );
+    let ofrep_tls = pick!(args.ofrep_tls, "ofrep-tls", bool).unwrap_or(false);
+    if ofrep_tls && pending.tls.is_none() {
+        return Err(ConfigError::InvalidValue {
+            key: "ofrep-tls",
+            message: "needs --server-cert-path and --server-key-path".to_owned(),
+        });
+    }
     warn_pending(&pending, warnings);
 
     Ok(Config {
@@ -825,6 +841,7 @@ fn start_config(
         stream_deadline: (!stream_deadline.is_zero()).then_some(stream_deadline),
         disable_sync_metadata: pick!(args.disable_sync_metadata, "disable-sync-metadata", bool)
             .unwrap_or(false),
+        ofrep_tls,
         max_request_body: (max_request_body != 0).then_some(max_request_body),
         max_request_header: (max_request_header != 0).then_some(max_request_header),
         keep_alive_min_time,
@@ -1204,6 +1221,7 @@ const KNOWN_KEYS: &[&str] = &[
     "management-port",
     "sync-port",
     "ofrep-port",
+    "ofrep-tls",
     "socket-path",
     "sync-socket-path",
     "server-cert-path",

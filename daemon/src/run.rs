@@ -264,12 +264,12 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         management_stop.clone(),
     ));
     let mut servers = JoinSet::new();
-    // OFREP: plain TCP (flagd never puts it on TLS), the same header limit, flagd's read timeouts (the body
-    // timeout is the router's).
+    // OFREP: TCP, plain as in flagd unless `--ofrep-tls`; the same header limit, flagd's read timeouts (the
+    // body timeout is the router's).
     servers.spawn(serve_transport(
         "ofrep",
         Listener::Tcp(ofrep),
-        None,
+        tls.clone().filter(|_| config.ofrep_tls),
         ofrep_router,
         HttpLimits {
             max_header_bytes: config

@@ -692,3 +692,86 @@ proptest! {
         prop_assert!(BODY_STATUSES.contains(&response.status().as_u16()), "{}", response.status());
     }
 }
+
+/// Writes a fresh CA and a `localhost` certificate signed by it to `dir`; returns the CA certificate.
+fn write_test_certificates(dir: &std::path::Path) -> rustls::pki_types::CertificateDer<'static> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
+    ca.der().clone()
+}
+
+#[tokio::test]
+async fn ofrep_tls_serves_ofrep_over_tls_and_needs_a_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = write_test_certificates(dir.path());
+    let flags = dir.path().join("flags.json");
+    write_atomic(&flags, &one_flag("tls-flag", "secure"));
+    let mut config =
+        crate::runtime_support::local_config(vec![crate::runtime_support::file_source(&flags)]);
+    config.pending.tls = Some((dir.path().join("cert.pem"), dir.path().join("key.pem")));
+    config.ofrep_tls = true;
+    let daemon = flagpole::run(config).await.expect("daemon starts");
+    let addr = daemon.addrs().ofrep;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("CA is usable");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let server_name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector
+        .connect(server_name, tcp)
+        .await
+        .expect("TLS handshake");
+    let body = r#"{"context":{}}"#;
+    let request = format!(
+        "POST /ofrep/v1/evaluate/flags/tls-flag HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    // A peer that closes without close_notify is fine here: the whole response has arrived.
+    let _ = tls.read_to_end(&mut raw).await;
+    let reply = parse_reply(&raw);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["value"], "secure");
+
+    // Plain HTTP on the TLS port gets no OFREP answer.
+    let plain = send(addr, "POST", &flag_path("tls-flag"), &[], b"{}").await;
+    assert_ne!(plain.status, 200);
+    daemon.shutdown().await.expect("clean shutdown");
+
+    // Without a certificate the option is a configuration error.
+    use clap::Parser;
+    let args = flagpole::config::Args::try_parse_from([
+        "flagpole",
+        "start",
+        "--ofrep-tls",
+        "-f",
+        "x.json",
+    ])
+    .expect("clap parse");
+    match flagpole::config::Invocation::try_from(args) {
+        Err(flagpole::config::ConfigError::InvalidValue { key, .. }) => {
+            assert_eq!(key, "ofrep-tls")
+        }
+        other => panic!("expected an ofrep-tls error, got {other:?}"),
+    }
+}
