@@ -13,6 +13,7 @@ use flagpole::ofrep::{OfrepOptions, router};
 use flagpole::service::{ServiceConfig, Services};
 use flagpole::store::Store;
 use flagpole::transport::{HttpLimits, Listener};
+use futures::StreamExt;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -774,4 +775,20 @@ async fn ofrep_tls_serves_ofrep_over_tls_and_needs_a_certificate() {
         }
         other => panic!("expected an ofrep-tls error, got {other:?}"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_never_finishes_gets_408_after_the_read_timeout() {
+    let store = fixture_store();
+    let app = app(&store, ServiceConfig::default(), &OfrepOptions::default());
+    // One chunk, then nothing: the stream never ends.
+    let chunks = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+        b"{\"context\":",
+    ))])
+    .chain(futures::stream::pending());
+    let request = http::Request::post(BULK)
+        .body(Body::from_stream(chunks))
+        .expect("request");
+    let response = app.oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), http::StatusCode::REQUEST_TIMEOUT);
 }
