@@ -209,6 +209,11 @@ pub fn parse_document(
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(LoadError::TooLarge { bytes: text.len() });
     }
+    if format == Format::Json
+        && let Some(result) = parse_plain_json(text, options)
+    {
+        return result;
+    }
     let doc = match format {
         Format::Json => parse_json(text)?,
         Format::Yaml => parse_yaml(text)?,
@@ -335,6 +340,187 @@ pub fn parse_document(
     })
 }
 
+/// The common JSON document, loaded without building a [`Value`] tree for the `flags` map or the flag
+/// objects in it: a root object whose `flags` is a map of flag objects, no `$evaluators` (or an empty
+/// one), and no duplicated root or flag field. `None` means "not that shape": the caller then runs the
+/// general path, which also produces the errors (with their positions) for broken documents.
+fn parse_plain_json(text: &str, options: &LoadOptions) -> Option<Result<Loaded, LoadError>> {
+    let PlainDocument {
+        mut flags,
+        mut root,
+    } = serde_json::from_str(text).ok()?;
+    match root.get("$evaluators") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(evaluators)) if evaluators.is_empty() => {}
+        Some(_) => return None,
+    }
+    if !matches!(
+        root.get("metadata"),
+        None | Some(Value::Null) | Some(Value::Object(_))
+    ) {
+        return None;
+    }
+    if flags.len() > MAX_FLAGS {
+        return Some(Err(LoadError::TooManyFlags { count: flags.len() }));
+    }
+    // A JSON object with a repeated key keeps the last value, at the key's sorted place.
+    flags.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut deduplicated: Vec<(String, FlagParts)> = Vec::with_capacity(flags.len());
+    for (key, parts) in flags {
+        match deduplicated.last_mut() {
+            Some(last) if last.0 == key => last.1 = parts,
+            _ => deduplicated.push((key, parts)),
+        }
+    }
+    let flags = deduplicated;
+
+    root.insert("flags".to_owned(), Value::Object(Map::new()));
+    let root = Value::Object(root);
+    let fields: Vec<(String, schema::FlagFields<'_>)> = flags
+        .iter()
+        .map(|(key, parts)| (key.clone(), parts.schema_fields()))
+        .collect();
+    let violations = schema::validate_split(&root, &fields);
+    drop(fields);
+    if options.strict && !violations.is_empty() {
+        return Some(Err(LoadError::Schema { violations }));
+    }
+    let Value::Object(mut root) = root else {
+        return None;
+    };
+    let set_metadata = match root.remove("metadata") {
+        Some(Value::Object(metadata)) => metadata,
+        _ => Metadata::new(),
+    };
+    let locator = Locator {
+        text,
+        format: Format::Json,
+    };
+    let set_flag_set_id = set_metadata
+        .get("flagSetId")
+        .and_then(Value::as_str)
+        .map(Arc::<str>::from);
+    let shared_metadata = Arc::new(set_metadata);
+    let mut loaded = Vec::with_capacity(flags.len());
+    for (key, parts) in flags {
+        match build_flag_from_parts(
+            key,
+            parts,
+            None,
+            &shared_metadata,
+            &set_flag_set_id,
+            &locator,
+        ) {
+            Ok(flag) => loaded.push(Arc::new(flag)),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    Some(Ok(Loaded {
+        flags: loaded,
+        metadata: Arc::unwrap_or_clone(shared_metadata),
+        warnings: violations,
+    }))
+}
+
+/// A document of the shape [`parse_plain_json`] handles; deserialising anything else fails.
+struct PlainDocument {
+    /// The `flags` map, in document order.
+    flags: Vec<(String, FlagParts)>,
+    /// Every other root field.
+    root: Map<String, Value>,
+}
+
+impl<'de> serde::Deserialize<'de> for PlainDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PlainDocumentVisitor)
+    }
+}
+
+struct PlainDocumentVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainDocumentVisitor {
+    type Value = PlainDocument;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a flag document object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<PlainDocument, A::Error> {
+        use serde::de::Error;
+        let mut flags = None;
+        let mut root = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "flags" {
+                if flags.is_some() {
+                    return Err(A::Error::custom("duplicate `flags`"));
+                }
+                flags = Some(map.next_value::<PlainFlags>()?.0);
+            } else {
+                let value: Value = map.next_value()?;
+                if root.insert(key, value).is_some() {
+                    return Err(A::Error::custom("duplicate root field"));
+                }
+            }
+        }
+        let flags = flags.ok_or_else(|| A::Error::custom("no `flags`"))?;
+        Ok(PlainDocument { flags, root })
+    }
+}
+
+/// One flag definition that is a JSON object (a derived `Deserialize` alone would accept an array too).
+struct PlainFlag(FlagParts);
+
+impl<'de> serde::Deserialize<'de> for PlainFlag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PlainFlagVisitor)
+    }
+}
+
+struct PlainFlagVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainFlagVisitor {
+    type Value = PlainFlag;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a flag object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PlainFlag, A::Error> {
+        let deserializer = serde::de::value::MapAccessDeserializer::new(map);
+        <FlagParts as serde::Deserialize>::deserialize(deserializer).map(PlainFlag)
+    }
+}
+
+/// The map form of `flags`, every definition an object.
+struct PlainFlags(Vec<(String, FlagParts)>);
+
+impl<'de> serde::Deserialize<'de> for PlainFlags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PlainFlagsVisitor)
+    }
+}
+
+struct PlainFlagsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainFlagsVisitor {
+    type Value = PlainFlags;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of flag objects")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PlainFlags, A::Error> {
+        let mut flags = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
+        while let Some(key) = map.next_key::<String>()? {
+            flags.push((key, map.next_value::<PlainFlag>()?.0));
+        }
+        Ok(PlainFlags(flags))
+    }
+}
+
 fn not_an_object(doc: &Value) -> LoadError {
     LoadError::Malformed {
         path: String::new(),
@@ -370,9 +556,15 @@ fn build_flag(
         at: locator.find_flag(&key),
     };
     // Go decodes `null` into a zero-valued flag (enabled, no variants) without an error.
-    let mut fields = match value {
-        Value::Object(fields) => fields,
-        Value::Null => Map::new(),
+    let parts = match value {
+        Value::Object(mut fields) => FlagParts {
+            state: fields.remove("state"),
+            variants: fields.remove("variants"),
+            default_variant: fields.remove("defaultVariant"),
+            targeting: fields.remove("targeting"),
+            metadata: fields.remove("metadata"),
+        },
+        Value::Null => FlagParts::default(),
         other => {
             return Err(malformed(
                 "",
@@ -380,8 +572,69 @@ fn build_flag(
             ));
         }
     };
+    build_flag_from_parts(key, parts, index, set_metadata, set_flag_set_id, locator)
+}
 
-    let (state, state_raw) = match fields.remove("state") {
+/// The fields of a flag definition the loader reads (anything else in a definition is ignored).
+#[derive(Debug, Default, serde::Deserialize)]
+struct FlagParts {
+    #[serde(default, deserialize_with = "present")]
+    state: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    variants: Option<Value>,
+    #[serde(default, rename = "defaultVariant", deserialize_with = "present")]
+    default_variant: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    targeting: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    metadata: Option<Value>,
+}
+
+impl FlagParts {
+    fn schema_fields(&self) -> schema::FlagFields<'_> {
+        schema::FlagFields {
+            state: self.state.as_ref(),
+            variants: self.variants.as_ref(),
+            default_variant: self.default_variant.as_ref(),
+            targeting: self.targeting.as_ref(),
+            metadata: self.metadata.as_ref(),
+        }
+    }
+}
+
+/// A field that is present, `null` included (`Option<Value>` alone would turn `null` into "absent").
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+fn build_flag_from_parts(
+    key: String,
+    parts: FlagParts,
+    index: Option<usize>,
+    set_metadata: &Arc<Metadata>,
+    set_flag_set_id: &Option<Arc<str>>,
+    locator: &Locator<'_>,
+) -> Result<Flag, LoadError> {
+    let malformed = |field: &str, message: String| LoadError::Malformed {
+        path: {
+            let flag = match index {
+                Some(i) => format!("/flags/{i}"),
+                None => format!("/flags/{}", escape_pointer(&key)),
+            };
+            format!("{flag}/{field}")
+        },
+        message,
+        at: locator.find_flag(&key),
+    };
+    let FlagParts {
+        state,
+        variants,
+        default_variant,
+        targeting,
+        metadata,
+    } = parts;
+
+    let (state, state_raw) = match state {
         None | Some(Value::Null) => (FlagState::Enabled, Arc::from("")),
         Some(Value::String(s)) if s == "ENABLED" => (FlagState::Enabled, ENABLED.clone()),
         Some(Value::String(s)) if s == "DISABLED" => (FlagState::Disabled, DISABLED.clone()),
@@ -393,7 +646,7 @@ fn build_flag(
             ));
         }
     };
-    let variants = match fields.remove("variants") {
+    let variants = match variants {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(variants)) => variants,
         Some(other) => {
@@ -403,7 +656,7 @@ fn build_flag(
             ));
         }
     };
-    let default_variant = match fields.remove("defaultVariant") {
+    let default_variant = match default_variant {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => {
@@ -423,7 +676,7 @@ fn build_flag(
             ));
         }
     };
-    let mut metadata: Metadata = match fields.remove("metadata") {
+    let mut metadata: Metadata = match metadata {
         None | Some(Value::Null) => Metadata::new(),
         Some(Value::Object(metadata)) => metadata,
         Some(other) => {
@@ -450,7 +703,7 @@ fn build_flag(
         },
         _ => None,
     };
-    let raw_targeting = match fields.remove("targeting") {
+    let raw_targeting = match targeting {
         None => None,
         Some(Value::Object(rule)) if rule.is_empty() => None,
         Some(rule) => Some(rule),

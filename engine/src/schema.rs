@@ -47,15 +47,40 @@ pub fn validate(doc: &Value, kind: SchemaKind) -> Vec<Warning> {
         SchemaKind::Flagd => v.document(doc, true),
         SchemaKind::Flags => v.document(doc, false),
     }
-    if v.dropped > 0 {
-        let dropped = v.dropped;
-        v.out.push(Warning {
-            flag: None,
-            path: String::new(),
-            message: format!("{dropped} more violations"),
-        });
+    v.finish()
+}
+
+/// The fields of one flag definition that the schema checks, each `None` when absent.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FlagFields<'v> {
+    pub(crate) state: Option<&'v Value>,
+    pub(crate) variants: Option<&'v Value>,
+    pub(crate) default_variant: Option<&'v Value>,
+    pub(crate) targeting: Option<&'v Value>,
+    pub(crate) metadata: Option<&'v Value>,
+}
+
+/// Validates a flagd document given as its map-form flags (sorted by key, each already split into its
+/// fields) and the rest of its root object (whose `flags`, if any, must be an empty object). Reports the
+/// same violations, in the same order, as [`validate`] on the whole document.
+pub(crate) fn validate_split(root: &Value, flags: &[(String, FlagFields<'_>)]) -> Vec<Warning> {
+    let mut v = Validator {
+        out: Vec::new(),
+        flag: None,
+        dropped: 0,
+    };
+    for (key, fields) in flags {
+        let flags_ptr = ROOT.key("flags");
+        let path = flags_ptr.key(key);
+        v.flag = Some(key);
+        if key.is_empty() {
+            v.report(&path, "a flag key must not be empty");
+        }
+        v.flag_fields(fields, &path);
+        v.flag = None;
     }
-    v.out
+    v.document(root, true);
+    v.finish()
 }
 
 /// A JSON pointer built on the stack while walking, rendered only when a violation is reported.
@@ -211,12 +236,35 @@ impl<'d> Validator<'d> {
         }
     }
 
+    fn finish(mut self) -> Vec<Warning> {
+        if self.dropped > 0 {
+            let dropped = self.dropped;
+            self.out.push(Warning {
+                flag: None,
+                path: String::new(),
+                message: format!("{dropped} more violations"),
+            });
+        }
+        self.out
+    }
+
     fn flag_def(&mut self, flag: &Value, path: &Ptr<'_>) {
         let Value::Object(fields) = flag else {
             self.report(path, "a flag must be an object");
             return;
         };
-        match fields.get("state") {
+        let fields = FlagFields {
+            state: fields.get("state"),
+            variants: fields.get("variants"),
+            default_variant: fields.get("defaultVariant"),
+            targeting: fields.get("targeting"),
+            metadata: fields.get("metadata"),
+        };
+        self.flag_fields(&fields, path);
+    }
+
+    fn flag_fields(&mut self, fields: &FlagFields<'_>, path: &Ptr<'_>) {
+        match fields.state {
             None => self.report(path, "`state` is required"),
             Some(Value::String(s)) if s == "ENABLED" || s == "DISABLED" => {}
             Some(_) => self.report(
@@ -224,22 +272,22 @@ impl<'d> Validator<'d> {
                 "`state` must be \"ENABLED\" or \"DISABLED\"",
             ),
         }
-        match fields.get("variants") {
+        match fields.variants {
             None => self.report(path, "`variants` is required"),
             Some(Value::Object(variants)) => self.variants(variants, &path.key("variants")),
             Some(_) => self.report(&path.key("variants"), "`variants` must be an object"),
         }
-        match fields.get("defaultVariant") {
+        match fields.default_variant {
             None | Some(Value::String(_)) | Some(Value::Null) => {}
             Some(_) => self.report(
                 &path.key("defaultVariant"),
                 "`defaultVariant` must be a string or null",
             ),
         }
-        if let Some(targeting) = fields.get("targeting") {
+        if let Some(targeting) = fields.targeting {
             self.targeting(targeting, &path.key("targeting"));
         }
-        if let Some(metadata) = fields.get("metadata") {
+        if let Some(metadata) = fields.metadata {
             self.metadata(metadata, &path.key("metadata"));
         }
     }

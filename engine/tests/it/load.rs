@@ -493,3 +493,72 @@ fn load_errors_say_where() {
 fn raw(flag: &Flag) -> Option<Value> {
     flag.raw_targeting.as_ref().map(|t| t.to_value())
 }
+
+#[test]
+fn plain_json_documents_load_like_the_general_path() {
+    // With a (non-empty) `$evaluators` a document goes through the general path (a `Value` tree); without,
+    // through the direct one.
+    let text = r#"{"metadata": {"flagSetId": "set", "team": "core"}, "$evaluators": {},
+      "flags": {
+        "b": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+              "targeting": {"if": [{"==": [{"var": "email"}, "a@b.c"]}, "on", null]}, "extra": [1, 2]},
+        "a": {"state": "DISABLED", "variants": {"x": 1}, "metadata": {"owner": "me", "flagSetId": "own"}},
+        "dup": {"state": "ENABLED", "variants": {"first": "1"}},
+        "n": {"state": "ENABLED", "variants": {"a": "1"}, "defaultVariant": null, "targeting": null},
+        "bad": {"state": "SOMETIMES", "variants": {"a": [1]}, "targeting": {"nope": 1}},
+        "dup": {"state": "ENABLED", "variants": {"second": "2"}},
+        "": {"variants": {}}
+      }}"#;
+    let json = parse_document(text, Format::Json, &LoadOptions::default()).expect("json loads");
+    let text = text.to_owned();
+    let general = text.replace(
+        r#""$evaluators": {}"#,
+        r#""$evaluators": {"unused": {"var": "x"}}"#,
+    );
+    assert_ne!(general, text);
+    let slow = parse_document(&general, Format::Json, &LoadOptions::default()).expect("loads");
+    assert_eq!(json.warnings, slow.warnings);
+    assert!(!json.warnings.is_empty());
+    assert_eq!(json.metadata, slow.metadata);
+    let keys = |l: &flagpole_engine::Loaded| {
+        l.flags
+            .iter()
+            .map(|f| f.key.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&json), ["", "a", "b", "bad", "dup", "n"]);
+    assert_eq!(keys(&json), keys(&slow));
+    for (x, y) in json.flags.iter().zip(&slow.flags) {
+        assert_eq!(x.state_raw, y.state_raw);
+        assert_eq!(x.variants, y.variants, "{}", x.key);
+        assert_eq!(x.default_variant, y.default_variant);
+        assert_eq!(x.raw_targeting, y.raw_targeting);
+        assert_eq!(x.metadata, y.metadata);
+        assert_eq!(x.flag_set_id, y.flag_set_id);
+        assert_eq!(x.has_targeting(), y.has_targeting());
+    }
+    assert_eq!(
+        flag(&json, "dup").variants.keys().collect::<Vec<_>>(),
+        ["second"]
+    );
+    let strict = LoadOptions { strict: true };
+    assert_eq!(
+        parse_document(&text, Format::Json, &strict).map(|_| ()),
+        parse_document(&general, Format::Json, &strict).map(|_| ())
+    );
+}
+
+#[test]
+fn a_flag_that_is_an_array_is_rejected_on_the_direct_path_too() {
+    let err = parse_document(
+        r#"{"flags": {"f": ["ENABLED", {"a": 1}]}}"#,
+        Format::Json,
+        &LoadOptions::default(),
+    )
+    .map(|_| ())
+    .expect_err("an array is not a flag");
+    assert!(
+        matches!(&err, LoadError::Malformed { path, .. } if path == "/flags/f"),
+        "{err:?}"
+    );
+}
