@@ -347,6 +347,13 @@ pub enum HttpError {
     },
 }
 
+impl HttpError {
+    /// The document arrived but could not be loaded (as opposed to the fetch failing).
+    pub fn is_payload(&self) -> bool {
+        matches!(self, HttpError::Load { .. } | HttpError::NotUtf8 { .. })
+    }
+}
+
 /// What one fetch brought back.
 enum Fetched {
     /// 304: unchanged since the last `ETag`.
@@ -425,10 +432,16 @@ impl HttpSource {
         mut self,
         shutdown: CancellationToken,
     ) -> Result<JoinHandle<()>, SourceError> {
-        if !self.config.lazy
-            && let Err(error) = self.poll(false).await
-        {
-            return Err(SourceError::Http(Box::new(error)));
+        if !self.config.lazy {
+            match self.poll(false).await {
+                Ok(()) => {}
+                // As for files (and flagd): a payload that arrives but does not load leaves the source
+                // not ready; it does not stop the start.
+                Err(error) if error.is_payload() => {
+                    tracing::error!(%error, "rejected the first http payload; the source is not ready");
+                }
+                Err(error) => return Err(SourceError::Http(Box::new(error))),
+            }
         }
         Ok(tokio::spawn(async move {
             if self.config.lazy {

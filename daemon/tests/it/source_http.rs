@@ -260,6 +260,25 @@ async fn http_source_polls_with_etag_keeps_flags_on_errors_and_sends_headers() {
     assert!(daemon.metrics().encode().contains(&format!(
         "flagpole_source_consecutive_failures{{source=\"{url}\"}} 0"
     )));
+
+    // Without an ETag the same body comes back whole on every poll: it is not reloaded.
+    let reloads = |daemon: &flagpole::Daemon| {
+        daemon.metrics().encode().lines().find_map(|l| {
+            l.strip_prefix(&format!(
+                "flagpole_source_reloads_total{{source=\"{url}\"}} "
+            ))
+            .map(str::to_owned)
+        })
+    };
+    let reloaded = reloads(&daemon);
+    let before = lock(&shared).seen.len();
+    wait_served(&shared, "two unconditional polls", |s| {
+        s.seen.len() >= before + 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(reloads(&daemon), reloaded);
+    assert!(reloaded.is_some());
     let _ = daemon.shutdown().await;
 }
 
