@@ -73,6 +73,14 @@ fn kind(headers: &HeaderMap) -> Kind {
     let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return Kind::Unsupported;
     };
+    // gRPC is the hot path: recognised without allocating.
+    const GRPC: &str = "application/grpc";
+    if content_type
+        .get(..GRPC.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(GRPC))
+    {
+        return Kind::Grpc;
+    }
     let essence = content_type
         .split(';')
         .next()
@@ -84,7 +92,6 @@ fn kind(headers: &HeaderMap) -> Kind {
         "application/proto" => Kind::Unary(Codec::Proto),
         "application/connect+json" => Kind::Stream(Codec::Json),
         "application/connect+proto" => Kind::Stream(Codec::Proto),
-        other if other.starts_with("application/grpc") => Kind::Grpc,
         _ => Kind::Unsupported,
     }
 }
