@@ -185,15 +185,19 @@ pub struct StartArgs {
     pub server_key_path: Option<String>,
 
     /// Flag source URI; repeat for several sources (a later one wins a duplicated flag). `file:PATH` or a
-    /// bare path (.json, .yaml, .yml). Comma-separated lists are split, as flagd does.
+    /// bare path (.json, .yaml, .yml), `http(s)://URL` (polled every 5 s), `grpc(s)://HOST:PORT` or
+    /// `envoy://HOST:PORT/AUTHORITY` (a flagd.sync.v1 upstream). Comma-separated lists are split, as flagd
+    /// does.
     #[arg(short = 'f', long, env = "FLAGD_URI", value_name = "URI")]
     pub uri: Vec<String>,
 
-    /// Sources as a JSON array of {"uri", "provider", ...}; they come after the --uri sources in priority.
+    /// Sources as a JSON array of {"uri", "provider", ...} (every key: docs/sources.md); they come after the
+    /// --uri sources in priority.
     #[arg(short = 's', long, env = "FLAGD_SOURCES", value_name = "JSON")]
     pub sources: Option<String>,
 
-    /// Allowed CORS origins, `*` for all; empty allows all, as in flagd (not effective yet).
+    /// Allowed CORS origins on the evaluation and OFREP ports, `*` for all, one `*` wildcard per pattern;
+    /// empty allows all, as in flagd.
     #[arg(short = 'C', long, env = "FLAGD_CORS_ORIGIN", value_name = "ORIGIN")]
     pub cors_origin: Vec<String>,
 
@@ -595,7 +599,7 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// A source kind flagpole does not implement yet.
-    #[error("source {uri}: the {provider} provider is not supported yet (only file sources are)")]
+    #[error("source {uri}: the {provider} provider is not supported yet (file, http and grpc sources are)")]
     UnsupportedProvider {
         /// The URI as given.
         uri: String,
@@ -871,9 +875,6 @@ fn warn_pending(pending: &PendingOptions, warnings: &mut Vec<String>) {
     }
     if pending.tls.is_some() {
         note("TLS (--server-cert-path/--server-key-path); serving plaintext");
-    }
-    if !pending.cors_origins.is_empty() {
-        note("--cors-origin");
     }
     if pending
         .metrics_exporter
