@@ -613,6 +613,33 @@ mod tests {
         assert_eq!(with("text/plain"), Kind::Unsupported);
     }
 
+    proptest::proptest! {
+        /// Any request body, for every method, is decoded or rejected with a code; nothing panics.
+        #[test]
+        fn arbitrary_request_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let connect = Connect::new(1024).expect("descriptors load");
+            for service in connect.pool.services() {
+                for method in service.methods() {
+                    let _ = json_to_proto(method.input(), &body);
+                    let _ = single_envelope(Bytes::from(body.clone()));
+                    let _ = proto_to_json(method.output(), Bytes::from(body.clone()));
+                }
+            }
+        }
+
+        /// Any JSON text that parses is either accepted or rejected as `invalid_argument`.
+        #[test]
+        fn json_rejections_are_invalid_argument(text in "\\PC{0,64}") {
+            let connect = Connect::new(1024).expect("descriptors load");
+            let method = connect
+                .method("/flagd.evaluation.v1.Service/ResolveBoolean")
+                .expect("method");
+            if let Err((code, _)) = json_to_proto(method.input(), text.as_bytes()) {
+                proptest::prop_assert_eq!(code, Code::InvalidArgument);
+            }
+        }
+    }
+
     #[test]
     fn the_descriptors_know_every_evaluation_method() {
         let connect = Connect::new(1024).expect("descriptors load");
