@@ -3,6 +3,7 @@
 //! flags, the body selector, and the startup error and `lazy` option.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -231,4 +232,90 @@ async fn first_stream_failure_is_a_startup_error_unless_the_source_is_lazy() {
     let daemon = start(vec![grpc_source(closed, lazy)]).await;
     assert!(!daemon.readiness().is_ready());
     let _ = daemon.shutdown().await;
+}
+
+/// Writes a CA and a `localhost` server certificate signed by it; returns (CA file, cert file, key file).
+fn write_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &issuer)
+        .expect("server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server-cert.pem"),
+        dir.join("server-key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write CA");
+    std::fs::write(&paths.1, server.pem()).expect("write cert");
+    std::fs::write(&paths.2, server_key.serialize_pem()).expect("write key");
+    paths
+}
+
+#[tokio::test]
+async fn grpcs_with_cert_path_syncs_from_a_tls_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = write_certificates(dir.path());
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, one_flag("secure", "yes")).expect("write flags");
+    let mut config = local_config(vec![file_source(&flags)]);
+    config.pending.tls = Some((cert, key));
+    let top = match flagpole::run(config).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("TLS upstream did not start: {error}"),
+    };
+    let uri = format!("localhost:{}", top.addrs().sync.port());
+    let options = RemoteOptions {
+        tls: Some(true),
+        cert_path: Some(ca.to_string_lossy().into_owned()),
+        ..RemoteOptions::default()
+    };
+    let source = match GrpcConfig::from_options(&uri, options) {
+        Ok(config) => SourceConfig {
+            identity: Arc::from(uri.as_str()),
+            kind: SourceKind::Grpc(Box::new(config)),
+        },
+        Err(message) => panic!("bad grpc source: {message}"),
+    };
+    let downstream = start(vec![source]).await;
+    wait_for(&downstream, "flags over TLS", |s| {
+        default_value(s, "secure") == value("yes")
+    })
+    .await;
+
+    // Plaintext to a TLS port cannot open the stream.
+    let plain = grpc_source(top.addrs().sync, RemoteOptions::default());
+    assert!(flagpole::run(local_config(vec![plain])).await.is_err());
+    let _ = downstream.shutdown().await;
+    let _ = top.shutdown().await;
+}
+
+#[tokio::test]
+async fn envoy_uri_dials_host_port_with_the_authority() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, one_flag("via-envoy", "ok")).expect("write flags");
+    let top = start_with_files(&[&path]).await;
+    let uri = format!(
+        "envoy://127.0.0.1:{}/flags.internal",
+        top.addrs().sync.port()
+    );
+    let source = match flagpole::config::parse_uri(&uri) {
+        Ok(source) => source,
+        Err(error) => panic!("{uri}: {error}"),
+    };
+    assert_eq!(&*source.identity, uri);
+    let downstream = start(vec![source]).await;
+    wait_for(&downstream, "flags through the envoy form", |s| {
+        default_value(s, "via-envoy") == value("ok")
+    })
+    .await;
+    let _ = downstream.shutdown().await;
+    let _ = top.shutdown().await;
 }
