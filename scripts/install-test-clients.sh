@@ -6,7 +6,7 @@
 #     clients/python/requirements-v1.txt
 #   - Node @openfeature/flagd-provider: `npm ci` in clients/node (package-lock.json pins every package)
 #   - OFREP (daemon/tests/it/ofrep_clients.rs): the Python openfeature-provider-ofrep in the python-latest venv,
-#     the Node @openfeature/ofrep-provider in clients/node
+#     the Node @openfeature/ofrep-provider and the browser @openfeature/ofrep-web-provider in clients/node
 #   - Go flagd provider (go-sdk-contrib): clients/go built into one binary (go.sum pins every module)
 #   - Java flagd provider (java-sdk-contrib): the class path of clients/java/pom.xml (exact versions)
 # Everything comes from the package registries with their ordinary clients. Idempotent: a part whose pinned

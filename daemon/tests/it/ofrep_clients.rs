@@ -1,5 +1,6 @@
-//! Real OFREP clients against flagpole's OFREP port: the Python `openfeature-provider-ofrep` and the Node
-//! `@openfeature/ofrep-provider`, installed by `scripts/install-test-clients.sh` (a missing client fails the
+//! Real OFREP clients against flagpole's OFREP port: the Python `openfeature-provider-ofrep`, the Node
+//! `@openfeature/ofrep-provider` and the browser `@openfeature/ofrep-web-provider` (bulk polling with ETags),
+//! installed by `scripts/install-test-clients.sh` (a missing client fails the
 //! test and names that script). Each client program (`clients/python/ofrep_check.py`,
 //! `clients/node/ofrep-check.mjs`) evaluates the same list of flags and prints one JSON line per evaluation;
 //! the lines are compared with what an OpenFeature client sees from flagd's OFREP for the same flags.
@@ -163,4 +164,94 @@ async fn node_ofrep_provider_evaluates_against_flagpole() {
     let expected: Vec<Value> = cases().into_iter().map(|(_, e)| e).collect();
     check("node ofrep client", &lines, &expected);
     daemon.shutdown().await.expect("clean shutdown");
+}
+
+/// The browser OFREP provider (`@openfeature/ofrep-web-provider`, run in Node) polls bulk evaluation with
+/// `If-None-Match`: while nothing changes it gets 304s, and after a flag-file edit it gets a new answer and
+/// emits a configuration change with the new value.
+#[tokio::test]
+async fn web_ofrep_provider_polls_with_etags_and_sees_a_flag_file_edit() {
+    use tokio::io::AsyncBufReadExt;
+
+    let node_dir = workspace_root().join("clients/node");
+    assert!(
+        node_dir
+            .join("node_modules/@openfeature/ofrep-web-provider")
+            .is_dir(),
+        "the web OFREP provider is missing: run scripts/install-test-clients.sh"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.json");
+    write_atomic(
+        &path,
+        &crate::runtime_support::one_flag("web-flag", "before"),
+    );
+    let daemon = start_with_files(&[&path]).await;
+    let base_url = format!("http://127.0.0.1:{}", daemon.addrs().ofrep.port());
+    let mut child = tokio::process::Command::new("node")
+        .current_dir(&node_dir)
+        .args(["ofrep-web-check.mjs", &base_url, "web-flag", "100"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut next_line = async || -> Value {
+        let line = tokio::time::timeout(CLIENT_TIMEOUT, lines.next_line())
+            .await
+            .expect("the web provider answers in time")
+            .expect("read stdout")
+            .expect("the web provider printed a line (see its stderr)");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    };
+    assert_eq!(
+        next_line().await,
+        json!({"event": "ready", "value": "before", "variant": "v", "reason": "STATIC"})
+    );
+    // Let it poll a few times unchanged (100 ms interval): those polls are answered 304.
+    let mut not_modified = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        not_modified = count_304(&metrics_text(&daemon).await);
+        if not_modified >= 2 {
+            break;
+        }
+    }
+    assert!(not_modified >= 2, "the web provider's polls got no 304");
+    write_atomic(
+        &path,
+        &crate::runtime_support::one_flag("web-flag", "after"),
+    );
+    assert_eq!(
+        next_line().await,
+        json!({"event": "changed", "value": "after", "variant": "v", "reason": "STATIC"})
+    );
+    let status = tokio::time::timeout(CLIENT_TIMEOUT, child.wait())
+        .await
+        .expect("node exits")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    daemon.shutdown().await.expect("clean shutdown");
+}
+
+async fn metrics_text(daemon: &flagpole::Daemon) -> String {
+    crate::runtime_support::http_get(daemon.addrs().management, "/metrics")
+        .await
+        .2
+}
+
+/// How many OFREP bulk requests were answered 304, from the HTTP request histogram's count.
+fn count_304(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains("/ofrep/v1/evaluate/flags\"")
+                && l.contains("\"304\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next())
+        .filter_map(|n| n.parse::<f64>().ok())
+        .map(|n| n as u64)
+        .sum()
 }
