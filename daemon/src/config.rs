@@ -599,7 +599,9 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// A source kind flagpole does not implement yet.
-    #[error("source {uri}: the {provider} provider is not supported yet (file, http and grpc sources are)")]
+    #[error(
+        "source {uri}: the {provider} provider is not supported yet (file, http and grpc sources are)"
+    )]
     UnsupportedProvider {
         /// The URI as given.
         uri: String,
