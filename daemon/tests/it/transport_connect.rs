@@ -142,12 +142,7 @@ async fn connect_json_on_v1_v2_and_schema_v1() {
         json!({"flag_key": "int-flag"}),
     )
     .await;
-    assert_eq!(
-        int.json()["value"],
-        json!("12345678901"),
-        "{:?}",
-        int.body
-    );
+    assert_eq!(int.json()["value"], json!("12345678901"), "{:?}", int.body);
 
     // v1 writes zero values of a disabled flag; v2 leaves its optional value and variant out.
     let v1_off = post_json(
