@@ -1,7 +1,7 @@
 //! The flagpole daemon: a drop-in replacement for `flagd start`.
 //!
 //! What it owns: configuration ([`config`]), the flag sources ([`sources`]) feeding the [`store`], the gRPC
-//! services ([`service`]), the management port ([`management`]), [`metrics`], [`logging`], the runtime that
+//! services ([`service`]), OFREP ([`ofrep`]), the management port ([`management`]), [`metrics`], [`logging`], the runtime that
 //! binds, serves and shuts down ([`run()`]), and offline validation ([`validate`]). The binary
 //! (`src/main.rs`) only parses the command line and calls into this library, so tests run the daemon
 //! in-process.

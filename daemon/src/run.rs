@@ -1,7 +1,7 @@
 //! The daemon runtime: bind every listener, load every source, serve, and shut down in order.
 //!
 //! Start order, so that a failure never leaves a half-started process: (1) bind the evaluation,
-//! management and sync listeners (a port in use is a [`StartError::Bind`]); (2) start every source, which
+//! management, sync and OFREP listeners (a port in use is a [`StartError::Bind`]); (2) start every source, which
 //! reads its file once (a missing file is a [`StartError::Source`]); (3) only then serve. The sync server
 //! starts serving once every source has loaded once or [`SYNC_STARTUP_GATE`] has passed (flagd's rule);
 //! its listener is bound from the start, so early clients wait in the backlog.
