@@ -1,7 +1,9 @@
 //! The management port (8014): `/healthz`, `/readyz`, `/metrics`, and gRPC `grpc.health.v1.Health`.
 //!
 //! `/healthz` is liveness (200 while the process serves). `/readyz` follows [`Readiness`]: 412 until every
-//! source has loaded once, 200 after, and 412 again while shutting down. `/metrics` is the Prometheus text
+//! source has loaded once, 200 after, and 412 again while shutting down; its body says `ready` or
+//! `not ready` and then one line per remote source (consecutive failures, unix times of the last success and
+//! the last error). `/metrics` is the Prometheus text
 //! exposition of [`Metrics`]. gRPC health answers SERVING for the whole server and, as in flagd, does not
 //! follow readiness; a request with `content-type: application/grpc*` goes to it, everything else to the
 //! HTTP routes, on the same HTTP/2-capable listener (as flagd routes it).
@@ -62,12 +64,23 @@ async fn healthz() -> StatusCode {
     StatusCode::OK
 }
 
-async fn readyz(State(state): State<ManagementState>) -> StatusCode {
-    if state.readiness.is_ready() {
-        StatusCode::OK
+/// The status is what probes read; the body adds, for people, the state of each remote source.
+async fn readyz(State(state): State<ManagementState>) -> (StatusCode, String) {
+    let (status, mut body) = if state.readiness.is_ready() {
+        (StatusCode::OK, String::from("ready\n"))
     } else {
-        StatusCode::PRECONDITION_FAILED
+        (StatusCode::PRECONDITION_FAILED, String::from("not ready\n"))
+    };
+    let time = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), |t| t.to_string());
+    for (source, fetch) in state.metrics.source_fetch_states() {
+        body.push_str(&format!(
+            "source {source}: consecutive_failures={} last_success={} last_error={}\n",
+            fetch.consecutive_failures,
+            time(fetch.last_success),
+            time(fetch.last_error)
+        ));
     }
+    (status, body)
 }
 
 async fn metrics_page(State(state): State<ManagementState>) -> impl IntoResponse {

@@ -136,6 +136,19 @@ struct Inner {
     fetch_success: Bounded<Gauge>,
     fetch_error: Bounded<Gauge>,
     fetch_failures: Bounded<Gauge>,
+    /// The same state by source, for the `/readyz` body (one entry per configured remote source).
+    fetch_states: std::sync::Mutex<std::collections::BTreeMap<String, FetchState>>,
+}
+
+/// A remote source's fetch state, as reported in the `/readyz` body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchState {
+    /// Unix time of the last success.
+    pub last_success: Option<i64>,
+    /// Unix time of the last failure.
+    pub last_error: Option<i64>,
+    /// Failures since the last success.
+    pub consecutive_failures: u64,
 }
 
 impl Default for Metrics {
@@ -240,6 +253,7 @@ impl Metrics {
                 fetch_success: Bounded::new(fetch_success),
                 fetch_error: Bounded::new(fetch_error),
                 fetch_failures: Bounded::new(fetch_failures),
+                fetch_states: std::sync::Mutex::default(),
             }),
         }
     }
@@ -372,6 +386,32 @@ impl Metrics {
         self.inner.fetch_failures.with(labels, |g| {
             g.set(0);
         });
+        self.update_fetch_state(source, |state| {
+            state.last_success = Some(now);
+            state.consecutive_failures = 0;
+        });
+    }
+
+    fn update_fetch_state(&self, source: &str, f: impl FnOnce(&mut FetchState)) {
+        let mut states = self
+            .inner
+            .fetch_states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match states.get_mut(source) {
+            Some(state) => f(state),
+            None => f(states.entry(source.to_owned()).or_default()),
+        }
+    }
+
+    /// Every remote source's fetch state, by source identity.
+    pub fn source_fetch_states(&self) -> Vec<(String, FetchState)> {
+        let states = self
+            .inner
+            .fetch_states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// A remote source failed (fetch, stream or payload); it kept its last good flags.
@@ -383,6 +423,10 @@ impl Metrics {
         });
         self.inner.fetch_failures.with(labels, |g| {
             g.inc();
+        });
+        self.update_fetch_state(source, |state| {
+            state.last_error = Some(now);
+            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
         });
     }
 

@@ -17,7 +17,7 @@ use flagpole::sources::http::HttpConfig;
 use flagpole_engine::Value;
 
 use crate::runtime_support::{
-    CHANGE_TIMEOUT, default_value, file_source, local_config, one_flag, wait_for,
+    CHANGE_TIMEOUT, default_value, file_source, http_get, local_config, one_flag, wait_for,
 };
 
 /// What the fake server answers and what it has seen.
@@ -317,6 +317,21 @@ async fn first_fetch_failure_is_a_startup_error_unless_the_source_is_lazy() {
         Err(error) => panic!("a lazy source must not fail the start: {error}"),
     };
     assert!(!daemon.readiness().is_ready());
+    // /readyz says why: the source's failure streak (once the first lazy poll has failed).
+    let line = format!("source {url}: consecutive_failures=");
+    let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+    loop {
+        let (status, _, body) = http_get(daemon.addrs().management, "/readyz").await;
+        assert_eq!(status, 412);
+        if body.contains(&line) {
+            assert!(body.starts_with("not ready\n"), "{body}");
+            assert!(body.contains("last_success=never"), "{body}");
+            assert!(!body.contains(&format!("{line}0 ")), "{body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     lock(&shared).status = 200;
     wait_for(&daemon, "the lazy source's first load", |s| {
         default_value(s, "late") == value("arrived")
