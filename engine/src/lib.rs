@@ -8,7 +8,7 @@
 //!   carry line and column.
 //! - [`targeting`]: the JSON Logic dialect flagd embeds, compiled once per document, plus flagd's own
 //!   operators (`fractional`, `sem_ver`, `starts_with`, `ends_with`).
-//! - [`evaluate`]: flagd's resolution algorithm (reasons, error codes, variant selection, typed access).
+//! - [`mod@evaluate`]: flagd's resolution algorithm (reasons, error codes, variant selection, typed access).
 //! - [`Snapshot`]: an immutable, cheaply shareable index of the flags of one or more sources, with flagd's
 //!   selector and priority rules.
 //!
