@@ -431,7 +431,7 @@ impl GrpcSource {
                     attempt = 0;
                 }
             }
-            let delay = BACKOFF.get(attempt).copied().unwrap_or(BACKOFF_CEILING);
+            let delay = backoff_delay(attempt);
             attempt = attempt.saturating_add(1);
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -559,6 +559,11 @@ impl GrpcSource {
     }
 }
 
+/// The delay before reconnection attempt `attempt` (0-based) since the last stream that delivered.
+pub fn backoff_delay(attempt: usize) -> Duration {
+    BACKOFF.get(attempt).copied().unwrap_or(BACKOFF_CEILING)
+}
+
 /// flagd's `incrementalUpdates`: the payload replaces the flags of the flag sets it names (every flag's
 /// own set, plus the set-level `metadata.flagSetId`); flags without a set form one set of their own.
 pub fn merge_incremental(current: &[Arc<Flag>], loaded: &Loaded) -> Vec<Arc<Flag>> {
@@ -603,6 +608,13 @@ mod tests {
         assert!(GrpcConfig::from_uri("xds:///svc").is_err());
         let dns = GrpcConfig::from_uri("dns:///flags:8015");
         assert!(dns.is_ok_and(|(_, c)| c.host == "flags" && c.port == 8015));
+    }
+
+    #[test]
+    fn backoff_grows_then_stays_at_the_ceiling() {
+        let delays: Vec<u64> = (0..8).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff_delay(usize::MAX), BACKOFF_CEILING);
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct Served {
     delay: Duration,
     /// Every request to the flags route: (If-None-Match, Authorization, X-Env).
     seen: Vec<(Option<String>, Option<String>, Option<String>)>,
+    /// The Host header of every request to the flags route.
+    hosts: Vec<Option<String>>,
     /// Bodies of token requests.
     token_forms: Vec<String>,
 }
@@ -55,6 +57,7 @@ async fn flags(State(shared): State<Shared>, headers: HeaderMap) -> Response {
             header_text(&headers, "authorization"),
             header_text(&headers, "x-env"),
         ));
+        served.hosts.push(header_text(&headers, "host"));
         served.delay
     };
     tokio::time::sleep(delay).await;
@@ -174,7 +177,11 @@ async fn http_source_polls_with_etag_keeps_flags_on_errors_and_sends_headers() {
     let url = format!("http://{addr}/flags.json");
     let options = fast(RemoteOptions {
         auth_header: Some("Bearer abc".into()),
-        headers: [("X-Env".to_owned(), "test".to_owned())].into(),
+        headers: [
+            ("X-Env".to_owned(), "test".to_owned()),
+            ("Host".to_owned(), "flags.example".to_owned()),
+        ]
+        .into(),
         ..RemoteOptions::default()
     });
     let daemon = match flagpole::run(local_config(vec![
@@ -197,6 +204,11 @@ async fn http_source_polls_with_etag_keeps_flags_on_errors_and_sends_headers() {
         assert_eq!(first.0, None, "the first fetch is unconditional");
         assert_eq!(first.1.as_deref(), Some("Bearer abc"));
         assert_eq!(first.2.as_deref(), Some("test"));
+        assert_eq!(
+            served.hosts.first().cloned().flatten().as_deref(),
+            Some("flags.example"),
+            "a Host entry in headers sets the host header"
+        );
     }
 
     // The next poll is conditional and answered 304: nothing changes.
