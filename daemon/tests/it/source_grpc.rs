@@ -319,3 +319,52 @@ async fn envoy_uri_dials_host_port_with_the_authority() {
     let _ = downstream.shutdown().await;
     let _ = top.shutdown().await;
 }
+
+#[test]
+fn remote_source_keys_are_read_case_insensitively_from_sources() {
+    use clap::Parser;
+    use flagpole::config::{Action, Args, Invocation};
+    let sources = r#"[
+        {"uri": "https://h/f.json", "provider": "http", "AuthHeader": "Bearer x", "INTERVAL": 30,
+         "intervalSeed": "pod-1", "timeoutS": 3, "lazy": true},
+        {"uri": "sync:8015", "provider": "grpc", "providerID": "p", "selector": "source=a",
+         "maxMsgSize": 1024, "incrementalUpdates": true, "headers": {"X-A": "b"}, "tls": true}
+    ]"#;
+    let args = Args::try_parse_from(["flagpole", "start", "-f", "grpc://up:8015", "-s", sources])
+        .expect("clap parse");
+    let config = match Invocation::try_from(args).map(|i| i.action) {
+        Ok(Action::Start(config)) => config,
+        other => panic!("not a start config: {other:?}"),
+    };
+    let identities: Vec<&str> = config.sources.iter().map(|s| &*s.identity).collect();
+    assert_eq!(identities, ["up:8015", "https://h/f.json", "sync:8015"]);
+    match &config.sources[1].kind {
+        SourceKind::Http(http) => {
+            assert_eq!(http.interval_secs, 30);
+            assert_eq!(
+                http.offset_secs,
+                flagpole::sources::http::fnv1a32("pod-1") % 30
+            );
+            assert_eq!(http.timeout, Some(Duration::from_secs(3)));
+            assert!(http.lazy && http.auth_header.is_some());
+        }
+        other => panic!("not http: {other:?}"),
+    }
+    match &config.sources[2].kind {
+        SourceKind::Grpc(grpc) => {
+            assert_eq!(
+                (grpc.host.as_str(), grpc.port, grpc.tls),
+                ("sync", 8015, true)
+            );
+            assert_eq!(
+                (grpc.provider_id.as_str(), grpc.selector.as_str()),
+                ("p", "source=a")
+            );
+            assert_eq!(grpc.max_message_bytes, 1024);
+            assert!(grpc.incremental && !grpc.lazy);
+            assert_eq!(grpc.metadata.len(), 1);
+            assert_eq!(grpc.metadata[0].0.as_str(), "x-a");
+        }
+        other => panic!("not grpc: {other:?}"),
+    }
+}
