@@ -116,14 +116,17 @@ func main() {
 		os.Exit(3)
 	})
 
-	options := []flagd.ProviderOption{flagd.WithHost(*host), flagd.WithPort(uint16(*port)), flagd.WithoutCache()}
+	options := []flagd.ProviderOption{flagd.WithHost(*host), flagd.WithPort(uint16(*port))}
 	switch *mode {
 	case "rpc":
-		options = append(options, flagd.WithRPCResolver())
+		// The RPC service of this provider version drops configuration-change events when its cache is
+		// disabled (handleConfigurationChangeEvent returns before emitting), so RPC mode keeps a cache;
+		// only STATIC results are cached and a change event evicts the flags it names.
+		options = append(options, flagd.WithRPCResolver(), flagd.WithBasicInMemoryCache())
 	case "in-process":
-		options = append(options, flagd.WithInProcessResolver())
+		options = append(options, flagd.WithInProcessResolver(), flagd.WithoutCache())
 	case "file":
-		options = append(options, flagd.WithFileResolver(), flagd.WithOfflineFilePath(*flags))
+		options = append(options, flagd.WithFileResolver(), flagd.WithOfflineFilePath(*flags), flagd.WithoutCache())
 	default:
 		emit(map[string]any{"event": "error", "message": "usage: --port N --mode rpc|in-process|file --flags PATH"})
 		os.Exit(2)
@@ -172,7 +175,11 @@ func main() {
 		seen := map[string]bool{}
 		for _, changed := range events {
 			for _, key := range changed {
-				seen[key] = true
+				// The RPC service of this provider version pre-sizes its key list and then appends, so
+				// its FlagChanges start with one empty string per flag: not a key the daemon sent.
+				if key != "" {
+					seen[key] = true
+				}
 			}
 		}
 		eventsMu.Unlock()
