@@ -142,7 +142,7 @@ pub struct ValidateArgs {
 }
 
 /// `flagpole start`: every `flagd start` flag. Flags marked "not effective yet" are accepted and checked so
-/// that existing command lines work; the issue that implements them makes them take effect.
+/// that existing command lines work, and a warning at start says they have no effect.
 #[derive(Debug, Default, clap::Args)]
 pub struct StartArgs {
     /// Evaluation port: gRPC (flagd.evaluation.v1, v2, schema.v1). [default: 8013]
@@ -167,20 +167,19 @@ pub struct StartArgs {
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub ofrep_tls: Option<bool>,
 
-    /// Serve evaluation on this unix socket instead of the TCP port (not effective yet).
+    /// Serve evaluation on this unix socket instead of the TCP port.
     #[arg(short = 'd', long, env = "FLAGD_SOCKET_PATH", value_name = "PATH")]
     pub socket_path: Option<String>,
 
-    /// Serve sync on this unix socket instead of the TCP port (not effective yet).
+    /// Serve sync on this unix socket instead of the TCP port.
     #[arg(short = 'e', long, env = "FLAGD_SYNC_SOCKET_PATH", value_name = "PATH")]
     pub sync_socket_path: Option<String>,
 
-    /// TLS certificate for the evaluation and sync ports; TLS applies only when the key is set too (not
-    /// effective yet).
+    /// TLS certificate for the evaluation and sync ports; TLS applies only when the key is set too.
     #[arg(short = 'c', long, env = "FLAGD_SERVER_CERT_PATH", value_name = "PATH")]
     pub server_cert_path: Option<String>,
 
-    /// TLS key for the evaluation and sync ports (not effective yet).
+    /// TLS key for the evaluation and sync ports.
     #[arg(short = 'k', long, env = "FLAGD_SERVER_KEY_PATH", value_name = "PATH")]
     pub server_key_path: Option<String>,
 
@@ -278,7 +277,7 @@ pub struct StartArgs {
     )]
     pub max_request_body: Option<u64>,
 
-    /// Largest request header block, in bytes; 0 for the default (not effective yet). [default: 1000000]
+    /// Largest request header block, in bytes; 0 for the default. [default: 1000000]
     #[arg(
         short = 'R',
         long,
@@ -496,8 +495,8 @@ pub struct Config {
     pub fractional: FractionalAlgorithm,
     /// `--debug`: per-request log fields.
     pub debug: bool,
-    /// Flags that are accepted but not effective yet (TLS, sockets, CORS, OTel): kept so that the issue
-    /// that implements them finds them parsed.
+    /// Sockets, TLS, CORS (served by the runtime) and the OTel exporter options (accepted, not effective
+    /// yet: a warning at start says so).
     pub pending: PendingOptions,
 }
 
@@ -524,7 +523,8 @@ impl Config {
     }
 }
 
-/// Options parsed and kept, but without effect until a later issue implements them.
+/// Listener and export options: unix sockets, TLS and CORS origins (in effect), and the OTel metrics
+/// exporter options (parsed and kept, not effective yet).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PendingOptions {
     /// `--socket-path`.
@@ -869,15 +869,6 @@ fn warn_pending(pending: &PendingOptions, warnings: &mut Vec<String>) {
             "{what} is accepted but not effective yet in flagpole"
         ))
     };
-    if pending.socket_path.is_some() {
-        note("--socket-path");
-    }
-    if pending.sync_socket_path.is_some() {
-        note("--sync-socket-path");
-    }
-    if pending.tls.is_some() {
-        note("TLS (--server-cert-path/--server-key-path); serving plaintext");
-    }
     if pending
         .metrics_exporter
         .as_deref()
