@@ -26,7 +26,7 @@ pub mod targeting;
 
 pub use evaluate::{ErrorCode, EvalOptions, Evaluation, Reason, ValueType, evaluate};
 pub use load::{Format, LoadError, LoadOptions, Loaded, Location, Warning, parse_document};
-pub use model::{Flag, FlagState, Metadata, RawJson};
+pub use model::{Flag, FlagState, Metadata, RawJson, Variants};
 pub use snapshot::{ChangeKind, Record, Selector, SelectorError, Snapshot, SourceFlags};
 pub use targeting::FractionalAlgorithm;
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
-use crate::model::{Flag, FlagState, Metadata, RawJson};
+use crate::model::{Flag, FlagState, Metadata, RawJson, Variants};
 use crate::schema::{self, SchemaKind};
 use crate::targeting::{Rule, RuleError};
 
@@ -647,8 +647,8 @@ fn build_flag_from_parts(
         }
     };
     let variants = match variants {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(variants)) => variants,
+        None | Some(Value::Null) => Variants::default(),
+        Some(Value::Object(variants)) => Variants::from(variants),
         Some(other) => {
             return Err(malformed(
                 "variants",

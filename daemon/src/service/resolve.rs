@@ -333,7 +333,7 @@ mod tests {
             key: Arc::from("f"),
             state: FlagState::Enabled,
             state_raw: Arc::from("ENABLED"),
-            variants,
+            variants: variants.into(),
             default_variant: default.map(Arc::from),
             targeting: None,
             raw_targeting: None,

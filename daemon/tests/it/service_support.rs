@@ -50,7 +50,8 @@ pub fn flag(key: &str, definition: Value, set_metadata: Value) -> Arc<Flag> {
         variants: definition["variants"]
             .as_object()
             .cloned()
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         default_variant: definition
             .get("defaultVariant")
             .and_then(Value::as_str)

@@ -562,3 +562,21 @@ fn a_flag_that_is_an_array_is_rejected_on_the_direct_path_too() {
         "{err:?}"
     );
 }
+
+#[test]
+fn variants_serialise_like_a_map_and_look_up_by_name() {
+    let map = json!({"b": 2, "a": {"x": [1]}, "c": null, "": "empty"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let variants = flagpole_engine::Variants::from(map.clone());
+    assert_eq!(
+        serde_json::to_string(&variants).unwrap(),
+        serde_json::to_string(&map).unwrap()
+    );
+    assert_eq!(variants.get("a"), Some(&json!({"x": [1]})));
+    assert_eq!(variants.get(""), Some(&json!("empty")));
+    assert_eq!(variants.get("d"), None);
+    assert_eq!(variants.keys().collect::<Vec<_>>(), ["", "a", "b", "c"]);
+    assert_eq!(variants.len(), 4);
+}
