@@ -286,11 +286,13 @@ pub struct StartArgs {
     )]
     pub max_request_header: Option<u64>,
 
-    /// Sync server keep-alive enforcement: the shortest ping interval a client may use. [default: 30s]
+    /// Sync server keep-alive enforcement: the shortest ping interval a client may use (accepted, not
+    /// enforced: hyper's HTTP/2 server has no ping policy). [default: 30s]
     #[arg(long, env = "FLAGD_KEEP_ALIVE_MIN_TIME", value_name = "DURATION")]
     pub keep_alive_min_time: Option<String>,
 
-    /// Sync server keep-alive enforcement: allow pings with no open stream. [default: true]
+    /// Sync server keep-alive enforcement: allow pings with no open stream (accepted, not enforced).
+    /// [default: true]
     #[arg(long, env = "FLAGD_KEEP_ALIVE_PERMIT_WITHOUT_STREAM", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub keep_alive_permit_without_stream: Option<bool>,
