@@ -4,7 +4,8 @@
 #     clients/python/requirements-latest.txt
 #   - Python openfeature-provider-flagd 0.2.7 (calls flagd.evaluation.v1): a second venv from
 #     clients/python/requirements-v1.txt
-#   - Node @openfeature/flagd-provider: `npm ci` in clients/node (package-lock.json pins every package)
+#   - Node @openfeature/flagd-provider, @openfeature/flagd-web-provider and the OFREP providers: `npm ci` in
+#     clients/node (package-lock.json pins every package)
 #   - OFREP (daemon/tests/it/ofrep_clients.rs): the Python openfeature-provider-ofrep in the python-latest venv,
 #     the Node @openfeature/ofrep-provider and the browser @openfeature/ofrep-web-provider in clients/node
 #   - Go flagd provider (go-sdk-contrib): clients/go built into one binary (go.sum pins every module)
