@@ -36,6 +36,10 @@ const { values: args } = parseArgs({
     mode: { type: 'string' },
     flags: { type: 'string' },
     timeout: { type: 'string', default: '30' },
+    // Optional: TLS with a custom CA (provider options tls + certPath) and a unix socket (socketPath).
+    tls: { type: 'boolean', default: false },
+    'cert-path': { type: 'string' },
+    'socket-path': { type: 'string' },
   },
 });
 
@@ -67,7 +71,10 @@ async function evaluate(client, method, key, fallback, targetingKey, attributes)
 
 async function main() {
   if (!['rpc', 'in-process', 'file'].includes(args.mode) || !args.port || !args.flags) {
-    throw new Error('usage: check-client.mjs --port N --mode rpc|in-process|file --flags PATH [--host H]');
+    throw new Error(
+      'usage: check-client.mjs --port N --mode rpc|in-process|file --flags PATH [--host H] [--tls] ' +
+        '[--cert-path CA.pem] [--socket-path PATH]',
+    );
   }
   const events = [];
   OpenFeature.addHandler(ProviderEvents.ConfigurationChanged, (details) => {
@@ -82,6 +89,15 @@ async function main() {
   };
   if (args.mode === 'file') {
     options.offlineFlagSourcePath = args.flags;
+  }
+  if (args.tls) {
+    options.tls = true;
+  }
+  if (args['cert-path'] !== undefined) {
+    options.certPath = args['cert-path'];
+  }
+  if (args['socket-path'] !== undefined) {
+    options.socketPath = args['socket-path'];
   }
   await OpenFeature.setProviderAndWait(new FlagdProvider(options));
   const client = OpenFeature.getClient();

@@ -89,6 +89,8 @@ def main():
     parser.add_argument("--flags", required=True, help="path of the flag file (used by --mode file)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before giving up")
     parser.add_argument("--deadline-ms", type=int, default=None, help="per-call deadline (provider default if absent)")
+    parser.add_argument("--tls", action="store_true", help="connect over TLS (provider option tls=True)")
+    parser.add_argument("--cert-path", default=None, help="PEM of the CA to trust with --tls (provider cert_path)")
     args = parser.parse_args()
 
     state = {"waiting_for": "provider ready"}
@@ -113,6 +115,10 @@ def main():
         options["offline_flag_source_path"] = args.flags
     if args.deadline_ms is not None:
         options["deadline_ms"] = args.deadline_ms
+    if args.tls:
+        options["tls"] = True
+    if args.cert_path is not None:
+        options["cert_path"] = args.cert_path
     provider = FlagdProvider(**options)
     api.set_provider_and_wait(provider)
     client = api.get_client()

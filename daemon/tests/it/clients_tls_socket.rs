@@ -1,0 +1,371 @@
+//! Real flagd providers over TLS with a custom CA and over unix sockets: the Python
+//! `openfeature-provider-flagd` (current) and the Node `@openfeature/flagd-provider`, each in RPC mode
+//! (evaluation port) and in-process mode (sync port), against the `flagpole` binary started with
+//! `--server-cert-path`/`--server-key-path` or with `--socket-path`/`--sync-socket-path`.
+//!
+//! What it owns: the certificates (a CA and a `localhost` server certificate made with rcgen per test), the
+//! transport arguments handed to the client programs (`--tls --cert-path CA`, `--socket-path PATH`), and
+//! the assertions that a typed evaluation and a targeting result come back right over that transport.
+//!
+//! What it does not do: repeat every check of `clients.rs` (the checks do not depend on the transport), or
+//! install the clients (`scripts/install-test-clients.sh` does; a missing client fails the test). The
+//! Python provider has no unix-socket option (0.6.1 builds its gRPC target from `host:port` only), so only
+//! the Node provider is run over sockets.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+
+use crate::clients::{ChildDaemon, client_flags, tail, workspace_root, write_json};
+
+/// The timeout handed to a client program (it gives up by itself and says what it was waiting for).
+const CLIENT_TIMEOUT_SECS: u64 = 40;
+
+/// How long the test waits for a client's next line before giving up on it.
+const CLIENT_LINE_TIMEOUT: Duration = Duration::from_secs(CLIENT_TIMEOUT_SECS + 10);
+
+/// The two provider programs run here.
+#[derive(Debug, Clone, Copy)]
+enum Client {
+    PythonLatest,
+    Node,
+}
+
+/// Which daemon port the client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Rpc,
+    InProcess,
+}
+
+impl Mode {
+    fn arg(self) -> &'static str {
+        match self {
+            Mode::Rpc => "rpc",
+            Mode::InProcess => "in-process",
+        }
+    }
+}
+
+/// How the client reaches the daemon.
+enum Transport<'a> {
+    /// TLS on the TCP port, trusting the CA in this PEM file.
+    Tls { ca: &'a Path },
+    /// A unix socket at this path.
+    Socket { path: &'a Path },
+}
+
+/// Writes a fresh CA and a `localhost` server certificate signed by it to `dir`; returns the CA's path.
+///
+/// The two certificates get different subject names: with rcgen's default name on both, OpenSSL and
+/// BoringSSL (behind grpc-js and Python's grpcio) take the server certificate for a self-signed one and
+/// reject it, while rustls, which builds the chain by signature, accepts it.
+fn write_certificates(dir: &Path) -> PathBuf {
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "flagpole test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let server = server_params
+        .signed_by(&server_key, &issuer)
+        .expect("server certificate");
+    fs::write(dir.join("server-key.pem"), server_key.serialize_pem()).expect("write key");
+    fs::write(dir.join("server-cert.pem"), server.pem()).expect("write cert");
+    let ca_path = dir.join("ca.pem");
+    fs::write(&ca_path, ca.pem()).expect("write CA");
+    ca_path
+}
+
+/// The command that runs `client`, failing with the install script's name when it is missing.
+fn client_command(client: Client) -> Command {
+    let root = workspace_root();
+    let mut command = match client {
+        Client::PythonLatest => {
+            let dir = std::env::var_os("FLAGPOLE_TEST_CLIENTS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target/test-clients"));
+            let python = dir.join("python-latest/bin/python");
+            assert!(
+                python.exists(),
+                "the Python test client is not installed ({} is missing): run scripts/install-test-clients.sh",
+                python.display()
+            );
+            let mut command = Command::new(python);
+            command.arg(root.join("clients/python/check_client.py"));
+            command
+        }
+        Client::Node => {
+            let modules = root.join("clients/node/node_modules/@openfeature/flagd-provider");
+            assert!(
+                modules.is_dir(),
+                "the Node flagd provider is not installed ({} is missing): run scripts/install-test-clients.sh",
+                modules.display()
+            );
+            let mut command = Command::new("node");
+            command.arg(root.join("clients/node/check-client.mjs"));
+            command
+        }
+    };
+    // The providers read FLAGD_* variables too (host, port, TLS, socket); only the arguments may count.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FLAGD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `client` until it prints `{"event":"ready"}` and returns its checks by name. Panics with the
+/// client's output, its stderr and the daemon's stderr when it fails, stalls or reports an error.
+fn run_until_ready(
+    client: Client,
+    mode: Mode,
+    transport: &Transport<'_>,
+    daemon: &ChildDaemon,
+    flags: &Path,
+    log_dir: &Path,
+) -> serde_json::Map<String, Value> {
+    let port = match mode {
+        Mode::Rpc => daemon.ports.evaluation,
+        Mode::InProcess => daemon.ports.sync,
+    };
+    let stderr_path = log_dir.join(format!("{client:?}-{}.stderr", mode.arg()));
+    let stderr = fs::File::create(&stderr_path).expect("client stderr file");
+    let mut command = client_command(client);
+    // The server certificate names `localhost`, so TLS clients must use that name.
+    command
+        .args(["--host", "localhost", "--port", &port.to_string()])
+        .args(["--mode", mode.arg()])
+        .arg("--flags")
+        .arg(flags)
+        .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()]);
+    match transport {
+        Transport::Tls { ca } => {
+            command.arg("--tls").arg("--cert-path").arg(ca);
+        }
+        Transport::Socket { path } => {
+            command.arg("--socket-path").arg(path);
+        }
+    }
+    let mut child: Child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "start the {client:?} test client ({error}): run scripts/install-test-clients.sh"
+            )
+        });
+    let stdout = child.stdout.take().expect("client stdout pipe");
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut transcript = Vec::new();
+    let mut checks = serde_json::Map::new();
+    let outcome = loop {
+        let line = match lines.recv_timeout(CLIENT_LINE_TIMEOUT) {
+            Ok(line) => line,
+            Err(error) => break Err(format!("client stopped or stalled ({error})")),
+        };
+        transcript.push(line.clone());
+        let Ok(value) = serde_json::from_str::<Value>(&line) else {
+            break Err("client printed a line that is not JSON".to_owned());
+        };
+        if let Some(name) = value.get("check").and_then(Value::as_str) {
+            checks.insert(name.to_owned(), value.clone());
+            continue;
+        }
+        match value.get("event").and_then(Value::as_str) {
+            Some("ready") => break Ok(()),
+            _ => break Err(format!("client reported {value}")),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(problem) = outcome {
+        panic!(
+            "{client:?} in {} mode: {problem}\nclient stdout:\n{}\nclient stderr:\n{}\ndaemon stderr:\n{}",
+            mode.arg(),
+            transcript.join("\n"),
+            tail(&fs::read_to_string(&stderr_path).unwrap_or_default(), 40),
+            tail(&daemon.stderr(), 40)
+        );
+    }
+    checks
+}
+
+/// Numbers compare by value, also inside objects and arrays (a client may print `3` or `3.0`); everything
+/// else exactly.
+fn same_value(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(key, value)| b.get(key).is_some_and(|other| same_value(value, other)))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y))
+        }
+        _ => actual == expected,
+    }
+}
+
+/// Asserts the typed evaluations and the targeting results flagd gives every client.
+fn assert_checks(client: Client, mode: Mode, checks: &serde_json::Map<String, Value>) {
+    let expected = [
+        ("boolean", json!(true), "STATIC", "on"),
+        ("integer", json!(10), "STATIC", "ten"),
+        (
+            "object",
+            json!({"name": "box", "size": 3, "tags": ["x", "y"]}),
+            "STATIC",
+            "box",
+        ),
+        (
+            "targeting-match",
+            json!("admin-view"),
+            "TARGETING_MATCH",
+            "admin",
+        ),
+        ("targeting-default", json!("guest-view"), "DEFAULT", "guest"),
+        ("fractional-blue", json!("blue"), "TARGETING_MATCH", "blue"),
+    ];
+    let mut problems = Vec::new();
+    for (name, value, reason, variant) in expected {
+        let Some(actual) = checks.get(name) else {
+            problems.push(format!("{name}: no result"));
+            continue;
+        };
+        let got = actual.get("value").cloned().unwrap_or(Value::Null);
+        let same = same_value(&got, &value);
+        if !same {
+            problems.push(format!("{name}: value {got}, expected {value}"));
+        }
+        if actual.get("reason").and_then(Value::as_str) != Some(reason) {
+            problems.push(format!("{name}: {actual}, expected reason {reason}"));
+        }
+        if actual.get("variant").and_then(Value::as_str) != Some(variant) {
+            problems.push(format!("{name}: {actual}, expected variant {variant}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{client:?} in {} mode:\n  {}",
+        mode.arg(),
+        problems.join("\n  ")
+    );
+}
+
+/// Starts a TLS daemon and runs `client` in `mode` against it with the test CA.
+fn run_over_tls(client: Client, mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = write_certificates(dir.path());
+    let flags = dir.path().join("flags.json");
+    write_json(&flags, &client_flags("before"));
+    let cert = dir.path().join("server-cert.pem");
+    let key = dir.path().join("server-key.pem");
+    let cert = cert.to_string_lossy();
+    let key = key.to_string_lossy();
+    let daemon = ChildDaemon::start(
+        &flags,
+        dir.path(),
+        &["--server-cert-path", &cert, "--server-key-path", &key],
+    );
+    let checks = run_until_ready(
+        client,
+        mode,
+        &Transport::Tls { ca: &ca },
+        &daemon,
+        &flags,
+        dir.path(),
+    );
+    assert_checks(client, mode, &checks);
+}
+
+/// Starts a daemon on unix sockets and runs `client` in `mode` over the matching socket.
+fn run_over_socket(client: Client, mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = dir.path().join("flags.json");
+    write_json(&flags, &client_flags("before"));
+    let evaluation = dir.path().join("evaluation.sock");
+    let sync = dir.path().join("sync.sock");
+    let evaluation_arg = evaluation.to_string_lossy();
+    let sync_arg = sync.to_string_lossy();
+    let daemon = ChildDaemon::start(
+        &flags,
+        dir.path(),
+        &[
+            "--socket-path",
+            &evaluation_arg,
+            "--sync-socket-path",
+            &sync_arg,
+        ],
+    );
+    let socket = match mode {
+        Mode::Rpc => &evaluation,
+        Mode::InProcess => &sync,
+    };
+    let checks = run_until_ready(
+        client,
+        mode,
+        &Transport::Socket { path: socket },
+        &daemon,
+        &flags,
+        dir.path(),
+    );
+    assert_checks(client, mode, &checks);
+}
+
+#[test]
+fn python_latest_provider_rpc_mode_over_tls_with_a_custom_ca() {
+    run_over_tls(Client::PythonLatest, Mode::Rpc);
+}
+
+#[test]
+fn python_latest_provider_in_process_mode_over_tls_with_a_custom_ca() {
+    run_over_tls(Client::PythonLatest, Mode::InProcess);
+}
+
+#[test]
+fn node_provider_rpc_mode_over_tls_with_a_custom_ca() {
+    run_over_tls(Client::Node, Mode::Rpc);
+}
+
+#[test]
+fn node_provider_in_process_mode_over_tls_with_a_custom_ca() {
+    run_over_tls(Client::Node, Mode::InProcess);
+}
+
+#[test]
+fn node_provider_rpc_mode_over_a_unix_socket() {
+    run_over_socket(Client::Node, Mode::Rpc);
+}
+
+#[test]
+fn node_provider_in_process_mode_over_a_unix_socket() {
+    run_over_socket(Client::Node, Mode::InProcess);
+}
