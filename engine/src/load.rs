@@ -365,20 +365,19 @@ fn parse_plain_json(text: &str, options: &LoadOptions) -> Option<Result<Loaded, 
     }
     // A JSON object with a repeated key keeps the last value, at the key's sorted place.
     flags.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut deduplicated: Vec<(String, FlagParts)> = Vec::with_capacity(flags.len());
-    for (key, parts) in flags {
-        match deduplicated.last_mut() {
-            Some(last) if last.0 == key => last.1 = parts,
-            _ => deduplicated.push((key, parts)),
+    flags.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            std::mem::swap(later, earlier);
         }
-    }
-    let flags = deduplicated;
+        same
+    });
 
     root.insert("flags".to_owned(), Value::Object(Map::new()));
     let root = Value::Object(root);
-    let fields: Vec<(String, schema::FlagFields<'_>)> = flags
+    let fields: Vec<(&str, schema::FlagFields<'_>)> = flags
         .iter()
-        .map(|(key, parts)| (key.clone(), parts.schema_fields()))
+        .map(|(key, parts)| (key.as_str(), parts.schema_fields()))
         .collect();
     let violations = schema::validate_split(&root, &fields);
     drop(fields);

@@ -63,7 +63,7 @@ pub(crate) struct FlagFields<'v> {
 /// Validates a flagd document given as its map-form flags (sorted by key, each already split into its
 /// fields) and the rest of its root object (whose `flags`, if any, must be an empty object). Reports the
 /// same violations, in the same order, as [`validate`] on the whole document.
-pub(crate) fn validate_split(root: &Value, flags: &[(String, FlagFields<'_>)]) -> Vec<Warning> {
+pub(crate) fn validate_split(root: &Value, flags: &[(&str, FlagFields<'_>)]) -> Vec<Warning> {
     let mut v = Validator {
         out: Vec::new(),
         flag: None,
