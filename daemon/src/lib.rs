@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod management;
 pub mod metrics;
