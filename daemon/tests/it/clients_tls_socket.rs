@@ -58,6 +58,8 @@ impl Mode {
 enum Transport<'a> {
     /// TLS on the TCP port, trusting the CA in this PEM file.
     Tls { ca: &'a Path },
+    /// TLS on the TCP port, trusting only the system's roots (not the test CA).
+    TlsSystemRoots,
     /// A unix socket at this path.
     Socket { path: &'a Path },
 }
@@ -131,8 +133,8 @@ fn client_command(client: Client) -> Command {
     command
 }
 
-/// Runs `client` until it prints `{"event":"ready"}` and returns its checks by name. Panics with the
-/// client's output, its stderr and the daemon's stderr when it fails, stalls or reports an error.
+/// Runs `client` until it prints `{"event":"ready"}` and returns its checks by name. When it fails, stalls
+/// or reports an error, the error holds the client's output, its stderr and the daemon's stderr.
 fn run_until_ready(
     client: Client,
     mode: Mode,
@@ -140,7 +142,7 @@ fn run_until_ready(
     daemon: &ChildDaemon,
     flags: &Path,
     log_dir: &Path,
-) -> serde_json::Map<String, Value> {
+) -> Result<serde_json::Map<String, Value>, String> {
     let port = match mode {
         Mode::Rpc => daemon.ports.evaluation,
         Mode::InProcess => daemon.ports.sync,
@@ -158,6 +160,9 @@ fn run_until_ready(
     match transport {
         Transport::Tls { ca } => {
             command.arg("--tls").arg("--cert-path").arg(ca);
+        }
+        Transport::TlsSystemRoots => {
+            command.arg("--tls");
         }
         Transport::Socket { path } => {
             command.arg("--socket-path").arg(path);
@@ -205,16 +210,15 @@ fn run_until_ready(
     };
     let _ = child.kill();
     let _ = child.wait();
-    if let Err(problem) = outcome {
-        panic!(
+    outcome.map(|()| checks).map_err(|problem| {
+        format!(
             "{client:?} in {} mode: {problem}\nclient stdout:\n{}\nclient stderr:\n{}\ndaemon stderr:\n{}",
             mode.arg(),
             transcript.join("\n"),
             tail(&fs::read_to_string(&stderr_path).unwrap_or_default(), 40),
             tail(&daemon.stderr(), 40)
-        );
-    }
-    checks
+        )
+    })
 }
 
 /// Numbers compare by value, also inside objects and arrays (a client may print `3` or `3.0`); everything
@@ -302,7 +306,8 @@ fn run_over_tls(client: Client, mode: Mode) {
         &daemon,
         &flags,
         dir.path(),
-    );
+    )
+    .unwrap_or_else(|failure| panic!("{failure}"));
     assert_checks(client, mode, &checks);
 }
 
@@ -336,7 +341,8 @@ fn run_over_socket(client: Client, mode: Mode) {
         &daemon,
         &flags,
         dir.path(),
-    );
+    )
+    .unwrap_or_else(|failure| panic!("{failure}"));
     assert_checks(client, mode, &checks);
 }
 
@@ -358,6 +364,36 @@ fn node_provider_rpc_mode_over_tls_with_a_custom_ca() {
 #[test]
 fn node_provider_in_process_mode_over_tls_with_a_custom_ca() {
     run_over_tls(Client::Node, Mode::InProcess);
+}
+
+/// The TLS tests above can fail: the same client without the test CA does not get an evaluation.
+#[test]
+fn node_provider_without_the_custom_ca_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_certificates(dir.path());
+    let flags = dir.path().join("flags.json");
+    write_json(&flags, &client_flags("before"));
+    let cert = dir.path().join("server-cert.pem");
+    let key = dir.path().join("server-key.pem");
+    let cert = cert.to_string_lossy();
+    let key = key.to_string_lossy();
+    let daemon = ChildDaemon::start(
+        &flags,
+        dir.path(),
+        &["--server-cert-path", &cert, "--server-key-path", &key],
+    );
+    let outcome = run_until_ready(
+        Client::Node,
+        Mode::Rpc,
+        &Transport::TlsSystemRoots,
+        &daemon,
+        &flags,
+        dir.path(),
+    );
+    match outcome {
+        Ok(checks) => panic!("a client not trusting the CA evaluated: {checks:?}"),
+        Err(failure) => assert!(failure.contains("client reported"), "{failure}"),
+    }
 }
 
 #[test]
