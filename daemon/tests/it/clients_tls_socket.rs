@@ -9,8 +9,8 @@
 //!
 //! What it does not do: repeat every check of `clients.rs` (the checks do not depend on the transport), or
 //! install the clients (`scripts/install-test-clients.sh` does; a missing client fails the test). The
-//! Python provider has no unix-socket option (0.6.1 builds its gRPC target from `host:port` only), so only
-//! the Node provider is run over sockets.
+//! Python provider is not run over sockets: its README (0.6.1) lists a `socket_path` option, but the code
+//! has none (`FlagdProvider(socket_path=...)` is a `TypeError`; the gRPC target is always `host:port`).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
