@@ -4,6 +4,7 @@ mod cli_config;
 mod cli_docs;
 mod clients;
 mod clients_tls_socket;
+mod curl;
 mod file_watch;
 mod ofrep;
 mod ofrep_clients;
