@@ -53,7 +53,7 @@ pub enum HarnessError {
     Descriptors(#[from] crate::transport::DescriptorError),
 }
 
-/// The evaluation and OFREP routers over a store with [`FLAGS`].
+/// The evaluation and OFREP routers over a store with `FLAGS`.
 #[derive(Debug, Clone)]
 pub struct Harness {
     evaluation: Router,
