@@ -9,7 +9,11 @@
 //!
 //! `--rate` switches from closed loop (each caller sends as soon as its previous call returns) to a fixed
 //! total request rate; latency is then measured from each call's scheduled start, so queueing caused by a
-//! slow server is counted (no coordinated omission).
+//! slow server is counted (no coordinated omission). The schedule is one evenly spaced sequence of send
+//! times (`1 / rate` apart) produced by a pacer thread that sleeps with the OS's high-resolution timer and
+//! hands each due time to whichever caller is free. (Per-caller tokio intervals would fire all callers in
+//! the same instant every `concurrency / rate` seconds, and tokio's 1 ms timer wheel would add up to 1 ms of
+//! lateness that the scheduled-start measurement then charges to the server.)
 //!
 //! `--rpc events` measures change propagation instead: it opens `--subscribers` EventStreams, rewrites
 //! `--flag-file` (atomically, by rename) `--edits` times, and reports the latency from each write to each
@@ -22,6 +26,7 @@
 //! loadgen --rpc events --subscribers 1000 --flag-file /tmp/flags.json --edits 20
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -30,11 +35,16 @@ use flagpole_proto::evaluation_v1::{ResolveBooleanRequest, ResolveStringRequest}
 use hdrhistogram::Histogram;
 use prost_types::value::Kind;
 use prost_types::{Struct, Value};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 /// Highest latency the histogram records, in microseconds (60 s); slower calls are clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// The pacer never sleeps for less than this: sends that fall due meanwhile are released together, each
+/// still carrying its own scheduled time (so the measurement stays exact; only the batching changes).
+const PACER_MIN_SLEEP: Duration = Duration::from_micros(50);
 
 /// Distinct simulated users; contexts cycle through them.
 const USERS: u64 = 10_000;
@@ -305,7 +315,29 @@ async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The shared queue of scheduled send times in open-loop mode.
+type Tickets = Arc<AsyncMutex<mpsc::UnboundedReceiver<Instant>>>;
+
+/// Produces the open-loop schedule: send times exactly `1 / rate` apart from `start` until `end`, each put
+/// on the queue once it is due. Runs on its own OS thread so that its wake-ups do not depend on the tokio
+/// timer wheel; returns when the schedule is complete (dropping the sender ends the callers).
+fn pace(rate: u64, start: Instant, end: Instant, tickets: mpsc::UnboundedSender<Instant>) {
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let (start, end) = (start.into_std(), end.into_std());
+    let mut next = start;
+    while next < end {
+        let now = std::time::Instant::now();
+        while next <= now && next < end {
+            if tickets.send(Instant::from_std(next)).is_err() {
+                return;
+            }
+            next += period;
+        }
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        std::thread::sleep(wait.max(PACER_MIN_SLEEP));
+    }
+}
+
 async fn worker(
     mut client: ServiceClient<Channel>,
     args_rpc: Rpc,
@@ -313,7 +345,7 @@ async fn worker(
     id: u64,
     measure_from: Instant,
     end: Instant,
-    interval: Option<Duration>,
+    tickets: Option<Tickets>,
 ) -> WorkerResult {
     let mut histogram = match Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3) {
         Ok(h) => h,
@@ -324,14 +356,12 @@ async fn worker(
     };
     let mut result = WorkerResult::default();
     let mut user = id * 7919;
-    let mut ticker = interval.map(|period| {
-        let mut t = tokio::time::interval(period);
-        t.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        t
-    });
     loop {
-        let scheduled = match &mut ticker {
-            Some(t) => t.tick().await,
+        let scheduled = match &tickets {
+            Some(queue) => match queue.lock().await.recv().await {
+                Some(at) => at,
+                None => break,
+            },
             None => Instant::now(),
         };
         if scheduled >= end {
@@ -383,11 +413,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("probe call for flag {flag:?} failed").into());
     }
 
-    let interval =
-        (args.rate > 0).then(|| Duration::from_secs_f64(concurrency as f64 / args.rate as f64));
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(args.warmup);
     let end = measure_from + Duration::from_secs(args.duration);
+    let mut pacer = None;
+    let tickets = (args.rate > 0).then(|| {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let rate = args.rate;
+        pacer = Some(std::thread::spawn(move || pace(rate, start, end, sender)));
+        Arc::new(AsyncMutex::new(receiver))
+    });
     let mut tasks = Vec::with_capacity(concurrency);
     for id in 0..concurrency {
         let client = ServiceClient::new(channels[id % connections].clone());
@@ -398,11 +433,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             id as u64,
             measure_from,
             end,
-            interval,
+            tickets.clone(),
         )));
     }
     let mut total = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
     let (mut ok, mut errors) = (0u64, 0u64);
+    drop(tickets);
     for task in tasks {
         let result = task.await?;
         ok += result.ok;
@@ -410,6 +446,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(h) = result.histogram {
             total.add(&h)?;
         }
+    }
+    if let Some(pacer) = pacer {
+        pacer.join().map_err(|_| "pacer thread panicked")?;
     }
     let seconds = args.duration as f64;
     println!(
