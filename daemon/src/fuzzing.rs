@@ -48,9 +48,6 @@ pub enum HarnessError {
     /// The harness's own flag document does not load.
     #[error("the fuzz harness's flags do not load: {0}")]
     Flags(#[from] flagpole_engine::LoadError),
-    /// The protobuf descriptors do not load.
-    #[error(transparent)]
-    Descriptors(#[from] crate::transport::DescriptorError),
 }
 
 /// The evaluation and OFREP routers over a store with `FLAGS`.
@@ -80,7 +77,7 @@ impl Harness {
             services.evaluation_routes().into_axum_router(),
             &[],
             MAX_REQUEST_BODY,
-        )?;
+        );
         let ofrep = crate::ofrep::router(
             services,
             metrics,

@@ -74,9 +74,6 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::transport::TlsError),
-    /// The built-in protobuf descriptors cannot be loaded (a build defect).
-    #[error(transparent)]
-    Descriptors(#[from] crate::transport::DescriptorError),
 }
 
 /// A server task failed while running.
@@ -239,7 +236,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         config.max_request_body.map_or(usize::MAX, |bytes| {
             usize::try_from(bytes).unwrap_or(usize::MAX)
         }),
-    )?
+    )
     .layer(middleware::from_fn_with_state(
         RequestLog::new(metrics.clone()),
         record_request,

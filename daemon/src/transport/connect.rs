@@ -19,7 +19,7 @@
 //! request is `unimplemented`), client or bidirectional streaming (no flagd method uses them), or gRPC and
 //! gRPC-Web, which pass through untouched.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -45,11 +45,6 @@ const FLAG_COMPRESSED: u8 = 0x01;
 const FLAG_END_STREAM: u8 = 0x02;
 /// Length of the envelope / gRPC frame prefix: one flag byte and a big-endian `u32` length.
 const PREFIX: usize = 5;
-
-/// Why the descriptors cannot be used (a build problem, never a client's).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot load the protobuf descriptors: {0}")]
-pub struct DescriptorError(#[from] prost_reflect::DescriptorError);
 
 /// The message codec a Connect client chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,22 +92,44 @@ fn kind(headers: &HeaderMap) -> Kind {
 }
 
 /// The Connect translator: the descriptors of every served method and the body limit.
-#[derive(Debug, Clone)]
+///
+/// The descriptor pool is decoded on the first Connect request, not at start: most deployments speak only
+/// gRPC, and an idle daemon should not hold (or page in the code that builds) a pool it never uses. The
+/// embedded descriptor set is checked by this module's tests, so decoding cannot fail in a built binary;
+/// if it ever did, Connect requests would get `internal` and the error would be logged once.
+#[derive(Debug)]
 pub struct Connect {
-    pool: DescriptorPool,
+    pool: OnceLock<Option<DescriptorPool>>,
     max_body: usize,
 }
 
 impl Connect {
     /// A translator for the project's services, with `max_body` as the request body limit.
-    pub fn new(max_body: usize) -> Result<Connect, DescriptorError> {
-        let pool = DescriptorPool::decode(flagpole_proto::FILE_DESCRIPTOR_SET)?;
-        Ok(Connect { pool, max_body })
+    pub fn new(max_body: usize) -> Connect {
+        Connect {
+            pool: OnceLock::new(),
+            max_body,
+        }
+    }
+
+    /// The descriptors, decoded on first use; `None` if the embedded set cannot be decoded.
+    fn pool(&self) -> Option<&DescriptorPool> {
+        self.pool
+            .get_or_init(
+                || match DescriptorPool::decode(flagpole_proto::FILE_DESCRIPTOR_SET) {
+                    Ok(pool) => Some(pool),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot load the protobuf descriptors: Connect is unavailable");
+                        None
+                    }
+                },
+            )
+            .as_ref()
     }
 
     fn method(&self, path: &str) -> Option<MethodDescriptor> {
         let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-        self.pool
+        self.pool()?
             .get_service_by_name(service)?
             .methods()
             .find(|m| m.name() == method)
@@ -143,6 +160,13 @@ pub async fn middleware(
             .headers_mut()
             .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
         return response;
+    }
+    if connect.pool().is_none() {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Internal,
+            "the protobuf descriptors cannot be loaded",
+        );
     }
     let Some(method) = connect.method(request.uri().path()) else {
         return error_response(
@@ -617,8 +641,8 @@ mod tests {
         /// Any request body, for every method, is decoded or rejected with a code; nothing panics.
         #[test]
         fn arbitrary_request_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
-            let connect = Connect::new(1024).expect("descriptors load");
-            for service in connect.pool.services() {
+            let connect = Connect::new(1024);
+            for service in connect.pool().expect("descriptors load").services() {
                 for method in service.methods() {
                     let _ = json_to_proto(method.input(), &body);
                     let _ = single_envelope(Bytes::from(body.clone()));
@@ -630,7 +654,7 @@ mod tests {
         /// Any JSON text that parses is either accepted or rejected as `invalid_argument`.
         #[test]
         fn json_rejections_are_invalid_argument(text in "\\PC{0,64}") {
-            let connect = Connect::new(1024).expect("descriptors load");
+            let connect = Connect::new(1024);
             let method = connect
                 .method("/flagd.evaluation.v1.Service/ResolveBoolean")
                 .expect("method");
@@ -642,7 +666,7 @@ mod tests {
 
     #[test]
     fn the_descriptors_know_every_evaluation_method() {
-        let connect = Connect::new(1024).expect("descriptors load");
+        let connect = Connect::new(1024);
         let v1 = connect
             .method("/flagd.evaluation.v1.Service/EventStream")
             .expect("v1 EventStream");

@@ -28,7 +28,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use connect::DescriptorError;
 pub use listener::UnixSocket;
 pub use tls::{ReloadingTls, TlsError};
 
@@ -52,20 +51,16 @@ pub const MIN_HEADER_BUFFER: usize = 8192;
 /// to gRPC), then gRPC-Web (tonic-web), then the gRPC routes. All three protocols therefore reach the same
 /// handlers, routed by path as in flagd (`/flagd.evaluation.v2.Service/…`, `/flagd.evaluation.v1.Service/…`,
 /// `/schema.v1.Service/…`).
-pub fn evaluation_router(
-    grpc: Router,
-    cors_origins: &[String],
-    max_request_body: usize,
-) -> Result<Router, DescriptorError> {
-    let connect = std::sync::Arc::new(connect::Connect::new(max_request_body)?);
+pub fn evaluation_router(grpc: Router, cors_origins: &[String], max_request_body: usize) -> Router {
+    let connect = std::sync::Arc::new(connect::Connect::new(max_request_body));
     let grpc_web = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), grpc);
-    Ok(Router::new()
+    Router::new()
         .fallback_service(grpc_web)
         .layer(axum::middleware::from_fn_with_state(
             connect,
             connect::middleware,
         ))
-        .layer(cors::layer(cors_origins)))
+        .layer(cors::layer(cors_origins))
 }
 
 /// Where a server listens.
