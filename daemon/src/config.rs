@@ -185,8 +185,8 @@ pub struct StartArgs {
 
     /// Flag source URI; repeat for several sources (a later one wins a duplicated flag). `file:PATH` or a
     /// bare path (.json, .yaml, .yml), `http(s)://URL` (polled every 5 s), `grpc(s)://HOST:PORT` or
-    /// `envoy://HOST:PORT/AUTHORITY` (a flagd.sync.v1 upstream). Comma-separated lists are split, as flagd
-    /// does.
+    /// `envoy://HOST:PORT/AUTHORITY` (a flagd.sync.v1 upstream), `core.openfeature.dev/NAMESPACE/NAME` (a
+    /// watched FeatureFlag resource). Comma-separated lists are split, as flagd does.
     #[arg(short = 'f', long, env = "FLAGD_URI", value_name = "URI")]
     pub uri: Vec<String>,
 
@@ -418,8 +418,6 @@ pub enum RemoteProvider {
     Http,
     /// `grpc` / `grpc://`, `grpcs://`, resolver URIs.
     Grpc,
-    /// `kubernetes` / `core.openfeature.dev/`.
-    Kubernetes,
     /// `gcs` / `gs://`.
     Gcs,
     /// `azblob` / `azblob://`.
@@ -433,7 +431,6 @@ impl RemoteProvider {
         match self {
             RemoteProvider::Http => "http",
             RemoteProvider::Grpc => "grpc",
-            RemoteProvider::Kubernetes => "kubernetes",
             RemoteProvider::Gcs => "gcs",
             RemoteProvider::Azblob => "azblob",
             RemoteProvider::S3 => "s3",
@@ -464,6 +461,8 @@ pub enum SourceKind {
     Http(Box<crate::sources::http::HttpConfig>),
     /// A flagd.sync.v1 upstream (another flagpole or flagd), streamed.
     Grpc(Box<crate::sources::grpc::GrpcConfig>),
+    /// A `FeatureFlag` resource (`core.openfeature.dev/v1beta1`), watched through the Kubernetes API.
+    Kubernetes(Box<crate::sources::kubernetes::KubernetesConfig>),
 }
 
 /// The daemon's configuration: everything `flagpole::run` needs.
@@ -602,7 +601,8 @@ pub enum ConfigError {
     },
     /// A source kind flagpole does not implement yet.
     #[error(
-        "source {uri}: the {provider} provider is not supported yet (file, http and grpc sources are)"
+        "source {uri}: the {provider} provider is not supported yet (file, http, grpc and kubernetes \
+         sources are)"
     )]
     UnsupportedProvider {
         /// The URI as given.
@@ -996,8 +996,16 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
     if let Some(path) = uri.strip_prefix("file:") {
         return file_source(path, FileProvider::File);
     }
-    if uri.starts_with("core.openfeature.dev/") {
-        return remote(RemoteProvider::Kubernetes);
+    if uri.starts_with(crate::sources::kubernetes::URI_PREFIX) {
+        let (identity, config) = crate::sources::kubernetes::KubernetesConfig::from_uri(uri)
+            .map_err(|message| ConfigError::InvalidValue {
+                key: "uri",
+                message,
+            })?;
+        return Ok(SourceConfig {
+            identity: Arc::from(identity),
+            kind: SourceKind::Kubernetes(Box::new(config)),
+        });
     }
     if uri.starts_with("http://") || uri.starts_with("https://") {
         return http_source(uri, crate::sources::RemoteOptions::default()).map_err(|message| {
@@ -1096,6 +1104,7 @@ struct SourceEntry {
     #[serde(rename = "incrementalupdates")]
     incremental_updates: Option<bool>,
     lazy: Option<bool>,
+    kubeconfig: Option<String>,
 }
 
 impl SourceEntry {
@@ -1147,6 +1156,7 @@ impl SourceEntry {
             max_msg_size: self.max_msg_size,
             incremental_updates: self.incremental_updates,
             lazy: self.lazy,
+            kubeconfig: self.kubeconfig,
         };
         let remote = |provider: RemoteProvider| {
             Err(ConfigError::UnsupportedProvider {
@@ -1167,7 +1177,14 @@ impl SourceEntry {
                     kind: SourceKind::Grpc(Box::new(config)),
                 })
                 .map_err(invalid),
-            "kubernetes" => remote(RemoteProvider::Kubernetes),
+            "kubernetes" => {
+                crate::sources::kubernetes::KubernetesConfig::from_options(&uri, options)
+                    .map(|config| SourceConfig {
+                        identity: Arc::from(config.identity()),
+                        kind: SourceKind::Kubernetes(Box::new(config)),
+                    })
+                    .map_err(invalid)
+            }
             "gcs" => remote(RemoteProvider::Gcs),
             "azblob" => remote(RemoteProvider::Azblob),
             "s3" => remote(RemoteProvider::S3),
@@ -1421,10 +1438,20 @@ mod tests {
             parse_uri("grpcs://sync:443").ok().map(|s| s.identity),
             Some(Arc::from("sync:443"))
         );
+        let kubernetes = parse_uri("core.openfeature.dev/ns/name");
+        assert!(
+            kubernetes.as_ref().is_ok_and(|s| &*s.identity == "ns/name"
+                && matches!(&s.kind, SourceKind::Kubernetes(c) if c.name == "name")),
+            "{kubernetes:?}"
+        );
         assert!(matches!(
-            parse_uri("core.openfeature.dev/ns/name"),
+            parse_uri("core.openfeature.dev/ns"),
+            Err(ConfigError::InvalidValue { key: "uri", .. })
+        ));
+        assert!(matches!(
+            parse_uri("gs://bucket/flags.json"),
             Err(ConfigError::UnsupportedProvider {
-                provider: "kubernetes",
+                provider: "gcs",
                 ..
             })
         ));

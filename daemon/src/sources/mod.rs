@@ -4,15 +4,18 @@
 //! [`SourceError`]. Each source replaces only its own slot in the store; a payload that fails to load is
 //! logged and the source keeps its last good flags.
 //!
-//! Remote sources ([`http`], [`grpc`]) follow the same rule: a failed fetch or a broken stream keeps the
-//! last good flags of that source only.
+//! Remote sources ([`http`], [`grpc`], [`kubernetes`]) follow the same rule: a failed fetch, a broken
+//! stream or watch, or a deleted `FeatureFlag` keeps the last good flags of that source only, and is
+//! reported in the per-source metrics and the `/readyz` body. Their first fetch failing is a startup
+//! error unless the source is `lazy`.
 //!
-//! What it does not do: merge sources (the store and engine snapshot do), or the kubernetes and blob
-//! sources (the configuration rejects them as not supported yet).
+//! What it does not do: merge sources (the store and engine snapshot do), or the blob sources (`gs://`,
+//! `azblob://`, `s3://`: the configuration rejects them as not supported yet).
 
 pub mod file;
 pub mod grpc;
 pub mod http;
+pub mod kubernetes;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -56,8 +59,10 @@ pub struct RemoteOptions {
     pub max_msg_size: Option<i64>,
     /// `incrementalUpdates` (grpc).
     pub incremental_updates: Option<bool>,
-    /// `lazy` (flagpole, http and grpc): start even when the first fetch fails.
+    /// `lazy` (flagpole, http, grpc and kubernetes): start even when the first fetch fails.
     pub lazy: Option<bool>,
+    /// `kubeconfig` (flagpole, kubernetes): the kubeconfig file to use.
+    pub kubeconfig: Option<String>,
 }
 
 /// Why a source could not be read or its payload not loaded.
@@ -128,6 +133,10 @@ pub enum SourceError {
     /// The first stream of a grpc source could not be opened (and the source is not `lazy`).
     #[error("{0} (set \"lazy\": true on the source to start without it)")]
     Grpc(#[source] Box<grpc::GrpcError>),
+    /// The first read of a kubernetes source failed (and the source is not `lazy`), or its client could
+    /// not be configured.
+    #[error("{0}{hint}", hint = .0.lazy_hint())]
+    Kubernetes(#[source] Box<kubernetes::KubernetesError>),
     /// The TLS client could not be set up.
     #[error("cannot set up the TLS client: {message}")]
     Tls {
@@ -173,6 +182,11 @@ pub async fn start(
                 Ok(source) => source.start(shutdown.clone()).await,
                 Err(error) => Err(error),
             },
+            SourceKind::Kubernetes(config) => {
+                kubernetes::KubernetesSource::new((**config).clone(), context)
+                    .start(shutdown.clone())
+                    .await
+            }
         };
         match task {
             Ok(task) => tasks.push(task),

@@ -200,8 +200,12 @@ fn bad_values_are_config_errors() {
         ),
         (&["start", "-f", "grpc://sync"], "expected host:port"),
         (
-            &["start", "-f", "core.openfeature.dev/ns/name"],
+            &["start", "-f", "gs://bucket/flags.json"],
             "not supported yet",
+        ),
+        (
+            &["start", "-f", "core.openfeature.dev/only-namespace"],
+            "NAMESPACE/NAME",
         ),
         (&["start", "-f", "ftp://x/flags.json"], "invalid sync uri"),
         (

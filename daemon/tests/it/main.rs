@@ -16,6 +16,7 @@ mod service_streams;
 mod service_support;
 mod source_grpc;
 mod source_http;
+mod source_kubernetes;
 mod testbed_start;
 mod transport_connect;
 mod transport_tls;
