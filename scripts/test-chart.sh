@@ -82,8 +82,10 @@ for case in default all-features; do
     fi
 done
 if expect_kinds default Deployment Service ConfigMap ServiceAccount &&
-    ! grep -qE '^kind: (ServiceMonitor|PodDisruptionBudget|HorizontalPodAutoscaler)$' "$OUT/default.yaml"; then
-    pass "default: Deployment, Service, ConfigMap, ServiceAccount and no optional resource"
+    ! grep -qE '^kind: (ServiceMonitor|PodDisruptionBudget|HorizontalPodAutoscaler|Role|RoleBinding)$' \
+        "$OUT/default.yaml" &&
+    [[ $(grep -c 'automountServiceAccountToken: false' "$OUT/default.yaml") == 2 ]]; then
+    pass "default: Deployment, Service, ConfigMap, ServiceAccount, no optional resource, no API token"
 else
     fail "default: resource kinds"
 fi
@@ -92,6 +94,45 @@ if expect_kinds all-features Deployment Service ConfigMap ServiceAccount Service
     pass "all-features: every optional resource is rendered"
 else
     fail "all-features: resource kinds"
+fi
+# rbac.create for the kubernetes source: a Role (get, list, watch on featureflags.core.openfeature.dev) and
+# a RoleBinding to the pods' ServiceAccount in each listed namespace, and the token mounted.
+roles_in() { # NAME: the namespaces of the rendered Roles, or of the RoleBindings with ROLEBINDING=1
+    "$TOOLS/venv/bin/python" - "$OUT/$1.yaml" "${ROLEBINDING:-0}" <<'PY'
+import sys, yaml
+
+kind = "RoleBinding" if sys.argv[2] == "1" else "Role"
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == kind]
+for d in docs:
+    if kind == "Role":
+        rule = d["rules"][0]
+        assert rule["apiGroups"] == ["core.openfeature.dev"], rule
+        assert rule["resources"] == ["featureflags"], rule
+        assert rule["verbs"] == ["get", "list", "watch"], rule
+        names = ",".join(rule.get("resourceNames", []))
+    else:
+        subject = d["subjects"][0]
+        assert subject["kind"] == "ServiceAccount" and subject["namespace"] == "flags", subject
+        assert d["roleRef"]["kind"] == "Role", d["roleRef"]
+        names = subject["name"]
+    print(f'{d["metadata"]["namespace"]}:{names}')
+PY
+}
+if [[ $(roles_in all-features | paste -sd' ') == "flags:app-flags team-a:app-flags" ]] &&
+    [[ $(ROLEBINDING=1 roles_in all-features | paste -sd' ') == "flags:flagpole-sa team-a:flagpole-sa" ]] &&
+    grep -qF -- '\"provider\":\"kubernetes\"' "$OUT/all-features.yaml"; then
+    pass "all-features: a Role and a RoleBinding per rbac namespace, limited to rbac.resourceNames"
+else
+    fail "all-features: a Role and a RoleBinding per rbac namespace, limited to rbac.resourceNames"
+fi
+if render rbac --set rbac.create=true --set flags.example=false \
+    --set-json 'sources=[{"uri":"flags/app-flags","provider":"kubernetes","lazy":true}]' && check rbac &&
+    [[ $(roles_in rbac) == "flags:" ]] && [[ $(ROLEBINDING=1 roles_in rbac) == "flags:flagpole" ]] &&
+    [[ $(grep -c 'automountServiceAccountToken: true' "$OUT/rbac.yaml") == 2 ]]; then
+    pass "rbac.create alone: Role and RoleBinding in the release namespace, token mounted"
+else
+    cat "$OUT"/rbac.* >&2 2>/dev/null || true
+    fail "rbac.create alone: Role and RoleBinding in the release namespace, token mounted"
 fi
 # What the daemon is started with: probes on the management port, the ConfigMap directory mount and one
 # --uri per flag file, and the non-root read-only security context.
@@ -203,6 +244,9 @@ refused "source with an unknown key" --set-json 'sources=[{"uri":"https://x/f.js
 refused "no flag source at all" --set flags.example=false
 refused "a Service exposing no port" --set service.expose.evaluation=false --set service.expose.management=false \
     --set service.expose.sync=false --set service.expose.ofrep=false
+refused "an rbac namespace that is not a Kubernetes name" --set rbac.create=true --set 'rbac.namespaces={Team_A}'
+refused "a kubernetes source with an unknown key" \
+    --set-json 'sources=[{"uri":"flags/app-flags","provider":"kubernetes","namespace":"flags"}]'
 refused "minReplicas above maxReplicas" --set autoscaling.enabled=true --set autoscaling.minReplicas=5 \
     --set autoscaling.maxReplicas=2
 refused "an invalid volume mount (caught by kubeconform)" \

@@ -47,6 +47,11 @@ app.kubernetes.io/component: flag-daemon
 {{- end }}
 {{- end }}
 
+{{/* Whether the pods get the ServiceAccount token: asked for, or needed by the RBAC the chart creates. */}}
+{{- define "flagpole.automountToken" -}}
+{{- or .Values.serviceAccount.automountToken .Values.rbac.create }}
+{{- end }}
+
 {{/* The name of the ConfigMap holding the flag files (the chart's own, or flags.existingConfigMap.name). */}}
 {{- define "flagpole.flagsConfigMap" -}}
 {{- if .Values.flags.existingConfigMap.name }}
