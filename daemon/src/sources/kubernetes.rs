@@ -6,8 +6,8 @@
 //! source when given, else `KUBECONFIG`, else the in-cluster service account, else `~/.kube/config`), the
 //! first read of the object, and the watch: kube's runtime watcher restricted to that one object by the
 //! field selector `metadata.name=NAME`. The watcher lists, then watches from the list's resourceVersion;
-//! a watch that ends is resumed from the last resourceVersion seen, and an expired one (410 Gone) is
-//! replaced by a fresh list. Failed requests are retried after [`BACKOFF_FIRST`], doubling up to
+//! a watch that ends is resumed from the last resourceVersion seen, and an expired one (410 Gone, routine
+//! after etcd compacts its history; not counted as a failure) is replaced by a fresh list. Failed requests are retried after [`BACKOFF_FIRST`], doubling up to
 //! [`BACKOFF_CEILING`], with up to a quarter added at random so that a fleet of sidecars does not retry
 //! in step against a recovering API server; the delays start over once an event arrives.
 //!
@@ -261,6 +261,14 @@ pub enum KubernetesError {
         /// `NAMESPACE/NAME`.
         resource: String,
     },
+    /// The engine's loading task failed (it panicked or was cancelled).
+    #[error("kubernetes source {resource}: loading the flag spec failed: {message}")]
+    Loader {
+        /// `NAMESPACE/NAME`.
+        resource: String,
+        /// Why.
+        message: String,
+    },
     /// The flag spec did not load.
     #[error("kubernetes source {resource}: spec.flagSpec: {source}")]
     Load {
@@ -313,7 +321,9 @@ impl KubernetesError {
     fn is_payload(&self) -> bool {
         matches!(
             self,
-            KubernetesError::NoFlagSpec { .. } | KubernetesError::Load { .. }
+            KubernetesError::NoFlagSpec { .. }
+                | KubernetesError::Load { .. }
+                | KubernetesError::Loader { .. }
         )
     }
 }
@@ -380,8 +390,12 @@ pub struct KubernetesSource {
     context: SourceContext,
     /// The resourceVersion of the object last applied (`None` after a deletion).
     last_version: Option<String>,
-    /// SHA-1 of the last flag spec (accepted or not): an unchanged spec is skipped.
+    /// SHA-1 of the last flag spec (accepted or not; a missing spec hashes as empty text): an unchanged
+    /// spec is skipped.
     last_hash: Option<[u8; 20]>,
+    /// Whether that last flag spec was rejected (so an unchanged one is neither a success nor counted
+    /// again).
+    last_rejected: bool,
     /// Whether the object existed at the last event (to log a deletion once).
     present: bool,
 }
@@ -402,6 +416,7 @@ impl KubernetesSource {
             context,
             last_version: None,
             last_hash: None,
+            last_rejected: false,
             present: false,
         }
     }
@@ -418,7 +433,7 @@ impl KubernetesSource {
             Api::namespaced_with(client, &self.config.namespace, &feature_flag_resource());
         if !self.config.lazy {
             match self.first_fetch(&api).await {
-                Ok(()) => {}
+                Ok(_) => {}
                 // As for files and http (and flagd): an object whose spec does not load leaves the source
                 // not ready; it does not stop the start.
                 Err(error) if error.is_payload() => {
@@ -443,7 +458,7 @@ impl KubernetesSource {
     }
 
     /// Reads the object once and applies it; records success or failure in the metrics.
-    async fn first_fetch(&mut self, api: &Api<DynamicObject>) -> Result<(), KubernetesError> {
+    async fn first_fetch(&mut self, api: &Api<DynamicObject>) -> Result<Applied, KubernetesError> {
         let fetched =
             match tokio::time::timeout(FIRST_FETCH_TIMEOUT, api.get(&self.config.name)).await {
                 Err(_) => Err(KubernetesError::Timeout {
@@ -502,6 +517,11 @@ impl KubernetesSource {
                         self.gone("was deleted");
                     }
                 }
+                // The history the watch would resume from is gone (etcd compaction): routine, the watcher
+                // lists again, and the list's outcome is what counts.
+                Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                    tracing::debug!(resource = %self.config.identity(), message = %status.message, "kubernetes watch expired; listing again");
+                }
                 Err(error) => {
                     tracing::warn!(resource = %self.config.identity(), error = %error_chain(&error), "kubernetes watch failed; keeping the last flags and retrying");
                     self.context
@@ -538,38 +558,50 @@ impl KubernetesSource {
             .source_fetch_failed(&self.context.identity);
     }
 
-    fn record(&self, outcome: &Result<(), KubernetesError>) {
+    /// Records an applied object in the per-source metrics.
+    fn record(&self, outcome: &Result<Applied, KubernetesError>) {
         let (metrics, identity) = (&self.context.metrics, &self.context.identity);
         match outcome {
-            Ok(()) => metrics.source_fetch_succeeded(identity),
+            Ok(Applied::Loaded | Applied::Unchanged) => metrics.source_fetch_succeeded(identity),
+            Ok(Applied::StillRejected) => {}
             Err(_) => metrics.source_fetch_failed(identity),
         }
     }
 
+    /// What an unchanged object means: a success, unless its spec was rejected before.
+    fn unchanged(&self) -> Applied {
+        if self.last_rejected {
+            Applied::StillRejected
+        } else {
+            Applied::Unchanged
+        }
+    }
+
     /// Loads the object's flag spec and, when it changed, replaces this source's flags.
-    async fn apply(&mut self, object: DynamicObject) -> Result<(), KubernetesError> {
+    async fn apply(&mut self, object: DynamicObject) -> Result<Applied, KubernetesError> {
         let resource = self.config.identity();
         self.present = true;
         let version = object.resource_version();
         if version.is_some() && version == self.last_version {
             tracing::debug!(%resource, "FeatureFlag resourceVersion unchanged");
-            return Ok(());
+            return Ok(self.unchanged());
         }
         self.last_version = version;
         let spec = match object.data.pointer("/spec/flagSpec") {
-            Some(spec @ serde_json::Value::Object(_)) => spec.to_string(),
-            _ => {
-                self.last_hash = None;
-                self.context.metrics.source_rejected(&self.context.identity);
-                return Err(KubernetesError::NoFlagSpec { resource });
-            }
+            Some(spec @ serde_json::Value::Object(_)) => Some(spec.to_string()),
+            _ => None,
         };
-        let hash: [u8; 20] = Sha1::digest(spec.as_bytes()).into();
+        let hash: [u8; 20] = Sha1::digest(spec.as_deref().unwrap_or_default().as_bytes()).into();
         if self.last_hash == Some(hash) {
             tracing::debug!(%resource, "FeatureFlag flag spec unchanged");
-            return Ok(());
+            return Ok(self.unchanged());
         }
         self.last_hash = Some(hash);
+        self.last_rejected = true;
+        let Some(spec) = spec else {
+            self.context.metrics.source_rejected(&self.context.identity);
+            return Err(KubernetesError::NoFlagSpec { resource });
+        };
         let options: LoadOptions = self.context.options;
         let (store, index, metrics, identity) = (
             self.context.store.clone(),
@@ -593,19 +625,20 @@ impl KubernetesSource {
         });
         let outcome = match work.await {
             Ok(outcome) => outcome,
-            Err(error) => Err(KubernetesError::Client {
+            Err(error) => Err(KubernetesError::Loader {
                 resource: resource.clone(),
-                message: format!("loading failed: {error}"),
+                message: error.to_string(),
             }),
         };
         match outcome {
             Ok((count, warnings)) => {
+                self.last_rejected = false;
                 for warning in &warnings {
                     tracing::warn!(%resource, %warning, "FeatureFlag flag spec has a schema violation");
                 }
                 self.context.latch.release();
                 tracing::info!(%resource, flags = count, "loaded flags from FeatureFlag");
-                Ok(())
+                Ok(Applied::Loaded)
             }
             Err(error) => {
                 self.context.metrics.source_rejected(&self.context.identity);
@@ -613,6 +646,18 @@ impl KubernetesSource {
             }
         }
     }
+}
+
+/// What applying an object did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// Its flag spec replaced this source's flags.
+    Loaded,
+    /// Same resourceVersion or same flag spec as the last good one: nothing to do.
+    Unchanged,
+    /// Same resourceVersion or same flag spec as the last one, which was rejected: still rejected, not
+    /// counted again.
+    StillRejected,
 }
 
 /// An error and its causes, `: `-separated (kube's errors keep the useful part in the chain).

@@ -617,9 +617,10 @@ async fn featureflag_add_update_delete_and_recreate_reach_event_stream_clients()
         json!({ "flags": { "color": { "state": "ENABLED", "variants": "nope", "defaultVariant": "x" } } }),
     );
     api.put_spec(NAME, json!({ "notAFlagSpec": true }));
-    wait_until("two rejected flag specs", async || {
+    wait_until("two rejected flag specs, each a failure", async || {
         source_metric(&daemon, "flagpole_source_rejected_payloads_total").unwrap_or(0)
             >= rejected + 2
+            && source_metric(&daemon, "flagpole_source_consecutive_failures") == Some(2)
     })
     .await;
     assert_eq!(clients.color().await.as_deref(), Some("green"));
@@ -641,15 +642,15 @@ async fn featureflag_add_update_delete_and_recreate_reach_event_stream_clients()
     assert_eq!(readyz(&daemon).await.0, 200);
     assert!(daemon.readiness().is_ready());
 
-    // Re-create: picked up by the same watch, with a change event, and the failure streak ends.
+    // Re-create: picked up by the same watch, with a change event, and the failure streak ends (recorded
+    // right after the flags are published).
     api.put(NAME, color_spec("yellow"));
     clients.configuration_change().await;
     assert_eq!(clients.color().await.as_deref(), Some("yellow"));
-    assert!(
-        readyz(&daemon).await.1.contains("consecutive_failures=0 "),
-        "{}",
-        readyz(&daemon).await.1
-    );
+    wait_until("the failure streak to end", async || {
+        readyz(&daemon).await.1.contains("consecutive_failures=0 ")
+    })
+    .await;
     assert_eq!(
         api.count(Verb::List),
         1,
@@ -709,10 +710,11 @@ async fn a_dropped_watch_resumes_and_an_expired_one_relists() {
         .and_then(|s| s.resource_version.clone());
     assert_eq!(resumed, Some(revision.to_string()));
     assert_eq!(api.count(Verb::List), lists, "resumed without a re-list");
-    assert_eq!(
-        source_metric(&daemon, "flagpole_source_consecutive_failures"),
-        Some(0)
-    );
+    // The success is recorded right after the flags are published.
+    wait_until("the failure streak to end", async || {
+        source_metric(&daemon, "flagpole_source_consecutive_failures") == Some(0)
+    })
+    .await;
 
     // The history the watch would resume from is gone (410): the watcher lists again and finds the update
     // made in between.
@@ -725,6 +727,37 @@ async fn a_dropped_watch_resumes_and_an_expired_one_relists() {
     assert_eq!(clients.color().await.as_deref(), Some("v4"));
     assert_eq!(api.lock().expired_watches, 1);
     assert_eq!(api.count(Verb::List), lists + 1, "re-listed once");
+
+    // A re-list that finds the same rejected object neither clears the failure nor counts it again. The
+    // deletion after it is the marker that the re-listed object has been handled: 2 failures in all.
+    let rejected = source_metric(&daemon, "flagpole_source_rejected_payloads_total").unwrap_or(0);
+    api.put_spec(NAME, json!({ "flagSpec": "not an object" }));
+    wait_until("the rejection", async || {
+        source_metric(&daemon, "flagpole_source_consecutive_failures") == Some(1)
+    })
+    .await;
+    api.change(|c| {
+        c.compacted_below = c.revision + 1;
+        c.drops += 1;
+    });
+    wait_until("the second re-list", async || {
+        api.count(Verb::List) == lists + 2
+    })
+    .await;
+    api.delete(NAME);
+    wait_until("the deletion", async || {
+        source_metric(&daemon, "flagpole_source_consecutive_failures").unwrap_or(0) >= 2
+    })
+    .await;
+    assert_eq!(
+        source_metric(&daemon, "flagpole_source_rejected_payloads_total"),
+        Some(rejected + 1)
+    );
+    assert_eq!(
+        source_metric(&daemon, "flagpole_source_consecutive_failures"),
+        Some(2)
+    );
+    assert_eq!(clients.color().await.as_deref(), Some("v4"));
     let _ = daemon.shutdown().await;
 }
 
