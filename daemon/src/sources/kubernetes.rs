@@ -66,6 +66,12 @@ pub const PLURAL: &str = "featureflags";
 /// How long the first read of the object (connecting included) may take before the start fails.
 pub const FIRST_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a read on the API server connection may wait for data. kube sets none (a watch may be quiet
+/// for minutes) and guards only watches, with the server-side watch timeout (290 s) plus 5 s; this bounds
+/// a list request to an API server that accepted it and went silent, and is longer than that guard so a
+/// healthy quiet watch is never cut.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(330);
+
 /// The delay before the first retry after a failed list or watch request.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 
@@ -447,7 +453,8 @@ impl KubernetesSource {
 
     /// The API client (the rustls client of kube, with ring as its crypto provider).
     async fn client(&self) -> Result<Client, KubernetesError> {
-        let config = self.config.client_config().await?;
+        let mut config = self.config.client_config().await?;
+        config.read_timeout = Some(READ_TIMEOUT);
         // kube builds its rustls configuration from the process-wide provider; only ring is compiled in,
         // and installing it explicitly keeps that true whatever else enables another provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -549,7 +556,7 @@ impl KubernetesSource {
         if self.present {
             tracing::warn!(resource = %self.config.identity(), "FeatureFlag {how}; keeping its last flags until it is back");
         } else {
-            tracing::debug!(resource = %self.config.identity(), "FeatureFlag {how}");
+            tracing::info!(resource = %self.config.identity(), "FeatureFlag {how}; waiting for it to be created");
         }
         self.present = false;
         self.last_version = None;
