@@ -7,9 +7,10 @@
 //! first read of the object, and the watch: kube's runtime watcher restricted to that one object by the
 //! field selector `metadata.name=NAME`. The watcher lists, then watches from the list's resourceVersion;
 //! a watch that ends is resumed from the last resourceVersion seen, and an expired one (410 Gone, routine
-//! after etcd compacts its history; not counted as a failure) is replaced by a fresh list. Failed requests are retried after [`BACKOFF_FIRST`], doubling up to
-//! [`BACKOFF_CEILING`], with up to a quarter added at random so that a fleet of sidecars does not retry
-//! in step against a recovering API server; the delays start over once an event arrives.
+//! after etcd compacts its history; not counted as a failure) is replaced by a fresh list. Failed
+//! requests are retried after [`BACKOFF_FIRST`], doubling up to [`BACKOFF_CEILING`], with up to a quarter
+//! added at random so that a fleet of sidecars does not retry in step against a recovering API server;
+//! the delays start over once an event arrives. A request silent for [`READ_TIMEOUT`] is abandoned.
 //!
 //! Each added or modified object with a new resourceVersion has its `spec.flagSpec` (`flags`, optional
 //! `$evaluators` and `metadata`) serialized to JSON and loaded by the engine exactly as a flag file; a
