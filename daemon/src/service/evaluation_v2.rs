@@ -1,7 +1,8 @@
 //! `flagd.evaluation.v2.Service`: typed resolves and EventStream with v2's optional value and variant.
 //!
 //! A code default answers reason DEFAULT and a disabled flag reason DISABLED, both with value and variant
-//! unset; an empty variant is left out too (inventory 2.3). There is no ResolveAll.
+//! unset; an empty variant is left out too (inventory 2.3). There is no ResolveAll. The request reading and
+//! resolving are `handlers`'; this module holds v2's rendering and its types.
 
 use flagpole_engine::Reason;
 use flagpole_proto::evaluation_v2::service_server::Service;
@@ -12,13 +13,13 @@ use flagpole_proto::evaluation_v2::{
 };
 use prost_types::Struct;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Services;
-use super::events::{EventMessage, StreamDeadline, subscribe};
-use super::request::{HeaderMapping, read_eval_request, selector};
-use super::resolve::{Outcome, WireValue, resolve};
+use super::events::StreamDeadline;
+use super::handlers::{TypedRequest, event_message, event_stream, resolve_typed, typed_rpcs};
+use super::request::HeaderMapping;
+use super::resolve::{Outcome, Resolution, WireValue};
 use super::status::{Failure, grpc_status};
 
 /// The v2 evaluation service.
@@ -40,61 +41,51 @@ impl EvaluationV2 {
         EvaluationV2 { services }
     }
 
-    fn resolve<T: WireValue>(
-        &self,
-        headers: &MetadataMap,
-        key: &str,
-        context: Option<Struct>,
-    ) -> Result<Answer<T>, Status> {
-        let request = read_eval_request(
-            self.services.config(),
-            headers,
-            context,
-            HeaderMapping::Apply,
-        )
-        .map_err(|e| grpc_status(e.into()))?;
-        let snapshot = self.services.store().snapshot();
-        let resolution = resolve(
+    /// A typed RPC: one handler body for all five (`-H` applies).
+    fn typed<Q, R>(&self, request: Request<Q>) -> Result<Response<R>, Status>
+    where
+        Q: TypedRequest,
+        R: From<Answer<Q::Value>>,
+    {
+        let answer = resolve_typed(
             &self.services,
-            &snapshot,
-            key,
-            T::TYPE,
-            &request.selector,
-            &request.context,
-        );
-        let metadata = resolution.metadata;
-        let without_value = |reason: Reason| Answer {
-            value: None,
-            reason: reason.as_str().to_owned(),
-            variant: None,
-            metadata: metadata.clone(),
-        };
-        match resolution.outcome {
-            Outcome::Value {
-                reason,
-                variant,
-                value,
-            } => Ok(Answer {
-                value: Some(T::from_typed(value)),
-                reason: reason.as_str().to_owned(),
-                variant: (!variant.is_empty()).then(|| variant.to_owned()),
-                metadata,
-            }),
-            Outcome::Disabled => Ok(without_value(Reason::Disabled)),
-            Outcome::CodeDefault => Ok(without_value(Reason::Default)),
-            Outcome::Failed(code) => Err(grpc_status(Failure::Evaluation(code))),
-        }
+            HeaderMapping::Apply,
+            request,
+            render::<Q::Value>,
+        )?;
+        Ok(Response::new(answer.into()))
     }
 }
 
-impl EventMessage for EventStreamResponse {
-    fn event(kind: &str, data: Option<Struct>) -> Self {
-        EventStreamResponse {
-            r#type: kind.to_owned(),
-            data,
-        }
+/// Renders a typed resolution in v2's shape.
+fn render<T: WireValue>(resolution: Resolution<'_>) -> Result<Answer<T>, Status> {
+    let metadata = resolution.metadata;
+    let without_value = |reason: Reason| Answer {
+        value: None,
+        reason: reason.as_str().to_owned(),
+        variant: None,
+        metadata: metadata.clone(),
+    };
+    match resolution.outcome {
+        Outcome::Value {
+            reason,
+            variant,
+            value,
+        } => Ok(Answer {
+            value: Some(T::from_typed(value)),
+            reason: reason.as_str().to_owned(),
+            variant: (!variant.is_empty()).then(|| variant.to_owned()),
+            metadata,
+        }),
+        Outcome::Disabled => Ok(without_value(Reason::Disabled)),
+        Outcome::CodeDefault => Ok(without_value(Reason::Default)),
+        Outcome::Failed(code) => Err(grpc_status(Failure::Evaluation(code))),
     }
 }
+
+// The wire field of an object is the Struct itself: an absent value and an absent Struct are the same.
+typed_rpcs!(Answer, object via Option::flatten);
+event_message!(EventStreamResponse);
 
 #[tonic::async_trait]
 impl Service for EvaluationV2 {
@@ -102,70 +93,35 @@ impl Service for EvaluationV2 {
         &self,
         request: Request<ResolveBooleanRequest>,
     ) -> Result<Response<ResolveBooleanResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<bool>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveBooleanResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        self.typed(request)
     }
 
     async fn resolve_string(
         &self,
         request: Request<ResolveStringRequest>,
     ) -> Result<Response<ResolveStringResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<String>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveStringResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        self.typed(request)
     }
 
     async fn resolve_float(
         &self,
         request: Request<ResolveFloatRequest>,
     ) -> Result<Response<ResolveFloatResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<f64>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveFloatResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        self.typed(request)
     }
 
     async fn resolve_int(
         &self,
         request: Request<ResolveIntRequest>,
     ) -> Result<Response<ResolveIntResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<i64>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveIntResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        self.typed(request)
     }
 
     async fn resolve_object(
         &self,
         request: Request<ResolveObjectRequest>,
     ) -> Result<Response<ResolveObjectResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<Option<Struct>>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveObjectResponse {
-            value: a.value.flatten(),
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        self.typed(request)
     }
 
     type EventStreamStream = ReceiverStream<Result<EventStreamResponse, Status>>;
@@ -174,11 +130,10 @@ impl Service for EvaluationV2 {
         &self,
         request: Request<EventStreamRequest>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
-        let selector = selector(request.metadata()).map_err(|e| grpc_status(e.into()))?;
-        Ok(Response::new(subscribe(
+        event_stream(
             &self.services,
-            selector,
+            request.metadata(),
             StreamDeadline::Configured,
-        )))
+        )
     }
 }

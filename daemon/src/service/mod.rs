@@ -14,6 +14,7 @@ pub(crate) mod convert;
 mod evaluation_v1;
 mod evaluation_v2;
 mod events;
+mod handlers;
 pub(crate) mod index;
 pub(crate) mod request;
 mod resolve;
@@ -21,6 +22,7 @@ mod schema_v1;
 mod shared;
 mod status;
 mod sync;
+mod v1_shape;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

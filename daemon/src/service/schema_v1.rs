@@ -1,9 +1,10 @@
 //! The legacy `schema.v1.Service` (deprecated, still used by old clients): v1's RPCs with its own rules.
 //!
 //! Differences from v1 (inventory 2.4): `-H` header mappings are not applied (`-X` is), streams have no
-//! deadline, `ResolveAll` has no metadata. A code default answers the zero value with reason DEFAULT: flagd
-//! leaks its internal reason `FALLBACK` here, flagpole does not (docs/protocols.md). A disabled flag is a
-//! success with the zero value and reason DISABLED, as on v1.
+//! deadline, `ResolveAll` has no metadata (neither the response's nor each flag's). A code default answers
+//! the zero value with reason DEFAULT: flagd leaks its internal reason `FALLBACK` here, flagpole does not
+//! (docs/protocols.md). A disabled flag is a success with the zero value and reason DISABLED, as on v1. The
+//! handler bodies are `v1_shape`'s, shared with v1; this module holds schema.v1's [`Rules`] and its types.
 
 use flagpole_proto::schema_v1::service_server::Service;
 use flagpole_proto::schema_v1::{
@@ -12,16 +13,21 @@ use flagpole_proto::schema_v1::{
     ResolveIntRequest, ResolveIntResponse, ResolveObjectRequest, ResolveObjectResponse,
     ResolveStringRequest, ResolveStringResponse, any_flag,
 };
-use prost_types::Struct;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Services;
-use super::events::{EventMessage, StreamDeadline, subscribe};
-use super::request::{HeaderMapping, read_eval_request, selector};
-use super::resolve::{BulkValue, Outcome, WireValue, resolve, resolve_all};
-use super::status::{Failure, grpc_status};
+use super::events::StreamDeadline;
+use super::handlers::{event_message, event_stream, typed_rpcs};
+use super::request::HeaderMapping;
+use super::v1_shape::{Answer, CodeDefault, Rules, all_flags, any_flag, typed};
+
+/// schema.v1: `-H` does not apply, a code default is the zero value, streams have no deadline.
+const RULES: Rules = Rules {
+    headers: HeaderMapping::Skip,
+    code_default: CodeDefault::ZeroValue,
+    deadline: StreamDeadline::Never,
+};
 
 /// The legacy schema.v1 evaluation service.
 #[derive(Debug, Clone)]
@@ -29,78 +35,16 @@ pub struct SchemaV1 {
     services: Services,
 }
 
-/// A typed answer in schema.v1's shape.
-struct Answer<T> {
-    value: T,
-    reason: String,
-    variant: String,
-    metadata: Option<Struct>,
-}
-
 impl SchemaV1 {
     pub(super) fn new(services: Services) -> Self {
         SchemaV1 { services }
     }
-
-    fn resolve<T: WireValue>(
-        &self,
-        headers: &MetadataMap,
-        key: &str,
-        context: Option<Struct>,
-    ) -> Result<Answer<T>, Status> {
-        let request = read_eval_request(
-            self.services.config(),
-            headers,
-            context,
-            HeaderMapping::Skip,
-        )
-        .map_err(|e| grpc_status(e.into()))?;
-        let snapshot = self.services.store().snapshot();
-        let resolution = resolve(
-            &self.services,
-            &snapshot,
-            key,
-            T::TYPE,
-            &request.selector,
-            &request.context,
-        );
-        let metadata = resolution.metadata;
-        match resolution.outcome {
-            Outcome::Value {
-                reason,
-                variant,
-                value,
-            } => Ok(Answer {
-                value: T::from_typed(value),
-                reason: reason.as_str().to_owned(),
-                variant: variant.to_owned(),
-                metadata,
-            }),
-            Outcome::Disabled => Ok(Answer {
-                value: T::default(),
-                reason: "DISABLED".to_owned(),
-                variant: String::new(),
-                metadata,
-            }),
-            Outcome::CodeDefault => Ok(Answer {
-                value: T::default(),
-                reason: "DEFAULT".to_owned(),
-                variant: String::new(),
-                metadata,
-            }),
-            Outcome::Failed(code) => Err(grpc_status(Failure::Evaluation(code))),
-        }
-    }
 }
 
-impl EventMessage for EventStreamResponse {
-    fn event(kind: &str, data: Option<Struct>) -> Self {
-        EventStreamResponse {
-            r#type: kind.to_owned(),
-            data,
-        }
-    }
-}
+typed_rpcs!(Answer);
+event_message!(EventStreamResponse);
+// schema.v1's `AnyFlag` has no metadata.
+any_flag!(AnyFlag, any_flag::Value);
 
 #[tonic::async_trait]
 impl Service for SchemaV1 {
@@ -109,106 +53,43 @@ impl Service for SchemaV1 {
         request: Request<ResolveAllRequest>,
     ) -> Result<Response<ResolveAllResponse>, Status> {
         let (headers, _, body) = request.into_parts();
-        let request = read_eval_request(
-            self.services.config(),
-            &headers,
-            body.context,
-            HeaderMapping::Skip,
-        )
-        .map_err(|e| grpc_status(e.into()))?;
-        let snapshot = self.services.store().snapshot();
-        let flags = resolve_all(
-            &self.services,
-            &snapshot,
-            &request.selector,
-            &request.context,
-        )
-        .into_iter()
-        .map(|entry| {
-            let flag = AnyFlag {
-                reason: entry.reason.to_owned(),
-                variant: entry.variant,
-                value: Some(match entry.value {
-                    BulkValue::Bool(b) => any_flag::Value::BoolValue(b),
-                    BulkValue::String(s) => any_flag::Value::StringValue(s),
-                    BulkValue::Double(f) => any_flag::Value::DoubleValue(f),
-                    BulkValue::Object(o) => any_flag::Value::ObjectValue(o),
-                }),
-            };
-            (entry.key, flag)
-        })
-        .collect();
-        Ok(Response::new(ResolveAllResponse { flags }))
+        let all = all_flags(&self.services, RULES, &headers, body.context)?;
+        Ok(Response::new(ResolveAllResponse { flags: all.flags }))
     }
 
     async fn resolve_boolean(
         &self,
         request: Request<ResolveBooleanRequest>,
     ) -> Result<Response<ResolveBooleanResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<bool>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveBooleanResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        typed(&self.services, RULES, request)
     }
 
     async fn resolve_string(
         &self,
         request: Request<ResolveStringRequest>,
     ) -> Result<Response<ResolveStringResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<String>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveStringResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        typed(&self.services, RULES, request)
     }
 
     async fn resolve_float(
         &self,
         request: Request<ResolveFloatRequest>,
     ) -> Result<Response<ResolveFloatResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<f64>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveFloatResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        typed(&self.services, RULES, request)
     }
 
     async fn resolve_int(
         &self,
         request: Request<ResolveIntRequest>,
     ) -> Result<Response<ResolveIntResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<i64>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveIntResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        typed(&self.services, RULES, request)
     }
 
     async fn resolve_object(
         &self,
         request: Request<ResolveObjectRequest>,
     ) -> Result<Response<ResolveObjectResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let a = self.resolve::<Option<Struct>>(&headers, &body.flag_key, body.context)?;
-        Ok(Response::new(ResolveObjectResponse {
-            value: a.value,
-            reason: a.reason,
-            variant: a.variant,
-            metadata: a.metadata,
-        }))
+        typed(&self.services, RULES, request)
     }
 
     type EventStreamStream = ReceiverStream<Result<EventStreamResponse, Status>>;
@@ -217,11 +98,6 @@ impl Service for SchemaV1 {
         &self,
         request: Request<EventStreamRequest>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
-        let selector = selector(request.metadata()).map_err(|e| grpc_status(e.into()))?;
-        Ok(Response::new(subscribe(
-            &self.services,
-            selector,
-            StreamDeadline::Never,
-        )))
+        event_stream(&self.services, request.metadata(), RULES.deadline)
     }
 }
