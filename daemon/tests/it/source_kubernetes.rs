@@ -1,8 +1,8 @@
 //! The kubernetes source against a fake Kubernetes API server.
 //!
 //! There is no Kubernetes API server on these machines (no cluster, no container engine), so each test
-//! starts its own fake one on `127.0.0.1:0` over plain http, as kube-rs tests its own watcher against a
-//! mocked API: it serves the `FeatureFlag` resources of one namespace at
+//! starts its own fake one on `127.0.0.1:0` (plain http, and once https with a CA of its own, as a real
+//! API server is reached), as kube-rs tests its own watcher against a mocked API: it serves the `FeatureFlag` resources of one namespace at
 //! `/apis/core.openfeature.dev/v1beta1/namespaces/NS/featureflags` with the parts of the protocol a
 //! client relies on. A `GET` of one object (404 `Status` when missing); a list, which returns a
 //! `FeatureFlagList` with `metadata.resourceVersion`; `?watch=true`, which streams newline-delimited
@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use tonic::Streaming;
 
-use crate::runtime_support::{CHANGE_TIMEOUT, http_get, local_config};
+use crate::runtime_support::{CHANGE_TIMEOUT, file_source, http_get, local_config, one_flag};
 
 /// The namespace the tests use.
 const NS: &str = "flags";
@@ -395,8 +395,8 @@ impl WatchStream {
     }
 }
 
-/// Starts the fake API server; returns its address and a handle on its state.
-async fn fake_api_server() -> (SocketAddr, FakeApi) {
+/// The fake API server's routes and a handle on its state.
+fn fake_api() -> (Router, FakeApi) {
     let (changed, _) = tokio::sync::watch::channel(0);
     let api = FakeApi {
         cluster: Arc::new(Mutex::new(Cluster::default())),
@@ -412,6 +412,12 @@ async fn fake_api_server() -> (SocketAddr, FakeApi) {
             get(get_one),
         )
         .with_state(api.clone());
+    (router, api)
+}
+
+/// Starts the fake API server over plain http; returns its address and a handle on its state.
+async fn fake_api_server() -> (SocketAddr, FakeApi) {
+    let (router, api) = fake_api();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the fake API server");
@@ -422,12 +428,74 @@ async fn fake_api_server() -> (SocketAddr, FakeApi) {
     (addr, api)
 }
 
+/// Starts the fake API server over https, with a certificate for 127.0.0.1 signed by a fresh CA, as a
+/// real API server is reached; returns its address, the state, and the CA certificate (PEM).
+async fn fake_api_server_tls() -> (SocketAddr, FakeApi, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &issuer)
+        .expect("server certificate");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![server.der().clone()], key)
+    .expect("server TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let (router, api) = fake_api();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the fake API server");
+    let addr = listener.local_addr().expect("fake API server address");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to serve.
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    (addr, api, ca.pem())
+}
+
 /// Writes a kubeconfig for `server` (with the test's bearer token) into `dir`.
 fn write_kubeconfig(dir: &Path, server: &str) -> PathBuf {
+    write_kubeconfig_with_ca(dir, server, None)
+}
+
+/// Writes a kubeconfig for `server`, trusting `ca` (PEM) when given, into `dir`.
+fn write_kubeconfig_with_ca(dir: &Path, server: &str, ca: Option<&str>) -> PathBuf {
+    use base64::Engine;
     let path = dir.join("kubeconfig");
+    let authority = ca.map_or_else(String::new, |pem| {
+        format!(
+            "    certificate-authority-data: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(pem)
+        )
+    });
     let text = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
-         clusters:\n- name: fake\n  cluster:\n    server: {server}\n\
+         clusters:\n- name: fake\n  cluster:\n    server: {server}\n{authority}\
          contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: {NS}\n\
          users:\n- name: fake\n  user:\n    token: {TOKEN}\n"
     );
@@ -509,15 +577,20 @@ impl Clients {
 
     /// `color` as ResolveAll returns it.
     async fn color(&mut self) -> Option<String> {
+        self.string("color").await
+    }
+
+    /// The string flag `key` as ResolveAll returns it.
+    async fn string(&mut self, key: &str) -> Option<String> {
         let all = self
             .service
             .resolve_all(v1::ResolveAllRequest { context: None })
             .await
             .expect("ResolveAll")
             .into_inner();
-        match all.flags.get("color")?.value.as_ref()? {
+        match all.flags.get(key)?.value.as_ref()? {
             v1::any_flag::Value::StringValue(text) => Some(text.clone()),
-            other => panic!("color is not a string: {other:?}"),
+            other => panic!("{key} is not a string: {other:?}"),
         }
     }
 }
@@ -567,7 +640,14 @@ async fn featureflag_add_update_delete_and_recreate_reach_event_stream_clients()
     api.put("other-flags", color_spec("not-mine"));
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = write_kubeconfig(dir.path(), &format!("http://{addr}"));
-    let daemon = start(vec![kubernetes_source(&kubeconfig, false)]).await;
+    // A flag file next to it: the kubernetes source's troubles never touch its flags.
+    let local = dir.path().join("local.json");
+    std::fs::write(&local, one_flag("local", "from-file")).expect("write flags");
+    let daemon = start(vec![
+        file_source(&local),
+        kubernetes_source(&kubeconfig, false),
+    ])
+    .await;
 
     // Add: the object's flags are served as soon as the daemon has started.
     assert!(daemon.readiness().is_ready());
@@ -639,6 +719,7 @@ async fn featureflag_add_update_delete_and_recreate_reach_event_stream_clients()
     })
     .await;
     assert_eq!(clients.color().await.as_deref(), Some("purple"));
+    assert_eq!(clients.string("local").await.as_deref(), Some("from-file"));
     assert_eq!(readyz(&daemon).await.0, 200);
     assert!(daemon.readiness().is_ready());
 
@@ -843,6 +924,42 @@ async fn unreachable_forbidden_and_unconfigured_are_clear_startup_errors() {
             && !text.contains("lazy"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn featureflag_over_https_trusts_the_kubeconfig_ca_and_nothing_else() {
+    let (addr, api, ca) = fake_api_server_tls().await;
+    api.put(NAME, color_spec("tls-red"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = format!("https://{addr}");
+
+    // Without the cluster's CA in the kubeconfig the server is not trusted: a start-up error.
+    let untrusted = write_kubeconfig_with_ca(dir.path(), &server, None);
+    match flagpole::run(local_config(vec![kubernetes_source(&untrusted, false)])).await {
+        Ok(_) => panic!("an untrusted API server must fail the start"),
+        Err(error) => assert!(
+            error.to_string().contains("invalid peer certificate")
+                && error.to_string().contains("cannot reach the API server"),
+            "{error}"
+        ),
+    }
+    assert_eq!(
+        api.seen().len(),
+        0,
+        "no request got through: {:?}",
+        api.seen()
+    );
+
+    // With it: the first read, the list and the watch all go over TLS.
+    let trusted = write_kubeconfig_with_ca(dir.path(), &server, Some(&ca));
+    let daemon = start(vec![kubernetes_source(&trusted, false)]).await;
+    let mut clients = Clients::connect(&daemon).await;
+    assert_eq!(clients.color().await.as_deref(), Some("tls-red"));
+    wait_until("the watch to start", async || api.count(Verb::Watch) >= 1).await;
+    api.put(NAME, color_spec("tls-blue"));
+    clients.configuration_change().await;
+    assert_eq!(clients.color().await.as_deref(), Some("tls-blue"));
+    let _ = daemon.shutdown().await;
 }
 
 #[test]
