@@ -134,6 +134,27 @@ else
     cat "$OUT"/rbac.* >&2 2>/dev/null || true
     fail "rbac.create alone: Role and RoleBinding in the release namespace, token mounted"
 fi
+# NOTES.txt warns when a kubernetes source has no ServiceAccount token to use. helm template does not render
+# NOTES.txt, so a scratch copy of the chart renders it through tpl.
+notes() { # helm args...: prints the rendered NOTES.txt (JSON-quoted)
+    rm -rf "$OUT/notes-chart"
+    cp -r "$CHART" "$OUT/notes-chart"
+    cp "$CHART/templates/NOTES.txt" "$OUT/notes-chart/files/notes.txt"
+    printf '%s\n' 'notes: {{ tpl (.Files.Get "files/notes.txt") . | toJson }}' \
+        >"$OUT/notes-chart/templates/notes-check.yaml"
+    "$HELM" template flagpole "$OUT/notes-chart" --namespace flags --kube-version "$KUBERNETES_VERSION" \
+        --show-only templates/notes-check.yaml "$@"
+}
+KUBERNETES_SOURCE='sources=[{"uri":"flags/app-flags","provider":"kubernetes"}]'
+if notes --set-json "$KUBERNETES_SOURCE" | grep -q 'WARNING: a kubernetes source' &&
+    notes --set 'uris={core.openfeature.dev/flags/app-flags}' | grep -q 'WARNING: a kubernetes source' &&
+    notes | grep -q 'In-cluster endpoints' && ! notes | grep -q WARNING &&
+    ! notes --set-json "$KUBERNETES_SOURCE" --set rbac.create=true | grep -q WARNING &&
+    ! notes --set-json "$KUBERNETES_SOURCE" --set serviceAccount.automountToken=true | grep -q WARNING; then
+    pass "NOTES.txt: warns about a kubernetes source without a ServiceAccount token, only then"
+else
+    fail "NOTES.txt: warns about a kubernetes source without a ServiceAccount token, only then"
+fi
 # What the daemon is started with: probes on the management port, the ConfigMap directory mount and one
 # --uri per flag file, and the non-root read-only security context.
 for want in '- start' 'path: /healthz' 'path: /readyz' '"file:/etc/flagpole/flags/example.flags.json"' \
