@@ -879,6 +879,37 @@ async fn a_missing_object_fails_the_start_unless_lazy_which_becomes_ready_when_i
 }
 
 #[tokio::test]
+async fn an_invalid_first_flag_spec_starts_unready_and_a_fixed_one_makes_it_ready() {
+    let (addr, api) = fake_api_server().await;
+    api.put(
+        NAME,
+        json!({ "flags": { "color": { "state": "ENABLED", "variants": [], "defaultVariant": "x" } } }),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = write_kubeconfig(dir.path(), &format!("http://{addr}"));
+    // As for files and http: the object was read, so the start goes on; its spec did not load, so the
+    // source is not ready.
+    let daemon = start(vec![kubernetes_source(&kubeconfig, false)]).await;
+    assert!(!daemon.readiness().is_ready());
+    assert_eq!(
+        source_metric(&daemon, "flagpole_source_rejected_payloads_total"),
+        Some(1)
+    );
+    let mut clients = Clients::connect(&daemon).await;
+    assert_eq!(clients.color().await, None);
+    api.put(NAME, color_spec("fixed"));
+    clients.configuration_change().await;
+    assert_eq!(clients.color().await.as_deref(), Some("fixed"));
+    wait_until("ready", async || daemon.readiness().is_ready()).await;
+    // The watcher's first list saw the rejected object again: not counted twice.
+    assert_eq!(
+        source_metric(&daemon, "flagpole_source_rejected_payloads_total"),
+        Some(1)
+    );
+    let _ = daemon.shutdown().await;
+}
+
+#[tokio::test]
 async fn unreachable_forbidden_and_unconfigured_are_clear_startup_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let start_error =
