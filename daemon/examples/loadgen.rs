@@ -10,10 +10,11 @@
 //! `--rate` switches from closed loop (each caller sends as soon as its previous call returns) to a fixed
 //! total request rate; latency is then measured from each call's scheduled start, so queueing caused by a
 //! slow server is counted (no coordinated omission). The schedule is one evenly spaced sequence of send
-//! times (`1 / rate` apart) produced by a pacer thread that sleeps with the OS's high-resolution timer and
-//! hands each due time to whichever caller is free. (Per-caller tokio intervals would fire all callers in
-//! the same instant every `concurrency / rate` seconds, and tokio's 1 ms timer wheel would add up to 1 ms of
-//! lateness that the scheduled-start measurement then charges to the server.)
+//! times (`1 / rate` apart) produced by a pacer task that polls the clock, handing each due time to
+//! whichever caller is free. (Per-caller tokio intervals would fire all callers in the same instant every
+//! `concurrency / rate` seconds, and tokio's 1 ms timer wheel would add up to 1 ms of lateness that the
+//! scheduled-start measurement then charges to the server.) Open-loop runs also print `client_wait_us`,
+//! the part of each latency spent before the call started (the client's own delays).
 //!
 //! `--rpc events` measures change propagation instead: it opens `--subscribers` EventStreams, rewrites
 //! `--flag-file` (atomically, by rename) `--edits` times, and reports the latency from each write to each
@@ -42,9 +43,9 @@ use tonic::transport::{Channel, Endpoint};
 /// Highest latency the histogram records, in microseconds (60 s); slower calls are clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
 
-/// The pacer never sleeps for less than this: sends that fall due meanwhile are released together, each
-/// still carrying its own scheduled time (so the measurement stays exact; only the batching changes).
-const PACER_MIN_SLEEP: Duration = Duration::from_micros(50);
+/// How long before a send time the pacer stops sleeping on the tokio timer (1 ms granularity) and starts
+/// polling the clock.
+const PACER_SPIN: Duration = Duration::from_millis(2);
 
 /// Distinct simulated users; contexts cycle through them.
 const USERS: u64 = 10_000;
@@ -119,7 +120,11 @@ struct Args {
 struct WorkerResult {
     ok: u64,
     errors: u64,
+    /// Scheduled start (or call start, closed loop) to response.
     histogram: Option<Histogram<u64>>,
+    /// Open loop: scheduled start to call start, the client's own share of the latency (pacer and caller
+    /// wake-ups, no free caller).
+    wait: Option<Histogram<u64>>,
 }
 
 fn string(s: impl Into<String>) -> Value {
@@ -172,13 +177,16 @@ async fn call(client: &mut ServiceClient<Channel>, rpc: Rpc, flag: &str, user: u
     }
 }
 
-/// A flag document: `loadgen-bool` (its default flips with `generation`), `loadgen-string` with targeting on
-/// the 5-attribute context, and static filler flags up to `count`.
+/// A flag document: `loadgen-bool` (its default flips with `generation`, and its metadata names the
+/// generation, so every generation differs from every other one even when a run starts on a file an earlier
+/// run left behind), `loadgen-string` with targeting on the 5-attribute context, and static filler flags up
+/// to `count`.
 fn flag_document(count: usize, generation: u64) -> String {
     let mut flags = vec![
         format!(
-            r#""loadgen-bool":{{"state":"ENABLED","variants":{{"on":true,"off":false}},"defaultVariant":"{}"}}"#,
-            if generation.is_multiple_of(2) { "on" } else { "off" }
+            r#""loadgen-bool":{{"state":"ENABLED","variants":{{"on":true,"off":false}},"defaultVariant":"{}","metadata":{{"generation":{}}}}}"#,
+            if generation.is_multiple_of(2) { "on" } else { "off" },
+            generation
         ),
         concat!(
             r#""loadgen-string":{"state":"ENABLED","variants":{"a":"alpha","b":"beta","c":"gamma"},"#,
@@ -319,22 +327,27 @@ async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 type Tickets = Arc<AsyncMutex<mpsc::UnboundedReceiver<Instant>>>;
 
 /// Produces the open-loop schedule: send times exactly `1 / rate` apart from `start` until `end`, each put
-/// on the queue once it is due. Runs on its own OS thread so that its wake-ups do not depend on the tokio
-/// timer wheel; returns when the schedule is complete (dropping the sender ends the callers).
-fn pace(rate: u64, start: Instant, end: Instant, tickets: mpsc::UnboundedSender<Instant>) {
+/// on the queue as soon as it is due. It runs as a task on the client runtime and polls the clock between
+/// the other tasks (yielding, never parking the runtime) from [`PACER_SPIN`] before each send time, so a
+/// send is released within microseconds of its time without a cross-thread wake-up; further ahead it sleeps
+/// on the tokio timer. Returns when the schedule is complete (dropping the sender ends the callers). The
+/// cost is that the client runtime keeps one core busy: pin it to a core of its own (`taskset`).
+async fn pace(rate: u64, start: Instant, end: Instant, tickets: mpsc::UnboundedSender<Instant>) {
     let period = Duration::from_secs_f64(1.0 / rate as f64);
-    let (start, end) = (start.into_std(), end.into_std());
     let mut next = start;
     while next < end {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         while next <= now && next < end {
-            if tickets.send(Instant::from_std(next)).is_err() {
+            if tickets.send(next).is_err() {
                 return;
             }
             next += period;
         }
-        let wait = next.saturating_duration_since(std::time::Instant::now());
-        std::thread::sleep(wait.max(PACER_MIN_SLEEP));
+        if next.saturating_duration_since(now) > PACER_SPIN * 2 {
+            tokio::time::sleep_until(next - PACER_SPIN).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -347,9 +360,12 @@ async fn worker(
     end: Instant,
     tickets: Option<Tickets>,
 ) -> WorkerResult {
-    let mut histogram = match Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3) {
-        Ok(h) => h,
-        Err(e) => {
+    let (mut histogram, mut wait) = match (
+        Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3),
+        Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3),
+    ) {
+        (Ok(h), Ok(w)) => (h, w),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("histogram: {e}");
             return WorkerResult::default();
         }
@@ -368,12 +384,15 @@ async fn worker(
             break;
         }
         user = (user + 1) % USERS;
+        let started = Instant::now();
         let ok = call(&mut client, args_rpc, &flag, user).await;
         if scheduled < measure_from {
             continue;
         }
         if ok {
             result.ok += 1;
+            let waited = u64::try_from((started - scheduled).as_micros()).unwrap_or(MAX_LATENCY_US);
+            wait.saturating_record(waited.clamp(1, MAX_LATENCY_US));
             let micros = u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(MAX_LATENCY_US);
             histogram.saturating_record(micros.clamp(1, MAX_LATENCY_US));
         } else {
@@ -381,6 +400,7 @@ async fn worker(
         }
     }
     result.histogram = Some(histogram);
+    result.wait = Some(wait);
     result
 }
 
@@ -420,7 +440,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let tickets = (args.rate > 0).then(|| {
         let (sender, receiver) = mpsc::unbounded_channel();
         let rate = args.rate;
-        pacer = Some(std::thread::spawn(move || pace(rate, start, end, sender)));
+        pacer = Some(tokio::spawn(pace(rate, start, end, sender)));
         Arc::new(AsyncMutex::new(receiver))
     });
     let mut tasks = Vec::with_capacity(concurrency);
@@ -437,6 +457,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )));
     }
     let mut total = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
+    let mut waits = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
     let (mut ok, mut errors) = (0u64, 0u64);
     drop(tickets);
     for task in tasks {
@@ -446,9 +467,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(h) = result.histogram {
             total.add(&h)?;
         }
+        if let Some(w) = result.wait {
+            waits.add(&w)?;
+        }
     }
     if let Some(pacer) = pacer {
-        pacer.join().map_err(|_| "pacer thread panicked")?;
+        pacer.await?;
     }
     let seconds = args.duration as f64;
     println!(
@@ -473,6 +497,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         total.value_at_quantile(0.999),
         total.max()
     );
+    if args.rate > 0 {
+        println!(
+            "client_wait_us p50={} p90={} p99={} p99.9={} max={} (scheduled start to call start, included above)",
+            waits.value_at_quantile(0.50),
+            waits.value_at_quantile(0.90),
+            waits.value_at_quantile(0.99),
+            waits.value_at_quantile(0.999),
+            waits.max()
+        );
+    }
     Ok(())
 }
 
