@@ -14,7 +14,6 @@
 //! name), or decide priority (the store does).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use flagpole_engine::{Format, LoadOptions};
@@ -22,11 +21,8 @@ use sha1::{Digest, Sha1};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::SourceError;
 use super::watch::DirWatcher;
-use crate::metrics::Metrics;
-use crate::readiness::ReadyLatch;
-use crate::store::Store;
+use super::{PublishError, SourceContext, SourceError, Wording};
 
 /// How long to wait after a file-system event before re-reading, so that a burst (truncate then write,
 /// delete then create, the several events of a rename) is read once.
@@ -35,16 +31,17 @@ pub const DEBOUNCE: Duration = Duration::from_millis(10);
 /// The largest flag file read, in bytes (the engine's own document limit).
 pub const MAX_FILE_BYTES: u64 = flagpole_engine::load::MAX_DOCUMENT_BYTES as u64;
 
+/// Wording of a good load's log lines.
+const WORDING: Wording = Wording {
+    violation: "flag file has a schema violation",
+    loaded: "loaded flag file",
+};
+
 /// One file source.
 pub struct FileSource {
-    index: usize,
-    identity: Arc<str>,
     path: PathBuf,
     format: Format,
-    options: LoadOptions,
-    store: Arc<Store>,
-    metrics: Metrics,
-    latch: ReadyLatch,
+    context: SourceContext,
     /// SHA-1 of the last content read (accepted or not): identical rewrites are skipped.
     last_hash: Option<[u8; 20]>,
     /// Whether the file was there at the last read (to log a deletion once).
@@ -54,27 +51,10 @@ pub struct FileSource {
 impl std::fmt::Debug for FileSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileSource")
-            .field("index", &self.index)
+            .field("index", &self.context.index)
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
-}
-
-/// Where a source sits and what it shares with the rest of the daemon.
-#[derive(Debug)]
-pub struct SourceContext {
-    /// Position in the store (priority).
-    pub index: usize,
-    /// Identity string.
-    pub identity: Arc<str>,
-    /// The store.
-    pub store: Arc<Store>,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Readiness latch of this source.
-    pub latch: ReadyLatch,
-    /// Load options.
-    pub options: LoadOptions,
 }
 
 impl FileSource {
@@ -82,23 +62,10 @@ impl FileSource {
     pub fn new(path: PathBuf, context: SourceContext) -> Result<Self, SourceError> {
         let format = Format::from_path(&path)
             .ok_or_else(|| SourceError::UnsupportedFormat { path: path.clone() })?;
-        let SourceContext {
-            index,
-            identity,
-            store,
-            metrics,
-            latch,
-            options,
-        } = context;
         Ok(FileSource {
-            index,
-            identity,
             path,
             format,
-            options,
-            store,
-            metrics,
-            latch,
+            context,
             last_hash: None,
             present: true,
         })
@@ -165,59 +132,69 @@ impl FileSource {
             }
             Err(error) => {
                 tracing::error!(%error, "cannot read flag file; keeping its last flags");
-                self.metrics.source_rejected(&self.identity);
+                self.context.metrics.source_rejected(&self.context.identity);
             }
         }
     }
 
     /// Parses `bytes` and, on success, replaces this source's flags.
     ///
-    /// Hashing, parsing and rebuilding the snapshot run on the blocking pool, so a large file never stalls
-    /// the request-serving threads.
+    /// Hashing runs on the blocking pool, as do parsing and rebuilding the snapshot
+    /// ([`SourceContext::publish`]), so a large file never stalls the request-serving threads.
     async fn apply(&mut self, bytes: Vec<u8>) {
-        let path = self.path.clone();
-        let (format, options, store, index) =
-            (self.format, self.options, self.store.clone(), self.index);
-        let last_hash = self.last_hash;
-        let (metrics, identity) = (self.metrics.clone(), self.identity.clone());
-        let work = tokio::task::spawn_blocking(move || {
+        let checked = tokio::task::spawn_blocking(move || {
             let hash: [u8; 20] = Sha1::digest(&bytes).into();
-            if last_hash == Some(hash) {
-                return (hash, None);
-            }
-            let outcome = parse(&path, &bytes, format, &options).map(|loaded| {
-                let count = loaded.flags.len();
-                // Counted before the new snapshot is published, so whoever sees it sees the count too.
-                metrics.source_reloaded(&identity);
-                store.replace_source(index, loaded.flags);
-                metrics.set_flag_count(store.snapshot().len());
-                (count, loaded.warnings)
-            });
-            (hash, Some(outcome))
+            let blank = is_blank(&bytes);
+            (hash, blank, bytes)
         });
-        let (hash, outcome) = match work.await {
-            Ok(done) => done,
-            Err(error) => {
-                tracing::error!(path = %self.path.display(), %error, "loading the flag file failed");
-                return;
+        let (hash, blank, bytes) = match checked.await {
+            Ok(checked) => checked,
+            Err(error) => return self.aborted(&error),
+        };
+        if self.last_hash == Some(hash) {
+            tracing::debug!(path = %self.path.display(), "flag file unchanged");
+            return;
+        }
+        let error = if blank {
+            // flagd: the payload `{}`, rejected.
+            self.context.metrics.source_rejected(&self.context.identity);
+            SourceError::Empty {
+                path: self.path.clone(),
+            }
+        } else {
+            match self.context.publish(WORDING, bytes, self.format).await {
+                Ok(_) => {
+                    self.last_hash = Some(hash);
+                    return;
+                }
+                Err(PublishError::Aborted(error)) => return self.aborted(&error),
+                Err(PublishError::NotUtf8(source)) => SourceError::NotUtf8 {
+                    path: self.path.clone(),
+                    source,
+                },
+                Err(PublishError::Load(source)) => SourceError::Load {
+                    path: self.path.clone(),
+                    source,
+                },
             }
         };
         self.last_hash = Some(hash);
-        match outcome {
-            None => tracing::debug!(path = %self.path.display(), "flag file unchanged"),
-            Some(Ok((count, warnings))) => {
-                for warning in &warnings {
-                    tracing::warn!(path = %self.path.display(), %warning, "flag file has a schema violation");
-                }
-                self.latch.release();
-                tracing::info!(path = %self.path.display(), flags = count, "loaded flag file");
-            }
-            Some(Err(error)) => {
-                tracing::error!(%error, "rejected flag file; the source keeps its last good flags");
-                self.metrics.source_rejected(&self.identity);
-            }
-        }
+        tracing::error!(%error, "rejected flag file; the source keeps its last good flags");
     }
+
+    /// Logs a load that did not finish; the content is read again at the next change.
+    fn aborted(&self, error: &tokio::task::JoinError) {
+        tracing::error!(path = %self.path.display(), %error, "loading the flag file failed");
+    }
+}
+
+/// Whether `bytes` is UTF-8 holding nothing but white space (checked like [`parse`] does, but stopping
+/// at the first byte that cannot be white space, so a flag document is not validated twice).
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|byte| byte.is_ascii_whitespace() || !byte.is_ascii())
+        && std::str::from_utf8(bytes).is_ok_and(|text| text.trim().is_empty())
 }
 
 /// Parses a flag file's content.

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flagpole_engine::{Flag, Format, LoadOptions, Loaded, Value};
+use flagpole_engine::{Flag, Format, Loaded, Value};
 use flagpole_proto::sync_v1::SyncFlagsRequest;
 use flagpole_proto::sync_v1::flag_sync_service_client::FlagSyncServiceClient;
 use http::{HeaderName, HeaderValue, Uri};
@@ -34,8 +34,13 @@ use tonic::Streaming;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use super::file::SourceContext;
-use super::{RemoteOptions, SourceError};
+use super::{PublishError, RemoteOptions, SourceContext, SourceError, Wording};
+
+/// Wording of a good load's log lines.
+const WORDING: Wording = Wording {
+    violation: "grpc payload has a schema violation",
+    loaded: "loaded flags from grpc source",
+};
 
 /// Delays before the 1st, 2nd, ... reconnection attempt after a stream broke (flagd: 4 s, 16 s, 64 s;
 /// flagpole retries sooner so a restarted upstream is picked up quickly).
@@ -483,8 +488,8 @@ impl GrpcSource {
                             .metrics
                             .source_fetch_succeeded(&self.context.identity),
                         Err(error) => {
+                            // Counted as rejected where it failed (`SourceContext::publish`).
                             tracing::error!(%error, "rejected grpc payload; the source keeps its last good flags");
-                            self.context.metrics.source_rejected(&self.context.identity);
                             self.context
                                 .metrics
                                 .source_fetch_failed(&self.context.identity);
@@ -514,48 +519,39 @@ impl GrpcSource {
             return Ok(());
         }
         self.last_hash = Some(hash);
-        let options: LoadOptions = self.context.options;
-        let (store, index, metrics, identity) = (
-            self.context.store.clone(),
-            self.context.index,
-            self.context.metrics.clone(),
-            self.context.identity.clone(),
-        );
         let incremental = self.config.incremental;
-        let current = std::mem::take(&mut self.current);
-        let target = self.config.target();
-        let work = tokio::task::spawn_blocking(move || {
-            let loaded = match flagpole_engine::parse_document(&payload, Format::Json, &options) {
-                Ok(loaded) => loaded,
-                Err(source) => return (current, Err(GrpcError::Load { target, source })),
-            };
-            let flags = if incremental {
-                merge_incremental(&current, &loaded)
-            } else {
-                loaded.flags.clone()
-            };
-            metrics.source_reloaded(&identity);
-            store.replace_source(index, flags.clone());
-            metrics.set_flag_count(store.snapshot().len());
-            (flags, Ok(loaded.warnings))
-        });
-        let (flags, outcome) = match work.await {
-            Ok(done) => done,
-            Err(error) => {
-                return Err(GrpcError::Channel {
-                    target: self.config.target(),
-                    message: format!("loading failed: {error}"),
-                });
-            }
+        // The merge base; `current` itself changes only when a payload is published.
+        let base = if incremental {
+            self.current.clone()
+        } else {
+            Vec::new()
         };
-        self.current = flags;
-        let warnings = outcome?;
-        for warning in &warnings {
-            tracing::warn!(target = %self.config.target(), %warning, "grpc payload has a schema violation");
+        let shape = move |loaded: Loaded| {
+            let flags = if incremental {
+                merge_incremental(&base, &loaded)
+            } else {
+                loaded.flags
+            };
+            (flags.clone(), flags)
+        };
+        let target = self.config.target();
+        match self
+            .context
+            .publish_shaped(WORDING, payload, Format::Json, shape)
+            .await
+        {
+            Ok(published) => {
+                self.current = published.kept;
+                Ok(())
+            }
+            Err(PublishError::Load(source)) => Err(GrpcError::Load { target, source }),
+            Err(error @ (PublishError::NotUtf8(_) | PublishError::Aborted(_))) => {
+                Err(GrpcError::Channel {
+                    target,
+                    message: format!("loading failed: {error}"),
+                })
+            }
         }
-        self.context.latch.release();
-        tracing::info!(target = %self.config.target(), flags = self.current.len(), "loaded flags from grpc source");
-        Ok(())
     }
 }
 
@@ -583,6 +579,7 @@ pub fn merge_incremental(current: &[Arc<Flag>], loaded: &Loaded) -> Vec<Arc<Flag
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flagpole_engine::LoadOptions;
 
     #[test]
     fn uri_forms() {

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flagpole_engine::{Format, LoadOptions};
+use flagpole_engine::Format;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -36,8 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::file::SourceContext;
-use super::{RemoteOptions, SourceError};
+use super::{PublishError, RemoteOptions, SourceContext, SourceError, Wording};
 use crate::config::MAX_POLL_INTERVAL_SECS;
 
 /// Poll interval when `interval` is not given, in seconds (flagd's default).
@@ -54,6 +53,12 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 /// A cached OAuth2 token is renewed this long before its `expires_in` runs out.
 pub const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+
+/// Wording of a good load's log lines.
+const WORDING: Wording = Wording {
+    violation: "flag document has a schema violation",
+    loaded: "loaded flags from http source",
+};
 
 /// The HTTPS client shared by the fetch and the token requests.
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -653,50 +658,18 @@ impl HttpSource {
             return Ok(());
         }
         self.last_hash = Some(hash);
-        let options: LoadOptions = self.context.options;
-        let (store, index, metrics, identity) = (
-            self.context.store.clone(),
-            self.context.index,
-            self.context.metrics.clone(),
-            self.context.identity.clone(),
-        );
-        let work_url = url.clone();
-        let work = tokio::task::spawn_blocking(move || {
-            let text = std::str::from_utf8(&body).map_err(|source| HttpError::NotUtf8 {
-                url: work_url.clone(),
-                source,
-            })?;
-            let loaded =
-                flagpole_engine::parse_document(text, format, &options).map_err(|source| {
-                    HttpError::Load {
-                        url: work_url,
-                        source,
-                    }
-                })?;
-            let count = loaded.flags.len();
-            metrics.source_reloaded(&identity);
-            store.replace_source(index, loaded.flags);
-            metrics.set_flag_count(store.snapshot().len());
-            Ok((count, loaded.warnings))
-        });
-        let outcome = work.await.map_err(|e| HttpError::Body {
-            url: url.clone(),
-            message: format!("loading failed: {e}"),
-        })?;
-        match outcome {
-            Ok((count, warnings)) => {
-                for warning in &warnings {
-                    tracing::warn!(%url, %warning, "flag document has a schema violation");
-                }
-                self.context.latch.release();
-                tracing::info!(%url, flags = count, "loaded flags from http source");
-                Ok(())
-            }
-            Err(error) => {
-                self.context.metrics.source_rejected(&self.context.identity);
-                Err(error)
-            }
-        }
+        self.context
+            .publish(WORDING, body, format)
+            .await
+            .map(|_| ())
+            .map_err(|error| match error {
+                PublishError::NotUtf8(source) => HttpError::NotUtf8 { url, source },
+                PublishError::Load(source) => HttpError::Load { url, source },
+                PublishError::Aborted(error) => HttpError::Body {
+                    url,
+                    message: format!("loading failed: {error}"),
+                },
+            })
     }
 }
 

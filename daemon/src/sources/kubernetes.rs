@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use flagpole_engine::{Format, LoadOptions};
+use flagpole_engine::Format;
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -46,8 +46,13 @@ use sha1::{Digest, Sha1};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::file::SourceContext;
-use super::{RemoteOptions, SourceError};
+use super::{PublishError, RemoteOptions, SourceContext, SourceError, Wording};
+
+/// Wording of a good load's log lines.
+const WORDING: Wording = Wording {
+    violation: "FeatureFlag flag spec has a schema violation",
+    loaded: "loaded flags from FeatureFlag",
+};
 
 /// The `--uri` prefix of a kubernetes source (flagd's).
 pub const URI_PREFIX: &str = "core.openfeature.dev/";
@@ -610,49 +615,20 @@ impl KubernetesSource {
             self.context.metrics.source_rejected(&self.context.identity);
             return Err(KubernetesError::NoFlagSpec { resource });
         };
-        let options: LoadOptions = self.context.options;
-        let (store, index, metrics, identity) = (
-            self.context.store.clone(),
-            self.context.index,
-            self.context.metrics.clone(),
-            self.context.identity.clone(),
-        );
-        let work_resource = resource.clone();
-        let work = tokio::task::spawn_blocking(move || {
-            let loaded = flagpole_engine::parse_document(&spec, Format::Json, &options).map_err(
-                |source| KubernetesError::Load {
-                    resource: work_resource,
-                    source,
-                },
-            )?;
-            let count = loaded.flags.len();
-            metrics.source_reloaded(&identity);
-            store.replace_source(index, loaded.flags);
-            metrics.set_flag_count(store.snapshot().len());
-            Ok((count, loaded.warnings))
-        });
-        let outcome = match work.await {
-            Ok(outcome) => outcome,
-            Err(error) => Err(KubernetesError::Loader {
-                resource: resource.clone(),
-                message: error.to_string(),
-            }),
-        };
-        match outcome {
-            Ok((count, warnings)) => {
-                self.last_rejected = false;
-                for warning in &warnings {
-                    tracing::warn!(%resource, %warning, "FeatureFlag flag spec has a schema violation");
+        self.context
+            .publish(WORDING, spec, Format::Json)
+            .await
+            .map_err(|error| match error {
+                PublishError::Load(source) => KubernetesError::Load { resource, source },
+                error @ (PublishError::NotUtf8(_) | PublishError::Aborted(_)) => {
+                    KubernetesError::Loader {
+                        resource,
+                        message: error.to_string(),
+                    }
                 }
-                self.context.latch.release();
-                tracing::info!(%resource, flags = count, "loaded flags from FeatureFlag");
-                Ok(Applied::Loaded)
-            }
-            Err(error) => {
-                self.context.metrics.source_rejected(&self.context.identity);
-                Err(error)
-            }
-        }
+            })?;
+        self.last_rejected = false;
+        Ok(Applied::Loaded)
     }
 }
 

@@ -1,8 +1,9 @@
 //! Flag sources: where flags come from, and how each source keeps the store up to date.
 //!
 //! What it owns: starting every configured source (initial load, then watching), and the typed
-//! [`SourceError`]. Each source replaces only its own slot in the store; a payload that fails to load is
-//! logged and the source keeps its last good flags.
+//! [`SourceError`]. Each source replaces only its own slot in the store, always through
+//! [`SourceContext::publish`] ([`context`]); a payload that fails to load is logged and the source keeps
+//! its last good flags.
 //!
 //! Remote sources ([`http`], [`grpc`], [`kubernetes`]) follow the same rule: a failed fetch, a broken
 //! stream or watch, or a deleted `FeatureFlag` keeps the last good flags of that source only, and is
@@ -12,6 +13,7 @@
 //! What it does not do: merge sources (the store and engine snapshot do), or the blob sources (`gs://`,
 //! `azblob://`, `s3://`: the configuration rejects them as not supported yet).
 
+pub mod context;
 pub mod file;
 pub mod grpc;
 pub mod http;
@@ -29,7 +31,8 @@ use crate::config::{SourceConfig, SourceKind};
 use crate::metrics::Metrics;
 use crate::readiness::ReadyLatch;
 use crate::store::Store;
-use file::{FileSource, SourceContext};
+pub use context::{PublishError, Published, SourceContext, Wording};
+use file::FileSource;
 
 /// The `--sources` keys of the remote providers, as read from the configuration; each remote source's
 /// configuration type checks the keys it uses.

@@ -1,0 +1,136 @@
+//! What every source shares with the daemon ([`SourceContext`]), and the one path by which any source
+//! turns a payload into published flags ([`SourceContext::publish`]).
+//!
+//! The path: on the blocking pool (so that a large document never stalls the request-serving threads),
+//! check the payload is UTF-8, load it with the engine, optionally reshape the result (grpc's
+//! `incrementalUpdates`), count the reload, replace this source's slot in the store and update the flag
+//! count; then, back on the async side, log the schema warnings, release the readiness latch and log the
+//! load. The reload is counted before the new snapshot is published, so whoever sees the snapshot sees
+//! the count too. A payload that fails (or whose loading task dies) is counted as rejected and the source
+//! keeps its last good flags.
+//!
+//! What it does not do: fetch, watch, or skip unchanged payloads (each source knows what "unchanged"
+//! means for it and hashes its own content), or log a rejection (each source maps [`PublishError`] into
+//! its own error type, which names its path, URL, target or resource).
+
+use std::sync::Arc;
+
+use flagpole_engine::{Flag, Format, LoadOptions, Loaded};
+
+use crate::metrics::Metrics;
+use crate::readiness::ReadyLatch;
+use crate::store::Store;
+
+/// Where a source sits and what it shares with the rest of the daemon.
+#[derive(Debug)]
+pub struct SourceContext {
+    /// Position in the store (priority).
+    pub index: usize,
+    /// Identity string.
+    pub identity: Arc<str>,
+    /// The store.
+    pub store: Arc<Store>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Readiness latch of this source.
+    pub latch: ReadyLatch,
+    /// Load options.
+    pub options: LoadOptions,
+}
+
+/// How a source words the two log lines of a good load.
+#[derive(Debug, Clone, Copy)]
+pub struct Wording {
+    /// Logged (as a warning) once per schema violation of a document that loaded anyway.
+    pub violation: &'static str,
+    /// Logged (as info) when the flags are published.
+    pub loaded: &'static str,
+}
+
+/// What a good load published.
+#[derive(Debug)]
+pub struct Published<K = ()> {
+    /// How many flags this source now has in the store.
+    pub flags: usize,
+    /// What the shaping step kept back for the source ([`SourceContext::publish_shaped`]).
+    pub kept: K,
+}
+
+/// Why a payload was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The payload is not UTF-8.
+    #[error(transparent)]
+    NotUtf8(std::str::Utf8Error),
+    /// The engine rejected the document.
+    #[error(transparent)]
+    Load(flagpole_engine::LoadError),
+    /// The loading task did not finish (it panicked, or the runtime is shutting down).
+    #[error(transparent)]
+    Aborted(tokio::task::JoinError),
+}
+
+impl SourceContext {
+    /// Loads `payload` as a `format` document and publishes its flags as this source's.
+    pub async fn publish<P>(
+        &mut self,
+        wording: Wording,
+        payload: P,
+        format: Format,
+    ) -> Result<Published, PublishError>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+    {
+        self.publish_shaped(wording, payload, format, |loaded| (loaded.flags, ()))
+            .await
+    }
+
+    /// As [`publish`](Self::publish), but `shape` (run on the blocking pool) decides from the loaded
+    /// document which flags to publish, and what to keep back for the source ([`Published::kept`]).
+    pub async fn publish_shaped<P, K, S>(
+        &mut self,
+        wording: Wording,
+        payload: P,
+        format: Format,
+        shape: S,
+    ) -> Result<Published<K>, PublishError>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+        K: Send + 'static,
+        S: FnOnce(Loaded) -> (Vec<Arc<Flag>>, K) + Send + 'static,
+    {
+        let options = self.options;
+        let (store, index) = (self.store.clone(), self.index);
+        let (metrics, identity) = (self.metrics.clone(), self.identity.clone());
+        let work = tokio::task::spawn_blocking(move || {
+            let text = std::str::from_utf8(payload.as_ref()).map_err(PublishError::NotUtf8)?;
+            let mut loaded = flagpole_engine::parse_document(text, format, &options)
+                .map_err(PublishError::Load)?;
+            let warnings = std::mem::take(&mut loaded.warnings);
+            let (flags, kept) = shape(loaded);
+            let count = flags.len();
+            // Counted before the new snapshot is published, so whoever sees it sees the count too.
+            metrics.source_reloaded(&identity);
+            store.replace_source(index, flags);
+            metrics.set_flag_count(store.snapshot().len());
+            Ok((count, warnings, kept))
+        });
+        let outcome = work
+            .await
+            .unwrap_or_else(|error| Err(PublishError::Aborted(error)));
+        match outcome {
+            Ok((flags, warnings, kept)) => {
+                for warning in &warnings {
+                    tracing::warn!(source = %self.identity, %warning, "{}", wording.violation);
+                }
+                self.latch.release();
+                tracing::info!(source = %self.identity, flags, "{}", wording.loaded);
+                Ok(Published { flags, kept })
+            }
+            Err(error) => {
+                self.metrics.source_rejected(&self.identity);
+                Err(error)
+            }
+        }
+    }
+}
