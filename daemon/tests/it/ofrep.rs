@@ -694,28 +694,11 @@ proptest! {
     }
 }
 
-/// Writes a fresh CA and a `localhost` certificate signed by it to `dir`; returns the CA certificate.
-fn write_test_certificates(dir: &std::path::Path) -> rustls::pki_types::CertificateDer<'static> {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("server params")
-        .signed_by(&key, &issuer)
-        .expect("server certificate");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
-    ca.der().clone()
-}
-
 #[tokio::test]
 async fn ofrep_tls_serves_ofrep_over_tls_and_needs_a_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca = write_test_certificates(dir.path());
+    let certificates = crate::runtime_support::test_certificates(&["localhost"]);
+    certificates.write_server(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
     let flags = dir.path().join("flags.json");
     write_atomic(&flags, &one_flag("tls-flag", "secure"));
     let mut config =
@@ -726,7 +709,7 @@ async fn ofrep_tls_serves_ofrep_over_tls_and_needs_a_certificate() {
     let addr = daemon.addrs().ofrep;
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).expect("CA is usable");
+    roots.add(certificates.ca_der).expect("CA is usable");
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -1,5 +1,6 @@
 //! Shared fixtures of the runtime tests: the testbed location, an in-process daemon on free ports, a
-//! minimal HTTP/1.1 client, and waiting on the store for a condition.
+//! minimal HTTP/1.1 client, waiting on the store for a condition, and test certificates (a fresh CA and
+//! a server certificate signed by it).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,8 @@ use std::time::Duration;
 use flagpole::Daemon;
 use flagpole::config::{Config, FileProvider, Listen, SourceConfig, SourceKind};
 use flagpole_engine::{Selector, Snapshot, Value};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -144,4 +147,51 @@ pub fn flagpole_command() -> std::process::Command {
         }
     }
     command
+}
+
+/// A fresh CA and a server certificate signed by it ([`test_certificates`]).
+pub struct TestCertificates {
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// The CA certificate, DER.
+    pub ca_der: CertificateDer<'static>,
+    /// The server certificate, PEM.
+    pub cert_pem: String,
+    /// The server certificate, DER.
+    pub cert_der: CertificateDer<'static>,
+    /// The server's private key, PKCS#8 PEM.
+    pub key_pem: String,
+    /// The server's private key, PKCS#8 DER.
+    pub key_der: PrivateKeyDer<'static>,
+}
+
+/// Makes a fresh CA and a server certificate for `hosts` (DNS names or IP addresses) signed by it.
+pub fn test_certificates(hosts: &[&str]) -> TestCertificates {
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let names: Vec<String> = hosts.iter().map(|host| (*host).to_owned()).collect();
+    let server = CertificateParams::new(names)
+        .expect("server params")
+        .signed_by(&server_key, &issuer)
+        .expect("server certificate");
+    TestCertificates {
+        ca_pem: ca.pem(),
+        ca_der: ca.der().clone(),
+        cert_pem: server.pem(),
+        cert_der: server.der().clone(),
+        key_pem: server_key.serialize_pem(),
+        key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+    }
+}
+
+impl TestCertificates {
+    /// Writes the server key to `key`, then the server certificate to `cert`.
+    pub fn write_server(&self, cert: &Path, key: &Path) {
+        std::fs::write(key, &self.key_pem).expect("write key");
+        std::fs::write(cert, &self.cert_pem).expect("write cert");
+    }
 }

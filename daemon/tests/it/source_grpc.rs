@@ -3,7 +3,6 @@
 //! flags, the body selector, and the startup error and `lazy` option.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +15,8 @@ use flagpole_proto::evaluation_v1 as v1;
 use tokio::time::{Instant, timeout};
 
 use crate::runtime_support::{
-    CHANGE_TIMEOUT, default_value, file_source, local_config, one_flag, start_with_files, wait_for,
-    write_atomic,
+    CHANGE_TIMEOUT, default_value, file_source, local_config, one_flag, start_with_files,
+    test_certificates, wait_for, write_atomic,
 };
 
 /// Edits timed through the chain in the latency test.
@@ -234,34 +233,17 @@ async fn first_stream_failure_is_a_startup_error_unless_the_source_is_lazy() {
     let _ = daemon.shutdown().await;
 }
 
-/// Writes a CA and a `localhost` server certificate signed by it; returns (CA file, cert file, key file).
-fn write_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("server params")
-        .signed_by(&server_key, &issuer)
-        .expect("server certificate");
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("server-cert.pem"),
-        dir.join("server-key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).expect("write CA");
-    std::fs::write(&paths.1, server.pem()).expect("write cert");
-    std::fs::write(&paths.2, server_key.serialize_pem()).expect("write key");
-    paths
-}
-
 #[tokio::test]
 async fn grpcs_with_cert_path_syncs_from_a_tls_upstream() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ca, cert, key) = write_certificates(dir.path());
+    let certificates = test_certificates(&["localhost"]);
+    let (ca, cert, key) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("server-cert.pem"),
+        dir.path().join("server-key.pem"),
+    );
+    std::fs::write(&ca, &certificates.ca_pem).expect("write CA");
+    certificates.write_server(&cert, &key);
     let flags = dir.path().join("flags.json");
     std::fs::write(&flags, one_flag("secure", "yes")).expect("write flags");
     let mut config = local_config(vec![file_source(&flags)]);

@@ -39,7 +39,9 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 use tonic::Streaming;
 
-use crate::runtime_support::{CHANGE_TIMEOUT, file_source, http_get, local_config, one_flag};
+use crate::runtime_support::{
+    CHANGE_TIMEOUT, file_source, http_get, local_config, one_flag, test_certificates,
+};
 
 /// The namespace the tests use.
 const NS: &str = "flags";
@@ -431,26 +433,14 @@ async fn fake_api_server() -> (SocketAddr, FakeApi) {
 /// Starts the fake API server over https, with a certificate for 127.0.0.1 signed by a fresh CA, as a
 /// real API server is reached; returns its address, the state, and the CA certificate (PEM).
 async fn fake_api_server_tls() -> (SocketAddr, FakeApi, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("server params")
-        .signed_by(&server_key, &issuer)
-        .expect("server certificate");
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
+    let certificates = test_certificates(&["127.0.0.1"]);
     let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("TLS versions")
     .with_no_client_auth()
-    .with_single_cert(vec![server.der().clone()], key)
+    .with_single_cert(vec![certificates.cert_der], certificates.key_der)
     .expect("server TLS config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let (router, api) = fake_api();
@@ -475,7 +465,7 @@ async fn fake_api_server_tls() -> (SocketAddr, FakeApi, String) {
             });
         }
     });
-    (addr, api, ca.pem())
+    (addr, api, certificates.ca_pem)
 }
 
 /// Writes a kubeconfig for `server` (with the test's bearer token) into `dir`.

@@ -10,10 +10,9 @@ use flagpole_proto::evaluation_v1::ResolveBooleanRequest;
 use flagpole_proto::evaluation_v1::service_client::ServiceClient;
 use flagpole_proto::sync_v1::FetchAllFlagsRequest;
 use flagpole_proto::sync_v1::flag_sync_service_client::FlagSyncServiceClient;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::runtime_support::{file_source, local_config};
+use crate::runtime_support::{file_source, local_config, test_certificates};
 
 /// A flag file with one boolean flag, `tls-flag`, that evaluates to true.
 pub fn write_flag_file(dir: &Path) -> PathBuf {
@@ -28,21 +27,11 @@ pub fn write_flag_file(dir: &Path) -> PathBuf {
 
 /// Writes a fresh CA and a `localhost` server certificate signed by it to `dir`; returns the CA PEM.
 fn write_certificates(dir: &Path) -> String {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["localhost".to_owned()])
-        .expect("server params")
-        .signed_by(&server_key, &issuer)
-        .expect("server certificate");
+    let certificates = test_certificates(&["localhost"]);
     // The key first, then the certificate: the daemon sees a mismatched pair in between and must keep the
     // previous one until both are written.
-    std::fs::write(dir.join("server-key.pem"), server_key.serialize_pem()).expect("write key");
-    std::fs::write(dir.join("server-cert.pem"), server.pem()).expect("write cert");
-    ca.pem()
+    certificates.write_server(&dir.join("server-cert.pem"), &dir.join("server-key.pem"));
+    certificates.ca_pem
 }
 
 async fn tls_channel(addr: SocketAddr, ca_pem: &str) -> Result<Channel, tonic::transport::Error> {
