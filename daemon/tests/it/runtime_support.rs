@@ -1,6 +1,6 @@
 //! Shared fixtures of the runtime tests: the testbed location, an in-process daemon on free ports, a
-//! minimal HTTP/1.1 client, waiting on the store for a condition, and test certificates (a fresh CA and
-//! a server certificate signed by it).
+//! minimal HTTP/1.1 client and a gRPC channel to it, waiting on the store for a condition, fake servers
+//! on free ports, and test certificates (a fresh CA and a server certificate signed by it).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,8 @@ use flagpole_engine::{Selector, Snapshot, Value};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::{Channel, Endpoint};
 
 /// How long a test waits for the daemon to notice a file change before failing. Generous: this bounds a
 /// failure, it does not measure speed.
@@ -147,6 +148,36 @@ pub fn flagpole_command() -> std::process::Command {
         }
     }
     command
+}
+
+/// A plaintext gRPC channel to the daemon's evaluation port.
+pub async fn evaluation_channel(daemon: &Daemon) -> Channel {
+    Endpoint::from_shared(format!(
+        "http://127.0.0.1:{}",
+        daemon.addrs().evaluation.port()
+    ))
+    .expect("endpoint")
+    .connect()
+    .await
+    .expect("connect to the evaluation port")
+}
+
+/// A listener on a free port of 127.0.0.1, for a fake server, and its address.
+pub async fn bind_local() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a fake server");
+    let addr = listener.local_addr().expect("fake server address");
+    (listener, addr)
+}
+
+/// Serves `router` over plain http on a free port of 127.0.0.1 until the test ends; returns its address.
+pub async fn serve_router(router: axum::Router) -> SocketAddr {
+    let (listener, addr) = bind_local().await;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
 }
 
 /// A fresh CA and a server certificate signed by it ([`test_certificates`]).

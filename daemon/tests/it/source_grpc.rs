@@ -15,8 +15,8 @@ use flagpole_proto::evaluation_v1 as v1;
 use tokio::time::{Instant, timeout};
 
 use crate::runtime_support::{
-    CHANGE_TIMEOUT, default_value, file_source, local_config, one_flag, start_with_files,
-    test_certificates, wait_for, write_atomic,
+    CHANGE_TIMEOUT, default_value, evaluation_channel, file_source, local_config, one_flag,
+    start_with_files, test_certificates, wait_for, write_atomic,
 };
 
 /// Edits timed through the chain in the latency test.
@@ -65,14 +65,7 @@ async fn three_level_chain_carries_a_file_edit_to_an_event_stream_at_the_bottom(
     })
     .await;
 
-    let channel = tonic::transport::Endpoint::from_shared(format!(
-        "http://127.0.0.1:{}",
-        bottom.addrs().evaluation.port()
-    ))
-    .expect("endpoint")
-    .connect()
-    .await
-    .expect("connect to the bottom daemon");
+    let channel = evaluation_channel(&bottom).await;
     let mut events = v1::service_client::ServiceClient::new(channel)
         .event_stream(v1::EventStreamRequest {})
         .await

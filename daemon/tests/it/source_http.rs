@@ -17,7 +17,8 @@ use flagpole::sources::http::HttpConfig;
 use flagpole_engine::Value;
 
 use crate::runtime_support::{
-    CHANGE_TIMEOUT, default_value, file_source, http_get, local_config, one_flag, wait_for,
+    CHANGE_TIMEOUT, default_value, file_source, http_get, local_config, one_flag, serve_router,
+    wait_for,
 };
 
 /// What the fake server answers and what it has seen.
@@ -118,14 +119,7 @@ async fn serve(initial: Served) -> (SocketAddr, Shared) {
         .route("/protected", get(protected))
         .route("/token", post(token))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind test server");
-    let addr = listener.local_addr().expect("test server address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (addr, shared)
+    (serve_router(router).await, shared)
 }
 
 fn http_source(url: &str, options: RemoteOptions) -> SourceConfig {

@@ -40,7 +40,8 @@ use tokio::time::{Instant, timeout};
 use tonic::Streaming;
 
 use crate::runtime_support::{
-    CHANGE_TIMEOUT, file_source, http_get, local_config, one_flag, test_certificates,
+    CHANGE_TIMEOUT, bind_local, evaluation_channel, file_source, http_get, local_config, one_flag,
+    serve_router, test_certificates,
 };
 
 /// The namespace the tests use.
@@ -420,14 +421,7 @@ fn fake_api() -> (Router, FakeApi) {
 /// Starts the fake API server over plain http; returns its address and a handle on its state.
 async fn fake_api_server() -> (SocketAddr, FakeApi) {
     let (router, api) = fake_api();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the fake API server");
-    let addr = listener.local_addr().expect("fake API server address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (addr, api)
+    (serve_router(router).await, api)
 }
 
 /// Starts the fake API server over https, with a certificate for 127.0.0.1 signed by a fresh CA, as a
@@ -444,10 +438,7 @@ async fn fake_api_server_tls() -> (SocketAddr, FakeApi, String) {
     .expect("server TLS config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let (router, api) = fake_api();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the fake API server");
-    let addr = listener.local_addr().expect("fake API server address");
+    let (listener, addr) = bind_local().await;
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let (acceptor, router) = (acceptor.clone(), router.clone());
@@ -531,14 +522,7 @@ struct Clients {
 
 impl Clients {
     async fn connect(daemon: &Daemon) -> Clients {
-        let channel = tonic::transport::Endpoint::from_shared(format!(
-            "http://127.0.0.1:{}",
-            daemon.addrs().evaluation.port()
-        ))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect to the evaluation port");
+        let channel = evaluation_channel(daemon).await;
         let mut service = v1::service_client::ServiceClient::new(channel);
         let events = service
             .event_stream(v1::EventStreamRequest {})
