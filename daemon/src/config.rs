@@ -482,7 +482,7 @@ pub struct Config {
     pub stream_deadline: Option<Duration>,
     /// `--disable-sync-metadata`.
     pub disable_sync_metadata: bool,
-    /// `--ofrep-tls`: OFREP uses the TLS certificate too (then `pending.tls` is set).
+    /// `--ofrep-tls`: OFREP uses the TLS certificate too (then `serving.tls` is set).
     pub ofrep_tls: bool,
     /// `--max-request-body`; `None` for no limit.
     pub max_request_body: Option<u64>,
@@ -496,9 +496,10 @@ pub struct Config {
     pub fractional: FractionalAlgorithm,
     /// `--debug`: per-request log fields.
     pub debug: bool,
-    /// Sockets, TLS, CORS (served by the runtime) and the OTel exporter options (accepted, not effective
-    /// yet: a warning at start says so).
-    pub pending: PendingOptions,
+    /// Unix sockets, TLS and CORS of the servers.
+    pub serving: ServingOptions,
+    /// The OTel exporter options (accepted, not effective yet: a warning at start says so).
+    pub telemetry: TelemetryOptions,
 }
 
 impl Config {
@@ -519,15 +520,15 @@ impl Config {
             keep_alive_permit_without_stream: true,
             fractional: FractionalAlgorithm::default(),
             debug: false,
-            pending: PendingOptions::default(),
+            serving: ServingOptions::default(),
+            telemetry: TelemetryOptions::default(),
         }
     }
 }
 
-/// Listener and export options: unix sockets, TLS and CORS origins (in effect), and the OTel metrics
-/// exporter options (parsed and kept, not effective yet).
+/// How the servers are reached: unix sockets, TLS and CORS origins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PendingOptions {
+pub struct ServingOptions {
     /// `--socket-path`.
     pub socket_path: Option<PathBuf>,
     /// `--sync-socket-path`.
@@ -536,6 +537,11 @@ pub struct PendingOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// `--cors-origin`.
     pub cors_origins: Vec<String>,
+}
+
+/// The OTel metrics exporter options: parsed and kept, not effective yet (a warning at start says so).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetryOptions {
     /// `--metrics-exporter`.
     pub metrics_exporter: Option<String>,
     /// `--otel-collector-uri`.
@@ -808,7 +814,7 @@ fn start_config(
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let cert = non_empty(pick!(args.server_cert_path, "server-cert-path", string));
     let key = non_empty(pick!(args.server_key_path, "server-key-path", string));
-    let pending = PendingOptions {
+    let serving = ServingOptions {
         socket_path: non_empty(pick!(args.socket_path, "socket-path", string)).map(PathBuf::from),
         sync_socket_path: non_empty(pick!(args.sync_socket_path, "sync-socket-path", string))
             .map(PathBuf::from),
@@ -820,6 +826,8 @@ fn start_config(
             .iter()
             .flat_map(|s| split_list(s))
             .collect(),
+    };
+    let telemetry = TelemetryOptions {
         metrics_exporter: non_empty(pick!(args.metrics_exporter, "metrics-exporter", string)),
         otel_collector_uri: non_empty(pick!(args.otel_collector_uri, "otel-collector-uri", string)),
     };
@@ -830,13 +838,13 @@ fn start_config(
         pick!(args.otel_ca_path, "otel-ca-path", string),
     );
     let ofrep_tls = pick!(args.ofrep_tls, "ofrep-tls", bool).unwrap_or(false);
-    if ofrep_tls && pending.tls.is_none() {
+    if ofrep_tls && serving.tls.is_none() {
         return Err(ConfigError::InvalidValue {
             key: "ofrep-tls",
             message: "needs --server-cert-path and --server-key-path".to_owned(),
         });
     }
-    warn_pending(&pending, warnings);
+    warn_telemetry(&telemetry, warnings);
 
     Ok(Config {
         listen,
@@ -861,24 +869,25 @@ fn start_config(
         .unwrap_or(true),
         fractional,
         debug,
-        pending,
+        serving,
+        telemetry,
     })
 }
 
-fn warn_pending(pending: &PendingOptions, warnings: &mut Vec<String>) {
+fn warn_telemetry(telemetry: &TelemetryOptions, warnings: &mut Vec<String>) {
     let mut note = |what: &str| {
         warnings.push(format!(
             "{what} is accepted but not effective yet in flagpole"
         ))
     };
-    if pending
+    if telemetry
         .metrics_exporter
         .as_deref()
         .is_some_and(|e| e != "prometheus")
     {
         note("--metrics-exporter");
     }
-    if pending.otel_collector_uri.is_some() {
+    if telemetry.otel_collector_uri.is_some() {
         note("--otel-collector-uri");
     }
 }

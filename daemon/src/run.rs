@@ -176,14 +176,14 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     let evaluation = listen(
         "evaluation",
         config.listen.evaluation,
-        config.pending.socket_path.as_deref(),
+        config.serving.socket_path.as_deref(),
     )
     .await?;
     let management = bind("management", config.listen.management).await?;
     let sync = listen(
         "sync",
         config.listen.sync,
-        config.pending.sync_socket_path.as_deref(),
+        config.serving.sync_socket_path.as_deref(),
     )
     .await?;
     // flagd serves OFREP over plain HTTP/1.1 on TCP only.
@@ -195,7 +195,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         ofrep: local_addr("ofrep", &ofrep, config.listen.ofrep)?,
     };
     // flagd: TLS on the evaluation and sync servers only.
-    let tls = match &config.pending.tls {
+    let tls = match &config.serving.tls {
         Some((cert, key)) => Some(ReloadingTls::load(cert, key)?),
         None => None,
     };
@@ -225,14 +225,14 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         metrics.clone(),
     );
     // gRPC, gRPC-Web and Connect on one listener, with CORS and the body limit (flagd's `MaxBytesHandler`).
-    if config.pending.cors_origins.is_empty() {
+    if config.serving.cors_origins.is_empty() {
         tracing::info!(
             "CORS: every origin is allowed on the evaluation port (no --cors-origin, as flagd)"
         );
     }
     let evaluation_router = crate::transport::evaluation_router(
         services.evaluation_routes().into_axum_router(),
-        &config.pending.cors_origins,
+        &config.serving.cors_origins,
         config.max_request_body.map_or(usize::MAX, |bytes| {
             usize::try_from(bytes).unwrap_or(usize::MAX)
         }),
@@ -247,7 +247,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         services.clone(),
         metrics.clone(),
         &crate::ofrep::OfrepOptions {
-            cors_origins: config.pending.cors_origins.clone(),
+            cors_origins: config.serving.cors_origins.clone(),
         },
     );
 
@@ -308,9 +308,9 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         management = %addrs.management,
         sync = %addrs.sync,
         ofrep = %addrs.ofrep,
-        evaluation_socket = ?config.pending.socket_path,
-        sync_socket = ?config.pending.sync_socket_path,
-        tls = config.pending.tls.is_some(),
+        evaluation_socket = ?config.serving.socket_path,
+        sync_socket = ?config.serving.sync_socket_path,
+        tls = config.serving.tls.is_some(),
         sources = config.sources.len(),
         "flagpole started"
     );

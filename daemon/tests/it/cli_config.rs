@@ -80,7 +80,7 @@ fn every_testbed_config_parses() {
         launchpad_config("ssl.json").to_str().expect("utf-8"),
     ]);
     assert_eq!(
-        ssl.pending.tls,
+        ssl.serving.tls,
         Some((
             PathBuf::from("/ssl/server-cert.pem"),
             PathBuf::from("/ssl/server-key.pem")
@@ -294,7 +294,7 @@ fn every_flagd_short_flag_is_accepted() {
     assert_eq!(config.max_request_body, Some(10));
     assert_eq!(config.max_request_header, Some(20));
     assert!(config.debug);
-    assert_eq!(config.pending.cors_origins, ["*"]);
+    assert_eq!(config.serving.cors_origins, ["*"]);
 }
 
 #[test]

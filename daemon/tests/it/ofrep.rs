@@ -703,7 +703,7 @@ async fn ofrep_tls_serves_ofrep_over_tls_and_needs_a_certificate() {
     write_atomic(&flags, &one_flag("tls-flag", "secure"));
     let mut config =
         crate::runtime_support::local_config(vec![crate::runtime_support::file_source(&flags)]);
-    config.pending.tls = Some((dir.path().join("cert.pem"), dir.path().join("key.pem")));
+    config.serving.tls = Some((dir.path().join("cert.pem"), dir.path().join("key.pem")));
     config.ofrep_tls = true;
     let daemon = flagpole::run(config).await.expect("daemon starts");
     let addr = daemon.addrs().ofrep;

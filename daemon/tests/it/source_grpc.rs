@@ -240,7 +240,7 @@ async fn grpcs_with_cert_path_syncs_from_a_tls_upstream() {
     let flags = dir.path().join("flags.json");
     std::fs::write(&flags, one_flag("secure", "yes")).expect("write flags");
     let mut config = local_config(vec![file_source(&flags)]);
-    config.pending.tls = Some((cert, key));
+    config.serving.tls = Some((cert, key));
     let top = match flagpole::run(config).await {
         Ok(daemon) => daemon,
         Err(error) => panic!("TLS upstream did not start: {error}"),

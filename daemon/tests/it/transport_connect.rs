@@ -383,7 +383,7 @@ async fn cors_allows_every_origin_by_default_and_only_listed_ones_when_configure
 
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = start(dir.path(), |c| {
-        c.pending.cors_origins = vec!["https://*.example".into()];
+        c.serving.cors_origins = vec!["https://*.example".into()];
     })
     .await;
     let allowed = send(

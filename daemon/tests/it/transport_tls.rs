@@ -57,7 +57,7 @@ async fn resolve(channel: Channel) -> Result<bool, tonic::Status> {
 async fn start_tls(dir: &Path) -> flagpole::Daemon {
     let flags = write_flag_file(dir);
     let mut config = local_config(vec![file_source(&flags)]);
-    config.pending.tls = Some((dir.join("server-cert.pem"), dir.join("server-key.pem")));
+    config.serving.tls = Some((dir.join("server-cert.pem"), dir.join("server-key.pem")));
     flagpole::run(config).await.expect("daemon starts with TLS")
 }
 
@@ -127,7 +127,7 @@ async fn a_key_that_does_not_parse_is_a_start_error() {
     std::fs::write(dir.path().join("server-key.pem"), "not a key").expect("write key");
     let flags = write_flag_file(dir.path());
     let mut config = local_config(vec![file_source(&flags)]);
-    config.pending.tls = Some((
+    config.serving.tls = Some((
         dir.path().join("server-cert.pem"),
         dir.path().join("server-key.pem"),
     ));

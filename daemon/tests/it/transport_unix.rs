@@ -39,8 +39,8 @@ async fn evaluation_and_sync_listen_on_unix_sockets_and_remove_them_at_shutdown(
     assert!(evaluation.exists());
 
     let mut config = local_config(vec![file_source(&flags)]);
-    config.pending.socket_path = Some(evaluation.clone());
-    config.pending.sync_socket_path = Some(sync.clone());
+    config.serving.socket_path = Some(evaluation.clone());
+    config.serving.sync_socket_path = Some(sync.clone());
     let daemon = flagpole::run(config).await.expect("daemon starts");
     assert_eq!(
         daemon.addrs().evaluation.port(),
@@ -78,7 +78,7 @@ async fn a_regular_file_at_the_socket_path_is_a_start_error_and_is_kept() {
     let path = dir.path().join("not-a-socket");
     std::fs::write(&path, "data").expect("write file");
     let mut config = local_config(vec![file_source(&flags)]);
-    config.pending.socket_path = Some(path.clone());
+    config.serving.socket_path = Some(path.clone());
     let error = flagpole::run(config).await.expect_err("must not start");
     assert!(
         matches!(
@@ -99,7 +99,7 @@ async fn a_socket_another_daemon_listens_on_is_in_use() {
     let flags = write_flag_file(dir.path());
     let path = dir.path().join("flagd.sock");
     let mut config = local_config(vec![file_source(&flags)]);
-    config.pending.socket_path = Some(path.clone());
+    config.serving.socket_path = Some(path.clone());
     let first = flagpole::run(config.clone()).await.expect("first starts");
     let error = flagpole::run(config)
         .await
