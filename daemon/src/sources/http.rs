@@ -13,23 +13,39 @@
 //! The first fetch failing is a startup error, as in flagd, unless the source is `lazy` (flagpole): then the
 //! daemon starts, and this source's readiness latch is released by its first good payload.
 //!
+//! Like flagd (Go's default `http.Client`), the fetch and the OAuth2 token request follow redirects (301,
+//! 302, 303, 307, 308; the fetch fails at the [`MAX_REDIRECTS`]th redirect answer, so a redirect loop is a
+//! failed poll) and drop `Authorization` and the other [`SENSITIVE_HEADERS`] once a redirect leaves the
+//! original host and its subdomains. They go through the proxy of [`ProxyConfig`] (by default
+//! `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY`, matched by hyper-util's `Matcher`): a plain-http URL
+//! is sent in absolute form to the proxy, an https URL through a `CONNECT` tunnel, with
+//! `Proxy-Authorization: Basic` from a `user:pass@` in the proxy URL.
+//!
 //! What it does not do: retry between scheduled polls (the next poll is the retry, as in flagd), cache on
-//! disk, or follow redirects (a 3xx is a failed poll).
+//! disk, send `Referer` on redirects, or talk to SOCKS proxies.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flagpole_engine::Format;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
+use http::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ETAG, HOST, IF_NONE_MATCH,
+    LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 use tokio::task::JoinHandle;
@@ -54,6 +70,21 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 /// A cached OAuth2 token is renewed this long before its `expires_in` runs out.
 pub const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 
+/// The redirect answers one request may get: at this many the request fails ("stopped after 10
+/// redirects"), as with Go's default client, so at most this many requests are sent per fetch.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// Request headers dropped once a redirect leaves the original host and its subdomains (Go's client
+/// drops the same ones and does not restore them on a later hop back).
+pub const SENSITIVE_HEADERS: [HeaderName; 6] = [
+    AUTHORIZATION,
+    WWW_AUTHENTICATE,
+    COOKIE,
+    HeaderName::from_static("cookie2"),
+    PROXY_AUTHORIZATION,
+    PROXY_AUTHENTICATE,
+];
+
 /// Wording of a good load's log lines.
 const WORDING: Wording = Wording {
     violation: "flag document has a schema violation",
@@ -61,7 +92,49 @@ const WORDING: Wording = Wording {
 };
 
 /// The HTTPS client shared by the fetch and the token requests.
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
+
+/// Where an http source takes its proxy settings from.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum ProxyConfig {
+    /// `HTTP_PROXY`/`http_proxy` (http URLs), `HTTPS_PROXY`/`https_proxy` (https URLs), `ALL_PROXY`/
+    /// `all_proxy` (either, when the specific one is unset) and `NO_PROXY`/`no_proxy`, read when the
+    /// source is created (none of them when `REQUEST_METHOD` is set, as for a CGI program).
+    #[default]
+    Environment,
+    /// The same settings given as values, in the variables' syntax (an empty string is unset); for
+    /// tests and embedders, which cannot share process-global variables.
+    Explicit {
+        /// As `HTTP_PROXY`.
+        http: String,
+        /// As `HTTPS_PROXY`.
+        https: String,
+        /// As `NO_PROXY`.
+        no: String,
+    },
+}
+
+impl ProxyConfig {
+    /// The matcher of these settings.
+    fn matcher(&self) -> Matcher {
+        match self {
+            ProxyConfig::Environment => Matcher::from_env(),
+            ProxyConfig::Explicit { http, https, no } => {
+                Matcher::builder().http(http).https(https).no(no).build()
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyConfig::Environment => f.write_str("Environment"),
+            // The matcher's Debug shows the proxies without their credentials.
+            ProxyConfig::Explicit { .. } => write!(f, "Explicit({:?})", self.matcher()),
+        }
+    }
+}
 
 /// OAuth2 client-credentials settings (`oauth` key).
 #[derive(Clone, PartialEq, Eq)]
@@ -108,6 +181,8 @@ pub struct HttpConfig {
     pub oauth: Option<OAuthConfig>,
     /// `lazy` (flagpole): start without the first fetch succeeding.
     pub lazy: bool,
+    /// The proxy settings (the environment's, unless a test or an embedder says otherwise).
+    pub proxy: ProxyConfig,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -125,6 +200,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("timeout", &self.timeout)
             .field("oauth", &self.oauth)
             .field("lazy", &self.lazy)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -176,6 +252,7 @@ impl HttpConfig {
             timeout,
             oauth,
             lazy: options.lazy.unwrap_or(false),
+            proxy: ProxyConfig::Environment,
         })
     }
 }
@@ -333,6 +410,14 @@ pub enum HttpError {
         #[source]
         source: flagpole_engine::LoadError,
     },
+    /// A redirect could not be followed, or there were [`MAX_REDIRECTS`] of them.
+    #[error("GET {url}: {message}")]
+    Redirect {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// The OAuth2 token could not be obtained.
     #[error("oauth token from {token_url}: {message}")]
     Token {
@@ -378,7 +463,7 @@ struct Token {
 pub struct HttpSource {
     config: HttpConfig,
     context: SourceContext,
-    client: HttpsClient,
+    transport: Transport,
     etag: Option<HeaderValue>,
     /// SHA-1 of the last body parsed (accepted or not): an identical body is skipped.
     last_hash: Option<[u8; 20]>,
@@ -397,33 +482,11 @@ impl std::fmt::Debug for HttpSource {
 impl HttpSource {
     /// A source for `config`, not fetched yet.
     pub fn new(config: HttpConfig, context: SourceContext) -> Result<Self, SourceError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider.clone())
-        {
-            Ok(builder) => builder,
-            Err(error) => {
-                tracing::warn!(%error, "no system root certificates; https sources cannot verify servers");
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| SourceError::Tls {
-                        message: e.to_string(),
-                    })?
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth();
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-            }
-        };
-        let connector = builder
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let transport = Transport::new(&config.proxy)?;
         Ok(HttpSource {
             config,
             context,
-            client,
+            transport,
             etag: None,
             last_hash: None,
             token: None,
@@ -503,33 +566,33 @@ impl HttpSource {
         outcome
     }
 
-    /// One `GET`, bounded by `timeoutS`.
+    /// One `GET` (following redirects), bounded by `timeoutS`.
     async fn fetch(&mut self, conditional: bool) -> Result<Fetched, HttpError> {
         let url = self.config.url.to_string();
         let authorization = match &self.config.oauth {
             Some(oauth) => Some(self.oauth_token(&oauth.clone()).await?),
             None => self.config.auth_header.clone(),
         };
-        let mut request = Request::get(self.config.url.clone())
-            .header(ACCEPT, "application/json")
-            .header(ACCEPT, "application/yaml");
+        let mut headers = HeaderMap::new();
+        headers.append(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.append(ACCEPT, HeaderValue::from_static("application/yaml"));
         if let Some(value) = authorization {
-            request = request.header(AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, value);
         }
         for (name, value) in &self.config.headers {
-            request = request.header(name, value.clone());
+            headers.append(name, value.clone());
         }
         if conditional && let Some(etag) = &self.etag {
-            request = request.header(IF_NONE_MATCH, etag.clone());
+            headers.insert(IF_NONE_MATCH, etag.clone());
         }
-        let request = request
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| HttpError::Connect {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-        let exchange = send(&self.client, request, MAX_BODY_BYTES);
-        let (status, headers, body) = match self.config.timeout {
+        let request = Outgoing {
+            method: Method::GET,
+            url: self.config.url.clone(),
+            headers,
+            body: Bytes::new(),
+        };
+        let exchange = self.transport.send(request, MAX_BODY_BYTES);
+        let answer = match self.config.timeout {
             Some(after) => {
                 tokio::time::timeout(after, exchange)
                     .await
@@ -540,39 +603,51 @@ impl HttpSource {
             }
             None => exchange.await,
         }
-        .map_err(|(is_body, message)| {
-            if is_body {
-                HttpError::Body {
-                    url: url.clone(),
-                    message,
-                }
-            } else {
-                HttpError::Connect {
-                    url: url.clone(),
-                    message,
-                }
-            }
+        .map_err(|error| match error {
+            SendError::Body(message) => HttpError::Body {
+                url: url.clone(),
+                message,
+            },
+            SendError::Exchange(message) => HttpError::Connect {
+                url: url.clone(),
+                message,
+            },
+            SendError::Redirect(message) => HttpError::Redirect {
+                url: url.clone(),
+                message,
+            },
         })?;
-        if status == StatusCode::NOT_MODIFIED {
+        // Errors name the URL that answered, when a redirect led elsewhere.
+        let url = if answer.url == self.config.url {
+            url
+        } else {
+            format!("{url} (redirected to {})", answer.url)
+        };
+        if answer.status == StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
         }
-        if !status.is_success() {
-            return Err(HttpError::Status { url, status });
+        if !answer.status.is_success() {
+            return Err(HttpError::Status {
+                url,
+                status: answer.status,
+            });
         }
-        if let Some(etag) = headers.get(ETAG) {
+        if let Some(etag) = answer.headers.get(ETAG) {
             self.etag = Some(etag.clone());
         }
-        let content_type = headers
+        let content_type = answer
+            .headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let format = format_of(self.config.url.path(), content_type).ok_or_else(|| {
-            HttpError::UnsupportedFormat {
+        // The configured URL's extension first (flagd's rule), then the final URL's, then the type.
+        let format = format_of(self.config.url.path(), "")
+            .or_else(|| format_of(answer.url.path(), content_type))
+            .ok_or_else(|| HttpError::UnsupportedFormat {
                 url,
                 content_type: content_type.to_owned(),
-            }
-        })?;
-        Ok(Fetched::Body(body, format))
+            })?;
+        Ok(Fetched::Body(answer.body, format))
     }
 
     /// The `Authorization` value of the current OAuth2 token, fetching a new one when needed.
@@ -605,23 +680,30 @@ impl HttpSource {
             form_encode(&client_id),
             form_encode(&client_secret)
         );
-        let request = Request::post(oauth.token_url.clone())
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(form)))
-            .map_err(|e| failed(e.to_string()))?;
-        let exchange = send(&self.client, request, MAX_TOKEN_RESPONSE_BYTES);
-        let (status, _, body) = match self.config.timeout {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let request = Outgoing {
+            method: Method::POST,
+            url: oauth.token_url.clone(),
+            headers,
+            body: Bytes::from(form),
+        };
+        let exchange = self.transport.send(request, MAX_TOKEN_RESPONSE_BYTES);
+        let answer = match self.config.timeout {
             Some(after) => tokio::time::timeout(after, exchange)
                 .await
                 .map_err(|_| failed(format!("no answer within {after:?}")))?,
             None => exchange.await,
         }
-        .map_err(|(_, message)| failed(message))?;
-        if !status.is_success() {
-            return Err(failed(format!("status {status}")));
+        .map_err(|error| failed(error.to_string()))?;
+        if !answer.status.is_success() {
+            return Err(failed(format!("status {}", answer.status)));
         }
-        let answer: Value = serde_json::from_slice(&body)
+        let answer: Value = serde_json::from_slice(&answer.body)
             .map_err(|e| failed(format!("response is not JSON: {e}")))?;
         let access_token = answer
             .get("access_token")
@@ -673,37 +755,402 @@ impl HttpSource {
     }
 }
 
-/// Sends `request` and reads at most `limit` body bytes. The error says whether the body (true) or the
-/// exchange (false) failed, with the whole cause chain.
-async fn send(
-    client: &HttpsClient,
-    request: Request<Full<Bytes>>,
+/// One request to send, and to send again (adjusted) after a redirect.
+struct Outgoing {
+    method: Method,
+    url: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// The final answer of a request, after any redirects.
+struct Answer {
+    /// The URL that gave this answer.
+    url: Uri,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// Why a request got no final answer.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// The connection or the exchange failed (with the whole cause chain).
+    #[error("{0}")]
+    Exchange(String),
+    /// The body could not be read or is over the limit.
+    #[error("cannot read the body: {0}")]
+    Body(String),
+    /// A redirect could not be followed, or there were too many.
+    #[error("{0}")]
+    Redirect(String),
+}
+
+/// The client of one source and the proxy matcher it connects through.
+struct Transport {
+    client: HttpsClient,
+    proxy: Arc<Matcher>,
+}
+
+impl Transport {
+    /// A client with the system's root certificates (none, with a warning, when the system has none)
+    /// that connects through the proxies of `proxy`.
+    fn new(proxy: &ProxyConfig) -> Result<Self, SourceError> {
+        let tls = tls_config()?;
+        let proxy = Arc::new(proxy.matcher());
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        // The proxy itself (http:// or https://) speaks HTTP/1.1: absolute-form requests and CONNECT.
+        let to_proxy = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http.clone());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(ProxyConnector {
+                proxy: proxy.clone(),
+                direct: http,
+                to_proxy,
+            });
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Transport { client, proxy })
+    }
+
+    /// Sends `request`, following redirects, and reads at most `limit` bytes of the final body.
+    async fn send(&self, mut request: Outgoing, limit: usize) -> Result<Answer, SendError> {
+        let origin_host = request.url.host().unwrap_or("").to_ascii_lowercase();
+        let mut redirects = 0;
+        let mut stripped = false;
+        loop {
+            let response = self.send_once(&request).await?;
+            let status = response.status();
+            let location = match status.as_u16() {
+                301 | 302 | 303 | 307 | 308 => response.headers().get(LOCATION).cloned(),
+                _ => None,
+            };
+            // A 3xx without a Location is an answer, as in Go.
+            let Some(location) = location else {
+                let (parts, body) = response.into_parts();
+                let body = read_body(&parts.headers, body, limit).await?;
+                return Ok(Answer {
+                    url: request.url,
+                    status,
+                    headers: parts.headers,
+                    body,
+                });
+            };
+            drop(response);
+            redirects += 1;
+            if redirects >= MAX_REDIRECTS {
+                return Err(SendError::Redirect(format!(
+                    "stopped after {MAX_REDIRECTS} redirects (the last from {} to {location:?})",
+                    request.url
+                )));
+            }
+            let (next, relative) = resolve_location(&request.url, &location).ok_or_else(|| {
+                SendError::Redirect(format!(
+                    "{status} from {} to {location:?}, which is not an http(s) URL",
+                    request.url
+                ))
+            })?;
+            let to_get = match status {
+                StatusCode::SEE_OTHER => request.method != Method::HEAD,
+                StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => request.method == Method::POST,
+                _ => false,
+            };
+            if to_get {
+                request.method = Method::GET;
+                request.body = Bytes::new();
+                request.headers.remove(CONTENT_TYPE);
+                request.headers.remove(CONTENT_LENGTH);
+            }
+            // A custom Host survives only a relative Location, as in Go.
+            if !relative {
+                request.headers.remove(HOST);
+            }
+            let next_host = next.host().unwrap_or("").to_ascii_lowercase();
+            if !stripped && !is_domain_or_subdomain(&next_host, &origin_host) {
+                for name in &SENSITIVE_HEADERS {
+                    request.headers.remove(name);
+                }
+                stripped = true;
+            }
+            tracing::debug!(from = %request.url, to = %next, %status, "following a redirect");
+            request.url = next;
+        }
+    }
+
+    /// One exchange, without following redirects; the body is not read yet.
+    async fn send_once(
+        &self,
+        request: &Outgoing,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let mut builder = Request::builder()
+            .method(request.method.clone())
+            .uri(request.url.clone());
+        if let Some(headers) = builder.headers_mut() {
+            headers.clone_from(&request.headers);
+            // A plain-http request to a proxy carries the proxy's credentials (https ones go in CONNECT).
+            if request.url.scheme() == Some(&http::uri::Scheme::HTTP)
+                && let Some(auth) = self
+                    .proxy
+                    .intercept(&request.url)
+                    .and_then(|proxy| proxy.basic_auth().cloned())
+            {
+                headers.insert(PROXY_AUTHORIZATION, auth);
+            }
+        }
+        let built = builder
+            .body(Full::new(request.body.clone()))
+            .map_err(|e| SendError::Exchange(e.to_string()))?;
+        self.client
+            .request(built)
+            .await
+            .map_err(|e| SendError::Exchange(error_chain(&e)))
+    }
+}
+
+/// Reads at most `limit` bytes of `body` (refusing at once a larger declared `Content-Length`).
+async fn read_body(
+    headers: &HeaderMap,
+    body: hyper::body::Incoming,
     limit: usize,
-) -> Result<(StatusCode, http::HeaderMap, Bytes), (bool, String)> {
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| (false, error_chain(&e)))?;
-    let (parts, body) = response.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
+) -> Result<Bytes, SendError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(length) = declared
         && length > limit as u64
     {
-        return Err((
-            true,
-            format!("{length} bytes, more than the limit of {limit}"),
-        ));
+        return Err(SendError::Body(format!(
+            "{length} bytes, more than the limit of {limit}"
+        )));
     }
-    let body = Limited::new(body, limit)
+    Ok(Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|e| (true, e.to_string()))?
-        .to_bytes();
-    Ok((parts.status, parts.headers, body))
+        .map_err(|e| SendError::Body(e.to_string()))?
+        .to_bytes())
+}
+
+/// The rustls client configuration: the system's roots, or none (with a warning) when it has none.
+fn tls_config() -> Result<rustls::ClientConfig, SourceError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SourceError::Tls {
+            message: e.to_string(),
+        })?;
+    Ok(match builder.clone().with_native_roots() {
+        Ok(builder) => builder.with_no_client_auth(),
+        Err(error) => {
+            tracing::warn!(%error, "no system root certificates; https sources cannot verify servers");
+            builder
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        }
+    })
+}
+
+/// `host` is `parent` or one of its subdomains (Go's rule for keeping sensitive headers). Hosts are
+/// lowercase; an IPv6 literal only matches itself.
+fn is_domain_or_subdomain(host: &str, parent: &str) -> bool {
+    if host == parent {
+        return true;
+    }
+    if host.contains(':') || host.starts_with('[') {
+        return false;
+    }
+    host.strip_suffix(parent)
+        .is_some_and(|rest| !parent.is_empty() && rest.ends_with('.'))
+}
+
+/// The URL a `Location` leads to from `base` (RFC 3986 reference resolution, fragment dropped), and
+/// whether the `Location` was relative (had no scheme). `None` when it is not an http(s) URL.
+fn resolve_location(base: &Uri, location: &HeaderValue) -> Option<(Uri, bool)> {
+    let text = location.to_str().ok()?.trim();
+    let text = text.split('#').next().unwrap_or("");
+    let scheme_end = text.find(':').filter(|&i| {
+        i > 0
+            && text[..i]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            && !text[..i].contains(['/', '?'])
+    });
+    if scheme_end.is_some() {
+        let uri: Uri = text.parse().ok()?;
+        let http_ish = matches!(uri.scheme_str(), Some("http" | "https"));
+        return (http_ish && uri.host().is_some()).then_some((uri, false));
+    }
+    let scheme = base.scheme_str()?;
+    if let Some(rest) = text.strip_prefix("//") {
+        let uri: Uri = format!("{scheme}://{rest}").parse().ok()?;
+        return uri.host().is_some().then_some((uri, true));
+    }
+    let authority = base.authority()?.as_str();
+    let (reference_path, query) = match text.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (text, None),
+    };
+    let path = if reference_path.is_empty() {
+        base.path().to_owned()
+    } else if reference_path.starts_with('/') {
+        remove_dot_segments(reference_path)
+    } else {
+        let base_path = base.path();
+        let directory = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+        let directory = if directory.is_empty() { "/" } else { directory };
+        remove_dot_segments(&format!("{directory}{reference_path}"))
+    };
+    let query = match query {
+        Some(query) => Some(query),
+        // An empty reference keeps the base's query.
+        None if reference_path.is_empty() => base.query(),
+        None => None,
+    };
+    let url = match query {
+        Some(query) => format!("{scheme}://{authority}{path}?{query}"),
+        None => format!("{scheme}://{authority}{path}"),
+    };
+    Some((url.parse().ok()?, true))
+}
+
+/// RFC 3986 5.2.4 on an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// The connector under TLS: straight to the destination, to the proxy (plain-http destinations: the
+/// client then sends absolute-form requests), or through a `CONNECT` tunnel (https destinations).
+#[derive(Clone)]
+struct ProxyConnector {
+    proxy: Arc<Matcher>,
+    direct: HttpConnector,
+    to_proxy: HttpsConnector<HttpConnector>,
+}
+
+/// A connection made by [`ProxyConnector`].
+struct ProxyStream {
+    io: MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>,
+    /// Connected to a proxy that is sent the requests themselves (not a tunnel).
+    proxied: bool,
+}
+
+/// The error type of connectors.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Uri> for ProxyConnector {
+    type Response = ProxyStream;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<ProxyStream, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Both inner connectors are always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, destination: Uri) -> Self::Future {
+        let Some(proxy) = self.proxy.intercept(&destination) else {
+            let connecting = self.direct.call(destination);
+            return Box::pin(async move {
+                Ok(ProxyStream {
+                    io: MaybeHttpsStream::Http(connecting.await?),
+                    proxied: false,
+                })
+            });
+        };
+        if destination.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            let mut tunnel = Tunnel::new(proxy.uri().clone(), self.to_proxy.clone());
+            if let Some(auth) = proxy.basic_auth() {
+                tunnel = tunnel.with_auth(auth.clone());
+            }
+            let connecting = tunnel.call(destination);
+            Box::pin(async move {
+                Ok(ProxyStream {
+                    io: connecting.await?,
+                    proxied: false,
+                })
+            })
+        } else {
+            let connecting = self.to_proxy.call(proxy.uri().clone());
+            Box::pin(async move {
+                Ok(ProxyStream {
+                    io: connecting.await?,
+                    proxied: true,
+                })
+            })
+        }
+    }
+}
+
+impl Connection for ProxyStream {
+    fn connected(&self) -> Connected {
+        self.io.connected().proxy(self.proxied)
+    }
+}
+
+impl hyper::rt::Read for ProxyStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for ProxyStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
 }
 
 /// JSON or YAML: by the URL path's extension, else by the `Content-Type` media type.
@@ -871,5 +1318,86 @@ mod tests {
     #[test]
     fn form_values_are_encoded() {
         assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn locations_resolve_against_the_current_url() {
+        let base: Uri = "http://a.example:8080/x/y/flags.json?v=1"
+            .parse()
+            .unwrap_or_default();
+        let resolve = |location: &'static str| {
+            resolve_location(&base, &HeaderValue::from_static(location))
+                .map(|(url, relative)| (url.to_string(), relative))
+        };
+        let relative = |url: &str| Some((url.to_owned(), true));
+        assert_eq!(
+            resolve("https://b.example/f.yaml#top"),
+            Some(("https://b.example/f.yaml".to_owned(), false))
+        );
+        assert_eq!(resolve("//c.example/f"), relative("http://c.example/f"));
+        assert_eq!(
+            resolve("/z/./q/../f.json"),
+            relative("http://a.example:8080/z/f.json")
+        );
+        assert_eq!(
+            resolve("other.json?w=2"),
+            relative("http://a.example:8080/x/y/other.json?w=2")
+        );
+        assert_eq!(resolve("../../up"), relative("http://a.example:8080/up"));
+        assert_eq!(
+            resolve("../../../../above-root"),
+            relative("http://a.example:8080/above-root")
+        );
+        assert_eq!(
+            resolve("?v=2"),
+            relative("http://a.example:8080/x/y/flags.json?v=2")
+        );
+        assert_eq!(resolve("ftp://files.example/f"), None);
+        assert_eq!(resolve("mailto:someone@example.com"), None);
+    }
+
+    #[test]
+    fn sensitive_headers_stay_within_the_host_and_its_subdomains() {
+        assert!(is_domain_or_subdomain("flags.example", "flags.example"));
+        assert!(is_domain_or_subdomain("eu.flags.example", "flags.example"));
+        assert!(!is_domain_or_subdomain(
+            "evilflags.example",
+            "flags.example"
+        ));
+        assert!(!is_domain_or_subdomain("flags.example", "eu.flags.example"));
+        assert!(!is_domain_or_subdomain("localhost", "127.0.0.1"));
+        assert!(is_domain_or_subdomain("[::1]", "[::1]"));
+        assert!(!is_domain_or_subdomain("[::1]", "1]"));
+    }
+
+    #[test]
+    fn proxy_settings_follow_no_proxy_and_hide_credentials() {
+        let config = ProxyConfig::Explicit {
+            http: "http://user:hidden-pass@proxy.example:3128".into(),
+            https: "http://tunnel.example:3129".into(),
+            no: "internal.example, 10.0.0.0/8".into(),
+        };
+        let matcher = config.matcher();
+        let via = |url: &'static str| {
+            matcher
+                .intercept(&Uri::from_static(url))
+                .map(|proxy| proxy.uri().to_string())
+        };
+        assert_eq!(
+            via("http://flags.example/f.json").as_deref(),
+            Some("http://proxy.example:3128/")
+        );
+        assert_eq!(
+            via("https://flags.example/f.json").as_deref(),
+            Some("http://tunnel.example:3129/")
+        );
+        assert_eq!(via("http://api.internal.example/f.json"), None);
+        assert_eq!(via("http://10.1.2.3/f.json"), None);
+        // Loopback is not special: only NO_PROXY keeps it direct.
+        assert!(via("http://127.0.0.1/f.json").is_some());
+        assert!(via("http://localhost/f.json").is_some());
+        let text = format!("{config:?}");
+        assert!(!text.contains("hidden-pass"), "{text}");
+        assert!(text.contains("proxy.example"), "{text}");
     }
 }

@@ -1,6 +1,7 @@
 //! The http source against an in-process HTTP server: ETag and 304, failures that keep the last good
 //! flags, timeouts, `authHeader` and extra headers, OAuth2 client credentials (inline and from a folder),
-//! YAML by content type, the startup error and the `lazy` option.
+//! YAML by content type, the startup error and the `lazy` option, redirects (chains, credentials on a
+//! cross-host hop, loops) and proxies (absolute-form http, `CONNECT` for https, `NO_PROXY`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flagpole::config::{SourceConfig, SourceKind};
 use flagpole::sources::RemoteOptions;
-use flagpole::sources::http::HttpConfig;
+use flagpole::sources::http::{HttpConfig, ProxyConfig};
 use flagpole_engine::Value;
 
 use crate::runtime_support::{
@@ -427,4 +428,383 @@ async fn oauth_client_credentials_inline_and_from_a_folder() {
         Ok(_) => panic!("a failed token request must fail the start"),
         Err(error) => assert!(error.to_string().contains("oauth token"), "{error}"),
     }
+}
+
+/// What a redirecting server has seen: (path, Authorization) of every request.
+type Hops = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// Serves redirects on a free port: each `(path, status, location)` answers `status` with that
+/// `Location`; any other path is a 404.
+async fn serve_redirects(routes: Vec<(&'static str, StatusCode, String)>) -> (SocketAddr, Hops) {
+    let hops: Hops = Arc::default();
+    let seen = hops.clone();
+    let routes = Arc::new(routes);
+    let router = Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap| {
+        let (seen, routes) = (seen.clone(), routes.clone());
+        async move {
+            seen.lock().unwrap_or_else(PoisonError::into_inner).push((
+                uri.path().to_owned(),
+                header_text(&headers, "authorization"),
+            ));
+            match routes.iter().find(|(path, _, _)| *path == uri.path()) {
+                Some((_, status, location)) => {
+                    (*status, [(header::LOCATION, location.clone())]).into_response()
+                }
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    (serve_router(router).await, hops)
+}
+
+fn hops_of(hops: &Hops) -> Vec<(String, Option<String>)> {
+    hops.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+async fn start(sources: Vec<SourceConfig>) -> flagpole::Daemon {
+    match tokio::time::timeout(CHANGE_TIMEOUT, flagpole::run(local_config(sources))).await {
+        Ok(Ok(daemon)) => daemon,
+        Ok(Err(error)) => panic!("daemon did not start: {error}"),
+        Err(_) => panic!("daemon start timed out"),
+    }
+}
+
+/// The start error of a daemon over `sources` (which must fail to start, within the time limit).
+async fn start_error(sources: Vec<SourceConfig>) -> String {
+    match tokio::time::timeout(CHANGE_TIMEOUT, flagpole::run(local_config(sources))).await {
+        Ok(Ok(_)) => panic!("the daemon must not start"),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => panic!("daemon start timed out"),
+    }
+}
+
+#[tokio::test]
+async fn a_301_then_307_chain_is_followed_with_the_etag() {
+    let (flags_addr, shared) = serve(Served {
+        body: one_flag("moved", "one"),
+        etag: Some("\"v1\"".into()),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let (addr, hops) = serve_redirects(vec![
+        ("/r301", StatusCode::MOVED_PERMANENTLY, "/r307".to_owned()),
+        (
+            "/r307",
+            StatusCode::TEMPORARY_REDIRECT,
+            format!("http://{flags_addr}/flags.json"),
+        ),
+    ])
+    .await;
+    let url = format!("http://{addr}/r301");
+    let daemon = start(vec![http_source(&url, fast(RemoteOptions::default()))]).await;
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "moved"),
+        value("one")
+    );
+    let paths: Vec<String> = hops_of(&hops).into_iter().map(|(path, _)| path).collect();
+    assert_eq!(
+        paths.get(..2),
+        Some(&["/r301".to_owned(), "/r307".to_owned()][..])
+    );
+
+    // The next polls go through the chain again, conditional on the final URL's ETag.
+    wait_served(&shared, "a conditional poll through the redirects", |s| {
+        s.seen.iter().any(|r| r.0.as_deref() == Some("\"v1\""))
+    })
+    .await;
+    {
+        let mut served = lock(&shared);
+        served.body = one_flag("moved", "two");
+        served.etag = Some("\"v2\"".into());
+    }
+    wait_for(&daemon, "the new value behind the redirects", |s| {
+        default_value(s, "moved") == value("two")
+    })
+    .await;
+    let _ = daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn authorization_is_dropped_on_a_cross_host_redirect_and_kept_on_a_same_host_one() {
+    let (flags_addr, shared) = serve(Served {
+        body: one_flag("guarded", "ok"),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let port = flags_addr.port();
+    let (addr, hops) = serve_redirects(vec![
+        (
+            "/cross",
+            StatusCode::FOUND,
+            format!("http://localhost:{port}/flags.json"),
+        ),
+        // Same host name, another port: Go keeps the credentials.
+        (
+            "/same",
+            StatusCode::FOUND,
+            format!("http://127.0.0.1:{port}/flags.json"),
+        ),
+    ])
+    .await;
+    let options = || {
+        fast(RemoteOptions {
+            auth_header: Some("Bearer abc".into()),
+            headers: [("X-Env".to_owned(), "test".to_owned())].into(),
+            ..RemoteOptions::default()
+        })
+    };
+    let daemon = start(vec![
+        http_source(&format!("http://{addr}/cross"), options()),
+        http_source(&format!("http://{addr}/same"), options()),
+    ])
+    .await;
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "guarded"),
+        value("ok")
+    );
+    let _ = daemon.shutdown().await;
+
+    // The redirecting server got the credentials on both first hops.
+    let hops = hops_of(&hops);
+    assert!(hops.iter().any(|(p, _)| p == "/cross") && hops.iter().any(|(p, _)| p == "/same"));
+    assert!(
+        hops.iter()
+            .all(|(_, auth)| auth.as_deref() == Some("Bearer abc")),
+        "{hops:?}"
+    );
+    let served = lock(&shared);
+    let by_host = |host: String| -> Vec<(Option<String>, Option<String>)> {
+        served
+            .seen
+            .iter()
+            .zip(&served.hosts)
+            .filter(|(_, h)| h.as_deref() == Some(host.as_str()))
+            .map(|(seen, _)| (seen.1.clone(), seen.2.clone()))
+            .collect()
+    };
+    let cross = by_host(format!("localhost:{port}"));
+    let same = by_host(format!("127.0.0.1:{port}"));
+    assert!(!cross.is_empty() && !same.is_empty(), "{:?}", served.hosts);
+    assert!(
+        cross
+            .iter()
+            .all(|(auth, env)| auth.is_none() && env.as_deref() == Some("test")),
+        "cross-host: Authorization dropped, other headers kept: {cross:?}"
+    );
+    assert!(
+        same.iter()
+            .all(|(auth, _)| auth.as_deref() == Some("Bearer abc")),
+        "same host: Authorization kept: {same:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_loop_fails_the_start_after_ten_redirects() {
+    let (addr, hops) =
+        serve_redirects(vec![("/loop", StatusCode::FOUND, "/loop".to_owned())]).await;
+    let url = format!("http://{addr}/loop");
+    let text = start_error(vec![http_source(&url, RemoteOptions::default())]).await;
+    assert!(
+        text.contains("stopped after 10 redirects") && text.contains(&url),
+        "{text}"
+    );
+    // As Go's client: ten requests, each answered with a redirect, then the error.
+    assert_eq!(hops_of(&hops).len(), 10);
+}
+
+/// What a test proxy has seen: the head of every request, lowercased.
+type ProxyLog = Arc<Mutex<Vec<String>>>;
+
+/// The longest request head the test proxy reads.
+const PROXY_HEAD_LIMIT: usize = 64 * 1024;
+
+/// Reads a request head (through the blank line); `None` on EOF or an over-long head.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > PROXY_HEAD_LIMIT || stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).ok()
+}
+
+/// A forward proxy on a free port: logs each request head, forwards an absolute-form request to its
+/// origin (as `Connection: close`, without `Proxy-Authorization`) and tunnels `CONNECT`.
+async fn serve_proxy() -> (SocketAddr, ProxyLog) {
+    use tokio::io::AsyncWriteExt;
+    let (listener, addr) = crate::runtime_support::bind_local().await;
+    let log: ProxyLog = Arc::default();
+    let seen = log.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut client).await else {
+                    return;
+                };
+                seen.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(head.to_ascii_lowercase());
+                let mut lines = head.split("\r\n");
+                let request_line = lines.next().unwrap_or_default();
+                let mut parts = request_line.split(' ');
+                let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                if method == "CONNECT" {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    return;
+                }
+                let Some(rest) = target.strip_prefix("http://") else {
+                    let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+                    return;
+                };
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(authority).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                let mut forwarded = format!("{method} {path} HTTP/1.1\r\n");
+                for line in lines.filter(|l| !l.is_empty()) {
+                    let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+                    if name != "proxy-authorization" && name != "connection" {
+                        forwarded.push_str(line);
+                        forwarded.push_str("\r\n");
+                    }
+                }
+                forwarded.push_str("Connection: close\r\n\r\n");
+                if upstream.write_all(forwarded.as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy(&mut upstream, &mut client).await;
+                }
+                let _ = client.shutdown().await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+fn proxied(url: &str, options: RemoteOptions, proxy: ProxyConfig) -> SourceConfig {
+    let mut source = http_source(url, options);
+    if let SourceKind::Http(config) = &mut source.kind {
+        config.proxy = proxy;
+    }
+    source
+}
+
+#[tokio::test]
+async fn plain_http_goes_through_the_proxy_unless_no_proxy_names_the_host() {
+    let (flags_addr, shared) = serve(Served {
+        body: one_flag("via", "proxy"),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let (proxy_addr, log) = serve_proxy().await;
+    let proxy = ProxyConfig::Explicit {
+        http: format!("http://user:pass@{proxy_addr}"),
+        https: String::new(),
+        no: "localhost".into(),
+    };
+    let port = flags_addr.port();
+    let through = format!("http://127.0.0.1:{port}/flags.json");
+    let direct = format!("http://localhost:{port}/flags.json");
+    let daemon = start(vec![
+        proxied(&through, RemoteOptions::default(), proxy.clone()),
+        proxied(&direct, RemoteOptions::default(), proxy),
+    ])
+    .await;
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "via"),
+        value("proxy")
+    );
+    let _ = daemon.shutdown().await;
+
+    let heads = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = heads.first().cloned().unwrap_or_default();
+    assert!(
+        head.starts_with(&format!(
+            "get http://127.0.0.1:{port}/flags.json http/1.1\r\n"
+        )),
+        "absolute-form request to the proxy: {head}"
+    );
+    // base64("user:pass")
+    assert!(
+        head.contains("\r\nproxy-authorization: basic dxnlcjpwyxnz\r\n"),
+        "{head}"
+    );
+    // The origin saw both: the proxied request (forwarded) and the direct one (NO_PROXY).
+    let hosts = lock(&shared).hosts.clone();
+    assert!(
+        hosts.contains(&Some(format!("127.0.0.1:{port}")))
+            && hosts.contains(&Some(format!("localhost:{port}"))),
+        "{hosts:?}"
+    );
+}
+
+#[tokio::test]
+async fn https_goes_through_a_connect_tunnel() {
+    use tokio::io::AsyncReadExt;
+    // The "server" only records the first bytes that reach it through the tunnel: a TLS ClientHello.
+    let (listener, server_addr) = crate::runtime_support::bind_local().await;
+    let first_bytes: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let record = first_bytes.clone();
+    tokio::spawn(async move {
+        if let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 5];
+            if stream.read_exact(&mut buf).await.is_ok() {
+                record
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(&buf);
+            }
+        }
+    });
+    let (proxy_addr, log) = serve_proxy().await;
+    let proxy = ProxyConfig::Explicit {
+        http: String::new(),
+        https: format!("http://user:pass@{proxy_addr}"),
+        no: String::new(),
+    };
+    let url = format!("https://{server_addr}/flags.json");
+    let options = RemoteOptions {
+        timeout_s: Some(5),
+        ..RemoteOptions::default()
+    };
+    // The server never finishes the handshake: the start fails, after the tunnel was used.
+    let text = start_error(vec![proxied(&url, options, proxy)]).await;
+    assert!(text.contains(&url), "{text}");
+    let heads = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let head = heads.first().cloned().unwrap_or_default();
+    assert!(
+        head.starts_with(&format!("connect {server_addr} http/1.1\r\n")),
+        "{heads:?}"
+    );
+    assert!(
+        head.contains("\r\nproxy-authorization: basic dxnlcjpwyxnz\r\n"),
+        "{head}"
+    );
+    let bytes = first_bytes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    assert_eq!(
+        bytes.first(),
+        Some(&0x16),
+        "a TLS handshake record through the tunnel: {bytes:?}"
+    );
 }
