@@ -183,6 +183,9 @@ pub struct HttpConfig {
     pub lazy: bool,
     /// The proxy settings (the environment's, unless a test or an embedder says otherwise).
     pub proxy: ProxyConfig,
+    /// The certificates https servers are verified against: `None` (always, from the command line) for
+    /// the system's roots; `Some` for only these (tests and embedders).
+    pub tls_roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -201,6 +204,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("oauth", &self.oauth)
             .field("lazy", &self.lazy)
             .field("proxy", &self.proxy)
+            .field("tls_roots", &self.tls_roots.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -253,6 +257,7 @@ impl HttpConfig {
             oauth,
             lazy: options.lazy.unwrap_or(false),
             proxy: ProxyConfig::Environment,
+            tls_roots: None,
         })
     }
 }
@@ -482,7 +487,7 @@ impl std::fmt::Debug for HttpSource {
 impl HttpSource {
     /// A source for `config`, not fetched yet.
     pub fn new(config: HttpConfig, context: SourceContext) -> Result<Self, SourceError> {
-        let transport = Transport::new(&config.proxy)?;
+        let transport = Transport::new(&config.proxy, config.tls_roots.as_deref())?;
         Ok(HttpSource {
             config,
             context,
@@ -793,10 +798,13 @@ struct Transport {
 }
 
 impl Transport {
-    /// A client with the system's root certificates (none, with a warning, when the system has none)
-    /// that connects through the proxies of `proxy`.
-    fn new(proxy: &ProxyConfig) -> Result<Self, SourceError> {
-        let tls = tls_config()?;
+    /// A client that trusts `roots` (default: the system's root certificates, none with a warning when
+    /// the system has none) and connects through the proxies of `proxy`.
+    fn new(
+        proxy: &ProxyConfig,
+        roots: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+    ) -> Result<Self, SourceError> {
+        let tls = tls_config(roots)?;
         let proxy = Arc::new(proxy.matcher());
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -938,14 +946,26 @@ async fn read_body(
         .to_bytes())
 }
 
-/// The rustls client configuration: the system's roots, or none (with a warning) when it has none.
-fn tls_config() -> Result<rustls::ClientConfig, SourceError> {
+/// The rustls client configuration: `roots` when given, else the system's roots, or none (with a
+/// warning) when it has none.
+fn tls_config(
+    roots: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Result<rustls::ClientConfig, SourceError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SourceError::Tls {
             message: e.to_string(),
         })?;
+    if let Some(roots) = roots {
+        let mut store = rustls::RootCertStore::empty();
+        for root in roots {
+            store.add(root.clone()).map_err(|e| SourceError::Tls {
+                message: e.to_string(),
+            })?;
+        }
+        return Ok(builder.with_root_certificates(store).with_no_client_auth());
+    }
     Ok(match builder.clone().with_native_roots() {
         Ok(builder) => builder.with_no_client_auth(),
         Err(error) => {
