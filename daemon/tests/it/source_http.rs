@@ -1,7 +1,8 @@
 //! The http source against an in-process HTTP server: ETag and 304, failures that keep the last good
 //! flags, timeouts, `authHeader` and extra headers, OAuth2 client credentials (inline and from a folder),
 //! YAML by content type, the startup error and the `lazy` option, redirects (chains, credentials on a
-//! cross-host hop, loops) and proxies (absolute-form http, `CONNECT` for https, `NO_PROXY`).
+//! cross-host hop, loops, the token request) and proxies (absolute-form http, `CONNECT` for https,
+//! `NO_PROXY`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -825,4 +826,36 @@ async fn https_goes_through_a_connect_tunnel_to_the_tls_server() {
         head.contains("\r\nproxy-authorization: basic dxnlcjpwyxnz\r\n"),
         "{head}"
     );
+}
+
+#[tokio::test]
+async fn the_oauth_token_request_follows_a_307_with_its_body() {
+    let (addr, shared) = serve(Served::default()).await;
+    let (redirector, hops) = serve_redirects(vec![(
+        "/token",
+        StatusCode::TEMPORARY_REDIRECT,
+        format!("http://{addr}/token"),
+    )])
+    .await;
+    let options = RemoteOptions {
+        oauth: Some(serde_json::json!({
+            "clientID": "my-id", "clientSecret": "my secret",
+            "tokenUrl": format!("http://{redirector}/token")
+        })),
+        ..RemoteOptions::default()
+    };
+    let daemon = start(vec![http_source(
+        &format!("http://{addr}/protected"),
+        options,
+    )])
+    .await;
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "guarded"),
+        value("secret-ok")
+    );
+    let _ = daemon.shutdown().await;
+    assert_eq!(hops_of(&hops).len(), 1);
+    // The form arrived whole at the final token URL (a 307 keeps the method and the body).
+    let forms = lock(&shared).token_forms.clone();
+    assert_eq!(forms.len(), 1, "{forms:?}");
 }
