@@ -5,8 +5,8 @@
 //! aligned to the seconds since midnight, shifted by `fnv32a(intervalSeed) % interval`), the request
 //! (`Accept: application/json, application/yaml`, `Authorization` from `authHeader` or an OAuth2
 //! client-credentials token, extra `headers`, `If-None-Match` with the last `ETag`), and turning the answer
-//! into flags: a 304 keeps the state, a body whose SHA-1 did not change sends no change, the format comes from
-//! the URL's extension or else the `Content-Type`.
+//! into flags: a 304 keeps the state, a body whose SHA-1 did not change sends no change, the format comes
+//! from the configured URL's extension, else the final (redirected) URL's, else the `Content-Type`.
 //!
 //! On failure (network, timeout, non-2xx, unparsable body) the source keeps its last good flags; the
 //! failure is logged and counted in the per-source metrics (last success, last error, consecutive failures).
@@ -17,9 +17,10 @@
 //! 302, 303, 307, 308; the fetch fails at the [`MAX_REDIRECTS`]th redirect answer, so a redirect loop is a
 //! failed poll) and drop `Authorization` and the other [`SENSITIVE_HEADERS`] once a redirect leaves the
 //! original host and its subdomains. They go through the proxy of [`ProxyConfig`] (by default
-//! `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY`, matched by hyper-util's `Matcher`): a plain-http URL
-//! is sent in absolute form to the proxy, an https URL through a `CONNECT` tunnel, with
-//! `Proxy-Authorization: Basic` from a `user:pass@` in the proxy URL.
+//! `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY`, matched by hyper-util's `Matcher`, which has no
+//! loopback exception: only `NO_PROXY` keeps `localhost` direct): a plain-http URL is sent in absolute form
+//! to the proxy, an https URL through a `CONNECT` tunnel, with `Proxy-Authorization: Basic` from a
+//! `user:pass@` in the proxy URL.
 //!
 //! What it does not do: retry between scheduled polls (the next poll is the retry, as in flagd), cache on
 //! disk, send `Referer` on redirects, or talk to SOCKS proxies.
