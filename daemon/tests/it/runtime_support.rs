@@ -180,6 +180,42 @@ pub async fn serve_router(router: axum::Router) -> SocketAddr {
     addr
 }
 
+/// Serves `router` over https on a free port of 127.0.0.1 with `certificates`' server certificate until the
+/// test ends; returns its address. A client that refuses the certificate ends its handshake, and that
+/// connection is dropped.
+pub async fn serve_router_tls(router: axum::Router, certificates: &TestCertificates) -> SocketAddr {
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![certificates.cert_der.clone()],
+        certificates.key_der.clone_key(),
+    )
+    .expect("server TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let (listener, addr) = bind_local().await;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
 /// A fresh CA and a server certificate signed by it ([`test_certificates`]).
 pub struct TestCertificates {
     /// The CA certificate, PEM.

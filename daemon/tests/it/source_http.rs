@@ -763,32 +763,7 @@ async fn serve_router_tls(
     router: Router,
 ) -> (SocketAddr, rustls::pki_types::CertificateDer<'static>) {
     let certificates = test_certificates(&["127.0.0.1"]);
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![certificates.cert_der], certificates.key_der)
-    .expect("server TLS config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let (listener, addr) = crate::runtime_support::bind_local().await;
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, router) = (acceptor.clone(), router.clone());
-            tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper_util::service::TowerToHyperService::new(router);
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            });
-        }
-    });
+    let addr = crate::runtime_support::serve_router_tls(router, &certificates).await;
     (addr, certificates.ca_der)
 }
 

@@ -40,8 +40,8 @@ use tokio::time::{Instant, timeout};
 use tonic::Streaming;
 
 use crate::runtime_support::{
-    CHANGE_TIMEOUT, bind_local, evaluation_channel, file_source, http_get, local_config, one_flag,
-    serve_router, test_certificates,
+    CHANGE_TIMEOUT, evaluation_channel, file_source, http_get, local_config, one_flag,
+    serve_router, serve_router_tls, test_certificates,
 };
 
 /// The namespace the tests use.
@@ -428,34 +428,8 @@ async fn fake_api_server() -> (SocketAddr, FakeApi) {
 /// real API server is reached; returns its address, the state, and the CA certificate (PEM).
 async fn fake_api_server_tls() -> (SocketAddr, FakeApi, String) {
     let certificates = test_certificates(&["127.0.0.1"]);
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![certificates.cert_der], certificates.key_der)
-    .expect("server TLS config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let (router, api) = fake_api();
-    let (listener, addr) = bind_local().await;
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, router) = (acceptor.clone(), router.clone());
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake: nothing to serve.
-                let Ok(stream) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper_util::service::TowerToHyperService::new(router);
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            });
-        }
-    });
+    let addr = serve_router_tls(router, &certificates).await;
     (addr, api, certificates.ca_pem)
 }
 
