@@ -8,6 +8,10 @@ use std::time::Instant;
 
 use flagpole_engine::{Format, LoadOptions, parse_document};
 
+#[path = "../benches/support/generated.rs"]
+mod generated;
+use generated::generated_text;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(path) = args.next() else {
@@ -48,49 +52,4 @@ fn main() {
             }
         }
     }
-}
-
-/// SplitMix64, as in the benchmark, so that the document is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-/// The benchmark's `load/N` document: 60 % static, 25 % simple, 15 % complex targeting.
-fn generated_text(n: usize, seed: u64) -> String {
-    let mut rng = Rng(seed);
-    let mut out = String::with_capacity(n * 300);
-    out.push_str(r#"{"metadata": {"flagSetId": "bench", "version": "1"}, "flags": {"#);
-    for i in 0..n {
-        if i > 0 {
-            out.push(',');
-        }
-        let roll = rng.next() % 100;
-        let value = rng.next() % 1000;
-        out.push_str(&format!(
-            r#""flag-{i:05}": {{"state": "ENABLED", "variants": {{"on": true, "off": false}}, "defaultVariant": "off""#
-        ));
-        if roll >= 85 {
-            out.push_str(&format!(
-                r#", "targeting": {{"if": [{{"and": [{{"in": [{{"var": "country"}}, ["de", "fr", "c{value}"]]}}, {{">=": [{{"var": "age"}}, {value}]}}]}}, {{"fractional": [["on", 50], ["off", 50]]}}, null]}}"#
-            ));
-        } else if roll >= 60 {
-            out.push_str(&format!(
-                r#", "targeting": {{"if": [{{"==": [{{"var": "email"}}, "user{value}@example.com"]}}, "on", null]}}"#
-            ));
-        }
-        if value.is_multiple_of(4) {
-            out.push_str(&format!(r#", "metadata": {{"owner": "team-{value}"}}"#));
-        }
-        out.push('}');
-    }
-    out.push_str("}}");
-    out
 }
