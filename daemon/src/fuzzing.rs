@@ -7,7 +7,7 @@
 //! What it does not do: open ports or start sources; it asserts nothing about the answers beyond what the
 //! fuzz targets check (every request gets an HTTP response and nothing panics).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -105,6 +105,47 @@ impl Harness {
     }
 }
 
+/// A process-wide [`Harness`] on its own current-thread Tokio runtime, with blocking calls: the set-up every
+/// fuzz target shares (a libFuzzer target is a synchronous function called once per input).
+#[derive(Debug)]
+pub struct Blocking {
+    runtime: tokio::runtime::Runtime,
+    harness: Harness,
+}
+
+impl Blocking {
+    /// The process's harness, built on first use.
+    ///
+    /// # Panics
+    /// When the runtime or the harness cannot be built: a defect of the fuzz set-up, never of an input,
+    /// and a fuzzer should stop on it.
+    pub fn get() -> &'static Blocking {
+        static SHARED: OnceLock<Blocking> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a Tokio runtime for the fuzz harness");
+            let harness = {
+                let _guard = runtime.enter();
+                Harness::new().expect("the fuzz harness builds")
+            };
+            Blocking { runtime, harness }
+        })
+    }
+
+    /// [`Harness::evaluation`], blocking.
+    pub fn evaluation(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        self.runtime
+            .block_on(self.harness.evaluation(path, content_type, body))
+    }
+
+    /// [`Harness::ofrep`], blocking.
+    pub fn ofrep(&self, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        self.runtime.block_on(self.harness.ofrep(path, body))
+    }
+}
+
 async fn send(router: Router, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
     let request = Request::post(path)
         .header(http::header::CONTENT_TYPE, content_type)
@@ -135,3 +176,23 @@ async fn send(router: Router, path: &str, content_type: &str, body: Vec<u8>) -> 
 
 /// The OFREP request-body decoder (`context` of a bulk or single-flag request).
 pub use crate::ofrep::request::body_context as ofrep_body_context;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_harness_answers_both_routers() {
+        let harness = Blocking::get();
+        let (status, body) = harness.evaluation(
+            "/flagd.evaluation.v1.Service/ResolveBoolean",
+            "application/json",
+            br#"{"flagKey":"bool-flag"}"#.to_vec(),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let (status, _) = harness.ofrep("/ofrep/v1/evaluate/flags", b"{}".to_vec());
+        assert_eq!(status, 200);
+        let (status, _) = harness.ofrep("/ofrep/v1/evaluate/flags/no-such-flag", b"{}".to_vec());
+        assert_eq!(status, 404);
+    }
+}

@@ -3,9 +3,7 @@
 //! The first byte picks the method and the content type; the rest is the body.
 #![no_main]
 
-use std::sync::OnceLock;
-
-use flagpole::fuzzing::Harness;
+use flagpole::fuzzing::Blocking;
 use libfuzzer_sys::fuzz_target;
 
 /// Method paths of `flagd.evaluation.v1`, `flagd.evaluation.v2` and `schema.v1` (streaming ones included).
@@ -32,31 +30,13 @@ const CONTENT_TYPES: [&str; 8] = [
     "text/plain",
 ];
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a Tokio runtime")
-    })
-}
-
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let _guard = runtime().enter();
-        Harness::new().expect("the fuzz harness builds")
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
     let path = PATHS[usize::from(selector & 0x07)];
     let content_type = CONTENT_TYPES[usize::from((selector >> 3) & 0x07)];
-    let harness = harness();
-    let (status, _) = runtime().block_on(harness.evaluation(path, content_type, body.to_vec()));
+    let harness = Blocking::get();
+    let (status, _) = harness.evaluation(path, content_type, body.to_vec());
     assert!((200..600).contains(&status), "status {status}");
 });
