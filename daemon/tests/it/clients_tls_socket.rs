@@ -20,10 +20,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 
 use crate::clients::{ChildDaemon, client_flags, tail, workspace_root, write_json};
+use crate::runtime_support::test_certificates;
 
 /// The timeout handed to a client program (it gives up by itself and says what it was waiting for).
 const CLIENT_TIMEOUT_SECS: u64 = 40;
@@ -64,34 +64,28 @@ enum Transport<'a> {
     Socket { path: &'a Path },
 }
 
-/// Writes a fresh CA and a `localhost` server certificate signed by it to `dir`; returns the CA's path.
-///
-/// The two certificates get different subject names: with rcgen's default name on both, OpenSSL and
-/// BoringSSL (behind grpc-js and Python's grpcio) take the server certificate for a self-signed one and
-/// reject it, while rustls, which builds the chain by signature, accepts it.
-fn write_certificates(dir: &Path) -> PathBuf {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "flagpole test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().expect("server key");
-    let mut server_params =
-        CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let server = server_params
-        .signed_by(&server_key, &issuer)
-        .expect("server certificate");
-    fs::write(dir.join("server-key.pem"), server_key.serialize_pem()).expect("write key");
-    fs::write(dir.join("server-cert.pem"), server.pem()).expect("write cert");
-    let ca_path = dir.join("ca.pem");
-    fs::write(&ca_path, ca.pem()).expect("write CA");
-    ca_path
+/// Writes a fresh CA (`ca.pem`) and a `localhost` server certificate signed by it (`server-cert.pem`,
+/// `server-key.pem`) into `dir`, flags from [`client_flags`] into `flags.json`, and starts a TLS daemon on
+/// them; returns the daemon, the flag file and the CA file.
+fn start_tls_daemon(dir: &Path) -> (ChildDaemon, PathBuf, PathBuf) {
+    let certificates = test_certificates(&["localhost"]);
+    let (cert, key) = (dir.join("server-cert.pem"), dir.join("server-key.pem"));
+    certificates.write_server(&cert, &key);
+    let ca = dir.join("ca.pem");
+    fs::write(&ca, &certificates.ca_pem).expect("write CA");
+    let flags = dir.join("flags.json");
+    write_json(&flags, &client_flags("before"));
+    let daemon = ChildDaemon::start(
+        &flags,
+        dir,
+        &[
+            "--server-cert-path",
+            &cert.to_string_lossy(),
+            "--server-key-path",
+            &key.to_string_lossy(),
+        ],
+    );
+    (daemon, flags, ca)
 }
 
 /// The command that runs `client`, failing with the install script's name when it is missing.
@@ -287,18 +281,7 @@ fn assert_checks(client: Client, mode: Mode, checks: &serde_json::Map<String, Va
 /// Starts a TLS daemon and runs `client` in `mode` against it with the test CA.
 fn run_over_tls(client: Client, mode: Mode) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca = write_certificates(dir.path());
-    let flags = dir.path().join("flags.json");
-    write_json(&flags, &client_flags("before"));
-    let cert = dir.path().join("server-cert.pem");
-    let key = dir.path().join("server-key.pem");
-    let cert = cert.to_string_lossy();
-    let key = key.to_string_lossy();
-    let daemon = ChildDaemon::start(
-        &flags,
-        dir.path(),
-        &["--server-cert-path", &cert, "--server-key-path", &key],
-    );
+    let (daemon, flags, ca) = start_tls_daemon(dir.path());
     let checks = run_until_ready(
         client,
         mode,
@@ -370,18 +353,7 @@ fn node_provider_in_process_mode_over_tls_with_a_custom_ca() {
 #[test]
 fn node_provider_without_the_custom_ca_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_certificates(dir.path());
-    let flags = dir.path().join("flags.json");
-    write_json(&flags, &client_flags("before"));
-    let cert = dir.path().join("server-cert.pem");
-    let key = dir.path().join("server-key.pem");
-    let cert = cert.to_string_lossy();
-    let key = key.to_string_lossy();
-    let daemon = ChildDaemon::start(
-        &flags,
-        dir.path(),
-        &["--server-cert-path", &cert, "--server-key-path", &key],
-    );
+    let (daemon, flags, _ca) = start_tls_daemon(dir.path());
     let outcome = run_until_ready(
         Client::Node,
         Mode::Rpc,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use flagpole::Daemon;
 use flagpole::config::{Config, FileProvider, Listen, SourceConfig, SourceKind};
 use flagpole_engine::{Selector, Snapshot, Value};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -237,12 +237,21 @@ pub fn test_certificates(hosts: &[&str]) -> TestCertificates {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Named subjects: some real clients' TLS stacks reject or mis-report certificates without one.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "flagpole test CA");
     let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
     let issuer = Issuer::new(ca_params, ca_key);
     let server_key = KeyPair::generate().expect("server key");
     let names: Vec<String> = hosts.iter().map(|host| (*host).to_owned()).collect();
-    let server = CertificateParams::new(names)
-        .expect("server params")
+    let mut server_params = CertificateParams::new(names).expect("server params");
+    if let Some(first) = hosts.first() {
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, *first);
+    }
+    let server = server_params
         .signed_by(&server_key, &issuer)
         .expect("server certificate");
     TestCertificates {
