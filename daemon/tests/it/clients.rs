@@ -579,8 +579,9 @@ fn normalized(value: Option<&Value>) -> Value {
     }
 }
 
-/// Numbers compare by value (a client may print `10` or `10.0`); everything else exactly.
-fn same_value(actual: &Value, expected: &Value) -> bool {
+/// Numbers compare by value, also inside objects and arrays (a client may print `10` or `10.0`); everything
+/// else exactly.
+pub(crate) fn same_value(actual: &Value, expected: &Value) -> bool {
     match (actual, expected) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (Value::Object(a), Value::Object(b)) => {

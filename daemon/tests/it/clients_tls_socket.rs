@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::clients::{ChildDaemon, client_flags, tail, workspace_root, write_json};
+use crate::clients::{ChildDaemon, client_flags, same_value, tail, workspace_root, write_json};
 use crate::runtime_support::test_certificates;
 
 /// The timeout handed to a client program (it gives up by itself and says what it was waiting for).
@@ -213,23 +213,6 @@ fn run_until_ready(
             tail(&daemon.stderr(), 40)
         )
     })
-}
-
-/// Numbers compare by value, also inside objects and arrays (a client may print `3` or `3.0`); everything
-/// else exactly.
-fn same_value(actual: &Value, expected: &Value) -> bool {
-    match (actual, expected) {
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(key, value)| b.get(key).is_some_and(|other| same_value(value, other)))
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y))
-        }
-        _ => actual == expected,
-    }
 }
 
 /// Asserts the typed evaluations and the targeting results flagd gives every client.

@@ -9,7 +9,9 @@ use flagpole_proto::sync_v1::FetchAllFlagsRequest;
 use flagpole_proto::sync_v1::flag_sync_service_client::FlagSyncServiceClient;
 use tonic::transport::Endpoint;
 
-use crate::runtime_support::{one_flag, start_with_files, wait_for, workspace_root};
+use crate::runtime_support::{
+    evaluation_channel, one_flag, start_with_files, wait_for, workspace_root,
+};
 
 /// Bounds a failure only: every step here normally takes milliseconds.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -17,11 +19,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn shutdown_sends_provider_shutdown_and_ends_event_streams() {
     let daemon = start_with_files(&[&workspace_root().join("examples/flags.json")]).await;
-    let channel = Endpoint::from_shared(format!("http://{}", daemon.addrs().evaluation))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = evaluation_channel(&daemon).await;
     let mut stream = ServiceClient::new(channel)
         .event_stream(EventStreamRequest {})
         .await
@@ -96,11 +94,7 @@ async fn sync_port_waits_for_the_first_good_load() {
 #[tokio::test]
 async fn evaluations_are_counted_and_timed_on_the_metrics_page() {
     let daemon = start_with_files(&[&workspace_root().join("examples/flags.json")]).await;
-    let channel = Endpoint::from_shared(format!("http://{}", daemon.addrs().evaluation))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = evaluation_channel(&daemon).await;
     let response = ServiceClient::new(channel)
         .resolve_boolean(flagpole_proto::evaluation_v1::ResolveBooleanRequest {
             flag_key: "new-checkout".to_owned(),

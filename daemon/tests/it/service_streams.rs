@@ -262,10 +262,35 @@ fn sync_config() -> ServiceConfig {
     }
 }
 
+/// A `FlagSyncService` client of the harness.
+async fn sync_client(
+    h: &Harness,
+) -> sync::flag_sync_service_client::FlagSyncServiceClient<tonic::transport::Channel> {
+    sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await)
+}
+
+/// Opens `SyncFlags` with a default request and waits for its first message, which must come.
+async fn open_sync_after_first_message(h: &Harness) -> Streaming<sync::SyncFlagsResponse> {
+    let mut stream = sync_client(h)
+        .await
+        .sync_flags(sync::SyncFlagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        timeout(WAIT, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_some()
+    );
+    stream
+}
+
 #[tokio::test]
 async fn sync_flags_sends_the_selection_at_once_and_after_each_real_change() {
     let h = Harness::start(sync_config()).await;
-    let mut client = sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await);
+    let mut client = sync_client(&h).await;
     let mut stream = client
         .sync_flags(with_headers(
             sync::SyncFlagsRequest {
@@ -319,7 +344,7 @@ async fn sync_flags_sends_the_selection_at_once_and_after_each_real_change() {
 #[allow(deprecated)]
 async fn sync_selector_header_beats_the_body_field() {
     let h = Harness::start(sync_config()).await;
-    let mut client = sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await);
+    let mut client = sync_client(&h).await;
     let body_only = client
         .fetch_all_flags(sync::FetchAllFlagsRequest {
             provider_id: String::new(),
@@ -374,19 +399,7 @@ async fn sync_flags_ends_on_the_stream_deadline() {
         ..sync_config()
     })
     .await;
-    let mut client = sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await);
-    let mut stream = client
-        .sync_flags(sync::SyncFlagsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        timeout(WAIT, stream.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .is_some()
-    );
+    let mut stream = open_sync_after_first_message(&h).await;
     tokio::time::pause();
     let status = timeout(WAIT, stream.message()).await.unwrap().unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);
@@ -396,7 +409,7 @@ async fn sync_flags_ends_on_the_stream_deadline() {
 #[allow(deprecated)] // GetMetadata is deprecated in the schema and still served.
 async fn get_metadata_returns_static_context_or_unimplemented() {
     let h = Harness::start(sync_config()).await;
-    let mut client = sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await);
+    let mut client = sync_client(&h).await;
     let metadata = client
         .get_metadata(sync::GetMetadataRequest {})
         .await
@@ -409,7 +422,7 @@ async fn get_metadata_returns_static_context_or_unimplemented() {
         ..sync_config()
     })
     .await;
-    let mut client = sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await);
+    let mut client = sync_client(&h).await;
     let status = client
         .get_metadata(sync::GetMetadataRequest {})
         .await
@@ -423,7 +436,7 @@ async fn get_metadata_returns_static_context_or_unimplemented() {
 #[tokio::test]
 async fn sync_streams_are_counted_in_metrics() {
     let h = Harness::start(sync_config()).await;
-    let mut client = sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await);
+    let mut client = sync_client(&h).await;
     let mut stream = client
         .sync_flags(sync::SyncFlagsRequest {
             provider_id: "metrics-test".into(),
@@ -469,19 +482,7 @@ async fn subscribers_get_diffs_against_their_own_last_view() {
 #[tokio::test]
 async fn sync_flags_streams_end_cleanly_on_shutdown() {
     let h = Harness::start(sync_config()).await;
-    let mut client = sync::flag_sync_service_client::FlagSyncServiceClient::new(h.channel().await);
-    let mut stream = client
-        .sync_flags(sync::SyncFlagsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        timeout(WAIT, stream.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .is_some()
-    );
+    let mut stream = open_sync_after_first_message(&h).await;
     h.shutdown.cancel();
     assert!(matches!(
         timeout(WAIT, stream.message()).await.unwrap(),
