@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::runtime_support::{start_with_files, workspace_root, write_atomic};
+use crate::runtime_support::{node_client_dir, start_with_files, workspace_root, write_atomic};
 
 /// How long one client program may run.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -146,13 +146,7 @@ async fn python_ofrep_provider_evaluates_against_flagpole() {
 
 #[tokio::test]
 async fn node_ofrep_provider_evaluates_against_flagpole() {
-    let node_dir = workspace_root().join("clients/node");
-    assert!(
-        node_dir
-            .join("node_modules/@openfeature/ofrep-provider")
-            .is_dir(),
-        "the Node OFREP provider is missing: run scripts/install-test-clients.sh"
-    );
+    let node_dir = node_client_dir("@openfeature/ofrep-provider");
     let (daemon, _dir, base_url, checks) = daemon_and_checks().await;
     let mut command = tokio::process::Command::new("node");
     command
@@ -173,13 +167,7 @@ async fn node_ofrep_provider_evaluates_against_flagpole() {
 async fn web_ofrep_provider_polls_with_etags_and_sees_a_flag_file_edit() {
     use tokio::io::AsyncBufReadExt;
 
-    let node_dir = workspace_root().join("clients/node");
-    assert!(
-        node_dir
-            .join("node_modules/@openfeature/ofrep-web-provider")
-            .is_dir(),
-        "the web OFREP provider is missing: run scripts/install-test-clients.sh"
-    );
+    let node_dir = node_client_dir("@openfeature/ofrep-web-provider");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("flags.json");
     write_atomic(

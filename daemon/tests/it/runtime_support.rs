@@ -138,6 +138,17 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename over target");
 }
 
+/// The project's Node client directory (`clients/node`), after checking that `package` (e.g.
+/// `@openfeature/ofrep-provider`) is installed there; a missing one fails the test with the install step.
+pub fn node_client_dir(package: &str) -> PathBuf {
+    let dir = workspace_root().join("clients/node");
+    assert!(
+        dir.join("node_modules").join(package).is_dir(),
+        "the Node package {package} is missing: run scripts/install-test-clients.sh"
+    );
+    dir
+}
+
 /// A command for the `flagpole` binary with the developer's `FLAGD_*` variables removed, so they cannot
 /// change the daemon under test.
 pub fn flagpole_command() -> std::process::Command {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-use crate::runtime_support::{start_with_files, workspace_root, write_atomic};
+use crate::runtime_support::{node_client_dir, start_with_files, write_atomic};
 
 /// How long the client may take for one line.
 const LINE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -81,13 +81,7 @@ fn cases() -> Vec<(Value, Value)> {
 
 #[tokio::test]
 async fn web_provider_resolves_all_over_connect_and_sees_a_flag_file_edit() {
-    let node_dir = workspace_root().join("clients/node");
-    assert!(
-        node_dir
-            .join("node_modules/@openfeature/flagd-web-provider")
-            .is_dir(),
-        "the flagd web provider is missing: run scripts/install-test-clients.sh"
-    );
+    let node_dir = node_client_dir("@openfeature/flagd-web-provider");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("flags.json");
     write_atomic(&path, &flags("before"));
