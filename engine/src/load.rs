@@ -40,6 +40,13 @@ pub const MAX_NESTING_DEPTH: usize = 128;
 /// Most flags one document may define.
 pub const MAX_FLAGS: usize = 250_000;
 
+/// Most JSON values (every scalar, array and object) that `$evaluators` inlining may add to one document,
+/// counted over all references after nested references are resolved. Evaluators that reference each
+/// other twice per level double with every level (22 levels of a 1 KB file would be 4 million copies);
+/// such a document is rejected before anything is copied. One million values is about 60 MB of JSON
+/// tree, four times the largest targeting rule ([`crate::targeting::MAX_RULE_NODES`]).
+pub const MAX_INLINED_NODES: usize = 1_000_000;
+
 /// Shortest normalised JSON an evaluator may have; flagd rejects shorter ones ("evaluator object is empty").
 const MIN_EVALUATOR_JSON_LEN: usize = 3;
 
@@ -146,6 +153,18 @@ pub enum LoadError {
     /// After `$evaluators` inlining, the document nests deeper than [`MAX_NESTING_DEPTH`].
     #[error("document nests deeper than {MAX_NESTING_DEPTH} levels (after inlining $evaluators)")]
     TooDeep,
+    /// Inlining `$evaluators` would add more than [`MAX_INLINED_NODES`] JSON values to the document.
+    #[error(
+        "inlining $evaluators would add more than {MAX_INLINED_NODES} JSON values to the document \
+         (evaluator `{evaluator}` alone expands to {} values)",
+        display_count(*expanded)
+    )]
+    InliningTooLarge {
+        /// The evaluator whose reference went over the limit.
+        evaluator: String,
+        /// How many JSON values that one reference expands to (saturating at `usize::MAX`).
+        expanded: usize,
+    },
     /// The document defines more than [`MAX_FLAGS`] flags.
     #[error("document defines {count} flags, more than the limit of {MAX_FLAGS}")]
     TooManyFlags {
@@ -182,7 +201,7 @@ pub enum LoadError {
         at: Location,
     },
     /// A targeting rule exceeds a limit of the targeting compiler.
-    #[error("targeting of flag `{flag}` (at {at}) is rejected")]
+    #[error("targeting of flag `{flag}` (at {at}) is rejected: {source}")]
     Rule {
         /// The flag key.
         flag: String,
@@ -206,11 +225,67 @@ pub fn parse_document(
     format: Format,
     options: &LoadOptions,
 ) -> Result<Loaded, LoadError> {
+    load(text, format, options, &mut FlagErrors::Stop)
+}
+
+/// Like [`parse_document`], but a document whose flags have errors reports every such flag, not only the
+/// first (for `flagpole validate`). Errors that concern the whole document stop at once, as there.
+pub fn check_document(
+    text: &str,
+    format: Format,
+    options: &LoadOptions,
+) -> Result<Loaded, Vec<LoadError>> {
+    let mut errors = FlagErrors::Collect(Vec::new());
+    match load(text, format, options, &mut errors) {
+        Ok(loaded) => Ok(loaded),
+        Err(first) => match errors {
+            FlagErrors::Collect(all) if !all.is_empty() => Err(all),
+            _ => Err(vec![first]),
+        },
+    }
+}
+
+/// What to do with a flag that fails to build: stop the load, or note the error and go on.
+enum FlagErrors {
+    Stop,
+    Collect(Vec<LoadError>),
+}
+
+impl FlagErrors {
+    /// Keeps `flag` or handles its error; `Err` stops the load.
+    fn take(
+        &mut self,
+        flag: Result<Flag, LoadError>,
+        into: &mut Vec<Arc<Flag>>,
+    ) -> Result<(), LoadError> {
+        match (flag, self) {
+            (Ok(flag), _) => into.push(Arc::new(flag)),
+            (Err(e), FlagErrors::Stop) => return Err(e),
+            (Err(e), FlagErrors::Collect(all)) => all.push(e),
+        }
+        Ok(())
+    }
+
+    /// After every flag: the first collected error, if any.
+    fn finish(&self) -> Result<(), LoadError> {
+        match self {
+            FlagErrors::Collect(all) if !all.is_empty() => Err(all[0].clone()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn load(
+    text: &str,
+    format: Format,
+    options: &LoadOptions,
+    flag_errors: &mut FlagErrors,
+) -> Result<Loaded, LoadError> {
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(LoadError::TooLarge { bytes: text.len() });
     }
     if format == Format::Json
-        && let Some(result) = parse_plain_json(text, options)
+        && let Some(result) = parse_plain_json(text, options, flag_errors)
     {
         return result;
     }
@@ -263,10 +338,10 @@ pub fn parse_document(
     };
     let mut flags_value = root.remove("flags").ok_or(LoadError::MissingFlags)?;
     if !evaluators.is_empty() {
-        let mut stack = Vec::new();
-        inline_refs(&mut flags_value, &evaluators, 1, &mut stack)?;
+        let mut inliner = Inliner::new(&evaluators);
+        inliner.inline(&mut flags_value, 1)?;
         let mut wrapped = Value::Object(std::mem::take(&mut set_metadata));
-        inline_refs(&mut wrapped, &evaluators, 1, &mut stack)?;
+        inliner.inline(&mut wrapped, 1)?;
         if let Value::Object(m) = wrapped {
             set_metadata = m;
         }
@@ -323,15 +398,17 @@ pub fn parse_document(
     let shared_metadata = Arc::new(set_metadata);
     let mut flags = Vec::with_capacity(entries.len());
     for (key, value, index) in entries {
-        flags.push(Arc::new(build_flag(
+        let flag = build_flag(
             key,
             value,
             index,
             &shared_metadata,
             &set_flag_set_id,
             &locator,
-        )?));
+        );
+        flag_errors.take(flag, &mut flags)?;
     }
+    flag_errors.finish()?;
 
     Ok(Loaded {
         flags,
@@ -344,7 +421,11 @@ pub fn parse_document(
 /// objects in it: a root object whose `flags` is a map of flag objects, no `$evaluators` (or an empty
 /// one), and no duplicated root or flag field. `None` means "not that shape": the caller then runs the
 /// general path, which also produces the errors (with their positions) for broken documents.
-fn parse_plain_json(text: &str, options: &LoadOptions) -> Option<Result<Loaded, LoadError>> {
+fn parse_plain_json(
+    text: &str,
+    options: &LoadOptions,
+    flag_errors: &mut FlagErrors,
+) -> Option<Result<Loaded, LoadError>> {
     let PlainDocument {
         mut flags,
         mut root,
@@ -402,17 +483,20 @@ fn parse_plain_json(text: &str, options: &LoadOptions) -> Option<Result<Loaded, 
     let shared_metadata = Arc::new(set_metadata);
     let mut loaded = Vec::with_capacity(flags.len());
     for (key, parts) in flags {
-        match build_flag_from_parts(
+        let flag = build_flag_from_parts(
             key,
             parts,
             None,
             &shared_metadata,
             &set_flag_set_id,
             &locator,
-        ) {
-            Ok(flag) => loaded.push(Arc::new(flag)),
-            Err(e) => return Some(Err(e)),
+        );
+        if let Err(e) = flag_errors.take(flag, &mut loaded) {
+            return Some(Err(e));
         }
+    }
+    if let Err(e) = flag_errors.finish() {
+        return Some(Err(e));
     }
     Some(Ok(Loaded {
         flags: loaded,
@@ -730,44 +814,135 @@ fn build_flag_from_parts(
     })
 }
 
-/// Replaces every `{"$ref": "<evaluator>"}` in `value` by the evaluator (itself with references resolved).
-/// `stack` holds the evaluators being expanded, so a cycle leaves the inner reference in place.
-fn inline_refs(
-    value: &mut Value,
-    evaluators: &Map<String, Value>,
-    depth: usize,
-    stack: &mut Vec<String>,
-) -> Result<(), LoadError> {
-    if depth > MAX_NESTING_DEPTH {
-        return Err(LoadError::TooDeep);
+/// Replaces every `{"$ref": "<evaluator>"}` by the evaluator (itself with references resolved), within
+/// [`MAX_INLINED_NODES`]. The stack holds the evaluators being expanded, so a cycle leaves the inner
+/// reference in place.
+struct Inliner<'a> {
+    evaluators: &'a Map<String, Value>,
+    stack: Vec<&'a str>,
+    /// JSON values still allowed to be added.
+    budget: usize,
+    /// Each evaluator's size with its references expanded (saturating), computed once; a reference back
+    /// into an evaluator being measured counts as the two values it stays.
+    expanded: std::collections::HashMap<&'a str, usize>,
+}
+
+impl<'a> Inliner<'a> {
+    fn new(evaluators: &'a Map<String, Value>) -> Self {
+        Inliner {
+            evaluators,
+            stack: Vec::new(),
+            budget: MAX_INLINED_NODES,
+            expanded: std::collections::HashMap::new(),
+        }
     }
+
+    fn inline(&mut self, value: &mut Value, depth: usize) -> Result<(), LoadError> {
+        if depth > MAX_NESTING_DEPTH {
+            return Err(LoadError::TooDeep);
+        }
+        match value {
+            Value::Object(map) => {
+                if let Some((name, evaluator)) = self.reference(map) {
+                    // Refuse before copying: the memoised size catches doubling chains at once, the
+                    // running budget everything else (its sizes are exact for what is copied).
+                    let expanded = self.expanded_size(name, evaluator);
+                    let own = count_nodes(evaluator);
+                    if expanded > self.budget || own > self.budget {
+                        return Err(LoadError::InliningTooLarge {
+                            evaluator: name.to_owned(),
+                            expanded,
+                        });
+                    }
+                    self.budget -= own;
+                    let mut replacement = evaluator.clone();
+                    self.stack.push(name);
+                    let result = self.inline(&mut replacement, depth);
+                    self.stack.pop();
+                    result?;
+                    *value = replacement;
+                    return Ok(());
+                }
+                for child in map.values_mut() {
+                    self.inline(child, depth + 1)?;
+                }
+            }
+            Value::Array(items) => {
+                for child in items {
+                    self.inline(child, depth + 1)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The evaluator an object refers to, when it is exactly `{"$ref": "<defined, not being expanded>"}`.
+    fn reference(&self, map: &Map<String, Value>) -> Option<(&'a str, &'a Value)> {
+        if map.len() != 1 {
+            return None;
+        }
+        let Some(Value::String(name)) = map.get("$ref") else {
+            return None;
+        };
+        let (name, evaluator) = self.evaluators.get_key_value(name.as_str())?;
+        (!self.stack.contains(&name.as_str())).then_some((name.as_str(), evaluator))
+    }
+
+    fn expanded_size(&mut self, name: &'a str, evaluator: &'a Value) -> usize {
+        if let Some(&size) = self.expanded.get(name) {
+            return size;
+        }
+        let mut measuring = vec![name];
+        let size = self.measure(evaluator, &mut measuring);
+        self.expanded.insert(name, size);
+        size
+    }
+
+    fn measure(&mut self, value: &'a Value, measuring: &mut Vec<&'a str>) -> usize {
+        match value {
+            Value::Object(map) => {
+                if map.len() == 1
+                    && let Some(Value::String(name)) = map.get("$ref")
+                    && let Some((name, evaluator)) = self.evaluators.get_key_value(name.as_str())
+                    && !measuring.contains(&name.as_str())
+                {
+                    if let Some(&size) = self.expanded.get(name.as_str()) {
+                        return size;
+                    }
+                    measuring.push(name);
+                    let size = self.measure(evaluator, measuring);
+                    measuring.pop();
+                    self.expanded.insert(name, size);
+                    return size;
+                }
+                map.values().fold(1, |sum, child| {
+                    sum.saturating_add(self.measure(child, measuring))
+                })
+            }
+            Value::Array(items) => items.iter().fold(1, |sum, child| {
+                sum.saturating_add(self.measure(child, measuring))
+            }),
+            _ => 1,
+        }
+    }
+}
+
+/// JSON values in a tree (every scalar, array and object).
+fn count_nodes(value: &Value) -> usize {
     match value {
-        Value::Object(map) => {
-            if map.len() == 1
-                && let Some(Value::String(name)) = map.get("$ref")
-                && let Some(evaluator) = evaluators.get(name)
-                && !stack.iter().any(|n| n == name)
-            {
-                let mut replacement = evaluator.clone();
-                stack.push(name.clone());
-                let result = inline_refs(&mut replacement, evaluators, depth, stack);
-                stack.pop();
-                result?;
-                *value = replacement;
-                return Ok(());
-            }
-            for child in map.values_mut() {
-                inline_refs(child, evaluators, depth + 1, stack)?;
-            }
-        }
-        Value::Array(items) => {
-            for child in items {
-                inline_refs(child, evaluators, depth + 1, stack)?;
-            }
-        }
-        _ => {}
+        Value::Object(map) => 1 + map.values().map(count_nodes).sum::<usize>(),
+        Value::Array(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        _ => 1,
     }
-    Ok(())
+}
+
+fn display_count(count: usize) -> String {
+    if count == usize::MAX {
+        "more than 2^64".to_owned()
+    } else {
+        count.to_string()
+    }
 }
 
 fn parse_json(text: &str) -> Result<Value, LoadError> {

@@ -1,6 +1,6 @@
 //! Loader rules: document shapes, flag fields, metadata, `$evaluators`, errors with positions, limits.
 
-use flagpole_engine::load::{MAX_DOCUMENT_BYTES, MAX_FLAGS};
+use flagpole_engine::load::{MAX_DOCUMENT_BYTES, MAX_FLAGS, MAX_INLINED_NODES};
 use flagpole_engine::{
     Flag, FlagState, Format, LoadError, LoadOptions, Location, Value, parse_document,
 };
@@ -408,6 +408,84 @@ fn nesting_grown_by_inlining_is_limited() {
         "{\"var\": \"x\"}"
     );
     assert_eq!(load_err(&text), LoadError::TooDeep);
+}
+
+/// Evaluators that each reference the previous one twice: `levels` of them double the inlined size
+/// with every level (a 1 KB file that expands to millions of values).
+fn doubling_evaluators(levels: usize) -> String {
+    let mut evaluators = vec![r#""e0": {"==": [{"var": "x"}, 1]}"#.to_owned()];
+    for i in 1..=levels {
+        let p = i - 1;
+        evaluators.push(format!(
+            r#""e{i}": {{"or": [{{"$ref": "e{p}"}}, {{"$ref": "e{p}"}}]}}"#
+        ));
+    }
+    format!(
+        r#"{{"$evaluators": {{{}}}, "flags": {{"f": {{"state": "ENABLED", "variants": {{"on": true, "off": false}},
+            "defaultVariant": "off", "targeting": {{"if": [{{"$ref": "e{levels}"}}, "on", "off"]}}}}}}}}"#,
+        evaluators.join(", ")
+    )
+}
+
+#[test]
+fn exponential_evaluator_references_are_rejected_before_copying() {
+    for levels in [22, 40, 200] {
+        let text = doubling_evaluators(levels);
+        assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+        match load_err(&text) {
+            LoadError::InliningTooLarge {
+                evaluator,
+                expanded,
+            } => {
+                assert_eq!(evaluator, format!("e{levels}"));
+                assert!(expanded > MAX_INLINED_NODES, "{expanded}");
+            }
+            other => panic!("{levels} levels: {other:?}"),
+        }
+        let message = load_err(&text).to_string();
+        assert!(
+            message.contains("inlining $evaluators would add more than"),
+            "{message}"
+        );
+        assert!(message.contains(&format!("`e{levels}`")), "{message}");
+    }
+    // The YAML path shares the inliner.
+    let yaml = doubling_evaluators(30);
+    let e = parse_document(&yaml, Format::Yaml, &LoadOptions::default()).unwrap_err();
+    assert!(matches!(e, LoadError::InliningTooLarge { .. }), "{e:?}");
+}
+
+#[test]
+fn doubling_evaluators_within_the_budget_still_load() {
+    // 10 levels: 1,024 copies of e0, a legitimate (if odd) rule far below every limit.
+    let loaded = load_json(&doubling_evaluators(10));
+    assert_eq!(loaded.flags.len(), 1);
+    assert!(loaded.flags[0].targeting.is_some());
+}
+
+#[test]
+fn many_small_references_share_one_document_budget() {
+    // Each flag's rule is small, but together they copy more than the document-wide limit.
+    let evaluator = format!(
+        r#"{{"in": [{{"var": "k"}}, [{}]]}}"#,
+        vec!["1"; 999].join(",")
+    );
+    let flags: Vec<String> = (0..1_100)
+        .map(|i| {
+            format!(
+                r#""f{i}": {{"state": "ENABLED", "variants": {{"a": 1}}, "defaultVariant": "a",
+                    "targeting": {{"if": [{{"$ref": "big"}}, "a"]}}}}"#
+            )
+        })
+        .collect();
+    let text = format!(
+        r#"{{"$evaluators": {{"big": {evaluator}}}, "flags": {{{}}}}}"#,
+        flags.join(",")
+    );
+    assert!(matches!(
+        load_err(&text),
+        LoadError::InliningTooLarge { .. }
+    ));
 }
 
 #[test]
