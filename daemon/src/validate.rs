@@ -11,10 +11,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use flagpole_engine::load::Location;
-use flagpole_engine::{Format, LoadError, LoadOptions, Warning};
-
-use crate::sources::SourceError;
-use crate::sources::file::parse;
+use flagpole_engine::{Format, LoadError, LoadOptions, Warning, check_document};
 
 /// Validates every file and writes the report to `out`. Returns whether every file was accepted.
 pub fn validate_files(
@@ -38,18 +35,34 @@ fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<
         )?;
         return Ok(false);
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match flagpole_engine::file::read_flag_file(path) {
         Ok(bytes) => bytes,
         Err(error) => {
             writeln!(out, "{shown}: error: cannot read: {error}")?;
+            writeln!(out, "{shown}: rejected")?;
             return Ok(false);
         }
     };
-    let text = String::from_utf8_lossy(&bytes);
-    match parse(path, &bytes, format, &LoadOptions { strict }) {
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(text) if text.trim().is_empty() => {
+            writeln!(
+                out,
+                "{shown}: error: the file is empty (the daemon rejects it)"
+            )?;
+            writeln!(out, "{shown}: rejected")?;
+            return Ok(false);
+        }
+        Ok(text) => text,
+        Err(error) => {
+            writeln!(out, "{shown}: error: not UTF-8: {error}")?;
+            writeln!(out, "{shown}: rejected")?;
+            return Ok(false);
+        }
+    };
+    match check_document(text, format, &LoadOptions { strict }) {
         Ok(loaded) => {
-            for warning in by_position(&text, &loaded.warnings) {
-                report_warning(out, path, &text, "warning", warning)?;
+            for warning in by_position(text, &loaded.warnings) {
+                report_warning(out, path, text, "warning", warning)?;
             }
             writeln!(
                 out,
@@ -59,29 +72,26 @@ fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<
             )?;
             Ok(true)
         }
-        Err(SourceError::Load {
-            source: LoadError::Schema { violations },
-            ..
-        }) => {
-            for violation in by_position(&text, &violations) {
-                report_warning(out, path, &text, "error", violation)?;
+        Err(errors) => {
+            if let [LoadError::Schema { violations }] = errors.as_slice() {
+                for violation in by_position(text, violations) {
+                    report_warning(out, path, text, "error", violation)?;
+                }
+                writeln!(
+                    out,
+                    "{shown}: rejected: {} schema violations (--strict)",
+                    violations.len()
+                )?;
+                return Ok(false);
             }
-            writeln!(
-                out,
-                "{shown}: rejected: {} schema violations (--strict)",
-                violations.len()
-            )?;
-            Ok(false)
-        }
-        Err(SourceError::Load { source, .. }) => {
-            let position = load_error_location(&source);
-            writeln!(out, "{}: error: {source}", prefix(path, position))?;
-            writeln!(out, "{shown}: rejected")?;
-            Ok(false)
-        }
-        Err(other) => {
-            writeln!(out, "{shown}: error: {other}")?;
-            writeln!(out, "{shown}: rejected")?;
+            for error in &errors {
+                let position = load_error_location(error);
+                writeln!(out, "{}: error: {error}", prefix(path, position))?;
+            }
+            match errors.len() {
+                1 => writeln!(out, "{shown}: rejected")?,
+                n => writeln!(out, "{shown}: rejected: {n} errors")?,
+            }
             Ok(false)
         }
     }

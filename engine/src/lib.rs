@@ -12,12 +12,16 @@
 //! - [`Snapshot`]: an immutable, cheaply shareable index of the flags of one or more sources, with flagd's
 //!   selector and priority rules.
 //!
-//! What it deliberately does not do: I/O, watching, async, wire formats. The daemon and the in-process
+//! - [`file`]: a bounded read of a flag file that refuses FIFOs and devices, the one piece of I/O here,
+//!   so that every reader of flag files refuses the same inputs.
+//!
+//! What it deliberately does not do: other I/O, watching, async, wire formats. The daemon and the in-process
 //! provider embed it and convert at their edges.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod evaluate;
+pub mod file;
 pub mod load;
 pub mod model;
 pub mod schema;
@@ -25,7 +29,9 @@ pub mod snapshot;
 pub mod targeting;
 
 pub use evaluate::{ErrorCode, EvalOptions, Evaluation, Reason, ValueType, evaluate};
-pub use load::{Format, LoadError, LoadOptions, Loaded, Location, Warning, parse_document};
+pub use load::{
+    Format, LoadError, LoadOptions, Loaded, Location, Warning, check_document, parse_document,
+};
 pub use model::{Flag, FlagState, Metadata, RawJson, Variants};
 pub use snapshot::{ChangeKind, Record, Selector, SelectorError, Snapshot, SourceFlags};
 pub use targeting::FractionalAlgorithm;

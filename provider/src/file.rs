@@ -84,7 +84,14 @@ impl FileTask {
         // Every event in the directory triggers a re-read, not only events naming the file: a Kubernetes
         // ConfigMap volume replaces the file by swapping a `..data` symlink, and events name only that.
         // Re-reading is cheap, and an unchanged text produces no change event.
-        let handler = move |_event: notify::Result<notify::Event>| {
+        let handler = move |event: notify::Result<notify::Event>| {
+            // Opening, reading and closing the file unchanged are this task's own reads: reacting to them
+            // would re-read the file in a loop. A close after writing is a change.
+            if let Ok(event) = &event
+                && is_own_read(&event.kind)
+            {
+                return;
+            }
             // A full queue already holds a pending re-read.
             let _ = tx.try_send(());
         };
@@ -104,17 +111,42 @@ impl FileTask {
     }
 }
 
-/// Reads the flag file, refusing one larger than the engine would accept (before reading it into memory).
+/// Whether an event is only an open, a read, or a close without writing.
+fn is_own_read(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    matches!(kind, EventKind::Access(access) if *access != AccessKind::Close(AccessMode::Write))
+}
+
+/// Reads the flag file on the blocking pool: a regular file within the engine's document limit (a FIFO
+/// or a device is refused at once, see [`flagpole_engine::file`]).
 async fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
-    let size = tokio::fs::metadata(path).await?.len();
-    if size > flagpole_engine::load::MAX_DOCUMENT_BYTES as u64 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "{size} bytes, more than the limit of {}",
-                flagpole_engine::load::MAX_DOCUMENT_BYTES
-            ),
-        ));
+    let owned = path.to_owned();
+    let bytes = tokio::task::spawn_blocking(move || flagpole_engine::file::read_flag_file(&owned))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|error| match error {
+            flagpole_engine::file::FileError::Io(error) => error,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+        })?;
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_reads_are_not_changes() {
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+        assert!(is_own_read(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(is_own_read(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!is_own_read(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(!is_own_read(&EventKind::Modify(ModifyKind::Any)));
     }
-    tokio::fs::read_to_string(path).await
 }

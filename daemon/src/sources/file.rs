@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flagpole_engine::{Format, LoadOptions};
+use flagpole_engine::Format;
 use sha1::{Digest, Sha1};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,9 +27,6 @@ use super::{PublishError, SourceContext, SourceError, Wording};
 /// How long to wait after a file-system event before re-reading, so that a burst (truncate then write,
 /// delete then create, the several events of a rename) is read once.
 pub const DEBOUNCE: Duration = Duration::from_millis(10);
-
-/// The largest flag file read, in bytes (the engine's own document limit).
-pub const MAX_FILE_BYTES: u64 = flagpole_engine::load::MAX_DOCUMENT_BYTES as u64;
 
 /// Wording of a good load's log lines.
 const WORDING: Wording = Wording {
@@ -119,9 +116,7 @@ impl FileSource {
                 }
                 self.apply(bytes).await;
             }
-            Err(SourceError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            Err(SourceError::Read { source, .. }) if source.is_not_found() => {
                 if self.present {
                     tracing::warn!(
                         path = %self.path.display(),
@@ -188,7 +183,7 @@ impl FileSource {
     }
 }
 
-/// Whether `bytes` is UTF-8 holding nothing but white space (checked like [`parse`] does, but stopping
+/// Whether `bytes` is UTF-8 holding nothing but white space (stopping
 /// at the first byte that cannot be white space, so a flag document is not validated twice).
 fn is_blank(bytes: &[u8]) -> bool {
     bytes
@@ -197,65 +192,18 @@ fn is_blank(bytes: &[u8]) -> bool {
         && std::str::from_utf8(bytes).is_ok_and(|text| text.trim().is_empty())
 }
 
-/// Parses a flag file's content.
-pub fn parse(
-    path: &Path,
-    bytes: &[u8],
-    format: Format,
-    options: &LoadOptions,
-) -> Result<flagpole_engine::Loaded, SourceError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| SourceError::NotUtf8 {
-        path: path.to_owned(),
-        source: e,
-    })?;
-    if text.trim().is_empty() {
-        return Err(SourceError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    flagpole_engine::parse_document(text, format, options).map_err(|source| SourceError::Load {
+/// Reads a flag file on the blocking pool: a regular file of at most the engine's document limit
+/// ([`flagpole_engine::file::read_flag_file`]; a FIFO, a device or a directory is refused at once).
+pub async fn read_limited(path: &Path) -> Result<Vec<u8>, SourceError> {
+    let owned = path.to_owned();
+    let read =
+        tokio::task::spawn_blocking(move || flagpole_engine::file::read_flag_file(&owned)).await;
+    let result = match read {
+        Ok(result) => result,
+        Err(join) => Err(std::io::Error::other(join.to_string()).into()),
+    };
+    result.map_err(|source| SourceError::Read {
         path: path.to_owned(),
         source,
     })
-}
-
-/// Reads a file of at most [`MAX_FILE_BYTES`].
-pub async fn read_limited(path: &Path) -> Result<Vec<u8>, SourceError> {
-    let read_err = |source| SourceError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let metadata = tokio::fs::metadata(path).await.map_err(read_err)?;
-    if metadata.len() > MAX_FILE_BYTES {
-        return Err(SourceError::TooLarge {
-            path: path.to_owned(),
-            bytes: metadata.len(),
-        });
-    }
-    let bytes = tokio::fs::read(path).await.map_err(read_err)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(SourceError::TooLarge {
-            path: path.to_owned(),
-            bytes: bytes.len() as u64,
-        });
-    }
-    Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_and_non_utf8_content_is_rejected_not_panicking() {
-        let options = LoadOptions::default();
-        assert!(matches!(
-            parse(Path::new("f.json"), b"  \n", Format::Json, &options),
-            Err(SourceError::Empty { .. })
-        ));
-        assert!(matches!(
-            parse(Path::new("f.json"), &[0xff, 0xfe], Format::Json, &options),
-            Err(SourceError::NotUtf8 { .. })
-        ));
-    }
 }

@@ -71,25 +71,14 @@ pub struct RemoteOptions {
 /// Why a source could not be read or its payload not loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// The file cannot be read.
+    /// The file cannot be read: missing, unreadable, not a regular file, or over the document limit.
     #[error("cannot read flag file {path}: {source}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
+        /// Why.
         #[source]
-        source: std::io::Error,
-    },
-    /// The file is larger than [`file::MAX_FILE_BYTES`].
-    #[error(
-        "flag file {path} is {bytes} bytes, more than the limit of {} bytes",
-        file::MAX_FILE_BYTES
-    )]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// Its size.
-        bytes: u64,
+        source: flagpole_engine::file::FileError,
     },
     /// The file is empty (flagd: the payload `{}`, rejected).
     #[error("flag file {path} is empty")]

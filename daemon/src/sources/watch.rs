@@ -45,6 +45,9 @@ impl DirWatcher {
             let subscribers = for_events.lock().unwrap_or_else(PoisonError::into_inner);
             match event {
                 Ok(event) if event.need_rescan() => wake_all(&subscribers),
+                // Opening, reading and closing a file unchanged are the source's own reads: reacting to
+                // them would re-read the file in a loop (a close after writing is a change).
+                Ok(event) if !may_change_content(&event.kind) => {}
                 Ok(event) => {
                     for path in &event.paths {
                         let Some(name) = path.file_name() else {
@@ -93,6 +96,16 @@ impl DirWatcher {
     }
 }
 
+/// Whether an event can mean new content: anything but an open, a read, or a close without writing.
+pub fn may_change_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 fn wake_all(subscribers: &[(OsString, Arc<Notify>)]) {
     for (_, notify) in subscribers {
         notify.notify_one();
@@ -110,6 +123,29 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_not_changes_but_writes_and_renames_are() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RenameMode,
+        };
+        for quiet in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert!(!may_change_content(&quiet), "{quiet:?}");
+        }
+        for change in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Any,
+        ] {
+            assert!(may_change_content(&change), "{change:?}");
+        }
+    }
 
     #[test]
     fn bare_file_names_watch_the_working_directory() {
