@@ -15,7 +15,10 @@
 //!
 //! Cardinality: flag keys, variants, selectors and provider ids come from files and clients, so every
 //! labelled family is capped at [`MAX_SERIES_PER_FAMILY`]; label sets beyond the cap are counted under one
-//! overflow series (`otel_metric_overflow="true"`, the OpenTelemetry convention flagd uses).
+//! overflow series (`otel_metric_overflow="true"`, the OpenTelemetry convention flagd uses). Every label
+//! value is cut to [`MAX_LABEL_VALUE_BYTES`], so a scrape stays small whatever clients send, and the
+//! evaluation port's `http_route` comes from a closed set ([`evaluation_route`]): a request for any other
+//! path is counted as `unmatched`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +36,54 @@ use prometheus_client::registry::{Registry, Unit};
 /// The most label combinations one metric family keeps (flagd's OpenTelemetry default cardinality limit,
 /// added after the memory leak in flagd#1931). Further combinations are folded into one overflow series.
 pub const MAX_SERIES_PER_FAMILY: usize = 2000;
+
+/// The longest label value kept, in bytes; a longer value (a selector or provider id a client sent, a
+/// very long flag key) is cut at a character boundary. With [`MAX_SERIES_PER_FAMILY`] this bounds every
+/// family to about 2000 × (labels × 256) bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+
+/// The `http_route` of a request for a path the evaluation port does not serve.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The services the evaluation port serves and their methods (the same seven in each).
+const EVALUATION_SERVICES: [&str; 3] = [
+    "flagd.evaluation.v1.Service",
+    "flagd.evaluation.v2.Service",
+    "schema.v1.Service",
+];
+const EVALUATION_METHODS: [&str; 7] = [
+    "ResolveBoolean",
+    "ResolveString",
+    "ResolveFloat",
+    "ResolveInt",
+    "ResolveObject",
+    "ResolveAll",
+    "EventStream",
+];
+
+/// The `http_route` label of a request path on the evaluation port: the path itself when it names one
+/// of the served RPCs (21 values), else [`UNMATCHED_ROUTE`].
+pub fn evaluation_route(path: &str) -> &str {
+    let known = path
+        .strip_prefix('/')
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(service, method)| {
+            EVALUATION_SERVICES.contains(&service) && EVALUATION_METHODS.contains(&method)
+        });
+    if known { path } else { UNMATCHED_ROUTE }
+}
+
+/// `value` cut to at most [`MAX_LABEL_VALUE_BYTES`] at a character boundary.
+fn capped(mut value: String) -> String {
+    if value.len() > MAX_LABEL_VALUE_BYTES {
+        let mut end = MAX_LABEL_VALUE_BYTES;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+    }
+    value
+}
 
 /// `feature_flag.provider.name` as flagd reports it (dashboards filter on it).
 const PROVIDER_NAME: &str = "flagd";
@@ -69,8 +120,14 @@ where
         }
     }
 
-    /// Applies `f` to the series for `labels`, or to the overflow series once the family is full.
-    fn with(&self, labels: Labels, f: impl Fn(&M)) {
+    /// Applies `f` to the series for `labels` (values capped), or to the overflow series once the family
+    /// is full.
+    fn with(&self, mut labels: Labels, f: impl Fn(&M)) {
+        for (_, value) in &mut labels {
+            if value.len() > MAX_LABEL_VALUE_BYTES {
+                *value = capped(std::mem::take(value));
+            }
+        }
         if let Some(metric) = self.family.get(&labels) {
             f(&metric);
             return;
@@ -549,6 +606,42 @@ mod tests {
         ), "{text}");
         // No impression for the failed evaluation.
         assert!(!text.contains("feature_flag_key=\"missing\""), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_capped_and_routes_come_from_a_closed_set() {
+        let metrics = Metrics::new();
+        let huge = "é".repeat(100_000);
+        metrics.sync_stream_opened(&huge, &huge);
+        for i in 0..50 {
+            let path = format!("/{}{i}", "x".repeat(60_000));
+            metrics.record_http_request(
+                evaluation_route(&path),
+                "POST",
+                404,
+                "http",
+                Duration::ZERO,
+            );
+        }
+        metrics.record_http_request(
+            evaluation_route("/flagd.evaluation.v1.Service/ResolveBoolean"),
+            "POST",
+            200,
+            "http",
+            Duration::ZERO,
+        );
+        let text = metrics.encode();
+        assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+        assert!(text.contains("http_route=\"unmatched\""), "{text}");
+        assert!(text.contains("http_route=\"/flagd.evaluation.v1.Service/ResolveBoolean\""));
+        let cut = "é".repeat(MAX_LABEL_VALUE_BYTES / 2);
+        assert!(text.contains(&format!("selector=\"{cut}\"")), "{text}");
+        assert_eq!(
+            evaluation_route("/schema.v1.Service/EventStream"),
+            "/schema.v1.Service/EventStream"
+        );
+        assert_eq!(evaluation_route("/schema.v1.Service/Nope"), UNMATCHED_ROUTE);
+        assert_eq!(evaluation_route("/"), UNMATCHED_ROUTE);
     }
 
     #[test]

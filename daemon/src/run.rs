@@ -530,8 +530,13 @@ async fn record_request(State(log): State<RequestLog>, request: Request, next: N
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    log.metrics
-        .record_http_request(&path, method.as_str(), status, "http", elapsed);
+    log.metrics.record_http_request(
+        crate::metrics::evaluation_route(&path),
+        method.as_str(),
+        status,
+        "http",
+        elapsed,
+    );
     tracing::debug!(request_id = id, %path, status, elapsed_us = elapsed.as_micros() as u64, "request");
     response
 }
