@@ -297,6 +297,12 @@ pub struct StartArgs {
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub keep_alive_permit_without_stream: Option<bool>,
 
+    /// flagpole: open connections allowed per listener (evaluation, OFREP, sync, management); further
+    /// connections are closed at once. Lowered to a quarter of the open-file limit (less 256) when that is
+    /// smaller. [default: 10000]
+    #[arg(long, env = "FLAGD_MAX_CONNECTIONS", value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+
     /// flagpole: reject flag files with schema violations (flagd only warns). [default: false]
     #[arg(long, env = "FLAGD_STRICT", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
@@ -488,6 +494,8 @@ pub struct Config {
     pub max_request_body: Option<u64>,
     /// `--max-request-header`; `None` for the default.
     pub max_request_header: Option<u64>,
+    /// `--max-connections` (per listener).
+    pub max_connections: usize,
     /// `--keep-alive-min-time`.
     pub keep_alive_min_time: Duration,
     /// `--keep-alive-permit-without-stream`.
@@ -516,6 +524,7 @@ impl Config {
             ofrep_tls: false,
             max_request_body: Some(DEFAULT_MAX_REQUEST_BYTES),
             max_request_header: Some(DEFAULT_MAX_REQUEST_BYTES),
+            max_connections: crate::transport::DEFAULT_MAX_CONNECTIONS,
             keep_alive_min_time: Duration::from_secs(30),
             keep_alive_permit_without_stream: true,
             fractional: FractionalAlgorithm::default(),
@@ -820,7 +829,16 @@ fn start_config(
             .map(PathBuf::from),
         tls: match (cert, key) {
             (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
-            _ => None,
+            (Some(_), None) | (None, Some(_)) => {
+                // flagd serves plaintext here too, without a word; say so.
+                warnings.push(
+                    "--server-cert-path and --server-key-path must be given together; only one is \
+                     set, so the servers run WITHOUT TLS"
+                        .to_owned(),
+                );
+                None
+            }
+            (None, None) => None,
         },
         cors_origins: pick_list!(args.cors_origin, "cors-origin", string_list)
             .iter()
@@ -860,6 +878,15 @@ fn start_config(
         ofrep_tls,
         max_request_body: (max_request_body != 0).then_some(max_request_body),
         max_request_header: (max_request_header != 0).then_some(max_request_header),
+        max_connections: pick!(
+            args.max_connections.map(|n| n as u64),
+            "max-connections",
+            u64
+        )
+        .map_or(crate::transport::DEFAULT_MAX_CONNECTIONS, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        })
+        .max(1),
         keep_alive_min_time,
         keep_alive_permit_without_stream: pick!(
             args.keep_alive_permit_without_stream,
@@ -1063,10 +1090,10 @@ fn supported_format(path: &Path) -> bool {
     flagpole_engine::Format::from_path(path).is_some()
 }
 
-/// An http(s) source; its identity is the URL as given.
+/// An http(s) source; its identity is the URL as given, less any credentials in it (`***@host`).
 fn http_source(uri: &str, options: crate::sources::RemoteOptions) -> Result<SourceConfig, String> {
     Ok(SourceConfig {
-        identity: Arc::from(uri),
+        identity: Arc::from(flagpole_engine::redact_credentials(uri)),
         kind: SourceKind::Http(Box::new(crate::sources::http::HttpConfig::from_options(
             uri, options,
         )?)),
@@ -1182,7 +1209,7 @@ impl SourceEntry {
             "http" => http_source(&uri, options).map_err(invalid),
             "grpc" => crate::sources::grpc::GrpcConfig::from_options(&uri, options)
                 .map(|config| SourceConfig {
-                    identity: Arc::from(uri.as_str()),
+                    identity: Arc::from(flagpole_engine::redact_credentials(&uri)),
                     kind: SourceKind::Grpc(Box::new(config)),
                 })
                 .map_err(invalid),
@@ -1264,6 +1291,7 @@ const KNOWN_KEYS: &[&str] = &[
     "disable-sync-metadata",
     "max-request-body",
     "max-request-header",
+    "max-connections",
     "keep-alive-min-time",
     "keep-alive-permit-without-stream",
     "strict",

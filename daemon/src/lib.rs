@@ -12,6 +12,7 @@
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod limits;
 pub mod logging;
 pub mod management;
 pub mod metrics;

@@ -74,10 +74,11 @@ async fn readyz(State(state): State<ManagementState>) -> (StatusCode, String) {
     let time = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), |t| t.to_string());
     for (source, fetch) in state.metrics.source_fetch_states() {
         body.push_str(&format!(
-            "source {source}: consecutive_failures={} last_success={} last_error={}\n",
+            "source {source}: consecutive_failures={} last_success={} last_error={}{}\n",
             fetch.consecutive_failures,
             time(fetch.last_success),
-            time(fetch.last_error)
+            time(fetch.last_error),
+            if fetch.overdue { " overdue" } else { "" }
         ));
     }
     (status, body)

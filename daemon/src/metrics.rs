@@ -193,6 +193,7 @@ struct Inner {
     fetch_success: Bounded<Gauge>,
     fetch_error: Bounded<Gauge>,
     fetch_failures: Bounded<Gauge>,
+    overdue: Bounded<Gauge>,
     /// The same state by source, for the `/readyz` body (one entry per configured remote source).
     fetch_states: std::sync::Mutex<std::collections::BTreeMap<String, FetchState>>,
 }
@@ -206,6 +207,8 @@ pub struct FetchState {
     pub last_error: Option<i64>,
     /// Failures since the last success.
     pub consecutive_failures: u64,
+    /// Whether the source's data is overdue (no good update for longer than it promised).
+    pub overdue: bool,
 }
 
 impl Default for Metrics {
@@ -295,6 +298,12 @@ impl Metrics {
             "Remote sources: failures since the last success",
             fetch_failures.clone(),
         );
+        let overdue = Family::<Labels, Gauge>::default();
+        registry.register(
+            "flagpole_source_overdue",
+            "Polling sources: 1 while no good update arrived for three intervals plus the poll deadline",
+            overdue.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -310,6 +319,7 @@ impl Metrics {
                 fetch_success: Bounded::new(fetch_success),
                 fetch_error: Bounded::new(fetch_error),
                 fetch_failures: Bounded::new(fetch_failures),
+                overdue: Bounded::new(overdue),
                 fetch_states: std::sync::Mutex::default(),
             }),
         }
@@ -459,6 +469,16 @@ impl Metrics {
             Some(state) => f(state),
             None => f(states.entry(source.to_owned()).or_default()),
         }
+    }
+
+    /// Whether a polling source's data is overdue (`flagpole_source_overdue`, and `/readyz`).
+    pub fn source_overdue(&self, source: &str, overdue: bool) {
+        self.inner
+            .overdue
+            .with(vec![("source", source.to_owned())], |g| {
+                g.set(i64::from(overdue));
+            });
+        self.update_fetch_state(source, |state| state.overdue = overdue);
     }
 
     /// Every remote source's fetch state, by source identity.

@@ -251,13 +251,30 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         },
     );
 
+    // Each listener may hold its share of the file descriptors, so that a flood of one port leaves the
+    // others (the management port above all) their own.
+    let max_connections = connection_budget(config.max_connections);
+    let header_limit = config
+        .max_request_header
+        .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
+    let limits = HttpLimits {
+        max_header_bytes: header_limit,
+        max_connections,
+        ..HttpLimits::DEFAULT
+    };
+
     // The management server outlives the others so that /readyz answers 412 while they drain.
     let management_stop = CancellationToken::new();
     let mut management_task = JoinSet::new();
-    management_task.spawn(serve(
+    management_task.spawn(serve_transport(
         "management",
-        management,
+        Listener::Tcp(management),
+        None,
         management_router,
+        HttpLimits {
+            max_connections,
+            ..HttpLimits::DEFAULT
+        },
         management_stop.clone(),
     ));
     let mut servers = JoinSet::new();
@@ -268,12 +285,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         Listener::Tcp(ofrep),
         tls.clone().filter(|_| config.ofrep_tls),
         ofrep_router,
-        HttpLimits {
-            max_header_bytes: config
-                .max_request_header
-                .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX)),
-            header_read_timeout: Some(crate::transport::HEADER_READ_TIMEOUT),
-        },
+        limits,
         shutdown.clone(),
     ));
     servers.spawn(serve_transport(
@@ -281,12 +293,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         evaluation,
         tls.clone(),
         evaluation_router,
-        HttpLimits {
-            max_header_bytes: config
-                .max_request_header
-                .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX)),
-            header_read_timeout: Some(crate::transport::HEADER_READ_TIMEOUT),
-        },
+        limits,
         shutdown.clone(),
     ));
     servers.spawn({
@@ -300,7 +307,11 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
                 }
                 () = shutdown.cancelled() => return Ok(()),
             }
-            serve_transport("sync", sync, tls, sync_router, HttpLimits::DEFAULT, shutdown).await
+            let limits = HttpLimits {
+                max_connections,
+                ..HttpLimits::DEFAULT
+            };
+            serve_transport("sync", sync, tls, sync_router, limits, shutdown).await
         }
     });
     tracing::info!(
@@ -411,18 +422,30 @@ fn local_addr(
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-/// Serves `router` (HTTP/1.1 and cleartext HTTP/2, so gRPC works) until `stop` is cancelled, then lets open
-/// connections finish.
-async fn serve(
-    what: &'static str,
-    listener: TcpListener,
-    router: Router,
-    stop: CancellationToken,
-) -> Result<(), RunError> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .map_err(|source| RunError { what, source })
+/// File descriptors kept aside from the listeners' connection limits: flag files, the watcher, outbound
+/// source connections, logs.
+pub const RESERVED_FDS: u64 = 256;
+
+/// The listeners that share the file-descriptor budget (evaluation, OFREP, sync, management).
+const LISTENERS: u64 = 4;
+
+/// The connection limit of each listener: `--max-connections`, lowered to an equal share of the file
+/// descriptors the process may open (after raising its soft limit to the hard one, as Go does for flagd)
+/// so that a flood of one port never starves the others.
+fn connection_budget(configured: usize) -> usize {
+    let Some(descriptors) = crate::limits::raise_open_files() else {
+        return configured;
+    };
+    let share = descriptors.saturating_sub(RESERVED_FDS) / LISTENERS;
+    let share = usize::try_from(share).unwrap_or(usize::MAX).max(1);
+    if share < configured {
+        tracing::info!(
+            max_connections = share,
+            open_files = descriptors,
+            "the open-file limit lowers the connection limit per listener"
+        );
+    }
+    share.min(configured)
 }
 
 /// Serves `router` through `crate::transport` (TCP or unix socket, optional TLS) until `stop` is cancelled.

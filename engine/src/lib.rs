@@ -33,7 +33,9 @@ pub use load::{
     Format, LoadError, LoadOptions, Loaded, Location, Warning, check_document, parse_document,
 };
 pub use model::{Flag, FlagState, Metadata, RawJson, Variants};
-pub use snapshot::{ChangeKind, Record, Selector, SelectorError, Snapshot, SourceFlags};
+pub use snapshot::{
+    ChangeKind, Record, Selector, SelectorError, Snapshot, SourceFlags, redact_credentials,
+};
 pub use targeting::FractionalAlgorithm;
 
 /// The JSON value type used for variants, metadata, contexts and targeting results.

@@ -397,6 +397,7 @@ fn load(
         .map(Arc::<str>::from);
     let shared_metadata = Arc::new(set_metadata);
     let mut flags = Vec::with_capacity(entries.len());
+    let mut unknown = Vec::new();
     for (key, value, index) in entries {
         let flag = build_flag(
             key,
@@ -405,15 +406,17 @@ fn load(
             &shared_metadata,
             &set_flag_set_id,
             &locator,
+            &mut unknown,
         );
         flag_errors.take(flag, &mut flags)?;
     }
     flag_errors.finish()?;
+    let warnings = with_unknown_fields(violations, unknown, options)?;
 
     Ok(Loaded {
         flags,
         metadata: Arc::unwrap_or_clone(shared_metadata),
-        warnings: violations,
+        warnings,
     })
 }
 
@@ -482,6 +485,7 @@ fn parse_plain_json(
         .map(Arc::<str>::from);
     let shared_metadata = Arc::new(set_metadata);
     let mut loaded = Vec::with_capacity(flags.len());
+    let mut unknown = Vec::new();
     for (key, parts) in flags {
         let flag = build_flag_from_parts(
             key,
@@ -490,6 +494,7 @@ fn parse_plain_json(
             &shared_metadata,
             &set_flag_set_id,
             &locator,
+            &mut unknown,
         );
         if let Err(e) = flag_errors.take(flag, &mut loaded) {
             return Some(Err(e));
@@ -498,10 +503,14 @@ fn parse_plain_json(
     if let Err(e) = flag_errors.finish() {
         return Some(Err(e));
     }
+    let warnings = match with_unknown_fields(violations, unknown, options) {
+        Ok(warnings) => warnings,
+        Err(e) => return Some(Err(e)),
+    };
     Some(Ok(Loaded {
         flags: loaded,
         metadata: Arc::unwrap_or_clone(shared_metadata),
-        warnings: violations,
+        warnings,
     }))
 }
 
@@ -571,9 +580,33 @@ impl<'de> serde::de::Visitor<'de> for PlainFlagVisitor {
         f.write_str("a flag object")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PlainFlag, A::Error> {
-        let deserializer = serde::de::value::MapAccessDeserializer::new(map);
-        <FlagParts as serde::Deserialize>::deserialize(deserializer).map(PlainFlag)
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PlainFlag, A::Error> {
+        use serde::de::Error;
+        let mut parts = FlagParts::default();
+        while let Some(field) = map.next_key::<FlagField>()? {
+            let slot = match field {
+                FlagField::State => &mut parts.state,
+                FlagField::Variants => &mut parts.variants,
+                FlagField::DefaultVariant => &mut parts.default_variant,
+                FlagField::Targeting => &mut parts.targeting,
+                FlagField::Metadata => &mut parts.metadata,
+                FlagField::Other(name) => {
+                    // A repeated unknown field sends the document down the general path too.
+                    if parts.unknown.contains(&name) {
+                        return Err(A::Error::custom("duplicate field"));
+                    }
+                    parts.unknown.push(name);
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(A::Error::custom("duplicate field"));
+            }
+            // A present `null` stays `Some(Null)`: it is not the same as an absent field.
+            *slot = Some(map.next_value::<Value>()?);
+        }
+        Ok(PlainFlag(parts))
     }
 }
 
@@ -622,6 +655,7 @@ fn build_flag(
     set_metadata: &Arc<Metadata>,
     set_flag_set_id: &Option<Arc<str>>,
     locator: &Locator<'_>,
+    warnings: &mut Vec<Warning>,
 ) -> Result<Flag, LoadError> {
     let malformed = |field: &str, message: String| LoadError::Malformed {
         path: {
@@ -646,6 +680,7 @@ fn build_flag(
             default_variant: fields.remove("defaultVariant"),
             targeting: fields.remove("targeting"),
             metadata: fields.remove("metadata"),
+            unknown: fields.keys().cloned().collect(),
         },
         Value::Null => FlagParts::default(),
         other => {
@@ -655,22 +690,64 @@ fn build_flag(
             ));
         }
     };
-    build_flag_from_parts(key, parts, index, set_metadata, set_flag_set_id, locator)
+    build_flag_from_parts(
+        key,
+        parts,
+        index,
+        set_metadata,
+        set_flag_set_id,
+        locator,
+        warnings,
+    )
 }
 
-/// The fields of a flag definition the loader reads (anything else in a definition is ignored).
-#[derive(Debug, Default, serde::Deserialize)]
+/// The fields of a flag definition the loader reads; any other field is ignored with a warning (an error
+/// with [`LoadOptions::strict`]), so a misspelt `targetting` does not pass silently.
+#[derive(Debug, Default)]
 struct FlagParts {
-    #[serde(default, deserialize_with = "present")]
     state: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     variants: Option<Value>,
-    #[serde(default, rename = "defaultVariant", deserialize_with = "present")]
     default_variant: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     targeting: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     metadata: Option<Value>,
+    /// Names of the fields not read.
+    unknown: Vec<String>,
+}
+
+/// The names of a flag definition's fields, as [`FlagParts`] reads them.
+const FLAG_FIELDS: &str = "state, variants, defaultVariant, targeting, metadata";
+
+/// A field name of a flag definition, told apart without allocating for the known ones.
+enum FlagField {
+    State,
+    Variants,
+    DefaultVariant,
+    Targeting,
+    Metadata,
+    Other(String),
+}
+
+impl<'de> serde::Deserialize<'de> for FlagField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl serde::de::Visitor<'_> for FieldVisitor {
+            type Value = FlagField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FlagField, E> {
+                Ok(match name {
+                    "state" => FlagField::State,
+                    "variants" => FlagField::Variants,
+                    "defaultVariant" => FlagField::DefaultVariant,
+                    "targeting" => FlagField::Targeting,
+                    "metadata" => FlagField::Metadata,
+                    other => FlagField::Other(other.to_owned()),
+                })
+            }
+        }
+        d.deserialize_identifier(FieldVisitor)
+    }
 }
 
 impl FlagParts {
@@ -685,9 +762,36 @@ impl FlagParts {
     }
 }
 
-/// A field that is present, `null` included (`Option<Value>` alone would turn `null` into "absent").
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    <Value as serde::Deserialize>::deserialize(d).map(Some)
+/// The schema warnings plus the unknown-field warnings; with [`LoadOptions::strict`], unknown fields reject
+/// the document like schema violations do.
+fn with_unknown_fields(
+    mut warnings: Vec<Warning>,
+    unknown: Vec<Warning>,
+    options: &LoadOptions,
+) -> Result<Vec<Warning>, LoadError> {
+    if options.strict && !unknown.is_empty() {
+        return Err(LoadError::Schema {
+            violations: unknown,
+        });
+    }
+    warnings.extend(unknown);
+    Ok(warnings)
+}
+
+/// Warnings for the fields of a flag definition that are not read.
+fn unknown_fields(key: &str, index: Option<usize>, parts: &FlagParts) -> Vec<Warning> {
+    parts
+        .unknown
+        .iter()
+        .map(|name| Warning {
+            flag: Some(key.to_owned()),
+            path: match index {
+                Some(i) => format!("/flags/{i}/{}", escape_pointer(name)),
+                None => format!("/flags/{}/{}", escape_pointer(key), escape_pointer(name)),
+            },
+            message: format!("unknown field `{name}` is ignored (a flag has {FLAG_FIELDS})"),
+        })
+        .collect()
 }
 
 fn build_flag_from_parts(
@@ -697,7 +801,11 @@ fn build_flag_from_parts(
     set_metadata: &Arc<Metadata>,
     set_flag_set_id: &Option<Arc<str>>,
     locator: &Locator<'_>,
+    warnings: &mut Vec<Warning>,
 ) -> Result<Flag, LoadError> {
+    if !parts.unknown.is_empty() {
+        warnings.extend(unknown_fields(&key, index, &parts));
+    }
     let malformed = |field: &str, message: String| LoadError::Malformed {
         path: {
             let flag = match index {
@@ -715,6 +823,7 @@ fn build_flag_from_parts(
         default_variant,
         targeting,
         metadata,
+        unknown: _,
     } = parts;
 
     let (state, state_raw) = match state {

@@ -64,11 +64,27 @@ impl FromStr for Selector {
             return Ok(Selector::All);
         }
         match s.split_once('=') {
-            None => Ok(Selector::Source(s.to_owned())),
-            Some(("source", v)) => Ok(Selector::Source(v.to_owned())),
+            // Source identities are kept without URL credentials, so a selector naming them is too.
+            None => Ok(Selector::Source(redact_credentials(s))),
+            Some(("source", v)) => Ok(Selector::Source(redact_credentials(v))),
             Some(("flagSetId", v)) => Ok(Selector::FlagSetId(v.to_owned())),
             Some((k, _)) => Err(SelectorError { key: k.to_owned() }),
         }
+    }
+}
+
+/// `uri` with the credentials of its authority (`user:password@`) replaced by `***@`, so that a source
+/// URL can be shown in logs, metrics, `/readyz` and flag metadata without its secret. Anything that is
+/// not `scheme://user@host...` comes back unchanged.
+pub fn redact_credentials(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://") else {
+        return uri.to_owned();
+    };
+    let rest = &uri[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***{}", &uri[..scheme_end], &rest[at..]),
+        None => uri.to_owned(),
     }
 }
 
@@ -338,3 +354,26 @@ const _: fn() = || {
     assert_send_sync::<Snapshot>();
     assert_send_sync::<Value>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_are_redacted_in_identities_and_selectors() {
+        assert_eq!(
+            redact_credentials("https://user:s3cret@flags.example/f.json?x=a@b"),
+            "https://***@flags.example/f.json?x=a@b"
+        );
+        assert_eq!(
+            redact_credentials("http://token@h:8080"),
+            "http://***@h:8080"
+        );
+        assert_eq!(redact_credentials("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_credentials("./flags.json"), "./flags.json");
+        assert_eq!(
+            "source=http://u:p@h/f.json".parse::<Selector>(),
+            Ok(Selector::Source("http://***@h/f.json".to_owned()))
+        );
+    }
+}

@@ -59,6 +59,10 @@ use crate::config::MAX_POLL_INTERVAL_SECS;
 /// Poll interval when `interval` is not given, in seconds (flagd's default).
 pub const DEFAULT_INTERVAL_SECS: u32 = 5;
 
+/// The deadline of one poll (and of an OAuth2 token request) when `timeoutS` is not given. flagd has none:
+/// a server that accepts the connection and never answers stalls its http source for good, silently.
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The largest flag document accepted in a response body, in bytes (the engine's document limit).
 pub const MAX_BODY_BYTES: usize = flagpole_engine::load::MAX_DOCUMENT_BYTES;
 
@@ -176,7 +180,7 @@ pub struct HttpConfig {
     pub interval_secs: u32,
     /// `fnv32a(intervalSeed) % interval`, in seconds.
     pub offset_secs: u32,
-    /// `timeoutS`; `None` for no timeout (flagd's default 0).
+    /// `timeoutS`; `None` when not given (or 0): then [`DEFAULT_POLL_TIMEOUT`] (flagd waits for ever).
     pub timeout: Option<Duration>,
     /// `oauth`.
     pub oauth: Option<OAuthConfig>,
@@ -211,6 +215,17 @@ impl std::fmt::Debug for HttpConfig {
 }
 
 impl HttpConfig {
+    /// The deadline of one poll: `timeoutS`, else [`DEFAULT_POLL_TIMEOUT`].
+    pub fn poll_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_POLL_TIMEOUT)
+    }
+
+    /// How long after its last good poll the source's data counts as overdue: three poll intervals (at
+    /// least one second each) plus the poll deadline.
+    pub fn overdue_after(&self) -> Duration {
+        Duration::from_secs(3 * u64::from(self.interval_secs.max(1))) + self.poll_timeout()
+    }
+
     /// Builds the configuration of the http source at `url` from the `--sources` keys (all defaults for a
     /// `--uri`). The message of an error names the key at fault.
     pub fn from_options(url: &str, options: RemoteOptions) -> Result<Self, String> {
@@ -407,6 +422,14 @@ pub enum HttpError {
         #[source]
         source: std::str::Utf8Error,
     },
+    /// The body (or a 304 for it) is the one rejected before: the source still has no good data.
+    #[error("{url}: the same payload as before, still rejected: {reason}")]
+    StillRejected {
+        /// The URL.
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// The engine rejected the document.
     #[error("{url}: {source}")]
     Load {
@@ -446,7 +469,10 @@ pub enum HttpError {
 impl HttpError {
     /// The document arrived but could not be loaded (as opposed to the fetch failing).
     pub fn is_payload(&self) -> bool {
-        matches!(self, HttpError::Load { .. } | HttpError::NotUtf8 { .. })
+        matches!(
+            self,
+            HttpError::Load { .. } | HttpError::NotUtf8 { .. } | HttpError::StillRejected { .. }
+        )
     }
 }
 
@@ -471,16 +497,24 @@ pub struct HttpSource {
     context: SourceContext,
     transport: Transport,
     etag: Option<HeaderValue>,
-    /// SHA-1 of the last body parsed (accepted or not): an identical body is skipped.
+    /// SHA-1 of the last body parsed (accepted or not): an identical body is not parsed again.
     last_hash: Option<[u8; 20]>,
+    /// Why that body was rejected, when it was: its repeat (or a 304 for it) is a failure again.
+    rejected: Option<String>,
     token: Option<Token>,
     consecutive_failures: u64,
+    /// The URL as logged and reported: without credentials.
+    shown: String,
+    /// When the data was last good (or when the source started): the data is overdue after
+    /// [`HttpConfig::overdue_after`].
+    last_good: Instant,
+    overdue: bool,
 }
 
 impl std::fmt::Debug for HttpSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSource")
-            .field("url", &self.config.url)
+            .field("url", &self.shown)
             .finish_non_exhaustive()
     }
 }
@@ -489,14 +523,19 @@ impl HttpSource {
     /// A source for `config`, not fetched yet.
     pub fn new(config: HttpConfig, context: SourceContext) -> Result<Self, SourceError> {
         let transport = Transport::new(&config.proxy, config.tls_roots.as_deref())?;
+        let shown = flagpole_engine::redact_credentials(&config.url.to_string());
         Ok(HttpSource {
             config,
             context,
             transport,
             etag: None,
             last_hash: None,
+            rejected: None,
             token: None,
             consecutive_failures: 0,
+            shown,
+            last_good: Instant::now(),
+            overdue: false,
         })
     }
 
@@ -521,7 +560,7 @@ impl HttpSource {
             if self.config.lazy {
                 self.poll_logged(false, &shutdown).await;
             }
-            tracing::debug!(url = %self.config.url, interval = self.config.interval_secs, offset = self.config.offset_secs, "polling");
+            tracing::debug!(url = %self.shown, interval = self.config.interval_secs, offset = self.config.offset_secs, "polling");
             loop {
                 let delay = next_poll_delay(
                     SystemTime::now(),
@@ -552,8 +591,8 @@ impl HttpSource {
     async fn poll(&mut self, conditional: bool) -> Result<(), HttpError> {
         let outcome = match self.fetch(conditional).await {
             Ok(Fetched::NotModified) => {
-                tracing::debug!(url = %self.config.url, "not modified");
-                Ok(())
+                tracing::debug!(url = %self.shown, "not modified");
+                self.still_rejected()
             }
             Ok(Fetched::Body(body, format)) => self.apply(body, format).await,
             Err(error) => Err(error),
@@ -562,6 +601,7 @@ impl HttpSource {
         match &outcome {
             Ok(()) => {
                 self.consecutive_failures = 0;
+                self.last_good = Instant::now();
                 self.context.metrics.source_fetch_succeeded(identity);
             }
             Err(_) => {
@@ -569,12 +609,33 @@ impl HttpSource {
                 self.context.metrics.source_fetch_failed(identity);
             }
         }
+        let overdue = self.last_good.elapsed() > self.config.overdue_after();
+        if overdue != self.overdue {
+            self.overdue = overdue;
+            self.context.metrics.source_overdue(identity, overdue);
+            if overdue {
+                tracing::warn!(url = %self.shown, since_secs = self.last_good.elapsed().as_secs(), "http source data is overdue: no good poll for longer than three intervals plus the poll deadline");
+            } else {
+                tracing::info!(url = %self.shown, "http source data is current again");
+            }
+        }
         outcome
     }
 
-    /// One `GET` (following redirects), bounded by `timeoutS`.
+    /// A failure when the payload the upstream still serves is the one rejected before.
+    fn still_rejected(&self) -> Result<(), HttpError> {
+        match &self.rejected {
+            Some(reason) => Err(HttpError::StillRejected {
+                url: self.shown.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// One `GET` (following redirects), bounded by `timeoutS` (or [`DEFAULT_POLL_TIMEOUT`]).
     async fn fetch(&mut self, conditional: bool) -> Result<Fetched, HttpError> {
-        let url = self.config.url.to_string();
+        let url = self.shown.clone();
         let authorization = match &self.config.oauth {
             Some(oauth) => Some(self.oauth_token(&oauth.clone()).await?),
             None => self.config.auth_header.clone(),
@@ -598,36 +659,35 @@ impl HttpSource {
             body: Bytes::new(),
         };
         let exchange = self.transport.send(request, MAX_BODY_BYTES);
-        let answer = match self.config.timeout {
-            Some(after) => {
-                tokio::time::timeout(after, exchange)
-                    .await
-                    .map_err(|_| HttpError::Timeout {
-                        url: url.clone(),
-                        after,
-                    })?
-            }
-            None => exchange.await,
-        }
-        .map_err(|error| match error {
-            SendError::Body(message) => HttpError::Body {
+        let after = self.config.poll_timeout();
+        let answer = tokio::time::timeout(after, exchange)
+            .await
+            .map_err(|_| HttpError::Timeout {
                 url: url.clone(),
-                message,
-            },
-            SendError::Exchange(message) => HttpError::Connect {
-                url: url.clone(),
-                message,
-            },
-            SendError::Redirect(message) => HttpError::Redirect {
-                url: url.clone(),
-                message,
-            },
-        })?;
+                after,
+            })?
+            .map_err(|error| match error {
+                SendError::Body(message) => HttpError::Body {
+                    url: url.clone(),
+                    message,
+                },
+                SendError::Exchange(message) => HttpError::Connect {
+                    url: url.clone(),
+                    message,
+                },
+                SendError::Redirect(message) => HttpError::Redirect {
+                    url: url.clone(),
+                    message,
+                },
+            })?;
         // Errors name the URL that answered, when a redirect led elsewhere.
         let url = if answer.url == self.config.url {
             url
         } else {
-            format!("{url} (redirected to {})", answer.url)
+            format!(
+                "{url} (redirected to {})",
+                flagpole_engine::redact_credentials(&answer.url.to_string())
+            )
         };
         if answer.status == StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
@@ -699,13 +759,11 @@ impl HttpSource {
             body: Bytes::from(form),
         };
         let exchange = self.transport.send(request, MAX_TOKEN_RESPONSE_BYTES);
-        let answer = match self.config.timeout {
-            Some(after) => tokio::time::timeout(after, exchange)
-                .await
-                .map_err(|_| failed(format!("no answer within {after:?}")))?,
-            None => exchange.await,
-        }
-        .map_err(|error| failed(error.to_string()))?;
+        let after = self.config.poll_timeout();
+        let answer = tokio::time::timeout(after, exchange)
+            .await
+            .map_err(|_| failed(format!("no answer within {after:?}")))?
+            .map_err(|error| failed(error.to_string()))?;
         if !answer.status.is_success() {
             return Err(failed(format!("status {}", answer.status)));
         }
@@ -734,7 +792,7 @@ impl HttpSource {
 
     /// Parses a body and, when it changed and loads, replaces this source's flags.
     async fn apply(&mut self, body: Bytes, format: Format) -> Result<(), HttpError> {
-        let url = self.config.url.to_string();
+        let url = self.shown.clone();
         if body.iter().all(u8::is_ascii_whitespace) {
             // flagd: "configuration deleted", ignored.
             tracing::warn!(%url, "http source returned an empty body; keeping its last flags");
@@ -743,21 +801,27 @@ impl HttpSource {
         let hash: [u8; 20] = Sha1::digest(&body).into();
         if self.last_hash == Some(hash) {
             tracing::debug!(%url, "http source body unchanged");
-            return Ok(());
+            return self.still_rejected();
         }
         self.last_hash = Some(hash);
-        self.context
-            .publish(WORDING, body, format)
-            .await
-            .map(|_| ())
-            .map_err(|error| match error {
-                PublishError::NotUtf8(source) => HttpError::NotUtf8 { url, source },
-                PublishError::Load(source) => HttpError::Load { url, source },
-                PublishError::Aborted(error) => HttpError::Body {
-                    url,
-                    message: format!("loading failed: {error}"),
-                },
-            })
+        let published = self.context.publish(WORDING, body, format).await;
+        self.rejected = match &published {
+            Ok(_) => None,
+            Err(PublishError::Aborted(_)) => {
+                // Not judged: parse it again next time.
+                self.last_hash = None;
+                None
+            }
+            Err(error) => Some(error.to_string()),
+        };
+        published.map(|_| ()).map_err(|error| match error {
+            PublishError::NotUtf8(source) => HttpError::NotUtf8 { url, source },
+            PublishError::Load(source) => HttpError::Load { url, source },
+            PublishError::Aborted(error) => HttpError::Body {
+                url,
+                message: format!("loading failed: {error}"),
+            },
+        })
     }
 }
 

@@ -208,6 +208,14 @@ async fn unary(
                 Err((code, message)) => return unary_error(code, &message),
             },
         },
+        // A body that does not arrive in time is the client's delay, not a deadline of the call: 408.
+        Err((Code::DeadlineExceeded, message)) => {
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                Code::DeadlineExceeded,
+                &message,
+            );
+        }
         Err((code, message)) => return unary_error(code, &message),
     };
     let response = next.run(grpc_request(parts, &message)).await;

@@ -4,7 +4,10 @@
 //!
 //! What it owns: the accept loop ([`serve`]), unix sockets ([`UnixSocket`]: stale files removed at bind,
 //! the file removed at shutdown), TLS with certificate reload ([`ReloadingTls`]), the HTTP connection
-//! settings ([`HttpLimits`]), and graceful shutdown of open connections.
+//! settings ([`HttpLimits`]), the defences against clients that hold connections without using them (a
+//! connection limit per listener, a first-request deadline, HTTP/1.1 header and HTTP/2 keep-alive
+//! timeouts, a request-body idle timeout: see `docs/limits.md`), and graceful shutdown of open
+//! connections.
 //!
 //! What it does not do: route requests or speak any RPC protocol (the `axum::Router` it is given does),
 //! bind TCP ports (the runtime does, with its IPv6 fallback), or decide which server gets TLS (the runtime
@@ -16,6 +19,8 @@ mod listener;
 mod tls;
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,6 +30,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +50,31 @@ pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// after one second.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a new connection gets to send the head of its first request (HTTP/1.1 headers, or the HTTP/2
+/// preface and a stream's HEADERS), TLS handshake excluded; a connection that has sent none by then is
+/// closed. It catches idle TCP connections, clients silent after the TLS handshake and HTTP/2 clients that
+/// never open a stream. flagd has none (Go's `ReadHeaderTimeout` covers HTTP/1.1 only).
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the server PINGs an HTTP/2 connection to check that the peer is alive, and how long the
+/// PING's acknowledgement may take before the connection is closed. A live client that idles (an SDK's
+/// channel between evaluations) acknowledges and stays; a vanished peer goes.
+pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// See [`HTTP2_KEEPALIVE_INTERVAL`].
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The longest pause between two parts of a request body while a handler waits for it (a gRPC stream
+/// that sends HEADERS and then nothing); the request then fails. Connect and OFREP bound their whole body
+/// by the same 5 s.
+pub const REQUEST_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default of `--max-connections`: open connections per listener. Further connections are accepted
+/// and closed at once, so one flooded port cannot take the file descriptors the others need.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// How often at most the "connection limit reached" warning is logged per listener.
+const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The smallest HTTP/1.1 read buffer hyper accepts; a smaller `--max-request-header` is raised to it.
 pub const MIN_HEADER_BUFFER: usize = 8192;
 
@@ -61,6 +92,18 @@ pub fn evaluation_router(grpc: Router, cors_origins: &[String], max_request_body
             connect::middleware,
         ))
         .layer(cors::layer(cors_origins))
+        .layer(axum::middleware::map_request(body_idle_timeout))
+}
+
+/// Fails a request body that pauses longer than [`REQUEST_BODY_IDLE_TIMEOUT`] between two parts, so a
+/// handler waiting for it is never held for ever.
+pub async fn body_idle_timeout(request: axum::extract::Request) -> axum::extract::Request {
+    request.map(|body| {
+        axum::body::Body::new(tower_http::timeout::TimeoutBody::new(
+            REQUEST_BODY_IDLE_TIMEOUT,
+            body,
+        ))
+    })
 }
 
 /// Where a server listens.
@@ -80,13 +123,20 @@ pub struct HttpLimits {
     pub max_header_bytes: Option<usize>,
     /// How long an HTTP/1.1 client gets to send its request headers (flagd: `ReadHeaderTimeout`).
     pub header_read_timeout: Option<Duration>,
+    /// How long a new connection gets to start its first request ([`FIRST_REQUEST_TIMEOUT`]).
+    pub first_request_timeout: Duration,
+    /// Open connections allowed at once ([`DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: usize,
 }
 
 impl HttpLimits {
-    /// hyper's defaults: no explicit header limit, no header read timeout.
+    /// hyper's default header size, [`HEADER_READ_TIMEOUT`], [`FIRST_REQUEST_TIMEOUT`] and
+    /// [`DEFAULT_MAX_CONNECTIONS`].
     pub const DEFAULT: HttpLimits = HttpLimits {
         max_header_bytes: None,
-        header_read_timeout: None,
+        header_read_timeout: Some(HEADER_READ_TIMEOUT),
+        first_request_timeout: FIRST_REQUEST_TIMEOUT,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
     };
 }
 
@@ -103,6 +153,8 @@ pub async fn serve(
     let builder = builder(limits);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut limit_logged: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
@@ -118,10 +170,24 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closing at once (rather than leaving it in the backlog) tells the client straight away.
+            drop(io);
+            if limit_logged.is_none_or(|at| at.elapsed() >= LIMIT_LOG_INTERVAL) {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "connection limit reached; closing new connections until some end"
+                );
+                limit_logged = Some(tokio::time::Instant::now());
+            }
+            continue;
+        };
         let connection = Connection {
             builder: builder.clone(),
             service: TowerToHyperService::new(router.clone()),
             watcher: graceful.watcher(),
+            first_request_timeout: limits.first_request_timeout,
+            _slot: slot,
         };
         let acceptor = tls.as_ref().map(ReloadingTls::acceptor);
         connections.spawn(async move {
@@ -169,6 +235,8 @@ fn builder(limits: HttpLimits) -> Builder<TokioExecutor> {
     {
         let mut http2 = builder.http2();
         http2.timer(TokioTimer::new());
+        http2.keep_alive_interval(Some(HTTP2_KEEPALIVE_INTERVAL));
+        http2.keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT);
         if let Some(max) = limits.max_header_bytes {
             http2.max_header_list_size(u32::try_from(max).unwrap_or(u32::MAX));
         }
@@ -228,6 +296,9 @@ struct Connection {
     builder: Builder<TokioExecutor>,
     service: TowerToHyperService<Router>,
     watcher: hyper_util::server::graceful::Watcher,
+    first_request_timeout: Duration,
+    /// The listener's connection slot, given back when the connection ends.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -235,11 +306,50 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let started = Arc::new(AtomicBool::new(false));
+        let service = Marking {
+            inner: self.service,
+            started: started.clone(),
+        };
         let connection = self
             .builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), self.service);
-        if let Err(error) = self.watcher.watch(connection.into_owned()).await {
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let served = self.watcher.watch(connection.into_owned());
+        tokio::pin!(served);
+        let result = tokio::select! {
+            result = &mut served => result,
+            () = tokio::time::sleep(self.first_request_timeout) => {
+                if !started.load(Ordering::Relaxed) {
+                    // Dropping the connection closes the socket.
+                    tracing::debug!("closing a connection that sent no request within {:?}", self.first_request_timeout);
+                    return;
+                }
+                served.await
+            }
+        };
+        if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
         }
+    }
+}
+
+/// A service that notes that a request has started on its connection.
+#[derive(Clone)]
+struct Marking<S> {
+    inner: S,
+    started: Arc<AtomicBool>,
+}
+
+impl<S, R> hyper::service::Service<R> for Marking<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.started.store(true, Ordering::Relaxed);
+        self.inner.call(request)
     }
 }

@@ -69,7 +69,7 @@ async fn serve(config: ServiceConfig, options: OfrepOptions) -> Server {
         app,
         HttpLimits {
             max_header_bytes: Some(TEST_MAX_HEADER),
-            header_read_timeout: Some(flagpole::transport::HEADER_READ_TIMEOUT),
+            ..HttpLimits::DEFAULT
         },
         stop.clone(),
     ));
