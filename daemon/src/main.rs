@@ -65,10 +65,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(start(*config))
+            let code = runtime.block_on(start(*config));
+            // A read stuck in the blocking pool (a hung network file system) must not hold the exit.
+            runtime.shutdown_timeout(EXIT_GRACE);
+            code
         }
     }
 }
+
+/// How long the runtime waits for blocking work at exit before the process ends anyway.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn start(config: flagpole::config::Config) -> ExitCode {
     // Registered before anything is served, so a SIGTERM that arrives as soon as /readyz answers is
@@ -80,16 +86,29 @@ async fn start(config: flagpole::config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let daemon = match flagpole::run(config).await {
-        Ok(daemon) => daemon,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return ExitCode::FAILURE;
+    // The signal is awaited from here on: a source that takes its time at start (an http server that does
+    // not answer until the poll deadline) must not make SIGTERM wait.
+    let (signalled, mut received) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        signals.recv().await;
+        let _ = signalled.send(());
+    });
+    let daemon = tokio::select! {
+        started = flagpole::run(config) => match started {
+            Ok(daemon) => daemon,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ = &mut received => {
+            tracing::info!("stopped by a signal before the start completed");
+            return ExitCode::SUCCESS;
         }
     };
     let token = daemon.shutdown_token();
     tokio::spawn(async move {
-        signals.recv().await;
+        let _ = received.await;
         token.cancel();
     });
     match daemon.wait().await {

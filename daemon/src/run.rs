@@ -508,7 +508,11 @@ async fn supervise(mut s: Supervised) -> Result<(), RunError> {
     }
     s.sources_stop.cancel();
     for source in s.sources {
-        let _ = source.await;
+        let abort = source.abort_handle();
+        if tokio::time::timeout(DRAIN_TIMEOUT, source).await.is_err() {
+            tracing::warn!("a source did not stop within {DRAIN_TIMEOUT:?}; abandoning it");
+            abort.abort();
+        }
     }
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)

@@ -89,9 +89,19 @@ impl ChildDaemon {
     /// `/readyz`. Panics with the daemon's stderr when it does not become ready. A daemon that exits at once
     /// is retried on fresh ports (another test may have taken a port between [`free_port`] and the bind).
     pub(crate) fn start(flags: &Path, log_dir: &Path, extra: &[&str]) -> ChildDaemon {
+        ChildDaemon::start_under(flags, log_dir, extra, "")
+    }
+
+    /// [`ChildDaemon::start`] under `sh -c 'ulimit LIMITS && exec flagpole ...'` (no shell when empty).
+    pub(crate) fn start_under(
+        flags: &Path,
+        log_dir: &Path,
+        extra: &[&str],
+        limits: &str,
+    ) -> ChildDaemon {
         let mut last_failure = String::new();
         for attempt in 0..START_ATTEMPTS {
-            let mut daemon = ChildDaemon::spawn(flags, log_dir, extra, attempt);
+            let mut daemon = ChildDaemon::spawn(flags, log_dir, extra, limits, attempt);
             match daemon.wait_ready() {
                 Ok(()) => return daemon,
                 Err(failure) => last_failure = failure,
@@ -100,7 +110,13 @@ impl ChildDaemon {
         panic!("{last_failure}");
     }
 
-    fn spawn(flags: &Path, log_dir: &Path, extra: &[&str], attempt: usize) -> ChildDaemon {
+    fn spawn(
+        flags: &Path,
+        log_dir: &Path,
+        extra: &[&str],
+        limits: &str,
+        attempt: usize,
+    ) -> ChildDaemon {
         let ports = Ports {
             evaluation: free_port(),
             management: free_port(),
@@ -110,7 +126,16 @@ impl ChildDaemon {
         let stderr_path = log_dir.join(format!("flagpole-{attempt}.stderr"));
         let stderr = fs::File::create(&stderr_path)
             .unwrap_or_else(|error| panic!("create {}: {error}", stderr_path.display()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_flagpole"));
+        let mut command = if limits.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_flagpole"))
+        } else {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_flagpole"));
+            shell
+        };
         command
             .arg("start")
             .arg("--uri")

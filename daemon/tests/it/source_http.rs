@@ -834,3 +834,174 @@ async fn the_oauth_token_request_follows_a_307_with_its_body() {
     let forms = lock(&shared).token_forms.clone();
     assert_eq!(forms.len(), 1, "{forms:?}");
 }
+
+/// `/readyz`'s line for the source at `url`, once `condition` holds on it; fails after [`CHANGE_TIMEOUT`].
+async fn readyz_line(
+    management: SocketAddr,
+    url: &str,
+    what: &str,
+    condition: impl Fn(&str) -> bool,
+) -> String {
+    let prefix = format!("source {url}: ");
+    let deadline = tokio::time::Instant::now() + CHANGE_TIMEOUT;
+    loop {
+        let (_, _, body) = http_get(management, "/readyz").await;
+        if let Some(line) = body.lines().find(|l| l.starts_with(&prefix))
+            && condition(line)
+        {
+            return line.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn failures(line: &str) -> u64 {
+    line.split("consecutive_failures=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failure count in {line:?}"))
+}
+
+#[tokio::test]
+async fn a_repeated_rejected_payload_keeps_counting_as_a_failure() {
+    let (addr, shared) = serve(Served {
+        body: "{\"flags\": {\"broken\": ".into(),
+        etag: None,
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let url = format!("http://{addr}/flags.json");
+    let lazy = fast(RemoteOptions {
+        lazy: Some(true),
+        ..RemoteOptions::default()
+    });
+    let daemon = flagpole::run(local_config(vec![http_source(&url, lazy)]))
+        .await
+        .expect("a lazy source starts");
+    // 198aa10 counted the second identical body as a success (consecutive_failures=0).
+    let line = readyz_line(daemon.addrs().management, &url, "three failures", |l| {
+        failures(l) >= 3
+    })
+    .await;
+    assert!(line.contains("last_success=never"), "{line}");
+    // An ETag'd 304 for the rejected body is no success either.
+    lock(&shared).etag = Some("\"same\"".into());
+    let seen = lock(&shared).seen.len();
+    wait_served(&shared, "two conditional polls", |s| {
+        s.seen.len() >= seen + 3
+    })
+    .await;
+    let line = readyz_line(daemon.addrs().management, &url, "still failing", |_| true).await;
+    assert!(line.contains("last_success=never"), "{line}");
+    // A good body makes it healthy.
+    {
+        let mut served = lock(&shared);
+        served.body = one_flag("fixed", "yes");
+        served.etag = None;
+    }
+    readyz_line(daemon.addrs().management, &url, "recovery", |l| {
+        failures(l) == 0
+    })
+    .await;
+    daemon.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_hung_upstream_fails_its_polls_and_is_reported_overdue() {
+    let (addr, shared) = serve(Served {
+        body: one_flag("remote", "one"),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let url = format!("http://{addr}/flags.json");
+    let options = fast(RemoteOptions {
+        timeout_s: Some(1),
+        ..RemoteOptions::default()
+    });
+    let daemon = flagpole::run(local_config(vec![http_source(&url, options)]))
+        .await
+        .expect("start");
+    // The server now accepts and never answers.
+    lock(&shared).delay = Duration::from_secs(3600);
+    // Overdue after 3 intervals (1 s) plus the deadline (1 s).
+    let line = readyz_line(daemon.addrs().management, &url, "overdue", |l| {
+        l.ends_with(" overdue")
+    })
+    .await;
+    assert!(failures(&line) >= 1, "{line}");
+    let (_, _, metrics) = http_get(daemon.addrs().management, "/metrics").await;
+    assert!(
+        metrics.contains(&format!("flagpole_source_overdue{{source=\"{url}\"}} 1")),
+        "{metrics}"
+    );
+    // The flags are kept meanwhile, and an answer again clears the state.
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "remote"),
+        value("one")
+    );
+    lock(&shared).delay = Duration::ZERO;
+    readyz_line(daemon.addrs().management, &url, "current again", |l| {
+        !l.ends_with(" overdue") && failures(l) == 0
+    })
+    .await;
+    daemon.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn a_poll_without_timeout_s_still_has_a_deadline() {
+    let config =
+        HttpConfig::from_options("http://h/f.json", RemoteOptions::default()).expect("config");
+    assert_eq!(config.timeout, None);
+    assert_eq!(
+        config.poll_timeout(),
+        flagpole::sources::http::DEFAULT_POLL_TIMEOUT
+    );
+    assert_eq!(
+        config.overdue_after(),
+        Duration::from_secs(15) + flagpole::sources::http::DEFAULT_POLL_TIMEOUT
+    );
+}
+
+#[tokio::test]
+async fn credentials_in_a_source_url_are_never_shown() {
+    let (addr, _shared) = serve(Served {
+        body: one_flag("remote", "one"),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let secret_url = format!("http://user:s3cret@{addr}/flags.json");
+    let source = flagpole::config::parse_uri(&secret_url).expect("parse the uri");
+    assert_eq!(&*source.identity, format!("http://***@{addr}/flags.json"));
+    let daemon = flagpole::run(local_config(vec![source]))
+        .await
+        .expect("start");
+    let (_, _, readyz) = http_get(daemon.addrs().management, "/readyz").await;
+    let (_, _, metrics) = http_get(daemon.addrs().management, "/metrics").await;
+    let snapshot = daemon.store().snapshot();
+    let record = snapshot
+        .record("remote", &flagpole_engine::Selector::All)
+        .expect("the remote flag");
+    for shown in [readyz.as_str(), metrics.as_str(), &*record.source] {
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+    assert!(readyz.contains("http://***@"), "{readyz}");
+    // A selector naming the URL as configured still selects the source.
+    let selector: flagpole_engine::Selector =
+        format!("source={secret_url}").parse().expect("selector");
+    assert_eq!(
+        selector,
+        flagpole_engine::Selector::Source(format!("http://***@{addr}/flags.json"))
+    );
+    daemon.shutdown().await.expect("shutdown");
+}
