@@ -196,3 +196,140 @@ mod tests {
         assert_eq!(status, 404);
     }
 }
+
+/// Contexts every flag of a fuzzed document is evaluated with, so that compiled targeting runs.
+fn fuzz_contexts() -> [flagpole_engine::Context; 3] {
+    let object = |value: serde_json::Value| match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    [
+        serde_json::Map::new(),
+        object(serde_json::json!({"targetingKey": "user-1", "email": "a@example.com", "x": 1})),
+        object(
+            serde_json::json!({"targetingKey": "", "version": "1.2.3", "x": [1, {"y": null}], "z": 1e308}),
+        ),
+    ]
+}
+
+/// Arbitrary bytes as a flag document: the first byte picks JSON or YAML and strict mode, the rest is the
+/// document. Loading must end with flags or a [`flagpole_engine::LoadError`] (never a panic, never
+/// unbounded work: the engine's limits see to that), and every loaded flag evaluates under a few contexts.
+/// Returns whether the document loaded.
+pub fn flag_document(data: &[u8]) -> bool {
+    let Some((&selector, text)) = data.split_first() else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return false;
+    };
+    let format = if selector & 1 == 0 {
+        flagpole_engine::Format::Json
+    } else {
+        flagpole_engine::Format::Yaml
+    };
+    let options = flagpole_engine::LoadOptions {
+        strict: selector & 2 != 0,
+    };
+    let Ok(loaded) = flagpole_engine::parse_document(text, format, &options) else {
+        return false;
+    };
+    let eval_options = flagpole_engine::EvalOptions {
+        timestamp: 1_700_000_000,
+        fractional: flagpole_engine::FractionalAlgorithm::default(),
+    };
+    for flag in &loaded.flags {
+        for context in &fuzz_contexts() {
+            let _ = flagpole_engine::evaluate(flag, context, &eval_options);
+        }
+    }
+    true
+}
+
+/// A small deterministic pseudo-random generator (xorshift64*) for time-boxed mutation runs on the stable
+/// toolchain, where libFuzzer is not available.
+#[derive(Debug, Clone)]
+pub struct Mutator {
+    state: u64,
+}
+
+/// Fragments a mutation may splice in: the shapes that reach the loader's limits.
+const FRAGMENTS: [&str; 12] = [
+    "{\"$ref\": \"e\"}",
+    "\"$evaluators\": {\"e\": {\"or\": [{\"$ref\": \"e\"}, {\"$ref\": \"e\"}]}},",
+    "[[[[[[[[[[[[[[[[",
+    "]]]]]]]]]]]]]]]]",
+    "{\"fractional\": [[\"a\", 1], [\"b\", 2]]}",
+    "{\"sem_ver\": [{\"var\": \"version\"}, \">=\", \"1.0.0\"]}",
+    "{\"if\": [true, \"on\", \"off\"]}",
+    "\"targeting\": ",
+    "1e999",
+    "\"\\ud800\"",
+    "&anchor *anchor ",
+    "null",
+];
+
+impl Mutator {
+    /// A generator from `seed` (0 is replaced: xorshift has no zero state).
+    pub fn new(seed: u64) -> Mutator {
+        Mutator { state: seed.max(1) }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// `input` with one to four random edits: byte flips, deletions, duplications of a slice, and
+    /// splices of [`FRAGMENTS`].
+    pub fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = input.to_vec();
+        for _ in 0..=self.below(4) {
+            let at = self.below(out.len() + 1);
+            match self.below(5) {
+                0 if !out.is_empty() => {
+                    let i = self.below(out.len());
+                    out[i] ^= 1 << self.below(8);
+                }
+                1 if !out.is_empty() => {
+                    let end = (at + self.below(16)).min(out.len());
+                    out.drain(at.min(end)..end);
+                }
+                2 if !out.is_empty() => {
+                    let start = self.below(out.len());
+                    let end = (start + self.below(64)).min(out.len());
+                    let slice = out[start..end].to_vec();
+                    out.splice(at..at, slice);
+                }
+                _ => {
+                    let fragment = FRAGMENTS[self.below(FRAGMENTS.len())].as_bytes();
+                    out.splice(at..at, fragment.iter().copied());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod flag_document_tests {
+    use super::*;
+
+    #[test]
+    fn the_selector_byte_picks_format_and_strictness() {
+        assert!(flag_document(b"\0{\"flags\": {}}"));
+        assert!(flag_document(b"\x01flags: {}"));
+        assert!(!flag_document(b"\0flags: {}"));
+        assert!(!flag_document(b""));
+        let mut mutator = Mutator::new(7);
+        let a = mutator.mutate(b"{\"flags\": {}}");
+        let b = Mutator::new(7).mutate(b"{\"flags\": {}}");
+        assert_eq!(a, b, "a seed replays the same run");
+    }
+}

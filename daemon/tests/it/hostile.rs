@@ -476,5 +476,8 @@ fn credentials_in_a_source_url_stay_out_of_the_log() {
     let (code, stdout, stderr) = run_bounded(command, Duration::from_secs(40));
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("http://***@127.0.0.1:"), "{stderr}");
-    assert!(!stderr.contains("s3cret") && !stdout.contains("s3cret"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret") && !stdout.contains("s3cret"),
+        "{stderr}"
+    );
 }

@@ -6,6 +6,7 @@ mod clients;
 mod clients_tls_socket;
 mod curl;
 mod file_watch;
+mod fuzz_corpus;
 mod hostile;
 mod ofrep;
 mod ofrep_clients;
