@@ -11,11 +11,17 @@
 //! - every SyncFlags stream's last configuration equals the final file;
 //! - no stream ended before the test closed it;
 //! - no evaluation failed, except NOT_FOUND for flags that come and go;
-//! - the daemon's RSS after the churn is back near its level before it (no growth per write).
+//! - the daemon's RSS after the churn is back near its level before it (no growth per write), and so is
+//!   its count of open file descriptors once the connection flood has been closed by the daemon.
+//!
+//! A connection flood runs beside the churn: every [`FLOOD_INTERVAL`] a burst of [`FLOOD_CONNECTIONS`]
+//! TCP connections that never send a request opens on the evaluation and OFREP ports; the daemon closes
+//! them after its first-request deadline.
 //!
 //! What it does not do: assert anything about latency or throughput (it prints them in one `churn:` line;
 //! BENCHMARKS.md keeps the figures), or run long by default. The churn lasts `FLAGPOLE_CHURN_SECS` seconds
-//! (default 8, so the test stays well under a minute); BENCHMARKS.md documents a longer run.
+//! (default 8, so the test stays well under a minute), with `FLAGPOLE_CHURN_SUBSCRIBERS` EventStream
+//! subscribers (default 200); BENCHMARKS.md documents the 10-minute soak with 1,000.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -39,8 +45,15 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::clients::{ChildDaemon, tail, write_json};
 
-/// EventStream subscribers, half on `flagd.evaluation.v1`, half on `flagd.evaluation.v2`.
+/// EventStream subscribers by default (`FLAGPOLE_CHURN_SUBSCRIBERS`), half on `flagd.evaluation.v1`,
+/// half on `flagd.evaluation.v2`.
 const EVENT_SUBSCRIBERS: usize = 200;
+/// Idle connections opened per flood burst, per port (evaluation and OFREP).
+const FLOOD_CONNECTIONS: usize = 150;
+/// Time between two flood bursts.
+const FLOOD_INTERVAL: Duration = Duration::from_secs(3);
+/// Open file descriptors the daemon may have beyond its count before the churn once everything settled.
+const FD_SLACK: usize = 16;
 /// SyncFlags streams.
 const SYNC_SUBSCRIBERS: usize = 50;
 /// Streams share HTTP/2 connections, this many per connection (well under any server's stream limit).
@@ -510,6 +523,43 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
+/// The daemon's open file descriptors.
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+fn event_subscribers() -> usize {
+    std::env::var("FLAGPOLE_CHURN_SUBSCRIBERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(EVENT_SUBSCRIBERS)
+}
+
+/// Opens bursts of idle connections to `ports` until `running` is cleared; returns how many were opened
+/// and the last bursts, still open on the client's side (the daemon must close them itself).
+async fn flood(ports: [u16; 2], running: Arc<AtomicBool>) -> (usize, Vec<tokio::net::TcpStream>) {
+    let mut opened = 0;
+    let mut held: Vec<(Instant, Vec<tokio::net::TcpStream>)> = Vec::new();
+    while running.load(Ordering::Relaxed) {
+        let mut burst = Vec::new();
+        for port in ports {
+            for _ in 0..FLOOD_CONNECTIONS {
+                if let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    burst.push(stream);
+                }
+            }
+        }
+        opened += burst.len();
+        held.push((Instant::now(), burst));
+        held.retain(|(at, _)| at.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(FLOOD_INTERVAL).await;
+    }
+    (
+        opened,
+        held.into_iter().flat_map(|(_, burst)| burst).collect(),
+    )
+}
+
 fn churn_duration() -> Duration {
     let secs = std::env::var("FLAGPOLE_CHURN_SECS")
         .ok()
@@ -545,8 +595,9 @@ async fn churn_keeps_every_stream_alive_and_consistent() {
 
     // EventStream subscribers on the evaluation port.
     let mut event_views = Vec::new();
+    let subscribers = event_subscribers();
     let mut channel = connect(daemon.ports.evaluation).await;
-    for i in 0..EVENT_SUBSCRIBERS {
+    for i in 0..subscribers {
         if i > 0 && i % STREAMS_PER_CONNECTION == 0 {
             channel = connect(daemon.ports.evaluation).await;
         }
@@ -590,6 +641,7 @@ async fn churn_keeps_every_stream_alive_and_consistent() {
         daemon.stderr()
     );
     let rss_before = rss_kib(daemon.pid());
+    let fds_before = open_fds(daemon.pid());
     let cpu_before = cpu_time(daemon.pid());
 
     // The load generator.
@@ -606,6 +658,12 @@ async fn churn_keeps_every_stream_alive_and_consistent() {
         )));
     }
 
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flooder = tokio::spawn(flood(
+        [daemon.ports.evaluation, daemon.ports.ofrep],
+        Arc::clone(&flooding),
+    ));
+
     // The churn, on a blocking thread; RSS is sampled meanwhile.
     let duration = churn_duration();
     let writer_path = flags.clone();
@@ -619,9 +677,11 @@ async fn churn_keeps_every_stream_alive_and_consistent() {
         .await
         .unwrap_or_else(|error| panic!("the writer panicked: {error}"));
     running.store(false, Ordering::Relaxed);
+    flooding.store(false, Ordering::Relaxed);
     for task in load_tasks {
         let _ = task.await;
     }
+    let (flooded, _still_open) = flooder.await.unwrap_or_default();
     let final_view = comparable(&last);
     let final_keys: BTreeSet<String> = final_view.keys().cloned().collect();
 
@@ -636,6 +696,10 @@ async fn churn_keeps_every_stream_alive_and_consistent() {
         })
     })
     .await;
+    // The flood's connections are closed by the daemon's first-request deadline (10 s).
+    let pid = daemon.pid();
+    let fds_settled = settle(|| open_fds(pid) <= fds_before + FD_SLACK).await;
+    let fds_after = open_fds(pid);
     let rss_after = rss_kib(daemon.pid());
     let cpu_used = cpu_time(daemon.pid()).saturating_sub(cpu_before);
     let alive = daemon.is_running();
@@ -716,14 +780,21 @@ async fn churn_keeps_every_stream_alive_and_consistent() {
         ));
     }
 
+    if !fds_settled {
+        problems.push(format!(
+            "open file descriptors did not return to their level before the churn: {fds_before} before, \
+             {fds_after} after (slack {FD_SLACK})"
+        ));
+    }
+
     let ok = load.ok.load(Ordering::Relaxed);
     let (p50, p99, max) = load.percentiles();
     let missing = load.missing.load(Ordering::Relaxed);
     eprintln!(
-        "churn: {duration:?}, writes {writes:?}; {events_delivered} change events to {EVENT_SUBSCRIBERS} \
+        "churn: {duration:?}, writes {writes:?}; {flooded} flood connections; {events_delivered} change events to {subscribers} \
          subscribers, {sync_messages} sync messages to {SYNC_SUBSCRIBERS} streams; {ok} evaluations ok, \
          {missing} NOT_FOUND for absent churn flags (latency p50 {p50:?}, p99 {p99:?}, max {max:?}); RSS {rss_before} KiB before, peak {rss_peak} KiB, \
-         {rss_after} KiB after; daemon CPU {cpu_used:?}; converged: {converged}"
+         {rss_after} KiB after; fds {fds_before} before, {fds_after} after; daemon CPU {cpu_used:?}; converged: {converged}"
     );
 
     let _ = stop_tx.send(true);
