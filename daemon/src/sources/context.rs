@@ -102,6 +102,7 @@ impl SourceContext {
         let options = self.options;
         let (store, index) = (self.store.clone(), self.index);
         let (metrics, identity) = (self.metrics.clone(), self.identity.clone());
+        let large = payload.as_ref().len() >= crate::memory::LARGE_PAYLOAD_BYTES;
         let work = tokio::task::spawn_blocking(move || {
             let text = std::str::from_utf8(payload.as_ref()).map_err(PublishError::NotUtf8)?;
             let mut loaded = flagpole_engine::parse_document(text, format, &options)
@@ -111,13 +112,22 @@ impl SourceContext {
             let count = flags.len();
             // Counted before the new snapshot is published, so whoever sees it sees the count too.
             metrics.source_reloaded(&identity);
+            let before = store.snapshot().len();
             store.replace_source(index, flags);
-            metrics.set_flag_count(store.snapshot().len());
+            let after = store.snapshot().len();
+            metrics.set_flag_count(after);
+            if before.saturating_sub(after) >= crate::memory::LARGE_FLAG_DROP {
+                crate::memory::request_release();
+            }
             Ok((count, warnings, kept))
         });
         let outcome = work
             .await
             .unwrap_or_else(|error| Err(PublishError::Aborted(error)));
+        if large {
+            // Building a large document allocates far more than it keeps, accepted or not.
+            crate::memory::request_release();
+        }
         match outcome {
             Ok((flags, warnings, kept)) => {
                 for warning in &warnings {

@@ -155,10 +155,18 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut limit_logged: Option<tokio::time::Instant> = None;
+    // The most connections open at once since the last release of memory.
+    let mut peak = 0;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                if peak >= crate::memory::LARGE_FLOOD_CONNECTIONS && connections.len() <= peak / 4 {
+                    crate::memory::request_release();
+                    peak = connections.len();
+                }
+                continue;
+            }
             accepted = accept(&listener) => accepted,
         };
         let io = match accepted {
@@ -190,6 +198,7 @@ pub async fn serve(
             _slot: slot,
         };
         let acceptor = tls.as_ref().map(ReloadingTls::acceptor);
+        peak = peak.max(connections.len() + 1);
         connections.spawn(async move {
             match (io, acceptor) {
                 (Accepted::Tcp(stream), None) => connection.serve(stream).await,

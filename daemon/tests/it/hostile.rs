@@ -481,3 +481,43 @@ fn credentials_in_a_source_url_stay_out_of_the_log() {
         "{stderr}"
     );
 }
+
+#[test]
+fn memory_is_given_back_after_a_large_file_is_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, one_flag("small", "yes")).expect("write");
+    let daemon = ChildDaemon::start(&flags, dir.path(), &[]);
+    let mut document = String::from("{\"flags\": {");
+    for i in 0..30_000 {
+        if i > 0 {
+            document.push(',');
+        }
+        document.push_str(&format!(
+            r#""flag-{i}": {{"state": "ENABLED", "variants": {{"on": true, "off": false}}, "defaultVariant": "on",
+                "targeting": {{"if": [{{"in": [{{"var": "email"}}, ["u{i}@x.com", "a@b.c"]]}}, "off", "on"]}}}}"#
+        ));
+    }
+    document.push_str("}}");
+    write_atomic(&flags, &document);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while connect_evaluation(daemon.ports.evaluation, "flag-29999").is_none_or(|(s, _)| s == 404) {
+        assert!(Instant::now() < deadline, "the large file was not loaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let large = rss_bytes(daemon.pid());
+    write_atomic(&flags, &one_flag("small", "again"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // glibc kept every freed page before the trim (RSS stayed at its peak for good).
+    loop {
+        let now = rss_bytes(daemon.pid());
+        if now < large / 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "RSS {now} bytes 20 s after the large file was replaced ({large} bytes with it)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,82 @@
+//! Giving freed memory back to the operating system after a burst.
+//!
+//! What it owns: [`request_release`], called after work that allocates a lot and then frees it (loading a
+//! large flag document, replacing a large source, a connection flood closing), which trims the allocator
+//! once things have settled ([`RELEASE_DELAY`]), on the blocking pool, at most once per delay.
+//!
+//! Why: glibc's allocator keeps freed memory in its arenas, so a daemon that once loaded a 25 MB document
+//! (about 430 MB of flags while building them) kept that resident for good, and so did a flood of
+//! connections (BENCHMARKS.md, "Memory after a burst"). `malloc_trim(0)` returns the free pages of every
+//! arena. The static musl build allocates with mimalloc, which returns freed pages by itself on its next
+//! allocations; nothing is done there.
+//!
+//! What it does not do: decide what counts as a burst (the callers do, with [`LARGE_PAYLOAD_BYTES`] and
+//! [`LARGE_FLOOD_CONNECTIONS`]), or shrink anything still in use.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long after a burst the trim runs, so that a series of reloads or closing connections is trimmed
+/// once.
+pub const RELEASE_DELAY: Duration = Duration::from_secs(1);
+
+/// A flag payload at least this large, or a reload that drops at least [`LARGE_FLAG_DROP`] flags,
+/// requests a release.
+pub const LARGE_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// A reload that leaves the snapshot this many flags smaller requests a release.
+pub const LARGE_FLAG_DROP: usize = 10_000;
+
+/// A listener whose open connections fall to a quarter of a peak of at least this many requests a
+/// release.
+pub const LARGE_FLOOD_CONNECTIONS: usize = 1_000;
+
+/// Whether a release is already scheduled.
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Schedules one release of free memory in [`RELEASE_DELAY`] (a no-op if one is pending, or outside a
+/// tokio runtime).
+pub fn request_release() {
+    if PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        PENDING.store(false, Ordering::Release);
+        return;
+    };
+    runtime.spawn(async {
+        tokio::time::sleep(RELEASE_DELAY).await;
+        PENDING.store(false, Ordering::Release);
+        let _ = tokio::task::spawn_blocking(release_free_memory).await;
+    });
+}
+
+/// Returns the allocator's free memory to the operating system now (glibc); a no-op elsewhere.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim takes no pointers; it walks glibc's own arenas under their locks and only
+        // releases pages that hold no allocation. It is safe to call from any thread at any time.
+        let released = unsafe { libc::malloc_trim(0) };
+        tracing::debug!(
+            released = released != 0,
+            "returned free memory to the system"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_coalesce_into_one_release_after_the_delay() {
+        request_release();
+        assert!(PENDING.load(Ordering::Acquire));
+        request_release();
+        tokio::time::sleep(RELEASE_DELAY + Duration::from_millis(10)).await;
+        tokio::task::yield_now().await;
+        assert!(!PENDING.load(Ordering::Acquire));
+    }
+}
