@@ -64,9 +64,9 @@ pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The longest pause between two parts of a request body while a handler waits for it (a gRPC stream
-/// that sends HEADERS and then nothing); the request then fails. Connect and OFREP bound their whole body
-/// by the same 5 s.
-pub const REQUEST_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// that sends HEADERS and then nothing); the request then fails. Longer than Connect's whole-body
+/// timeout (5 s), so that a slow Connect body always gets Connect's own answer (408).
+pub const REQUEST_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default of `--max-connections`: open connections per listener. Further connections are accepted
 /// and closed at once, so one flooded port cannot take the file descriptors the others need.

@@ -382,3 +382,52 @@ fn the_bundled_example_config_parses() {
     );
     assert_eq!(config.stream_deadline, None);
 }
+
+#[test]
+fn a_certificate_without_its_key_warns_that_tls_is_off() {
+    for args in [
+        ["start", "-f", "file:f.json", "-c", "cert.pem"],
+        ["start", "-f", "file:f.json", "-k", "key.pem"],
+    ] {
+        let inv = invocation(&args).expect("valid");
+        assert!(
+            inv.warnings.iter().any(|w| w.contains("WITHOUT TLS")),
+            "{args:?}: {:?}",
+            inv.warnings
+        );
+        let Action::Start(config) = inv.action else {
+            panic!("not start")
+        };
+        assert!(config.serving.tls.is_none());
+    }
+    let inv =
+        invocation(&["start", "-f", "file:f.json", "-c", "c.pem", "-k", "k.pem"]).expect("valid");
+    assert!(
+        !inv.warnings.iter().any(|w| w.contains("TLS")),
+        "{:?}",
+        inv.warnings
+    );
+}
+
+#[test]
+fn max_connections_comes_from_the_flag_the_environment_or_the_config_file() {
+    assert_eq!(
+        start_config(&["start", "-f", "file:f.json"]).max_connections,
+        flagpole::transport::DEFAULT_MAX_CONNECTIONS
+    );
+    assert_eq!(
+        start_config(&["start", "-f", "file:f.json", "--max-connections", "50"]).max_connections,
+        50
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "max-connections: 70\n").expect("write config");
+    let config = start_config(&[
+        "start",
+        "-f",
+        "file:f.json",
+        "--config",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(config.max_connections, 70);
+}

@@ -521,3 +521,33 @@ fn memory_is_given_back_after_a_large_file_is_replaced() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_request_whose_body_stalls_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, one_flag("f", "v")).expect("write");
+    let daemon = start_with_files(&[&flags]).await;
+    let mut stream = tokio::net::TcpStream::connect(daemon.addrs().evaluation)
+        .await
+        .expect("connect");
+    // Promises 100 bytes, sends 10, then waits.
+    stream
+        .write_all(
+            b"POST /flagd.evaluation.v1.Service/ResolveString HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"flagKey\"",
+        )
+        .await
+        .expect("write");
+    let mut response = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut response))
+        .await
+        .expect("an answer within 20 s")
+        .expect("read");
+    let head = String::from_utf8_lossy(&response[..read]).into_owned();
+    // 198aa10 answered 504 (a deadline of the call), which blames the server.
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("deadline_exceeded"), "{head}");
+    daemon.shutdown().await.expect("shutdown");
+}

@@ -1005,3 +1005,29 @@ async fn credentials_in_a_source_url_are_never_shown() {
     );
     daemon.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_body_over_the_document_limit_is_a_failed_poll() {
+    let (addr, _shared) = serve(Served {
+        body: " ".repeat(flagpole::sources::http::MAX_BODY_BYTES + 1),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let url = format!("http://{addr}/flags.json");
+    let lazy = fast(RemoteOptions {
+        lazy: Some(true),
+        ..RemoteOptions::default()
+    });
+    let daemon = flagpole::run(local_config(vec![http_source(&url, lazy)]))
+        .await
+        .expect("a lazy source starts");
+    let line = readyz_line(daemon.addrs().management, &url, "a failed poll", |l| {
+        failures(l) >= 1
+    })
+    .await;
+    assert!(line.contains("last_success=never"), "{line}");
+    assert!(!daemon.readiness().is_ready());
+    daemon.shutdown().await.expect("shutdown");
+}

@@ -91,3 +91,71 @@ fn missing_and_unsupported_files_are_rejected_and_the_binary_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("absent.json"));
 }
+
+#[test]
+fn every_bad_flag_is_reported_not_only_the_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("flags.json");
+    std::fs::write(
+        &file,
+        "{\"flags\": {\n\
+         \"a\": {\"state\": \"ENABLED\", \"variants\": {\"x\": 1}, \"defaultVariant\": \"nope\"},\n\
+         \"b\": {\"state\": \"ENABLED\", \"variants\": [1, 2], \"defaultVariant\": \"x\"},\n\
+         \"c\": {\"state\": \"ENABLED\", \"variants\": {\"x\": 1}, \"defaultVariant\": \"gone\"},\n\
+         \"d\": {\"state\": \"ENABLED\", \"variants\": {\"x\": 1}, \"defaultVariant\": \"x\", \"targetting\": {}}\n}}\n",
+    )
+    .expect("write");
+    let (ok, text) = report(&[&file], false);
+    assert!(!ok, "{text}");
+    // 198aa10 stopped at the first of these.
+    for needle in ["flag `a`", "/flags/b/variants", "flag `c`"] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert!(text.contains("rejected: 3 errors"), "{text}");
+}
+
+#[test]
+fn unknown_flag_fields_warn_and_strict_rejects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("flags.json");
+    std::fs::write(
+        &file,
+        "{\"flags\": {\"f\": {\"state\": \"ENABLED\", \"variants\": {\"on\": true}, \"defaultVariant\": \"on\",\n\
+         \"targetting\": {\"if\": [true, \"on\"]}}}}\n",
+    )
+    .expect("write");
+    let (ok, text) = report(&[&file], false);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(
+            "warning: flag `f` at /flags/f/targetting: unknown field `targetting` is ignored"
+        ),
+        "{text}"
+    );
+    let (ok, text) = report(&[&file], true);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("error: flag `f` at /flags/f/targetting"),
+        "{text}"
+    );
+}
+
+#[test]
+fn targeting_over_a_limit_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("flags.json");
+    let deep = format!("{}true{}", "{\"!\": [".repeat(70), "]}".repeat(70));
+    std::fs::write(
+        &file,
+        format!(
+            "{{\"flags\": {{\"f\": {{\"state\": \"ENABLED\", \"variants\": {{\"on\": true}}, \"defaultVariant\": \"on\", \"targeting\": {deep}}}}}}}"
+        ),
+    )
+    .expect("write");
+    let (ok, text) = report(&[&file], false);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("is rejected: targeting rule is nested deeper than 64 levels"),
+        "{text}"
+    );
+}
