@@ -12,7 +12,7 @@
 //! - [`Snapshot`]: an immutable, cheaply shareable index of the flags of one or more sources, with flagd's
 //!   selector and priority rules.
 //!
-//! - [`file`]: a bounded read of a flag file that refuses FIFOs and devices, the one piece of I/O here,
+//! - [`mod@file`]: a bounded read of a flag file that refuses FIFOs and devices, the one piece of I/O here,
 //!   so that every reader of flag files refuses the same inputs.
 //!
 //! What it deliberately does not do: other I/O, watching, async, wire formats. The daemon and the in-process
