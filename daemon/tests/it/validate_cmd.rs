@@ -144,7 +144,8 @@ fn unknown_flag_fields_warn_and_strict_rejects() {
 fn targeting_over_a_limit_says_why() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("flags.json");
-    let deep = format!("{}true{}", "{\"!\": [".repeat(70), "]}".repeat(70));
+    let list = vec!["1"; 250_001].join(",");
+    let deep = format!("{{\"in\": [{{\"var\": \"k\"}}, [{list}]]}}");
     std::fs::write(
         &file,
         format!(
@@ -155,7 +156,7 @@ fn targeting_over_a_limit_says_why() {
     let (ok, text) = report(&[&file], false);
     assert!(!ok, "{text}");
     assert!(
-        text.contains("is rejected: targeting rule is nested deeper than 64 levels"),
+        text.contains("is rejected: targeting rule has more than 250000 JSON values"),
         "{text}"
     );
 }
