@@ -1,4 +1,4 @@
-//! A stand-in for the testbed's envoy (TESTBED.md §1.6): an h2c reverse proxy that routes gRPC by
+//! A stand-in for the testbed's envoy (`docs/conformance.md#how-it-works`): an h2c reverse proxy that routes gRPC by
 //! `:authority` — anything containing `sync` to the daemon's sync port, everything else to its evaluation
 //! port — and a second listener that answers every request with HTTP 403 (which gRPC clients see as
 //! `PERMISSION_DENIED`), for the `@forbidden` scenarios.

@@ -321,7 +321,7 @@ fn same_json(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Copies the feature files into `into`, rewriting what gherkin 0.16 cannot parse (TESTBED.md 3.3): `\u`
+/// Copies the feature files into `into`, rewriting what gherkin 0.16 cannot parse (`docs/conformance.md#how-it-works`): `\u`
 /// escapes in table cells and `\"` inside cells.
 fn preprocess(from: &Path, into: &Path) -> usize {
     let entries = std::fs::read_dir(from).unwrap_or_else(|e| {

@@ -1021,7 +1021,7 @@ pub fn parse_go_duration(key: &'static str, text: &str) -> Result<Duration, Conf
     Duration::try_from_secs_f64(total).map_err(|_| invalid())
 }
 
-/// Parses one `--uri` (table 1.4 of the flagd inventory).
+/// Parses one `--uri` (the table in `docs/sources.md`).
 pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
     let remote = |provider: RemoteProvider| {
         Err(ConfigError::UnsupportedProvider {

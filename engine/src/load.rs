@@ -1,7 +1,7 @@
 //! Loading flag documents (JSON or YAML) into [`Flag`]s.
 //!
 //! What it owns: turning one document (a file, an HTTP body, a sync payload) into immutable flags, with
-//! flagd 0.16's acceptance rules (`core/pkg/evaluator/json.go`, inventory section 3.3):
+//! flagd 0.16's acceptance rules (`core/pkg/evaluator/json.go`, `docs/compatibility.md#flag-documents`):
 //!
 //! 1. schema validation ([`crate::schema`]): warnings by default, a rejection with [`LoadOptions::strict`];
 //! 2. `$evaluators` inlining: every object that is exactly `{"$ref": "<name>"}` of a defined evaluator is

@@ -1,6 +1,6 @@
 //! An immutable index of the flags of one or more sources, with flagd's selector and priority rules.
 //!
-//! What it owns (inventory sections 2.7, 2.9, 3.4, 3.10):
+//! What it owns (`docs/protocols.md#reading-a-request`, `docs/compatibility.md#sources-and-the-store`):
 //! - identity: a flag is identified by (flagSetId, key); "no flag set" is distinct from `""`;
 //! - priority: a source's position in [`Snapshot::new`]'s list; a later source wins a duplicated identity,
 //!   and within one source the later definition wins;

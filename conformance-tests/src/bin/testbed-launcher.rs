@@ -1,4 +1,4 @@
-//! `testbed-launcher`: the testbed's launchpad as a standalone HTTP server (TESTBED.md §1.4), so any
+//! `testbed-launcher`: the testbed's launchpad as a standalone HTTP server (`docs/conformance.md#how-it-works`), so any
 //! harness (the Go or Java flagd test suites, curl) can drive a flagpole — or flagd — daemon without
 //! containers.
 //!

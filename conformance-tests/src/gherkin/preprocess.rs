@@ -1,5 +1,5 @@
 //! Copies the testbed's feature files into one directory per mode, repairing what gherkin 0.16 (the parser
-//! cucumber-rs 0.23 uses) cannot parse (TESTBED.md §3.3): in table cells, `\u` is not a legal escape (so it
+//! cucumber-rs 0.23 uses) cannot parse (`docs/conformance.md#how-it-works`): in table cells, `\u` is not a legal escape (so it
 //! becomes `\\u`, keeping the text literal) and `\"` is written as a plain `"`.
 //!
 //! Files are found recursively; a file in a subdirectory is flattened to `sub__name.feature`, so that the

@@ -1,4 +1,4 @@
-//! Step definitions for the testbed's provider/daemon vocabulary (TESTBED.md §1.7). Every step is
+//! Step definitions for the testbed's provider/daemon vocabulary (`docs/conformance.md#how-it-works`). Every step is
 //! registered for Given, When and Then, since the feature files use them interchangeably. A step that is
 //! not defined here is skipped by cucumber, and skipped steps fail the run.
 //!

@@ -29,7 +29,7 @@ pub const EVENT_WAIT: Duration = Duration::from_secs(10);
 /// Poll interval while waiting for an event.
 pub const EVENT_POLL: Duration = Duration::from_millis(20);
 
-/// Harness defaults applied before the scenario's own options (TESTBED.md §1.7): a grace period that makes
+/// Harness defaults applied before the scenario's own options (`docs/conformance.md#how-it-works`): a grace period that makes
 /// a 1 s outage stale-only (with room for a slow daemon start on a loaded machine) and a 6 or 8 s outage
 /// stale then error, and a short back-off so reconnection follows the daemon's restart closely.
 pub const HARNESS_RETRY_GRACE_PERIOD_SECS: u64 = 3;

@@ -1,4 +1,4 @@
-//! The testbed launchpad re-implemented in Rust (TESTBED.md §1.4, §3.1): owns a [`Fixture`] directory and
+//! The testbed launchpad re-implemented in Rust (`docs/conformance.md#how-it-works`): owns a [`Fixture`] directory and
 //! one `flagpole` daemon process, and offers the launchpad's operations — start with a named config, stop,
 //! restart after N seconds with the merged flag file removed meanwhile, and change `changing-flag` — as a
 //! library ([`Launcher`]) and over HTTP ([`http`]).

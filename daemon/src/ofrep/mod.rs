@@ -2,7 +2,7 @@
 //!
 //! What it owns: the HTTP routes `POST /ofrep/v1/evaluate/flags/{key}`, `POST /ofrep/v1/evaluate/flags`
 //! (with or without a trailing slash) and `GET /ofrep/v1/configuration`; flagd's response shapes, status codes
-//! and error objects (inventory 2.8, via [`wire`]); request bodies bounded in size and time ([`request`]);
+//! and error objects (`docs/protocols.md#ofrep-port-8016`, via [`wire`]); request bodies bounded in size and time ([`request`]);
 //! entity tags with `304 Not Modified` on bulk evaluation and configuration ([`etag`], beyond flagd 0.16);
 //! CORS as flagd configures it (`crate::transport::cors`, shared with the evaluation port: every origin when
 //! `--cors-origin` is empty; every response header exposed, so browsers can read `ETag`).

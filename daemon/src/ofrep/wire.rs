@@ -1,4 +1,4 @@
-//! OFREP's JSON shapes and flagd's error → HTTP status table for them (inventory 2.5 and 2.8).
+//! OFREP's JSON shapes and flagd's error → HTTP status table for them (`docs/protocols.md#ofrep-port-8016`).
 //!
 //! Success objects leave `value` out when there is none (disabled, code default, a `null` variant) and
 //! `variant` out when empty; `metadata` is always present. Numbers are written the way flagd's Go encoder

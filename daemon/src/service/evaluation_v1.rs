@@ -2,7 +2,7 @@
 //!
 //! v1 cannot say "no value": a code default (no default variant, targeting did not pick one) is
 //! FLAG_NOT_FOUND, and a disabled flag is a success with the zero value, an empty variant and reason
-//! DISABLED (inventory 2.2, 3.11). ResolveAll carries the selector reflection as its metadata and each
+//! DISABLED (`docs/protocols.md#answers-per-protocol`). ResolveAll carries the selector reflection as its metadata and each
 //! flag's metadata. The handler bodies are `v1_shape`'s, shared with schema.v1; this module holds v1's
 //! [`Rules`] and its types.
 

@@ -1,7 +1,7 @@
 //! `flagd.evaluation.v2.Service`: typed resolves and EventStream with v2's optional value and variant.
 //!
 //! A code default answers reason DEFAULT and a disabled flag reason DISABLED, both with value and variant
-//! unset; an empty variant is left out too (inventory 2.3). There is no ResolveAll. The request reading and
+//! unset; an empty variant is left out too (`docs/protocols.md#answers-per-protocol`). There is no ResolveAll. The request reading and
 //! resolving are `handlers`'; this module holds v2's rendering and its types.
 
 use flagpole_engine::Reason;

@@ -1,6 +1,6 @@
 //! The snapshot queries the services use, in one place: single-flag lookup, the ResolveAll selection, the
 //! sync payload and the per-key diff. The engine's [`Snapshot`] implements flagd's selector rules
-//! (inventory 2.9); this module only adapts shapes.
+//! (`docs/protocols.md#reading-a-request`); this module only adapts shapes.
 
 use std::collections::{BTreeMap, BTreeSet};
 

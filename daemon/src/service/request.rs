@@ -28,7 +28,7 @@ pub enum RequestError {
     SelectorEncoding,
 }
 
-/// Whether `-H` header mappings apply (they do not on `schema.v1`, inventory 2.4).
+/// Whether `-H` header mappings apply (they do not on `schema.v1`, `docs/protocols.md#reading-a-request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderMapping {
     /// Apply `-H`.

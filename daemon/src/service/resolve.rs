@@ -262,7 +262,7 @@ pub struct BulkEntry {
     pub metadata: Struct,
 }
 
-/// Evaluates every selected flag for ResolveAll with flagd's inclusion rules (inventory 2.2): flags without
+/// Evaluates every selected flag for ResolveAll with flagd's inclusion rules (`docs/protocols.md#resolveall-v1-and-schemav1`): flags without
 /// a usable default variant are left out, disabled flags come back with a zero value and reason DISABLED,
 /// failed flags with a zero value and reason ERROR. Sorted by key.
 pub fn resolve_all(

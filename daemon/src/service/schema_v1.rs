@@ -1,6 +1,6 @@
 //! The legacy `schema.v1.Service` (deprecated, still used by old clients): v1's RPCs with its own rules.
 //!
-//! Differences from v1 (inventory 2.4): `-H` header mappings are not applied (`-X` is), streams have no
+//! Differences from v1 (`docs/protocols.md#answers-per-protocol`): `-H` header mappings are not applied (`-X` is), streams have no
 //! deadline, `ResolveAll` has no metadata (neither the response's nor each flag's). A code default answers
 //! the zero value with reason DEFAULT: flagd leaks its internal reason `FALLBACK` here, flagpole does not
 //! (docs/protocols.md). A disabled flag is a success with the zero value and reason DISABLED, as on v1. The

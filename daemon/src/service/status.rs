@@ -1,5 +1,5 @@
 //! The one place where evaluation and request errors become gRPC statuses (flagd's `errFormat` table,
-//! inventory 2.5). v1, v2 and schema.v1 share it: they are the same protocol with different fallbacks.
+//! `docs/protocols.md#error--status-one-function-servicestatusgrpc_status`). v1, v2 and schema.v1 share it: they are the same protocol with different fallbacks.
 //!
 //! tonic rejects some requests before a handler runs, with codes flagd does not use: a body that is not
 //! valid protobuf is INTERNAL (flagd: INVALID_ARGUMENT) and a message over the size limit is OUT_OF_RANGE

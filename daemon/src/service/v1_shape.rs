@@ -20,7 +20,7 @@ use super::request::{HeaderMapping, read_eval_request};
 use super::resolve::{BulkEntry, Outcome, Resolution, WireValue, resolve_all};
 use super::status::{Failure, grpc_status};
 
-/// Where v1 and schema.v1 differ (inventory 2.4), beyond ResolveAll's metadata.
+/// Where v1 and schema.v1 differ (`docs/protocols.md#answers-per-protocol`), beyond ResolveAll's metadata.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
     /// Whether `-H` header mappings apply.
@@ -82,7 +82,7 @@ where
 }
 
 /// Renders a typed resolution: a disabled flag is a success with the zero value, an empty variant and reason
-/// DISABLED (inventory 2.2, 3.11); a code default as `code_default` says; a failure is its status.
+/// DISABLED (`docs/protocols.md#answers-per-protocol`); a code default as `code_default` says; a failure is its status.
 fn render<T: WireValue>(
     resolution: Resolution<'_>,
     code_default: CodeDefault,

@@ -5,8 +5,9 @@
 //!
 //! What it owns: starting the daemon binary as a child on free ports with `flagd start`'s flags (so the
 //! command line is exercised as a deployment would use it), running each client program from `clients/`,
-//! and asserting every line it prints against what flagd answers that client (inventory sections 2.2–2.7,
-//! 3.5, 3.11). The client programs only evaluate and report.
+//! and asserting every line it prints against what flagd answers that client
+//! (`docs/protocols.md#answers-per-protocol`, `docs/protocols.md#eventstream-v1-v2-schemav1`). The client
+//! programs only evaluate and report.
 //!
 //! What it does not do: install the clients. `scripts/install-test-clients.sh` does (the test command runs
 //! it first); when a client is missing the test fails and says to run that script — never a silent skip.
@@ -570,7 +571,7 @@ fn expectations(client: Client, mode: Mode) -> BTreeMap<&'static str, Expect> {
             success(json!("basic"), "DEFAULT", "basic"),
         );
     }
-    // Disabled flags (inventory 3.11): a success with reason DISABLED and no variant. Over v2 and in the
+    // Disabled flags (`docs/protocols.md#answers-per-protocol`): a success with reason DISABLED and no variant. Over v2 and in the
     // current in-process engines the value is left out, so the SDK returns the code default; v1 cannot leave
     // it out and sends the zero value.
     let disabled_code_default = Expect {
@@ -688,7 +689,7 @@ fn run_client_checks(client: Client, mode: Mode) {
                 .and_then(Value::as_array)
                 .map(|keys| keys.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            // EventStream announces exactly the keys that changed (inventory 2.6). In-process providers
+            // EventStream announces exactly the keys that changed (`docs/protocols.md#eventstream-v1-v2-schemav1`). In-process providers
             // compute their own change lists from the sync payloads (some list every flag).
             let exact = mode == Mode::Rpc;
             if (exact && announced != ["change-flag"]) || !announced.contains(&"change-flag") {

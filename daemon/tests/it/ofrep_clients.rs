@@ -55,7 +55,7 @@ fn cases() -> Vec<(Value, Value)> {
             json!({"kind": "object", "flag": "object-flag", "default": {}}),
             json!({"flag": "object-flag", "value": {"a": 1, "b": "x"}, "variant": "obj", "reason": "STATIC", "error": null}),
         ),
-        // flagd 0.16 answers a disabled flag with reason DISABLED and no value (inventory 2.8), and so does
+        // flagd 0.16 answers a disabled flag with reason DISABLED and no value (`docs/protocols.md#ofrep-port-8016`), and so does
         // flagpole. These provider releases predate OFREP's optional value (protocol ADR 0006): they report a
         // missing value as GENERAL and return the caller's default — against flagd exactly the same.
         (

@@ -67,7 +67,7 @@ fn cases() -> Vec<(Value, Value)> {
             error("bool-flag", json!("dflt"), "TYPE_MISMATCH"),
         ),
         // flagd 0.16 ResolveAll includes a disabled flag as its type's zero value, variant "" and reason
-        // DISABLED (inventory: disabled-flag evaluation), and the provider hands that on as a success.
+        // DISABLED (`docs/protocols.md#answers-per-protocol`), and the provider hands that on as a success.
         (
             json!({"kind": "boolean", "flag": "disabled-flag", "default": true}),
             ok("disabled-flag", json!(false), "", "DISABLED"),
