@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `daemon/fuzz/` (not a stable API; hidden from the docs).
 //!
 //! What it owns: a [`Harness`] holding the evaluation port's HTTP router (CORS, Connect, gRPC-Web, gRPC)
-//! and the OFREP router over a store with a few flags, built exactly as `run` builds them but without
+//! and the OFREP router over a store with a few flags, built by the same [`Routers`] as `run` but without
 //! sockets, and functions that hand arbitrary bytes to them as request bodies.
 //!
 //! What it does not do: open ports or start sources; it asserts nothing about the answers beyond what the
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
+use crate::routers::{RouterOptions, Routers};
 use crate::service::{ServiceConfig, Services};
 use crate::store::Store;
 
@@ -73,16 +74,16 @@ impl Harness {
             ..ServiceConfig::default()
         };
         let services = Services::new(store, config, CancellationToken::new(), metrics.clone());
-        let evaluation = crate::transport::evaluation_router(
-            services.evaluation_routes().into_axum_router(),
-            &[],
-            MAX_REQUEST_BODY,
-        );
-        let ofrep = crate::ofrep::router(
-            services,
-            metrics,
-            &crate::ofrep::OfrepOptions {
+        let (readiness, _latches) = crate::readiness::Readiness::new(0);
+        let Routers {
+            evaluation, ofrep, ..
+        } = Routers::new(
+            &services,
+            &metrics,
+            &readiness,
+            &RouterOptions {
                 cors_origins: Vec::new(),
+                max_request_body: MAX_REQUEST_BODY,
             },
         );
         Ok(Harness { evaluation, ofrep })

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod metrics;
 pub mod ofrep;
 pub mod readiness;
+pub mod routers;
 mod run;
 pub mod service;
 pub mod sources;

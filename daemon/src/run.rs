@@ -17,21 +17,17 @@
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::routers::{RouterOptions, Routers};
 use crate::service::{ServiceConfig, Services};
 use crate::sources::{self, SourceError};
 use crate::store::Store;
@@ -224,30 +220,20 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         shutdown.clone(),
         metrics.clone(),
     );
-    // gRPC, gRPC-Web and Connect on one listener, with CORS and the body limit (flagd's `MaxBytesHandler`).
     if config.serving.cors_origins.is_empty() {
         tracing::info!(
             "CORS: every origin is allowed on the evaluation port (no --cors-origin, as flagd)"
         );
     }
-    let evaluation_router = crate::transport::evaluation_router(
-        services.evaluation_routes().into_axum_router(),
-        &config.serving.cors_origins,
-        config.max_request_body.map_or(usize::MAX, |bytes| {
-            usize::try_from(bytes).unwrap_or(usize::MAX)
-        }),
-    )
-    .layer(middleware::from_fn_with_state(
-        RequestLog::new(metrics.clone()),
-        record_request,
-    ));
-    let sync_router = services.sync_routes().into_axum_router();
-    let management_router = crate::management::router(readiness.clone(), metrics.clone());
-    let ofrep_router = crate::ofrep::router(
-        services.clone(),
-        metrics.clone(),
-        &crate::ofrep::OfrepOptions {
+    let routers = Routers::new(
+        &services,
+        &metrics,
+        &readiness,
+        &RouterOptions {
             cors_origins: config.serving.cors_origins.clone(),
+            max_request_body: config.max_request_body.map_or(usize::MAX, |bytes| {
+                usize::try_from(bytes).unwrap_or(usize::MAX)
+            }),
         },
     );
 
@@ -270,7 +256,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         "management",
         Listener::Tcp(management),
         None,
-        management_router,
+        routers.management,
         HttpLimits {
             max_connections,
             ..HttpLimits::DEFAULT
@@ -284,7 +270,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         "ofrep",
         Listener::Tcp(ofrep),
         tls.clone().filter(|_| config.ofrep_tls),
-        ofrep_router,
+        routers.ofrep,
         limits,
         shutdown.clone(),
     ));
@@ -292,10 +278,11 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         "evaluation",
         evaluation,
         tls.clone(),
-        evaluation_router,
+        routers.evaluation,
         limits,
         shutdown.clone(),
     ));
+    let sync_router = routers.sync;
     servers.spawn({
         let readiness = readiness.clone();
         let shutdown = shutdown.clone();
@@ -530,40 +517,4 @@ fn server_failure(
             source: std::io::Error::other(join.to_string()),
         }),
     }
-}
-
-/// Per-request bookkeeping on the evaluation port: the duration histogram and, at debug level, one line
-/// per request with an id (never the request body, so never context values).
-#[derive(Debug, Clone)]
-struct RequestLog {
-    metrics: Metrics,
-    next_id: Arc<AtomicU64>,
-}
-
-impl RequestLog {
-    fn new(metrics: Metrics) -> Self {
-        RequestLog {
-            metrics,
-            next_id: Arc::new(AtomicU64::new(1)),
-        }
-    }
-}
-
-async fn record_request(State(log): State<RequestLog>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let id = log.next_id.fetch_add(1, Ordering::Relaxed);
-    let response = next.run(request).await;
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    log.metrics.record_http_request(
-        crate::metrics::evaluation_route(&path),
-        method.as_str(),
-        status,
-        "http",
-        elapsed,
-    );
-    tracing::debug!(request_id = id, %path, status, elapsed_us = elapsed.as_micros() as u64, "request");
-    response
 }

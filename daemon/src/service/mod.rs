@@ -49,9 +49,6 @@ pub use sync::SyncService;
 /// How long an EventStream may stay silent before flagd sends `keep_alive`.
 pub const DEFAULT_EVENT_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// The largest request message the services decode (flagd's `--max-request-body` default, 1 MB).
-pub const DEFAULT_MAX_REQUEST_BODY: usize = 1024 * 1024;
-
 /// Everything the services need from the configuration. Built by `crate::config`; nothing here still needs
 /// parsing.
 #[derive(Debug, Clone)]
@@ -84,7 +81,8 @@ impl Default for ServiceConfig {
             disable_sync_metadata: false,
             fractional: FractionalAlgorithm::default(),
             event_keep_alive: DEFAULT_EVENT_KEEP_ALIVE,
-            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            // flagd's `--max-request-body` default: the one constant, in `config`.
+            max_request_body: crate::config::DEFAULT_MAX_REQUEST_BYTES as usize,
         }
     }
 }

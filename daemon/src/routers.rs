@@ -1,0 +1,109 @@
+//! The daemon's four HTTP surfaces, built in one place: the evaluation port (gRPC, gRPC-Web, Connect, with
+//! CORS, the body limits and the request histogram), OFREP, sync and management. `run` serves them, and the
+//! fuzz harness ([`crate::fuzzing`]) drives the same routers without sockets, so the two cannot drift.
+//!
+//! What it does not do: bind, serve or choose TLS (the runtime and [`crate::transport`] do).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::service::Services;
+
+/// What shapes the routers beyond the services themselves.
+#[derive(Debug, Clone, Default)]
+pub struct RouterOptions {
+    /// `--cors-origin` (empty: every origin, as flagd).
+    pub cors_origins: Vec<String>,
+    /// `--max-request-body` for the HTTP protocols on the evaluation port (`usize::MAX`: no limit).
+    pub max_request_body: usize,
+}
+
+/// The routers of the four ports.
+#[derive(Debug, Clone)]
+pub struct Routers {
+    /// Port 8013: gRPC, gRPC-Web and Connect for every evaluation service.
+    pub evaluation: Router,
+    /// Port 8016: OFREP.
+    pub ofrep: Router,
+    /// Port 8015: the sync service.
+    pub sync: Router,
+    /// Port 8014: `/healthz`, `/readyz`, `/metrics`, gRPC health.
+    pub management: Router,
+}
+
+impl Routers {
+    /// Builds every router over `services`.
+    pub fn new(
+        services: &Services,
+        metrics: &Metrics,
+        readiness: &Readiness,
+        options: &RouterOptions,
+    ) -> Routers {
+        let evaluation = crate::transport::evaluation_router(
+            services.evaluation_routes().into_axum_router(),
+            &options.cors_origins,
+            options.max_request_body,
+        )
+        .layer(middleware::from_fn_with_state(
+            RequestLog::new(metrics.clone()),
+            record_request,
+        ));
+        let ofrep = crate::ofrep::router(
+            services.clone(),
+            metrics.clone(),
+            &crate::ofrep::OfrepOptions {
+                cors_origins: options.cors_origins.clone(),
+            },
+        );
+        Routers {
+            evaluation,
+            ofrep,
+            sync: services.sync_routes().into_axum_router(),
+            management: crate::management::router(readiness.clone(), metrics.clone()),
+        }
+    }
+}
+
+/// Per-request bookkeeping on the evaluation port: the duration histogram and, at debug level, one line
+/// per request with an id (never the request body, so never context values).
+#[derive(Debug, Clone)]
+struct RequestLog {
+    metrics: Metrics,
+    next_id: Arc<AtomicU64>,
+}
+
+impl RequestLog {
+    fn new(metrics: Metrics) -> Self {
+        RequestLog {
+            metrics,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+async fn record_request(State(log): State<RequestLog>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let id = log.next_id.fetch_add(1, Ordering::Relaxed);
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    log.metrics.record_http_request(
+        crate::metrics::evaluation_route(&path),
+        method.as_str(),
+        status,
+        "http",
+        elapsed,
+    );
+    tracing::debug!(request_id = id, %path, status, elapsed_us = elapsed.as_micros() as u64, "request");
+    response
+}
