@@ -63,6 +63,17 @@ impl Flag {
     pub fn has_targeting(&self) -> bool {
         self.targeting.is_some()
     }
+
+    /// Whether two flags are defined alike: state, default variant, variants, targeting and metadata (what
+    /// a change event announces a difference in). The key and the flag set are the caller's to compare.
+    pub fn same_definition(&self, other: &Flag) -> bool {
+        std::ptr::eq(self, other)
+            || (self.state_raw == other.state_raw
+                && self.default_variant == other.default_variant
+                && self.variants == other.variants
+                && self.raw_targeting == other.raw_targeting
+                && self.metadata == other.metadata)
+    }
 }
 
 /// A JSON value kept as its compact text (keys sorted, as `serde_json` writes a [`Value`]): a few bytes

@@ -306,16 +306,7 @@ impl Snapshot {
 }
 
 fn same_definition(a: &Record, b: &Record) -> bool {
-    if Arc::ptr_eq(&a.flag, &b.flag) && a.source == b.source {
-        return true;
-    }
-    let (x, y) = (&a.flag, &b.flag);
-    a.source == b.source
-        && x.state_raw == y.state_raw
-        && x.default_variant == y.default_variant
-        && x.variants == y.variants
-        && x.raw_targeting == y.raw_targeting
-        && x.metadata == y.metadata
+    a.source == b.source && a.flag.same_definition(&b.flag)
 }
 
 fn write_flag(out: &mut Vec<u8>, record: &Record) {

@@ -1,9 +1,10 @@
 //! The flagd wire contract as Rust types.
 //!
 //! The `.proto` files under `proto/proto/` are flagpole's own, written from the published field tables; they
-//! are compiled at build time by `protox` (pure Rust), so building needs no `protoc`. This crate owns nothing
-//! but the generated code: conversions between `google.protobuf.Struct` and engine values live at the edges
-//! (daemon, provider).
+//! are compiled at build time by `protox` (pure Rust), so building needs no `protoc`. This crate owns the
+//! generated code, the daemon's lean codec ([`codec`]) and the one `google.protobuf.Struct` ⇄ JSON converter
+//! ([`json`]) that the daemon and the provider share; conversions to engine or OpenFeature values live at
+//! the edges (daemon, provider).
 #![forbid(unsafe_code)]
 #![allow(clippy::all, missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod schema_v1 {
 }
 
 pub mod codec;
+pub mod json;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every `.proto` file above (for JSON mapping by
 /// reflection, as the daemon's Connect protocol does).

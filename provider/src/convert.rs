@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use flagpole_proto::json::NonFinite;
 use open_feature::{
     EvaluationContext, EvaluationContextFieldValue, FlagMetadata, FlagMetadataValue, StructValue,
     Value,
@@ -134,26 +135,11 @@ pub fn json_to_metadata(map: &Map<String, Json>) -> FlagMetadata {
     out
 }
 
-/// A protobuf `Struct` as a JSON object.
+/// A protobuf `Struct` from a server as a JSON object: a number JSON cannot hold (NaN, an infinity) reads as
+/// `null` ([`flagpole_proto::json`]; no depth limit beyond what protobuf decoding already bounds).
 pub fn struct_to_json(value: &prost_types::Struct) -> Map<String, Json> {
-    value
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), proto_value_to_json(v)))
-        .collect()
-}
-
-fn proto_value_to_json(value: &prost_types::Value) -> Json {
-    match &value.kind {
-        None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(Kind::NumberValue(n)) => Number::from_f64(*n).map_or(Json::Null, Json::Number),
-        Some(Kind::StringValue(s)) => Json::String(s.clone()),
-        Some(Kind::ListValue(list)) => {
-            Json::Array(list.values.iter().map(proto_value_to_json).collect())
-        }
-        Some(Kind::StructValue(s)) => Json::Object(struct_to_json(s)),
-    }
+    flagpole_proto::json::struct_to_json(value.clone(), usize::MAX, NonFinite::Null)
+        .unwrap_or_default()
 }
 
 /// A protobuf `Struct` as an OpenFeature struct (numbers are `Float`s: protobuf has only doubles).
@@ -181,29 +167,7 @@ pub fn struct_to_metadata(value: &prost_types::Struct) -> FlagMetadata {
     out
 }
 
-/// A JSON object as a protobuf `Struct`.
-pub fn json_to_struct(map: &Map<String, Json>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: map
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_proto_value(v)))
-            .collect(),
-    }
-}
-
-fn json_to_proto_value(value: &Json) -> prost_types::Value {
-    let kind = match value {
-        Json::Null => Kind::NullValue(0),
-        Json::Bool(b) => Kind::BoolValue(*b),
-        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.iter().map(json_to_proto_value).collect(),
-        }),
-        Json::Object(map) => Kind::StructValue(json_to_struct(map)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
+pub use flagpole_proto::json::json_to_struct;
 
 #[cfg(test)]
 mod tests {

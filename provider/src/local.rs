@@ -46,7 +46,7 @@ impl FlagSet {
         let mut keys = BTreeSet::new();
         for (key, flag) in &self.flags {
             match old.flags.get(key) {
-                Some(previous) if same_definition(previous, flag) => {}
+                Some(previous) if previous.same_definition(flag) => {}
                 _ => {
                     keys.insert(key.to_string());
                 }
@@ -60,14 +60,6 @@ impl FlagSet {
         );
         keys.into_iter().collect()
     }
-}
-
-fn same_definition(a: &Flag, b: &Flag) -> bool {
-    a.state_raw == b.state_raw
-        && a.default_variant == b.default_variant
-        && a.variants == b.variants
-        && a.raw_targeting == b.raw_targeting
-        && a.metadata == b.metadata
 }
 
 /// What evaluations read: the flags and the sync context, replaced together.

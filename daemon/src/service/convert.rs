@@ -3,9 +3,10 @@
 //! Incoming Structs come from clients: conversion is fallible (NaN and infinities have no JSON form, nesting
 //! is bounded) and never panics. Outgoing values come from loaded flags and are always representable.
 
+use flagpole_proto::json::{self, NonFinite, StructError};
 use prost_types::value::Kind;
-use prost_types::{ListValue, Struct, Value as ProtoValue};
-use serde_json::{Map, Number, Value};
+use prost_types::{Struct, Value as ProtoValue};
+use serde_json::{Map, Value};
 
 /// The deepest nesting of Structs and lists accepted in a request context (the top-level Struct is depth 1).
 /// flagd has no such limit. Each level is two protobuf messages (Value, Struct), and prost stops decoding at
@@ -27,90 +28,19 @@ pub enum ConvertError {
     TooDeep,
 }
 
-/// Converts a request Struct (absent means empty) to a JSON object.
+/// Converts a request Struct (absent means empty) to a JSON object: a NaN or an infinity is rejected
+/// with its path, nesting beyond [`MAX_STRUCT_DEPTH`] too ([`flagpole_proto::json`]).
 pub fn struct_to_json(s: Option<Struct>) -> Result<Map<String, Value>, ConvertError> {
-    match s {
-        None => Ok(Map::new()),
-        Some(s) => fields_to_json(s, 1, &mut String::new()),
-    }
-}
-
-fn fields_to_json(
-    s: Struct,
-    depth: usize,
-    path: &mut String,
-) -> Result<Map<String, Value>, ConvertError> {
-    if depth > MAX_STRUCT_DEPTH {
-        return Err(ConvertError::TooDeep);
-    }
-    let mut out = Map::new();
-    for (key, value) in s.fields {
-        let len = path.len();
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(&key);
-        let json = value_to_json(value, depth, path)?;
-        path.truncate(len);
-        out.insert(key, json);
-    }
-    Ok(out)
-}
-
-fn value_to_json(
-    value: ProtoValue,
-    depth: usize,
-    path: &mut String,
-) -> Result<Value, ConvertError> {
-    Ok(match value.kind {
-        // Go's structpb maps an unset kind to nil, as flagd sees it.
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(b),
-        Some(Kind::StringValue(s)) => Value::String(s),
-        Some(Kind::NumberValue(n)) => Value::Number(
-            Number::from_f64(n).ok_or_else(|| ConvertError::NonFinite { path: path.clone() })?,
-        ),
-        Some(Kind::StructValue(s)) => Value::Object(fields_to_json(s, depth + 1, path)?),
-        Some(Kind::ListValue(list)) => {
-            if depth + 1 > MAX_STRUCT_DEPTH {
-                return Err(ConvertError::TooDeep);
-            }
-            let mut items = Vec::with_capacity(list.values.len());
-            for (i, item) in list.values.into_iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                items.push(value_to_json(item, depth + 1, path)?);
-                path.truncate(len);
-            }
-            Value::Array(items)
-        }
+    let Some(s) = s else {
+        return Ok(Map::new());
+    };
+    json::struct_to_json(s, MAX_STRUCT_DEPTH, NonFinite::Reject).map_err(|error| match error {
+        StructError::NonFinite { path } => ConvertError::NonFinite { path },
+        StructError::TooDeep => ConvertError::TooDeep,
     })
 }
 
-/// Converts a JSON object (flag metadata, an object variant) to a Struct.
-pub fn json_to_struct(map: &Map<String, Value>) -> Struct {
-    Struct {
-        fields: map
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_value(v)))
-            .collect(),
-    }
-}
-
-/// Converts a JSON value to a protobuf Value.
-pub fn json_to_value(value: &Value) -> ProtoValue {
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(json_to_value).collect(),
-        }),
-        Value::Object(map) => Kind::StructValue(json_to_struct(map)),
-    };
-    ProtoValue { kind: Some(kind) }
-}
+pub use flagpole_proto::json::{json_to_struct, json_to_value};
 
 /// A Struct of string values (the `-X` values as `sync_context` and `GetMetadata`).
 pub fn strings_to_struct<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> Struct {
@@ -132,6 +62,7 @@ pub fn strings_to_struct<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost_types::ListValue;
     use serde_json::json;
 
     fn num(n: f64) -> ProtoValue {
