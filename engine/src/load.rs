@@ -27,7 +27,8 @@ use std::sync::{Arc, LazyLock};
 use serde_json::{Map, Value};
 
 use crate::model::{Flag, FlagState, Metadata, RawJson, Variants};
-use crate::schema::{self, SchemaKind};
+pub use crate::schema::Warning;
+use crate::schema::{self, SchemaKind, escape_pointer};
 use crate::targeting::{Rule, RuleError};
 
 /// Largest document accepted, in bytes (64 MiB: about 200,000 typical flags).
@@ -75,30 +76,6 @@ impl Format {
 pub struct LoadOptions {
     /// Reject documents with schema violations instead of warning (flagd warns).
     pub strict: bool,
-}
-
-/// A schema violation that did not stop the document from loading.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    /// The flag it concerns, if any.
-    pub flag: Option<String>,
-    /// JSON pointer into the document.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.flag {
-            Some(flag) => write!(f, "flag `{flag}` at {}: {}", self.path, self.message),
-            None => write!(f, "at {}: {}", display_path(&self.path), self.message),
-        }
-    }
-}
-
-fn display_path(path: &str) -> &str {
-    if path.is_empty() { "/" } else { path }
 }
 
 /// A loaded document.
@@ -1204,11 +1181,6 @@ fn type_name(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// Escapes a key for a JSON pointer (RFC 6901).
-pub(crate) fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// Finds where things are defined in the text, cheaply and approximately (only used for error messages).

@@ -15,9 +15,9 @@
 //! What it does not do: reject anything. [`crate::load`] decides whether a violation is a warning (flagd's
 //! behaviour, the default) or a rejection (strict mode).
 
-use serde_json::{Map, Value};
+use std::fmt;
 
-use crate::load::{Warning, escape_pointer};
+use serde_json::{Map, Value};
 
 const ROOT: Ptr<'static> = Ptr::ROOT;
 
@@ -584,6 +584,35 @@ pub fn is_sem_ver(s: &str) -> bool {
                 .all(|p| ident(p) && (numeric(p) || p.bytes().any(|b| !b.is_ascii_digit())))
         })
         && build.is_none_or(|build| build.split('.').all(ident))
+}
+
+/// A schema violation (a warning unless the load is strict), or an unknown flag field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The flag it concerns, if any.
+    pub flag: Option<String>,
+    /// JSON pointer into the document.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.flag {
+            Some(flag) => write!(f, "flag `{flag}` at {}: {}", self.path, self.message),
+            None => write!(f, "at {}: {}", display_path(&self.path), self.message),
+        }
+    }
+}
+
+fn display_path(path: &str) -> &str {
+    if path.is_empty() { "/" } else { path }
+}
+
+/// Escapes a key for a JSON pointer (RFC 6901).
+pub(crate) fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]
