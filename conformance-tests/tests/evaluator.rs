@@ -11,12 +11,12 @@
 //!
 //! Run with `cargo test -p flagpole-conformance --test evaluator` (a `harness = false` target).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use cucumber::gherkin::Step;
-use cucumber::{World, event, given, parser, then, when, writer};
+use cucumber::{World, given, then, when, writer};
+use flagpole_conformance::gherkin::tally::Tally;
 use flagpole_engine::evaluate::TypedValue;
 use flagpole_engine::{
     Context, EvalOptions, Format, FractionalAlgorithm, LoadOptions, Reason, Selector, Snapshot,
@@ -321,8 +321,8 @@ fn same_json(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Copies the feature files into `into`, rewriting what gherkin 0.16 cannot parse (`docs/conformance.md#how-it-works`): `\u`
-/// escapes in table cells and `\"` inside cells.
+/// Copies the feature files into `into`, with the table repairs the gherkin suite uses too
+/// ([`flagpole_conformance::gherkin::preprocess::repair`], `docs/conformance.md#how-it-works`).
 fn preprocess(from: &Path, into: &Path) -> usize {
     let entries = std::fs::read_dir(from).unwrap_or_else(|e| {
         panic!(
@@ -336,7 +336,7 @@ fn preprocess(from: &Path, into: &Path) -> usize {
         if path.extension().is_some_and(|e| e == "feature") {
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let text = text.replace("\\u", "\\\\u").replace("\\\"", "\"");
+            let text = flagpole_conformance::gherkin::preprocess::repair(&text);
             let name = path.file_name().expect("a file has a name");
             std::fs::write(into.join(name), text).expect("cannot write the feature copy");
             count += 1;
@@ -344,101 +344,6 @@ fn preprocess(from: &Path, into: &Path) -> usize {
     }
     count
 }
-
-/// A writer that passes every event on and, after the inner writer's summary, prints
-/// `N passed, N failed` counting scenarios (a scenario fails when any of its steps or hooks fails or is
-/// skipped; each parsing error counts as one failure).
-struct Tally<Wr> {
-    inner: Wr,
-    finished: usize,
-    failed: HashSet<(PathBuf, usize, usize)>,
-    parsing_errors: usize,
-}
-
-impl<Wr> Tally<Wr> {
-    fn new(inner: Wr) -> Self {
-        Tally {
-            inner,
-            finished: 0,
-            failed: HashSet::new(),
-            parsing_errors: 0,
-        }
-    }
-
-    fn observe<W>(&mut self, event: &parser::Result<event::Event<event::Cucumber<W>>>) {
-        let Ok(event) = event else {
-            self.parsing_errors += 1;
-            return;
-        };
-        let event::Cucumber::Feature(feature, feature_event) = &event.value else {
-            return;
-        };
-        let (scenario, scenario_event) = match feature_event {
-            event::Feature::Scenario(scenario, e) => (scenario, &e.event),
-            event::Feature::Rule(_, event::Rule::Scenario(scenario, e)) => (scenario, &e.event),
-            _ => return,
-        };
-        let id = (
-            feature.path.clone().unwrap_or_default(),
-            scenario.position.line,
-            scenario.position.col,
-        );
-        match scenario_event {
-            event::Scenario::Finished => self.finished += 1,
-            event::Scenario::Step(_, event::Step::Failed(..) | event::Step::Skipped)
-            | event::Scenario::Background(_, event::Step::Failed(..) | event::Step::Skipped)
-            | event::Scenario::Hook(_, event::Hook::Failed(..)) => {
-                self.failed.insert(id);
-            }
-            _ => {}
-        }
-    }
-}
-
-impl<W: cucumber::World, Wr: cucumber::Writer<W>> cucumber::Writer<W> for Tally<Wr> {
-    type Cli = Wr::Cli;
-
-    async fn handle_event(
-        &mut self,
-        event: parser::Result<event::Event<event::Cucumber<W>>>,
-        cli: &Self::Cli,
-    ) {
-        self.observe(&event);
-        let done = matches!(&event, Ok(e) if matches!(e.value, event::Cucumber::Finished));
-        self.inner.handle_event(event, cli).await;
-        if done {
-            let failed = self.failed.len() + self.parsing_errors;
-            let passed = self.finished.saturating_sub(self.failed.len());
-            println!("{passed} passed, {failed} failed");
-        }
-    }
-}
-
-impl<W, Wr: cucumber::writer::Stats<W>> cucumber::writer::Stats<W> for Tally<Wr>
-where
-    Self: cucumber::Writer<W>,
-{
-    fn passed_steps(&self) -> usize {
-        self.inner.passed_steps()
-    }
-    fn skipped_steps(&self) -> usize {
-        self.inner.skipped_steps()
-    }
-    fn failed_steps(&self) -> usize {
-        self.inner.failed_steps()
-    }
-    fn retried_steps(&self) -> usize {
-        self.inner.retried_steps()
-    }
-    fn parsing_errors(&self) -> usize {
-        self.inner.parsing_errors()
-    }
-    fn hook_errors(&self) -> usize {
-        self.inner.hook_errors()
-    }
-}
-
-impl<Wr: cucumber::writer::Normalized> cucumber::writer::Normalized for Tally<Wr> {}
 
 fn main() {
     let features = tempfile::tempdir().expect("cannot create a temporary directory");
@@ -453,7 +358,11 @@ fn main() {
     }
 
     use cucumber::WriterExt as _;
-    let writer = Tally::new(writer::Basic::stdout().summarized().fail_on_skipped());
+    // The shared tally: a per-file table, then `N passed, N failed` (scenarios) as the last line.
+    let writer = Tally::new(
+        writer::Basic::stdout().summarized().fail_on_skipped(),
+        Box::new(std::io::stdout()),
+    );
     let run = EvaluatorWorld::cucumber()
         .with_writer(writer)
         // No command-line parsing: `cargo test` passes libtest arguments (`--nocapture`, name filters) to
