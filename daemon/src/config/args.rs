@@ -1,0 +1,287 @@
+//! The low-level command line: clap's definitions of `flagpole start | validate | version`, every
+//! `flagd start` flag with its short letter, default and `FLAGD_*` variable, all optional (defaults are
+//! applied in [`super`] after the config file), and the generated `docs/cli.md`.
+//!
+//! What it does not do: interpret a value (the high-level [`super::Config`] does).
+
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+/// flagpole: a drop-in replacement for the flagd feature-flag daemon.
+#[derive(Debug, Parser)]
+#[command(name = "flagpole", version, about, long_about = None, max_term_width = 100)]
+pub struct Args {
+    /// Config file (JSON or YAML) keyed by the long flag names of `start`, with `sources` as an array.
+    /// Values given as flags or `FLAGD_*` variables take precedence over the file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Debug logging, with per-request fields (flag key, context keys; never context values).
+    #[arg(short = 'x', long, global = true, env = "FLAGD_DEBUG", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub debug: Option<bool>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Args {
+    /// The clap command, with environment values hidden from `--help` (so help never shows a secret and
+    /// `docs/cli.md` does not depend on the environment).
+    pub fn command_for_help() -> clap::Command {
+        let hide = |arg: clap::Arg| arg.hide_env_values(true);
+        let mut command = Args::command().mut_args(hide);
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        for name in names {
+            command = command.mut_subcommand(name, |sub| sub.mut_args(hide));
+        }
+        command
+    }
+
+    /// Parses the process arguments (help and version requests come back as clap errors to print).
+    pub fn parse_from_env() -> Result<Args, clap::Error> {
+        let matches = Args::command_for_help().try_get_matches()?;
+        Args::from_arg_matches(&matches)
+    }
+
+    /// `docs/cli.md`: the `--help` text of every command, at a fixed width.
+    pub fn markdown_reference() -> String {
+        let mut command = Args::command_for_help()
+            .term_width(100)
+            .bin_name("flagpole");
+        command.build();
+        let mut out = String::from(
+            "# flagpole command line\n\n\
+             Generated from `--help` by `cargo test -p flagpole --test it cli_docs` \
+             (set `FLAGPOLE_UPDATE_DOCS=1` to rewrite it). Every `start` flag also reads the `FLAGD_*` \
+             variable shown, and the same long names are the keys of a `--config` file (JSON or YAML, \
+             `sources` as an array). Precedence: flag, then variable, then config file, then default.\n",
+        );
+        let mut sections = vec![(
+            "flagpole".to_owned(),
+            command.render_long_help().to_string(),
+        )];
+        for sub in command.get_subcommands_mut() {
+            let name = format!("flagpole {}", sub.get_name());
+            sections.push((name, sub.render_long_help().to_string()));
+        }
+        for (name, help) in sections {
+            out.push_str(&format!(
+                "\n## `{name}`\n\n```text\n{}\n```\n",
+                help.trim_end()
+            ));
+        }
+        out
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the daemon (accepts every `flagd start` flag).
+    Start(Box<StartArgs>),
+    /// Check flag files offline: print every problem with file, line and column; exit 1 if any file is
+    /// rejected.
+    Validate(ValidateArgs),
+    /// Print the version.
+    Version,
+}
+
+/// `flagpole validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Flag files (.json, .yaml, .yml).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Also reject files with schema violations (otherwise reported as warnings, as the daemon loads them).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// `flagpole start`: every `flagd start` flag. Flags marked "not effective yet" are accepted and checked so
+/// that existing command lines work, and a warning at start says they have no effect.
+#[derive(Debug, Default, clap::Args)]
+pub struct StartArgs {
+    /// Evaluation port: gRPC (flagd.evaluation.v1, v2, schema.v1). [default: 8013]
+    #[arg(short = 'p', long, env = "FLAGD_PORT")]
+    pub port: Option<u16>,
+
+    /// Management port: /healthz, /readyz, /metrics and gRPC health. [default: 8014]
+    #[arg(short = 'm', long, env = "FLAGD_MANAGEMENT_PORT")]
+    pub management_port: Option<u16>,
+
+    /// Sync port: flagd.sync.v1.FlagSyncService. [default: 8015]
+    #[arg(short = 'g', long, env = "FLAGD_SYNC_PORT")]
+    pub sync_port: Option<u16>,
+
+    /// OFREP port: the OpenFeature Remote Evaluation Protocol over HTTP. [default: 8016]
+    #[arg(short = 'r', long, env = "FLAGD_OFREP_PORT")]
+    pub ofrep_port: Option<u16>,
+
+    /// Serve OFREP over TLS with the --server-cert-path/--server-key-path pair (flagpole only: flagd serves
+    /// OFREP in plain HTTP). [default: false]
+    #[arg(long, env = "FLAGD_OFREP_TLS", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub ofrep_tls: Option<bool>,
+
+    /// Serve evaluation on this unix socket instead of the TCP port.
+    #[arg(short = 'd', long, env = "FLAGD_SOCKET_PATH", value_name = "PATH")]
+    pub socket_path: Option<String>,
+
+    /// Serve sync on this unix socket instead of the TCP port.
+    #[arg(short = 'e', long, env = "FLAGD_SYNC_SOCKET_PATH", value_name = "PATH")]
+    pub sync_socket_path: Option<String>,
+
+    /// TLS certificate for the evaluation and sync ports; TLS applies only when the key is set too.
+    #[arg(short = 'c', long, env = "FLAGD_SERVER_CERT_PATH", value_name = "PATH")]
+    pub server_cert_path: Option<String>,
+
+    /// TLS key for the evaluation and sync ports.
+    #[arg(short = 'k', long, env = "FLAGD_SERVER_KEY_PATH", value_name = "PATH")]
+    pub server_key_path: Option<String>,
+
+    /// Flag source URI; repeat for several sources (a later one wins a duplicated flag). `file:PATH` or a
+    /// bare path (.json, .yaml, .yml), `http(s)://URL` (polled every 5 s), `grpc(s)://HOST:PORT` or
+    /// `envoy://HOST:PORT/AUTHORITY` (a flagd.sync.v1 upstream), `core.openfeature.dev/NAMESPACE/NAME` (a
+    /// watched FeatureFlag resource). Comma-separated lists are split, as flagd does.
+    #[arg(short = 'f', long, env = "FLAGD_URI", value_name = "URI")]
+    pub uri: Vec<String>,
+
+    /// Sources as a JSON array of {"uri", "provider", ...} (every key: docs/sources.md); they come after the
+    /// --uri sources in priority.
+    #[arg(short = 's', long, env = "FLAGD_SOURCES", value_name = "JSON")]
+    pub sources: Option<String>,
+
+    /// Allowed CORS origins on the evaluation and OFREP ports, `*` for all, one `*` wildcard per pattern;
+    /// empty allows all, as in flagd.
+    #[arg(short = 'C', long, env = "FLAGD_CORS_ORIGIN", value_name = "ORIGIN")]
+    pub cors_origin: Vec<String>,
+
+    /// Log format on stderr: console or json. [default: console]
+    #[arg(short = 'z', long, env = "FLAGD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Metrics exporter: empty for Prometheus on /metrics, `otel` for OTLP push (not effective yet).
+    #[arg(
+        short = 't',
+        long,
+        env = "FLAGD_METRICS_EXPORTER",
+        value_name = "EXPORTER"
+    )]
+    pub metrics_exporter: Option<String>,
+
+    /// OpenTelemetry collector URI for OTLP metrics and traces (not effective yet).
+    #[arg(
+        short = 'o',
+        long,
+        env = "FLAGD_OTEL_COLLECTOR_URI",
+        value_name = "URI"
+    )]
+    pub otel_collector_uri: Option<String>,
+
+    /// Accepted and ignored: flagd parses it but nothing reads it.
+    #[arg(short = 'D', long, env = "FLAGD_OTEL_CERT_PATH", value_name = "PATH")]
+    pub otel_cert_path: Option<String>,
+
+    /// Accepted and ignored: flagd parses it but nothing reads it.
+    #[arg(short = 'K', long, env = "FLAGD_OTEL_KEY_PATH", value_name = "PATH")]
+    pub otel_key_path: Option<String>,
+
+    /// Accepted and ignored: flagd parses it but nothing reads it.
+    #[arg(short = 'A', long, env = "FLAGD_OTEL_CA_PATH", value_name = "PATH")]
+    pub otel_ca_path: Option<String>,
+
+    /// Accepted and ignored: flagd parses it but nothing reads it. [default: 1h]
+    #[arg(short = 'I', long, value_name = "DURATION")]
+    pub otel_reload_interval: Option<String>,
+
+    /// Static evaluation context, `key=value` pairs, comma-separated or repeated (`-X a=1,b=2 -X c=3`); all
+    /// values are strings. Also sent as the sync context and by GetMetadata.
+    #[arg(
+        short = 'X',
+        long,
+        env = "FLAGD_CONTEXT_VALUE",
+        value_name = "KEY=VALUE"
+    )]
+    pub context_value: Vec<String>,
+
+    /// Context from request headers, `Header-Name=contextKey` (header matched case-insensitively),
+    /// comma-separated or repeated.
+    #[arg(
+        short = 'H',
+        long,
+        env = "FLAGD_CONTEXT_FROM_HEADER",
+        value_name = "HEADER=KEY"
+    )]
+    pub context_from_header: Vec<String>,
+
+    /// Server-side deadline of EventStream and SyncFlags streams, as a Go duration (`30s`, `1h30m`); 0 for
+    /// none. [default: 0]
+    #[arg(long, env = "FLAGD_STREAM_DEADLINE", value_name = "DURATION")]
+    pub stream_deadline: Option<String>,
+
+    /// GetMetadata answers UNIMPLEMENTED. [default: false]
+    #[arg(long, env = "FLAGD_DISABLE_SYNC_METADATA", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub disable_sync_metadata: Option<bool>,
+
+    /// Largest request body, in bytes; 0 for no limit. [default: 1000000]
+    #[arg(
+        short = 'B',
+        long,
+        env = "FLAGD_MAX_REQUEST_BODY",
+        value_name = "BYTES"
+    )]
+    pub max_request_body: Option<u64>,
+
+    /// Largest request header block, in bytes; 0 for the default. [default: 1000000]
+    #[arg(
+        short = 'R',
+        long,
+        env = "FLAGD_MAX_REQUEST_HEADER",
+        value_name = "BYTES"
+    )]
+    pub max_request_header: Option<u64>,
+
+    /// Sync server keep-alive enforcement: the shortest ping interval a client may use (accepted, not
+    /// enforced: hyper's HTTP/2 server has no ping policy). [default: 30s]
+    #[arg(long, env = "FLAGD_KEEP_ALIVE_MIN_TIME", value_name = "DURATION")]
+    pub keep_alive_min_time: Option<String>,
+
+    /// Sync server keep-alive enforcement: allow pings with no open stream (accepted, not enforced).
+    /// [default: true]
+    #[arg(long, env = "FLAGD_KEEP_ALIVE_PERMIT_WITHOUT_STREAM", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub keep_alive_permit_without_stream: Option<bool>,
+
+    /// flagpole: open connections allowed per listener (evaluation, OFREP, sync, management); further
+    /// connections are closed at once. Lowered to a quarter of the open-file limit (less 256) when that is
+    /// smaller. [default: 10000]
+    #[arg(long, env = "FLAGD_MAX_CONNECTIONS", value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+
+    /// flagpole: reject flag files with schema violations (flagd only warns). [default: false]
+    #[arg(long, env = "FLAGD_STRICT", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub strict: Option<bool>,
+
+    /// flagpole: `fractional` bucketing, v2 (flagd 0.16) or v3 (typed encoding, testbed @fractional-v3).
+    /// [default: v2]
+    #[arg(long, env = "FLAGD_FRACTIONAL_ALGORITHM", value_name = "VERSION")]
+    pub fractional_algorithm: Option<FractionalArg>,
+}
+
+/// `--fractional-algorithm` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FractionalArg {
+    /// flagd 0.16's bucketing.
+    V2,
+    /// The typed-encoding bucketing.
+    V3,
+}
