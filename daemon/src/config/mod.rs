@@ -20,7 +20,6 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use flagpole_engine::{FractionalAlgorithm, LoadOptions};
@@ -37,12 +36,12 @@ use file::ConfigFile;
 use uri::parse_sources_json;
 pub use uri::parse_uri;
 
+pub use crate::sources::http::MAX_POLL_INTERVAL_SECS;
+pub use crate::sources::spec::{FileProvider, SourceConfig, SourceKind};
+
 /// The largest `--config` file read, in bytes (a config file is a few hundred bytes; this only stops a
 /// mistaken path from being read whole).
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
-
-/// flagd's cap on a source's poll `interval`, in seconds (one day).
-pub const MAX_POLL_INTERVAL_SECS: u64 = 86_400;
 
 /// The address every port listens on: all interfaces, IPv6 and (dual-stack) IPv4, as flagd's `:PORT`.
 /// Where IPv6 is unavailable the runtime falls back to `0.0.0.0`.
@@ -141,18 +140,6 @@ impl Listen {
     }
 }
 
-/// How a file source notices changes. flagpole watches the parent directory in every case; the provider
-/// name is kept for the record (flagd polls for `fileinfo`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileProvider {
-    /// `file`.
-    File,
-    /// `fsnotify`.
-    Fsnotify,
-    /// `fileinfo`.
-    Fileinfo,
-}
-
 /// A remote provider, parsed but not implemented yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoteProvider {
@@ -178,33 +165,6 @@ impl RemoteProvider {
             RemoteProvider::S3 => "s3",
         }
     }
-}
-
-/// One flag source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceConfig {
-    /// The identity string (`source=` selectors match it; the file path without `file:`).
-    pub identity: Arc<str>,
-    /// What to read.
-    pub kind: SourceKind,
-}
-
-/// The kinds of source flagpole can read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceKind {
-    /// A local JSON or YAML file, watched for changes.
-    File {
-        /// The path as given (relative paths are relative to the working directory).
-        path: PathBuf,
-        /// The provider name it was configured with.
-        provider: FileProvider,
-    },
-    /// An http(s) URL, polled.
-    Http(Box<crate::sources::http::HttpConfig>),
-    /// A flagd.sync.v1 upstream (another flagpole or flagd), streamed.
-    Grpc(Box<crate::sources::grpc::GrpcConfig>),
-    /// A `FeatureFlag` resource (`core.openfeature.dev/v1beta1`), watched through the Kubernetes API.
-    Kubernetes(Box<crate::sources::kubernetes::KubernetesConfig>),
 }
 
 /// The daemon's configuration: everything `flagpole::run` needs.
@@ -717,6 +677,7 @@ fn scalar_text(key: &'static str, value: Value) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn go_durations_parse_like_time_parse_duration() {

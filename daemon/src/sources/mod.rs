@@ -18,6 +18,7 @@ pub mod file;
 pub mod grpc;
 pub mod http;
 pub mod kubernetes;
+pub mod spec;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -27,12 +28,12 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{SourceConfig, SourceKind};
 use crate::metrics::Metrics;
 use crate::readiness::ReadyLatch;
 use crate::store::Store;
 pub use context::{PublishError, Published, SourceContext, Wording};
 use file::FileSource;
+pub use spec::{FileProvider, SourceConfig, SourceKind};
 
 /// The `--sources` keys of the remote providers, as read from the configuration; each remote source's
 /// configuration type checks the keys it uses.

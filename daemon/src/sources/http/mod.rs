@@ -42,12 +42,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{PublishError, RemoteOptions, SourceContext, SourceError, Wording};
-use crate::config::MAX_POLL_INTERVAL_SECS;
 
 mod client;
 
 pub use client::{MAX_REDIRECTS, ProxyConfig, SENSITIVE_HEADERS};
 use client::{Outgoing, SendError, Transport};
+
+/// flagd's cap on a source's poll `interval`, in seconds (one day).
+pub const MAX_POLL_INTERVAL_SECS: u64 = 86_400;
 
 /// Poll interval when `interval` is not given, in seconds (flagd's default).
 pub const DEFAULT_INTERVAL_SECS: u32 = 5;
