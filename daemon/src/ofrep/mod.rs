@@ -39,7 +39,7 @@ use crate::metrics::Metrics;
 use crate::service::Services;
 use crate::service::index::{lookup, selected};
 use request::OfrepRequestError;
-use wire::{Bulk, DetailsOnly, Failure, GoMap, RequestFailure};
+use wire::{Bulk, DetailsOnly, EvaluationFailure, GoMap, RequestFailure};
 
 /// The single-flag route.
 pub const FLAG_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key}";
@@ -151,7 +151,7 @@ async fn evaluate_flag(
         let (status, details) = wire::error_status(ErrorCode::FlagNotFound, &key);
         return json(
             status,
-            &Failure {
+            &EvaluationFailure {
                 key: &key,
                 error_code: ErrorCode::FlagNotFound.as_str(),
                 error_details: details,

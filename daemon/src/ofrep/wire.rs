@@ -76,10 +76,10 @@ pub struct Success<'a> {
     pub metadata: GoMap<'a>,
 }
 
-/// A failed evaluation of one flag.
+/// A failed evaluation of one flag (OFREP's `evaluationFailure`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Failure<'a> {
+pub struct EvaluationFailure<'a> {
     /// The flag key.
     pub key: &'a str,
     /// The OpenFeature error code.
@@ -118,7 +118,7 @@ pub enum Entry<'a> {
     /// Evaluated.
     Success(Success<'a>),
     /// Failed.
-    Failure(Failure<'a>),
+    Failure(EvaluationFailure<'a>),
 }
 
 /// A bulk response.
@@ -169,7 +169,7 @@ pub fn entry<'a>(
         let (status, details) = error_status(error.code, key);
         return (
             status,
-            Entry::Failure(Failure {
+            Entry::Failure(EvaluationFailure {
                 key,
                 error_code: error.code.as_str(),
                 error_details: details,

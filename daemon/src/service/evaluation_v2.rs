@@ -20,7 +20,7 @@ use super::events::StreamDeadline;
 use super::handlers::{TypedRequest, event_message, event_stream, resolve_typed, typed_rpcs};
 use super::request::HeaderMapping;
 use super::resolve::{Outcome, Resolution, WireValue};
-use super::status::{Failure, grpc_status};
+use super::status::{ResolveError, grpc_status};
 
 /// The v2 evaluation service.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ fn render<T: WireValue>(resolution: Resolution<'_>) -> Result<Answer<T>, Status>
         }),
         Outcome::Disabled => Ok(without_value(Reason::Disabled)),
         Outcome::CodeDefault => Ok(without_value(Reason::Default)),
-        Outcome::Failed(code) => Err(grpc_status(Failure::Evaluation(code))),
+        Outcome::Failed(code) => Err(grpc_status(ResolveError::Evaluation(code))),
     }
 }
 

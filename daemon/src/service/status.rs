@@ -19,29 +19,29 @@ use super::request::RequestError;
 
 /// What a failed request turns into on gRPC.
 #[derive(Debug)]
-pub enum Failure {
+pub enum ResolveError {
     /// The request could not be read (bad context, bad selector).
     Request(RequestError),
     /// The engine reported an error code (or v1 turned a code default into FLAG_NOT_FOUND).
     Evaluation(ErrorCode),
 }
 
-impl From<RequestError> for Failure {
+impl From<RequestError> for ResolveError {
     fn from(e: RequestError) -> Self {
-        Failure::Request(e)
+        ResolveError::Request(e)
     }
 }
 
 /// flagd's error → status table. Messages are flagd's fixed strings; providers read the code.
-pub fn grpc_status(failure: Failure) -> Status {
+pub fn grpc_status(failure: ResolveError) -> Status {
     match failure {
-        Failure::Request(e) => Status::invalid_argument(e.to_string()),
-        Failure::Evaluation(ErrorCode::FlagNotFound) => Status::not_found("Flag not found"),
-        Failure::Evaluation(ErrorCode::ParseError) => {
+        ResolveError::Request(e) => Status::invalid_argument(e.to_string()),
+        ResolveError::Evaluation(ErrorCode::FlagNotFound) => Status::not_found("Flag not found"),
+        ResolveError::Evaluation(ErrorCode::ParseError) => {
             Status::data_loss("Error parsing input or configuration")
         }
-        Failure::Evaluation(ErrorCode::General) => Status::unknown("General error"),
-        Failure::Evaluation(ErrorCode::TypeMismatch) => {
+        ResolveError::Evaluation(ErrorCode::General) => Status::unknown("General error"),
+        ResolveError::Evaluation(ErrorCode::TypeMismatch) => {
             Status::invalid_argument("Type mismatch error")
         }
     }
@@ -160,7 +160,7 @@ mod tests {
             ),
         ];
         for (code, grpc, message) in cases {
-            let status = grpc_status(Failure::Evaluation(code));
+            let status = grpc_status(ResolveError::Evaluation(code));
             assert_eq!((status.code(), status.message()), (grpc, message));
         }
     }

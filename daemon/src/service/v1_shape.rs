@@ -18,7 +18,7 @@ use super::events::StreamDeadline;
 use super::handlers::{TypedRequest, resolve_typed};
 use super::request::{HeaderMapping, read_eval_request};
 use super::resolve::{BulkEntry, Outcome, Resolution, WireValue, resolve_all};
-use super::status::{Failure, grpc_status};
+use super::status::{ResolveError, grpc_status};
 
 /// Where v1 and schema.v1 differ (`docs/protocols.md#answers-per-protocol`), beyond ResolveAll's metadata.
 #[derive(Debug, Clone, Copy)]
@@ -101,10 +101,12 @@ fn render<T: WireValue>(
         }),
         Outcome::Disabled => Ok(Answer::zero_value(Reason::Disabled, metadata)),
         Outcome::CodeDefault => match code_default {
-            CodeDefault::NotFound => Err(grpc_status(Failure::Evaluation(ErrorCode::FlagNotFound))),
+            CodeDefault::NotFound => Err(grpc_status(ResolveError::Evaluation(
+                ErrorCode::FlagNotFound,
+            ))),
             CodeDefault::ZeroValue => Ok(Answer::zero_value(Reason::Default, metadata)),
         },
-        Outcome::Failed(code) => Err(grpc_status(Failure::Evaluation(code))),
+        Outcome::Failed(code) => Err(grpc_status(ResolveError::Evaluation(code))),
     }
 }
 

@@ -186,8 +186,19 @@ pub async fn middleware(
     }
 }
 
-/// An error before or instead of a response, as `(code, message)`.
-type Failure = (Code, String);
+/// An error before or instead of a response: its Connect code (which [`http_status`] maps to the HTTP
+/// status of a unary answer) and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConnectError {
+    code: Code,
+    message: String,
+}
+
+impl ConnectError {
+    fn new(code: Code, message: String) -> Self {
+        ConnectError { code, message }
+    }
+}
 
 async fn unary(
     connect: &Connect,
@@ -197,7 +208,8 @@ async fn unary(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    if let Err((code, message)) = check_encoding(&parts.headers, "content-encoding") {
+    if let Err(ConnectError { code, message }) = check_encoding(&parts.headers, "content-encoding")
+    {
         return unary_error(code, &message);
     }
     let message = match read_body(body, connect.max_body).await {
@@ -205,18 +217,21 @@ async fn unary(
             Codec::Proto => bytes,
             Codec::Json => match json_to_proto(method.input(), &bytes) {
                 Ok(message) => message,
-                Err((code, message)) => return unary_error(code, &message),
+                Err(ConnectError { code, message }) => return unary_error(code, &message),
             },
         },
         // A body that does not arrive in time is the client's delay, not a deadline of the call: 408.
-        Err((Code::DeadlineExceeded, message)) => {
+        Err(ConnectError {
+            code: Code::DeadlineExceeded,
+            message,
+        }) => {
             return error_response(
                 StatusCode::REQUEST_TIMEOUT,
                 Code::DeadlineExceeded,
                 &message,
             );
         }
-        Err((code, message)) => return unary_error(code, &message),
+        Err(ConnectError { code, message }) => return unary_error(code, &message),
     };
     let response = next.run(grpc_request(parts, &message)).await;
     let (parts, body) = response.into_parts();
@@ -238,7 +253,7 @@ async fn unary(
         Codec::Proto => ("application/proto", message),
         Codec::Json => match proto_to_json(method.output(), message) {
             Ok(json) => ("application/json", json),
-            Err((code, message)) => return unary_error(code, &message),
+            Err(ConnectError { code, message }) => return unary_error(code, &message),
         },
     };
     let mut response = Response::new(Body::from(body));
@@ -342,7 +357,10 @@ impl StreamState {
                 },
                 Some(Err(error)) => {
                     self.done = true;
-                    return Some(end_stream(Some((Code::Internal, error.to_string()))));
+                    return Some(end_stream(Some(ConnectError::new(
+                        Code::Internal,
+                        error.to_string(),
+                    ))));
                 }
                 None => {
                     self.done = true;
@@ -354,19 +372,25 @@ impl StreamState {
     }
 }
 
-fn failure_of(status: Option<tonic::Status>) -> Option<Failure> {
+fn failure_of(status: Option<tonic::Status>) -> Option<ConnectError> {
     match status {
-        None => Some((Code::Internal, "the service ended without a status".into())),
+        None => Some(ConnectError::new(
+            Code::Internal,
+            "the service ended without a status".into(),
+        )),
         Some(status) if status.code() == Code::Ok => None,
-        Some(status) => Some((status.code(), status.message().to_owned())),
+        Some(status) => Some(ConnectError::new(
+            status.code(),
+            status.message().to_owned(),
+        )),
     }
 }
 
 /// Only uncompressed requests are accepted.
-fn check_encoding(headers: &HeaderMap, name: &str) -> Result<(), Failure> {
+fn check_encoding(headers: &HeaderMap, name: &str) -> Result<(), ConnectError> {
     match headers.get(name).map(HeaderValue::as_bytes) {
         None | Some(b"identity") => Ok(()),
-        Some(other) => Err((
+        Some(other) => Err(ConnectError::new(
             Code::Unimplemented,
             format!(
                 "unsupported compression {:?}; only identity is supported",
@@ -377,19 +401,19 @@ fn check_encoding(headers: &HeaderMap, name: &str) -> Result<(), Failure> {
 }
 
 /// Reads the whole request body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`].
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Failure> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ConnectError> {
     let collect = Limited::new(body, limit).collect();
     match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err((
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(ConnectError::new(
             Code::ResourceExhausted,
             format!("request body larger than {limit} bytes"),
         )),
-        Ok(Err(error)) => Err((
+        Ok(Err(error)) => Err(ConnectError::new(
             Code::InvalidArgument,
             format!("cannot read request: {error}"),
         )),
-        Err(_) => Err((
+        Err(_) => Err(ConnectError::new(
             Code::DeadlineExceeded,
             format!("request body not received within {BODY_READ_TIMEOUT:?}"),
         )),
@@ -397,9 +421,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Failure> {
 }
 
 /// The message of a streaming request: exactly one uncompressed envelope.
-fn single_envelope(mut bytes: Bytes) -> Result<Bytes, Failure> {
+fn single_envelope(mut bytes: Bytes) -> Result<Bytes, ConnectError> {
     let invalid = |what: &str| {
-        (
+        ConnectError::new(
             Code::InvalidArgument,
             format!("invalid request envelope: {what}"),
         )
@@ -410,7 +434,7 @@ fn single_envelope(mut bytes: Bytes) -> Result<Bytes, Failure> {
     let flags = bytes.get_u8();
     let len = bytes.get_u32() as usize;
     if flags & FLAG_COMPRESSED != 0 {
-        return Err((
+        return Err(ConnectError::new(
             Code::Unimplemented,
             "compressed messages are not supported".into(),
         ));
@@ -436,10 +460,12 @@ fn envelope(flags: u8, message: &[u8]) -> Bytes {
 }
 
 /// The end-of-stream envelope: `{}` or `{"error": {...}}` (always JSON).
-fn end_stream(failure: Option<Failure>) -> Bytes {
+fn end_stream(failure: Option<ConnectError>) -> Bytes {
     let json = match failure {
         None => serde_json::json!({}),
-        Some((code, message)) => serde_json::json!({ "error": error_json(code, &message) }),
+        Some(ConnectError { code, message }) => {
+            serde_json::json!({ "error": error_json(code, &message) })
+        }
     };
     envelope(FLAG_END_STREAM, json.to_string().as_bytes())
 }
@@ -501,13 +527,13 @@ fn grpc_status(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> Option<toni
         .or_else(|| trailers.and_then(tonic::Status::from_header_map))
 }
 
-fn json_to_proto(input: MessageDescriptor, json: &[u8]) -> Result<Bytes, Failure> {
+fn json_to_proto(input: MessageDescriptor, json: &[u8]) -> Result<Bytes, ConnectError> {
     let options = DeserializeOptions::new().deny_unknown_fields(false);
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let message = DynamicMessage::deserialize_with_options(input, &mut deserializer, &options)
         .and_then(|message| deserializer.end().map(|()| message))
         .map_err(|error| {
-            (
+            ConnectError::new(
                 Code::InvalidArgument,
                 format!("invalid JSON request: {error}"),
             )
@@ -515,9 +541,9 @@ fn json_to_proto(input: MessageDescriptor, json: &[u8]) -> Result<Bytes, Failure
     Ok(Bytes::from(prost::Message::encode_to_vec(&message)))
 }
 
-fn proto_to_json(output: MessageDescriptor, message: Bytes) -> Result<Bytes, Failure> {
+fn proto_to_json(output: MessageDescriptor, message: Bytes) -> Result<Bytes, ConnectError> {
     let message = DynamicMessage::decode(output, message).map_err(|error| {
-        (
+        ConnectError::new(
             Code::Internal,
             format!("cannot decode the response: {error}"),
         )
@@ -528,7 +554,7 @@ fn proto_to_json(output: MessageDescriptor, message: Bytes) -> Result<Bytes, Fai
     message
         .serialize_with_options(&mut serializer, &options)
         .map_err(|error| {
-            (
+            ConnectError::new(
                 Code::Internal,
                 format!("cannot encode the response: {error}"),
             )
@@ -666,7 +692,7 @@ mod tests {
             let method = connect
                 .method("/flagd.evaluation.v1.Service/ResolveBoolean")
                 .expect("method");
-            if let Err((code, _)) = json_to_proto(method.input(), text.as_bytes()) {
+            if let Err(ConnectError { code, .. }) = json_to_proto(method.input(), text.as_bytes()) {
                 proptest::prop_assert_eq!(code, Code::InvalidArgument);
             }
         }
