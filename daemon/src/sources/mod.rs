@@ -2,7 +2,7 @@
 //!
 //! What it owns: starting every configured source (initial load, then watching), and the typed
 //! [`SourceError`]. Each source replaces only its own slot in the store, always through
-//! [`SourceContext::publish`] ([`context`]); a payload that fails to load is logged and the source keeps
+//! [`SourceContext::publish`] ([`publish`]); a payload that fails to load is logged and the source keeps
 //! its last good flags.
 //!
 //! Remote sources ([`http`], [`grpc`], [`kubernetes`]) follow the same rule: a failed fetch, a broken
@@ -13,11 +13,11 @@
 //! What it does not do: merge sources (the store and engine snapshot do), or the blob sources (`gs://`,
 //! `azblob://`, `s3://`: the configuration rejects them as not supported yet).
 
-pub mod context;
 pub mod file;
 pub mod grpc;
 pub mod http;
 pub mod kubernetes;
+pub mod publish;
 pub mod spec;
 pub mod watch;
 
@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::readiness::ReadyLatch;
 use crate::store::Store;
-pub use context::{PublishError, Published, SourceContext, Wording};
 use file::FileSource;
+pub use publish::{PublishError, Published, SourceContext, Wording};
 pub use spec::{FileProvider, SourceConfig, SourceKind};
 
 /// The `--sources` keys of the remote providers, as read from the configuration; each remote source's
