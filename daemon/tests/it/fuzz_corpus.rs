@@ -1,7 +1,7 @@
 //! The fuzz targets' seeds and a time-boxed random run, on the stable toolchain (libFuzzer needs nightly;
 //! `daemon/fuzz` has the cargo-fuzz targets for longer runs, see BENCHMARKS.md).
 //!
-//! Every file in `daemon/fuzz/corpus/flag_document/` and every testbed flag file goes through
+//! Every file in `daemon/fuzz/seeds/flag_document/` and every testbed flag file goes through
 //! [`flagpole::fuzzing::flag_document`]; then mutations of them (a fixed seed, so a failure replays) run
 //! for `FLAGPOLE_FUZZ_SECS` seconds (default 10). An input that panics fails the test; one that does not
 //! finish within [`HANG_LIMIT`] is saved under `target/fuzz-failures/` and fails it too.
@@ -18,7 +18,7 @@ use crate::runtime_support::{testbed_dir, workspace_root};
 const HANG_LIMIT: Duration = Duration::from_secs(10);
 
 fn corpus_dir() -> PathBuf {
-    workspace_root().join("daemon/fuzz/corpus/flag_document")
+    workspace_root().join("daemon/fuzz/seeds/flag_document")
 }
 
 fn seeds() -> Vec<Vec<u8>> {
