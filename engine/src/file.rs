@@ -25,9 +25,12 @@ pub enum FileError {
         /// What it is ("a FIFO", "a character device", ...).
         kind: &'static str,
     },
-    /// The file holds more than [`MAX_DOCUMENT_BYTES`] bytes.
-    #[error("file holds more than {MAX_DOCUMENT_BYTES} bytes (the document limit)")]
-    TooLarge,
+    /// The file holds more than the limit it was read with.
+    #[error("file holds more than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl FileError {
@@ -39,21 +42,26 @@ impl FileError {
 
 /// Reads a flag file: a regular file (symlinks followed) of at most [`MAX_DOCUMENT_BYTES`] bytes.
 pub fn read_flag_file(path: &Path) -> Result<Vec<u8>, FileError> {
+    read_regular_file(path, MAX_DOCUMENT_BYTES as u64)
+}
+
+/// Reads a regular file (symlinks followed) of at most `limit` bytes, opened without blocking, whatever
+/// size the file system reports; anything but a regular file is refused at once. Also what the http
+/// source reads its OAuth secret files with.
+pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     let file = open_nonblocking(path)?;
     let metadata = file.metadata()?;
-    let kind = file_kind(&metadata.file_type());
-    if let Some(kind) = kind {
+    if let Some(kind) = file_kind(&metadata.file_type()) {
         return Err(FileError::NotRegular { kind });
     }
-    if metadata.len() > MAX_DOCUMENT_BYTES as u64 {
-        return Err(FileError::TooLarge);
+    if metadata.len() > limit {
+        return Err(FileError::TooLarge { limit });
     }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
     // One byte past the limit tells "exactly the limit" from "more", whatever the reported size was.
-    file.take(MAX_DOCUMENT_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(FileError::TooLarge);
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(FileError::TooLarge { limit });
     }
     Ok(bytes)
 }

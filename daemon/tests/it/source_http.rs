@@ -1031,3 +1031,42 @@ async fn a_body_over_the_document_limit_is_a_failed_poll() {
     assert!(!daemon.readiness().is_ready());
     daemon.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_fifo_as_an_oauth_secret_file_fails_the_poll_instead_of_hanging_it() {
+    let (addr, _shared) = serve(Served {
+        body: one_flag("remote", "one"),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("client-id"), "my-id").expect("write");
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("client-secret"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let url = format!("http://{addr}/protected");
+    let options = fast(RemoteOptions {
+        lazy: Some(true),
+        oauth: Some(serde_json::json!({
+            "folder": dir.path(), "tokenUrl": format!("http://{addr}/token")
+        })),
+        ..RemoteOptions::default()
+    });
+    let daemon = flagpole::run(local_config(vec![http_source(&url, options)]))
+        .await
+        .expect("a lazy source starts");
+    // Before, opening the FIFO waited for a writer for ever: no poll, no failure.
+    let line = readyz_line(daemon.addrs().management, &url, "failed polls", |l| {
+        failures(l) >= 2
+    })
+    .await;
+    assert!(line.contains("last_success=never"), "{line}");
+    tokio::time::timeout(Duration::from_secs(15), daemon.shutdown())
+        .await
+        .expect("shutdown")
+        .expect("clean shutdown");
+}

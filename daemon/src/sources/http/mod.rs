@@ -780,18 +780,17 @@ fn format_of(path: &str, content_type: &str) -> Option<Format> {
 
 /// Reads one secret file of `oauth.folder`, trimmed of surrounding whitespace (a trailing newline).
 async fn read_secret(path: PathBuf) -> Result<String, HttpError> {
-    let read_err = |source| HttpError::Secret {
-        path: path.clone(),
-        source,
-    };
-    let metadata = tokio::fs::metadata(&path).await.map_err(read_err)?;
-    if metadata.len() > MAX_SECRET_FILE_BYTES {
-        return Err(read_err(std::io::Error::other(format!(
-            "larger than {MAX_SECRET_FILE_BYTES} bytes"
-        ))));
-    }
-    let text = tokio::fs::read_to_string(&path).await.map_err(read_err)?;
-    Ok(text.trim().to_owned())
+    // The flag files' bounded, non-blocking read: a FIFO or a device here must not stall the source.
+    let owned = path.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        flagpole_engine::file::read_regular_file(&owned, MAX_SECRET_FILE_BYTES)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|read| read.map_err(std::io::Error::other))
+    .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other));
+    read.map(|text| text.trim().to_owned())
+        .map_err(|source| HttpError::Secret { path, source })
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
