@@ -515,7 +515,7 @@ fn cpu_time(pid: u32) -> Duration {
 }
 
 /// The daemon's resident set size in KiB (`VmRSS` of `/proc/PID/status`).
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|error| panic!("read /proc/{pid}/status: {error}"));
     status

@@ -61,6 +61,28 @@ fn clients_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/test-clients"))
 }
 
+/// The `flagpole` binary with the developer's `FLAGD_*` variables removed, under
+/// `sh -c 'ulimit LIMITS && exec flagpole ...'` when `limits` is not empty.
+pub(crate) fn flagpole_under_limits(limits: &str) -> Command {
+    let mut command = if limits.is_empty() {
+        Command::new(env!("CARGO_BIN_EXE_flagpole"))
+    } else {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_flagpole"));
+        shell
+    };
+    // A developer's FLAGD_* variables must not change the daemon under test.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FLAGD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// A port that was free a moment ago (the listener is dropped before the daemon binds it).
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -127,16 +149,7 @@ impl ChildDaemon {
         let stderr_path = log_dir.join(format!("flagpole-{attempt}.stderr"));
         let stderr = fs::File::create(&stderr_path)
             .unwrap_or_else(|error| panic!("create {}: {error}", stderr_path.display()));
-        let mut command = if limits.is_empty() {
-            Command::new(env!("CARGO_BIN_EXE_flagpole"))
-        } else {
-            let mut shell = Command::new("sh");
-            shell
-                .arg("-c")
-                .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
-                .arg(env!("CARGO_BIN_EXE_flagpole"));
-            shell
-        };
+        let mut command = flagpole_under_limits(limits);
         command
             .arg("start")
             .arg("--uri")
@@ -149,12 +162,6 @@ impl ChildDaemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
-        // A developer's FLAGD_* variables must not change the daemon under test.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("FLAGD_") {
-                command.env_remove(name);
-            }
-        }
         let child = command
             .spawn()
             .unwrap_or_else(|error| panic!("spawn the flagpole binary: {error}"));

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::clients::{ChildDaemon, free_port, http_status};
+use crate::clients::{ChildDaemon, flagpole_under_limits, free_port, http_status};
 use crate::runtime_support::{
     CHANGE_TIMEOUT, default_value, flagpole_command, http_get, one_flag, start_with_files,
     wait_for, write_atomic,
@@ -69,32 +69,16 @@ fn run_bounded(mut command: Command, limit: Duration) -> (Option<i32>, String, S
     (status.code(), stdout, stderr)
 }
 
-/// `flagpole ARGS` under `sh -c 'ulimit LIMIT; exec flagpole ARGS'`.
+/// `flagpole ARGS` under `sh -c 'ulimit LIMIT && exec flagpole ARGS'`.
 fn flagpole_under(limit: &str, args: &[&str]) -> Command {
-    let command = flagpole_command();
-    let program = command.get_program().to_owned();
-    let mut shell = Command::new("sh");
-    shell
-        .arg("-c")
-        .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
-        .arg(program)
-        .args(args);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("FLAGD_") {
-            shell.env_remove(name);
-        }
-    }
-    shell
+    let mut command = flagpole_under_limits(limit);
+    command.args(args);
+    command
 }
 
 /// The resident set of a process, in bytes.
 fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+    crate::churn::rss_kib(pid) * 1024
 }
 
 /// Bytes a process has read through read(2) and friends (`rchar` of `/proc/PID/io`).
