@@ -17,10 +17,9 @@ use std::sync::{Arc, OnceLock};
 use cucumber::gherkin::Step;
 use cucumber::{World, given, then, when, writer};
 use flagpole_conformance::gherkin::tally::Tally;
-use flagpole_engine::evaluate::TypedValue;
 use flagpole_engine::{
-    Context, EvalOptions, Format, FractionalAlgorithm, LoadOptions, Reason, Selector, Snapshot,
-    SourceFlags, Value, ValueType, evaluate, parse_document,
+    Context, EvalOptions, Format, FractionalAlgorithm, LoadOptions, Outcome, Reason, Selector,
+    Snapshot, SourceFlags, TypedValue, Value, ValueType, evaluate, parse_document,
 };
 use serde_json::Map;
 
@@ -225,24 +224,22 @@ fn evaluated(world: &mut EvaluatorWorld) {
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let evaluation = evaluate(flag, &world.context, &options);
-    let (evaluation, typed) = match evaluation.typed(ty.value_type()) {
-        Ok(result) => result,
-        Err(mismatch) => (mismatch, None),
-    };
-    let value = match typed {
-        None => fallback,
-        Some(TypedValue::Bool(b)) => Value::Bool(b),
-        Some(TypedValue::String(s)) => Value::String(s.to_owned()),
-        Some(TypedValue::Int(i)) => Value::from(i),
-        Some(TypedValue::Float(f)) => Value::from(f),
-        Some(TypedValue::Object(m)) => Value::Object(m.clone()),
+    let outcome = evaluate(flag, &world.context, &options).typed(ty.value_type());
+    let value = match &outcome {
+        Outcome::Value { value, .. } => match value {
+            TypedValue::Bool(b) => Value::Bool(*b),
+            TypedValue::String(s) => Value::String((*s).to_owned()),
+            TypedValue::Int(i) => Value::from(*i),
+            TypedValue::Float(f) => Value::from(*f),
+            TypedValue::Object(m) => Value::Object((*m).clone()),
+        },
+        Outcome::Disabled | Outcome::CodeDefault | Outcome::Failed(_) => fallback,
     };
     world.details = Some(Details {
         value,
-        reason: evaluation.reason.as_str().to_owned(),
-        variant: evaluation.variant.map(str::to_owned),
-        error_code: evaluation.error.map(|e| e.code.as_str().to_owned()),
+        reason: outcome.reason().as_str().to_owned(),
+        variant: outcome.variant().map(str::to_owned),
+        error_code: outcome.error_code().map(|code| code.as_str().to_owned()),
         metadata,
     });
 }

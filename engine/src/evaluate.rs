@@ -3,7 +3,7 @@
 //! The order of checks, the way a targeting result selects a variant (flagd JSON-encodes the result with
 //! Go's `encoding/json` and strips every `"`), and the typed access rules follow flagd 0.16
 //! (`core/pkg/evaluator/json.go`). Wire-specific renderings (v1's FLAG_NOT_FOUND for a code default, v2's
-//! omitted value) are left to each protocol: an [`Evaluation`] says what happened, not how to send it.
+//! omitted value) are left to each protocol: an [`Outcome`] says what happened, not how to send it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,7 +25,7 @@ pub enum Reason {
     Default,
     /// The flag is disabled; no value.
     Disabled,
-    /// Evaluation failed; see [`Evaluation::error`].
+    /// Evaluation failed; see [`Outcome::Failed`].
     Error,
 }
 
@@ -132,15 +132,34 @@ pub enum TypedValue<'f> {
     Object(&'f Map<String, Value>),
 }
 
-/// Converts a variant value for a typed accessor as flagd does (Go type assertions on float64-only JSON).
-pub fn typed(value: &Value, ty: ValueType) -> Option<TypedValue<'_>> {
-    match (ty, value) {
-        (ValueType::Bool, Value::Bool(b)) => Some(TypedValue::Bool(*b)),
-        (ValueType::String, Value::String(s)) => Some(TypedValue::String(s)),
-        (ValueType::Int, Value::Number(n)) => n.as_f64().map(|f| TypedValue::Int(f as i64)),
-        (ValueType::Float, Value::Number(n)) => n.as_f64().map(TypedValue::Float),
-        (ValueType::Object, Value::Object(m)) => Some(TypedValue::Object(m)),
-        _ => None,
+impl<'f> TypedValue<'f> {
+    /// Converts a variant value for a typed accessor as flagd does (Go type assertions on float64-only JSON);
+    /// `None` when the value is not of that type.
+    pub fn of(value: &'f Value, ty: ValueType) -> Option<Self> {
+        match (ty, value) {
+            (ValueType::Bool, Value::Bool(b)) => Some(TypedValue::Bool(*b)),
+            (ValueType::String, Value::String(s)) => Some(TypedValue::String(s)),
+            (ValueType::Int, Value::Number(n)) => n.as_f64().map(|f| TypedValue::Int(f as i64)),
+            (ValueType::Float, Value::Number(n)) => n.as_f64().map(TypedValue::Float),
+            (ValueType::Object, Value::Object(m)) => Some(TypedValue::Object(m)),
+            _ => None,
+        }
+    }
+}
+
+impl ValueType {
+    /// The type flagd's bulk evaluation (ResolveAll) gives a flag: the type of its default variant's value,
+    /// every number a float (flagd sees float64 only). `None` when the flag has no default variant or its
+    /// value is `null` or an array: bulk evaluation leaves such flags out
+    /// (`docs/protocols.md#resolveall-v1-and-schemav1`).
+    pub fn of_default_variant(flag: &Flag) -> Option<Self> {
+        match flag.variants.get(flag.default_variant.as_deref()?)? {
+            Value::Bool(_) => Some(ValueType::Bool),
+            Value::String(_) => Some(ValueType::String),
+            Value::Number(_) => Some(ValueType::Float),
+            Value::Object(_) => Some(ValueType::Object),
+            Value::Null | Value::Array(_) => None,
+        }
     }
 }
 
@@ -153,83 +172,129 @@ pub struct EvalError {
     pub message: String,
 }
 
-/// The outcome of evaluating one flag.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation<'f> {
-    /// Why.
-    pub reason: Reason,
-    /// The selected variant; `None` when disabled, on a code default, or on error.
-    pub variant: Option<&'f str>,
-    /// The selected variant's value; `None` exactly when `variant` is `None`.
-    pub value: Option<&'f Value>,
-    /// Set exactly when `reason` is [`Reason::Error`].
-    pub error: Option<EvalError>,
+impl EvalError {
+    /// The error for a key that is not in the (selected) flags.
+    pub fn not_found(key: &str) -> Self {
+        EvalError {
+            code: ErrorCode::FlagNotFound,
+            message: format!("flag `{key}` does not exist"),
+        }
+    }
 }
 
-impl<'f> Evaluation<'f> {
-    /// The result for a key that is not in the (selected) store.
-    pub fn not_found(key: &str) -> Self {
-        Self::failed(
-            ErrorCode::FlagNotFound,
-            format!("flag `{key}` does not exist"),
-        )
+/// Why a variant was selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Selection {
+    /// The flag has no targeting: its default variant.
+    Static,
+    /// Targeting named the variant.
+    TargetingMatch,
+    /// Targeting returned `null`: the default variant.
+    Default,
+}
+
+impl Selection {
+    /// The reason this selection is reported with.
+    pub fn reason(self) -> Reason {
+        match self {
+            Selection::Static => Reason::Static,
+            Selection::TargetingMatch => Reason::TargetingMatch,
+            Selection::Default => Reason::Default,
+        }
+    }
+}
+
+/// What evaluating one flag produced: one of four cases, each carrying exactly what it has. `V` is the
+/// variant's value: the JSON value from [`evaluate`], or a [`TypedValue`] after [`Outcome::typed`].
+///
+/// Protocols render it; how each case looks on each wire (v1 has no "no value", v2 and OFREP leave the value
+/// out) is theirs to decide (`docs/protocols.md#answers-per-protocol`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<'f, V = &'f Value> {
+    /// A variant was selected.
+    Value {
+        /// Why it was.
+        selection: Selection,
+        /// Its name.
+        variant: &'f str,
+        /// Its value.
+        value: V,
+    },
+    /// The flag is disabled: reason DISABLED, no value; targeting was not run.
+    Disabled,
+    /// The flag has no default variant and targeting picked none: reason DEFAULT, no value, the caller's
+    /// code default applies (v1 answers FLAG_NOT_FOUND, `docs/protocols.md#answers-per-protocol`).
+    CodeDefault,
+    /// Evaluation failed: reason ERROR.
+    Failed(EvalError),
+}
+
+impl<'f, V> Outcome<'f, V> {
+    /// The reason reported for this outcome.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Outcome::Value { selection, .. } => selection.reason(),
+            Outcome::Disabled => Reason::Disabled,
+            Outcome::CodeDefault => Reason::Default,
+            Outcome::Failed(_) => Reason::Error,
+        }
+    }
+
+    /// The selected variant, if one was.
+    pub fn variant(&self) -> Option<&'f str> {
+        match self {
+            Outcome::Value { variant, .. } => Some(variant),
+            _ => None,
+        }
+    }
+
+    /// The error code of a failed evaluation.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            Outcome::Failed(error) => Some(error.code),
+            _ => None,
+        }
     }
 
     fn failed(code: ErrorCode, message: String) -> Self {
-        Evaluation {
-            reason: Reason::Error,
-            variant: None,
-            value: None,
-            error: Some(EvalError { code, message }),
-        }
+        Outcome::Failed(EvalError { code, message })
     }
+}
 
-    fn selected(reason: Reason, variant: &'f str, value: &'f Value) -> Self {
-        Evaluation {
-            reason,
-            variant: Some(variant),
-            value: Some(value),
-            error: None,
-        }
-    }
-
-    /// True when the flag resolved without a value because it has no default variant: the caller's code
-    /// default applies (v2/OFREP render this as DEFAULT without a value, v1 as FLAG_NOT_FOUND).
-    pub fn is_code_default(&self) -> bool {
-        self.reason == Reason::Default && self.value.is_none()
-    }
-
-    /// Applies a typed accessor: the value converted, or `None` when there is no value (disabled, code
-    /// default, error). A value of the wrong type turns the evaluation into a TYPE_MISMATCH error.
-    pub fn typed(self, ty: ValueType) -> Result<(Self, Option<TypedValue<'f>>), Self> {
-        match self.value {
-            None => Ok((self, None)),
-            Some(v) => match typed(v, ty) {
-                Some(t) => Ok((self, Some(t))),
-                None => Err(Self::failed(
+impl<'f> Outcome<'f> {
+    /// Applies a typed accessor: a selected value is converted, and a value of another type turns the
+    /// outcome into a TYPE_MISMATCH failure. The other cases carry no value and pass through.
+    pub fn typed(self, ty: ValueType) -> Outcome<'f, TypedValue<'f>> {
+        match self {
+            Outcome::Value {
+                selection,
+                variant,
+                value,
+            } => match TypedValue::of(value, ty) {
+                Some(value) => Outcome::Value {
+                    selection,
+                    variant,
+                    value,
+                },
+                None => Outcome::failed(
                     ErrorCode::TypeMismatch,
-                    format!(
-                        "variant {:?} is not of type {ty:?}",
-                        self.variant.unwrap_or_default()
-                    ),
-                )),
+                    format!("variant {variant:?} is not of type {ty:?}"),
+                ),
             },
+            Outcome::Disabled => Outcome::Disabled,
+            Outcome::CodeDefault => Outcome::CodeDefault,
+            Outcome::Failed(error) => Outcome::Failed(error),
         }
     }
 }
 
 /// Evaluates `flag` for `context` with flagd's algorithm.
-pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) -> Evaluation<'f> {
+pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) -> Outcome<'f> {
     if flag.state == FlagState::Disabled {
-        return Evaluation {
-            reason: Reason::Disabled,
-            variant: None,
-            value: None,
-            error: None,
-        };
+        return Outcome::Disabled;
     }
     let Some(rule) = &flag.targeting else {
-        return default_variant(flag, Reason::Static);
+        return default_variant(flag, Selection::Static);
     };
     let data = Data {
         context,
@@ -239,15 +304,19 @@ pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) ->
     };
     let result = match rule.apply(&data) {
         Ok(result) => result,
-        Err(e) => return Evaluation::failed(ErrorCode::ParseError, e.to_string()),
+        Err(e) => return Outcome::failed(ErrorCode::ParseError, e.to_string()),
     };
     if result.is_null() {
-        return default_variant(flag, Reason::Default);
+        return default_variant(flag, Selection::Default);
     }
     let name = variant_text(&result);
     match flag.variants.get_key_value(name.as_ref()) {
-        Some((variant, value)) => Evaluation::selected(Reason::TargetingMatch, variant, value),
-        None => Evaluation::failed(
+        Some((variant, value)) => Outcome::Value {
+            selection: Selection::TargetingMatch,
+            variant,
+            value,
+        },
+        None => Outcome::failed(
             ErrorCode::General,
             format!(
                 "targeting returned {name:?}, which is not a variant of flag `{}`",
@@ -257,22 +326,21 @@ pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) ->
     }
 }
 
-fn default_variant(flag: &Flag, reason: Reason) -> Evaluation<'_> {
-    match &flag.default_variant {
-        None => Evaluation {
-            reason: Reason::Default,
-            variant: None,
-            value: None,
-            error: None,
+fn default_variant(flag: &Flag, selection: Selection) -> Outcome<'_> {
+    let Some(name) = &flag.default_variant else {
+        return Outcome::CodeDefault;
+    };
+    match flag.variants.get_key_value(name.as_ref()) {
+        Some((variant, value)) => Outcome::Value {
+            selection,
+            variant,
+            value,
         },
-        Some(name) => match flag.variants.get_key_value(name.as_ref()) {
-            Some((variant, value)) => Evaluation::selected(reason, variant, value),
-            // The loader rejects documents whose default variant is not a variant.
-            None => Evaluation::failed(
-                ErrorCode::General,
-                format!("default variant {name:?} is not a variant"),
-            ),
-        },
+        // The loader rejects documents whose default variant is not a variant.
+        None => Outcome::failed(
+            ErrorCode::General,
+            format!("default variant {name:?} is not a variant"),
+        ),
     }
 }
 
@@ -397,21 +465,97 @@ mod tests {
         assert_eq!(variant_text(&json!([1, "x"])), "[1,x]");
     }
 
+    fn flag(default: Option<&str>, state: FlagState, targeting: Option<Value>) -> Flag {
+        let mut document =
+            json!({"variants": {"on": true, "off": false}, "state": state_text(state)});
+        if let Some(default) = default {
+            document["defaultVariant"] = json!(default);
+        }
+        if let Some(targeting) = targeting {
+            document["targeting"] = targeting;
+        }
+        let text = json!({"flags": {"f": document}}).to_string();
+        let loaded =
+            crate::parse_document(&text, crate::Format::Json, &Default::default()).unwrap();
+        (*loaded.flags[0]).clone()
+    }
+
+    fn state_text(state: FlagState) -> &'static str {
+        match state {
+            FlagState::Enabled => "ENABLED",
+            FlagState::Disabled => "DISABLED",
+        }
+    }
+
+    #[test]
+    fn each_outcome_carries_its_reason_and_only_its_data() {
+        let options = EvalOptions::now();
+        let ctx = Context::new();
+        let disabled = flag(Some("on"), FlagState::Disabled, None);
+        let outcome = evaluate(&disabled, &ctx, &options);
+        assert_eq!(outcome, Outcome::Disabled);
+        assert_eq!(
+            (outcome.reason(), outcome.variant()),
+            (Reason::Disabled, None)
+        );
+
+        let code_default = flag(None, FlagState::Enabled, None);
+        let outcome = evaluate(&code_default, &ctx, &options);
+        assert_eq!(outcome, Outcome::CodeDefault);
+        assert_eq!(outcome.reason(), Reason::Default);
+
+        let fallback = flag(
+            Some("off"),
+            FlagState::Enabled,
+            Some(json!({"if": [false, "on"]})),
+        );
+        let outcome = evaluate(&fallback, &ctx, &options);
+        assert_eq!(outcome.reason(), Reason::Default);
+        assert_eq!(outcome.variant(), Some("off"));
+
+        let stray = flag(Some("off"), FlagState::Enabled, Some(json!("nope")));
+        let outcome = evaluate(&stray, &ctx, &options);
+        assert_eq!(outcome.reason(), Reason::Error);
+        assert_eq!(outcome.error_code(), Some(ErrorCode::General));
+    }
+
+    #[test]
+    fn a_typed_accessor_of_another_type_is_a_type_mismatch() {
+        let options = EvalOptions::now();
+        let f = flag(Some("on"), FlagState::Enabled, None);
+        let outcome = evaluate(&f, &Context::new(), &options);
+        assert_eq!(
+            outcome.clone().typed(ValueType::Bool),
+            Outcome::Value {
+                selection: Selection::Static,
+                variant: "on",
+                value: TypedValue::Bool(true),
+            }
+        );
+        let mismatch = outcome.typed(ValueType::String);
+        assert_eq!(mismatch.error_code(), Some(ErrorCode::TypeMismatch));
+        assert_eq!(mismatch.variant(), None);
+        assert_eq!(
+            Outcome::<'_, &Value>::Disabled.typed(ValueType::String),
+            Outcome::Disabled
+        );
+    }
+
     #[test]
     fn int_accessor_truncates_and_float_accepts_integers() {
         assert_eq!(
-            typed(&json!(3.99), ValueType::Int),
+            TypedValue::of(&json!(3.99), ValueType::Int),
             Some(TypedValue::Int(3))
         );
         assert_eq!(
-            typed(&json!(-3.99), ValueType::Int),
+            TypedValue::of(&json!(-3.99), ValueType::Int),
             Some(TypedValue::Int(-3))
         );
         assert_eq!(
-            typed(&json!(3), ValueType::Float),
+            TypedValue::of(&json!(3), ValueType::Float),
             Some(TypedValue::Float(3.0))
         );
-        assert_eq!(typed(&json!([1]), ValueType::Object), None);
-        assert_eq!(typed(&json!("1"), ValueType::Int), None);
+        assert_eq!(TypedValue::of(&json!([1]), ValueType::Object), None);
+        assert_eq!(TypedValue::of(&json!("1"), ValueType::Int), None);
     }
 }

@@ -28,7 +28,9 @@ pub mod schema;
 pub mod snapshot;
 pub mod targeting;
 
-pub use evaluate::{ErrorCode, EvalOptions, Evaluation, Reason, ValueType, evaluate};
+pub use evaluate::{
+    ErrorCode, EvalError, EvalOptions, Outcome, Reason, Selection, TypedValue, ValueType, evaluate,
+};
 pub use load::{
     Format, LoadError, LoadOptions, Loaded, Location, Warning, check_document, parse_document,
 };

@@ -10,8 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use flagpole_engine::evaluate::TypedValue;
-use flagpole_engine::{EvalOptions, Flag, Format, LoadError, LoadOptions, Reason, ValueType};
+use flagpole_engine::{
+    EvalOptions, Flag, Format, LoadError, LoadOptions, Outcome, Reason, TypedValue, ValueType,
+};
 use open_feature::provider::ResolutionDetails;
 use open_feature::{EvaluationContext, EvaluationReason, EvaluationResult};
 use serde_json::{Map, Value as Json};
@@ -118,33 +119,20 @@ impl LocalStore {
         for (k, v) in &state.sync_context {
             ctx.insert(k.clone(), v.clone());
         }
-        let evaluation = flagpole_engine::evaluate(flag, &ctx, &EvalOptions::now());
-        if let Some(error) = &evaluation.error {
-            return Err(engine_error(error.code, error.message.clone()));
-        }
-        let (evaluation, value) = match evaluation.typed(ty) {
-            Ok(pair) => pair,
-            Err(failed) => {
-                let error = failed
-                    .error
-                    .unwrap_or(flagpole_engine::evaluate::EvalError {
-                        code: flagpole_engine::ErrorCode::TypeMismatch,
-                        message: "type mismatch".into(),
-                    });
-                return Err(engine_error(error.code, error.message));
-            }
-        };
-        let reason = match evaluation.reason {
+        let outcome = flagpole_engine::evaluate(flag, &ctx, &EvalOptions::now()).typed(ty);
+        let reason = match outcome.reason() {
             Reason::Static => EvaluationReason::Static,
             Reason::TargetingMatch => EvaluationReason::TargetingMatch,
             Reason::Default => EvaluationReason::Default,
             Reason::Disabled => EvaluationReason::Disabled,
             Reason::Error => EvaluationReason::Error,
         };
-        let metadata = json_to_metadata(&flag.metadata);
-        let Some(value) = value else {
-            return Ok(Resolved::NoValue { reason });
+        let (variant, value) = match outcome {
+            Outcome::Value { variant, value, .. } => (variant, value),
+            Outcome::Disabled | Outcome::CodeDefault => return Ok(Resolved::NoValue { reason }),
+            Outcome::Failed(error) => return Err(engine_error(error.code, error.message)),
         };
+        let metadata = json_to_metadata(&flag.metadata);
         let value = match value {
             TypedValue::Bool(b) => open_feature::Value::Bool(b),
             TypedValue::String(s) => open_feature::Value::String(s.to_owned()),
@@ -154,7 +142,7 @@ impl LocalStore {
         };
         Ok(Resolved::Value(ResolutionDetails {
             value,
-            variant: evaluation.variant.map(str::to_owned),
+            variant: Some(variant.to_owned()),
             reason: Some(reason),
             flag_metadata: Some(metadata),
         }))

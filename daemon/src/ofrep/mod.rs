@@ -29,7 +29,7 @@ use axum::extract::{MatchedPath, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flagpole_engine::{ErrorCode, EvalOptions, Evaluation, evaluate};
+use flagpole_engine::{ErrorCode, EvalOptions, Outcome, evaluate};
 use http::header::{CONTENT_TYPE, ETAG};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
@@ -174,7 +174,7 @@ async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body
     let snapshot = state.services.store().snapshot();
     let flags = selected(&snapshot, &request.selector);
     let options = state.eval_options();
-    let evaluations: Vec<(Evaluation<'_>, flagpole_engine::Context)> = flags
+    let evaluations: Vec<(Outcome<'_>, flagpole_engine::Context)> = flags
         .iter()
         .map(|flag| {
             (

@@ -4,7 +4,7 @@
 //! `variant` out when empty; `metadata` is always present. Numbers are written the way flagd's Go encoder
 //! writes a `float64`: an integral value has no fraction (`3`, not `3.0`).
 
-use flagpole_engine::{Context, ErrorCode, Evaluation, Flag, Reason, Selector, Value};
+use flagpole_engine::{Context, ErrorCode, Flag, Outcome, Selector, Value};
 use http::StatusCode;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -162,36 +162,34 @@ pub fn error_status(code: ErrorCode, key: &str) -> (StatusCode, String) {
 /// Renders one evaluation: a success object, or a failure with its status.
 pub fn entry<'a>(
     key: &'a str,
-    evaluation: &Evaluation<'a>,
+    outcome: &Outcome<'a>,
     metadata: &'a Context,
 ) -> (StatusCode, Entry<'a>) {
-    if let Some(error) = &evaluation.error {
-        let (status, details) = error_status(error.code, key);
-        return (
-            status,
-            Entry::Failure(EvaluationFailure {
-                key,
-                error_code: error.code.as_str(),
-                error_details: details,
-                metadata: GoMap(metadata),
-            }),
-        );
-    }
-    let (value, variant) = match evaluation.reason {
-        // Disabled and code default: neither value nor variant (a DEFAULT with a variant is a targeting
-        // `null` falling back to the default variant, and keeps both).
-        Reason::Disabled => (None, ""),
-        _ => (
-            evaluation.value.filter(|v| !v.is_null()).map(GoJson),
-            evaluation.variant.unwrap_or_default(),
-        ),
+    let (value, variant) = match outcome {
+        Outcome::Failed(error) => {
+            let (status, details) = error_status(error.code, key);
+            return (
+                status,
+                Entry::Failure(EvaluationFailure {
+                    key,
+                    error_code: error.code.as_str(),
+                    error_details: details,
+                    metadata: GoMap(metadata),
+                }),
+            );
+        }
+        // A `null` variant value is left out like no value.
+        Outcome::Value { variant, value, .. } => {
+            ((!value.is_null()).then_some(GoJson(value)), *variant)
+        }
+        Outcome::Disabled | Outcome::CodeDefault => (None, ""),
     };
     (
         StatusCode::OK,
         Entry::Success(Success {
             value,
             key,
-            reason: evaluation.reason.as_str(),
+            reason: outcome.reason().as_str(),
             variant,
             metadata: GoMap(metadata),
         }),

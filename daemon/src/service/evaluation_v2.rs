@@ -68,18 +68,18 @@ fn render<T: WireValue>(resolution: Resolution<'_>) -> Result<Answer<T>, Status>
     };
     match resolution.outcome {
         Outcome::Value {
-            reason,
+            selection,
             variant,
             value,
         } => Ok(Answer {
             value: Some(T::from_typed(value)),
-            reason: reason.as_str().to_owned(),
+            reason: selection.reason().as_str().to_owned(),
             variant: (!variant.is_empty()).then(|| variant.to_owned()),
             metadata,
         }),
         Outcome::Disabled => Ok(without_value(Reason::Disabled)),
         Outcome::CodeDefault => Ok(without_value(Reason::Default)),
-        Outcome::Failed(code) => Err(grpc_status(ResolveError::Evaluation(code))),
+        Outcome::Failed(error) => Err(grpc_status(ResolveError::Evaluation(error.code))),
     }
 }
 

@@ -1,9 +1,8 @@
 //! Protocol-neutral single-flag and bulk resolution: look the flag up, evaluate it, apply the typed accessor,
 //! build the metadata, record metrics. Each protocol module renders an [`Outcome`] with its own fallbacks.
 
-use flagpole_engine::evaluate::{TypedValue, typed};
 use flagpole_engine::{
-    Context, ErrorCode, EvalOptions, Evaluation, Flag, Reason, Selector, Snapshot, ValueType,
+    Context, ErrorCode, EvalError, EvalOptions, Flag, Selector, Snapshot, TypedValue, ValueType,
 };
 use prost_types::Struct;
 
@@ -12,25 +11,9 @@ use super::convert::json_to_struct;
 use super::index::{lookup, selected};
 use super::request::{context_keys, flag_metadata};
 
-/// What a typed resolve produced, before a protocol renders it.
-#[derive(Debug)]
-pub enum Outcome<'f> {
-    /// A variant was selected and its value has the requested type.
-    Value {
-        /// STATIC, TARGETING_MATCH or DEFAULT.
-        reason: Reason,
-        /// The variant name.
-        variant: &'f str,
-        /// The converted value.
-        value: TypedValue<'f>,
-    },
-    /// The flag is disabled (a success without a value).
-    Disabled,
-    /// The flag has no default variant and targeting did not pick one: the caller's code default applies.
-    CodeDefault,
-    /// Evaluation failed.
-    Failed(ErrorCode),
-}
+/// What a typed resolve produced, before a protocol renders it: the engine's outcome with the value
+/// converted for the requested type.
+pub type Outcome<'f> = flagpole_engine::Outcome<'f, TypedValue<'f>>;
 
 /// An outcome with its response metadata (`None` when the flag was not found).
 #[derive(Debug)]
@@ -51,29 +34,17 @@ pub fn resolve<'s>(
     context: &Context,
 ) -> Resolution<'s> {
     let Some(flag) = lookup(snapshot, key, selector) else {
-        record(
-            services,
-            key,
-            "",
-            Reason::Error,
-            Some(ErrorCode::FlagNotFound),
-        );
-        trace(key, context, "FLAG_NOT_FOUND");
+        let outcome = Outcome::Failed(EvalError::not_found(key));
+        record(services, key, &outcome);
+        trace(key, context, &outcome);
         return Resolution {
-            outcome: Outcome::Failed(ErrorCode::FlagNotFound),
+            outcome,
             metadata: None,
         };
     };
     let outcome = evaluate_typed(services, flag, ty, context);
-    match &outcome {
-        Outcome::Value {
-            reason, variant, ..
-        } => record(services, key, variant, *reason, None),
-        Outcome::Disabled => record(services, key, "", Reason::Disabled, None),
-        Outcome::CodeDefault => record(services, key, "", Reason::Default, None),
-        Outcome::Failed(code) => record(services, key, "", Reason::Error, Some(*code)),
-    }
-    trace(key, context, outcome_label(&outcome));
+    record(services, key, &outcome);
+    trace(key, context, &outcome);
     Resolution {
         outcome,
         metadata: Some(flag_metadata(selector, flag)),
@@ -91,68 +62,31 @@ pub fn evaluate_typed<'f>(
         fractional: services.config().fractional,
         ..EvalOptions::now()
     };
-    let evaluation: Evaluation<'f> = flagpole_engine::evaluate(flag, context, &options);
-    if let Some(error) = &evaluation.error {
-        return Outcome::Failed(error.code);
-    }
-    if evaluation.reason == Reason::Disabled {
-        return Outcome::Disabled;
-    }
-    match (evaluation.variant, evaluation.value) {
-        (Some(variant), Some(value)) => match typed(value, ty) {
-            Some(value) => Outcome::Value {
-                reason: evaluation.reason,
-                variant,
-                value,
-            },
-            None => Outcome::Failed(ErrorCode::TypeMismatch),
-        },
-        _ => Outcome::CodeDefault,
-    }
-}
-
-/// The value type ResolveAll uses for a flag: the type of its default variant's value (integers are floats,
-/// as flagd sees every number as float64). `None` when the flag has no default variant or its value is null
-/// or an array: such flags are left out of ResolveAll.
-pub fn bulk_type(flag: &Flag) -> Option<ValueType> {
-    let value = flag.variants.get(flag.default_variant.as_deref()?)?;
-    match value {
-        flagpole_engine::Value::Bool(_) => Some(ValueType::Bool),
-        flagpole_engine::Value::String(_) => Some(ValueType::String),
-        flagpole_engine::Value::Number(_) => Some(ValueType::Float),
-        flagpole_engine::Value::Object(_) => Some(ValueType::Object),
-        flagpole_engine::Value::Null | flagpole_engine::Value::Array(_) => None,
-    }
+    flagpole_engine::evaluate(flag, context, &options).typed(ty)
 }
 
 /// Records an evaluation in the metrics (flagd records v1, v2, schema.v1 and ResolveAll).
-pub fn record(
-    services: &Services,
-    key: &str,
-    variant: &str,
-    reason: Reason,
-    error: Option<ErrorCode>,
-) {
+pub fn record(services: &Services, key: &str, outcome: &Outcome<'_>) {
     services.metrics().record_evaluation(
         key,
-        variant,
-        reason.as_str(),
-        error.map(ErrorCode::as_str),
+        outcome.variant().unwrap_or_default(),
+        outcome.reason().as_str(),
+        outcome.error_code().map(ErrorCode::as_str),
     );
 }
 
 /// A short label for logs.
-pub fn outcome_label(outcome: &Outcome<'_>) -> &'static str {
+fn outcome_label(outcome: &Outcome<'_>) -> &'static str {
     match outcome {
-        Outcome::Value { reason, .. } => reason.as_str(),
-        Outcome::Disabled => "DISABLED",
         Outcome::CodeDefault => "DEFAULT (code default)",
-        Outcome::Failed(code) => code.as_str(),
+        Outcome::Failed(error) => error.code.as_str(),
+        other => other.reason().as_str(),
     }
 }
 
-fn trace(key: &str, context: &Context, outcome: &str) {
+fn trace(key: &str, context: &Context, outcome: &Outcome<'_>) {
     if tracing::enabled!(tracing::Level::DEBUG) {
+        let outcome = outcome_label(outcome);
         tracing::debug!(flag_key = key, context_keys = ?context_keys(context), outcome, "resolved flag");
     }
 }
@@ -273,35 +207,20 @@ pub fn resolve_all(
 ) -> Vec<BulkEntry> {
     let mut entries = Vec::new();
     for flag in selected(snapshot, selector) {
-        let Some(ty) = bulk_type(flag) else { continue };
+        let Some(ty) = ValueType::of_default_variant(flag) else {
+            continue;
+        };
         let key: &str = &flag.key;
-        let (reason, variant, value) = match evaluate_typed(services, flag, ty, context) {
-            Outcome::Value {
-                reason,
-                variant,
-                value,
-            } => {
-                record(services, key, variant, reason, None);
-                (
-                    reason.as_str(),
-                    variant.to_owned(),
-                    BulkValue::from_typed(value),
-                )
+        let outcome = evaluate_typed(services, flag, ty, context);
+        record(services, key, &outcome);
+        let reason = outcome.reason().as_str();
+        let (variant, value) = match outcome {
+            Outcome::Value { variant, value, .. } => {
+                (variant.to_owned(), BulkValue::from_typed(value))
             }
-            Outcome::Disabled => {
-                record(services, key, "", Reason::Disabled, None);
-                (
-                    Reason::Disabled.as_str(),
-                    String::new(),
-                    BulkValue::zero(ty),
-                )
-            }
+            Outcome::Disabled | Outcome::Failed(_) => (String::new(), BulkValue::zero(ty)),
             // Not reachable for flags with a default variant; left out like any default-less flag.
             Outcome::CodeDefault => continue,
-            Outcome::Failed(code) => {
-                record(services, key, "", Reason::Error, Some(code));
-                (Reason::Error.as_str(), String::new(), BulkValue::zero(ty))
-            }
         };
         entries.push(BulkEntry {
             key: key.to_owned(),
@@ -315,49 +234,4 @@ pub fn resolve_all(
         tracing::debug!(flags = entries.len(), context_keys = ?context_keys(context), "resolved all flags");
     }
     entries
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    use flagpole_engine::{FlagState, Value};
-    use serde_json::json;
-
-    fn flag(default: Option<&str>, variants: Value) -> Flag {
-        let Value::Object(variants) = variants else {
-            unreachable!()
-        };
-        Flag {
-            key: Arc::from("f"),
-            state: FlagState::Enabled,
-            state_raw: Arc::from("ENABLED"),
-            variants: variants.into(),
-            default_variant: default.map(Arc::from),
-            targeting: None,
-            raw_targeting: None,
-            metadata: Default::default(),
-            flag_set_id: None,
-        }
-    }
-
-    #[test]
-    fn bulk_type_follows_the_default_variant() {
-        assert_eq!(
-            bulk_type(&flag(Some("a"), json!({"a": true}))),
-            Some(ValueType::Bool)
-        );
-        assert_eq!(
-            bulk_type(&flag(Some("a"), json!({"a": 3}))),
-            Some(ValueType::Float)
-        );
-        assert_eq!(
-            bulk_type(&flag(Some("a"), json!({"a": {"x": 1}}))),
-            Some(ValueType::Object)
-        );
-        assert_eq!(bulk_type(&flag(Some("a"), json!({"a": [1]}))), None);
-        assert_eq!(bulk_type(&flag(Some("a"), json!({"a": null}))), None);
-        assert_eq!(bulk_type(&flag(None, json!({"a": true}))), None);
-    }
 }

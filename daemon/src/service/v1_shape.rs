@@ -90,12 +90,12 @@ fn render<T: WireValue>(
     let metadata = resolution.metadata;
     match resolution.outcome {
         Outcome::Value {
-            reason,
+            selection,
             variant,
             value,
         } => Ok(Answer {
             value: T::from_typed(value),
-            reason: reason.as_str().to_owned(),
+            reason: selection.reason().as_str().to_owned(),
             variant: variant.to_owned(),
             metadata,
         }),
@@ -106,7 +106,7 @@ fn render<T: WireValue>(
             ))),
             CodeDefault::ZeroValue => Ok(Answer::zero_value(Reason::Default, metadata)),
         },
-        Outcome::Failed(code) => Err(grpc_status(ResolveError::Evaluation(code))),
+        Outcome::Failed(error) => Err(grpc_status(ResolveError::Evaluation(error.code))),
     }
 }
 
@@ -172,7 +172,7 @@ pub(super) use any_flag;
 
 #[cfg(test)]
 mod tests {
-    use flagpole_engine::evaluate::TypedValue;
+    use flagpole_engine::{EvalError, TypedValue};
     use tonic::Code;
 
     use super::*;
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn a_value_keeps_reason_variant_and_metadata() {
         let outcome = Outcome::Value {
-            reason: Reason::TargetingMatch,
+            selection: flagpole_engine::Selection::TargetingMatch,
             variant: "on",
             value: TypedValue::Bool(true),
         };
@@ -243,7 +243,10 @@ mod tests {
     fn a_failure_is_its_status_under_both_rules() {
         for code_default in [CodeDefault::NotFound, CodeDefault::ZeroValue] {
             let answer = render::<bool>(
-                resolution(Outcome::Failed(ErrorCode::TypeMismatch)),
+                resolution(Outcome::Failed(EvalError {
+                    code: ErrorCode::TypeMismatch,
+                    message: String::new(),
+                })),
                 code_default,
             );
             assert_eq!(answer.err().map(|s| s.code()), Some(Code::InvalidArgument));
