@@ -16,9 +16,10 @@ use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::eval::{EvalConfig, Evaluator};
 use crate::metrics::Metrics;
+use crate::protocols::grpc::{GrpcConfig, Services};
 use crate::routers::{RouterOptions, Routers};
-use crate::service::{ServiceConfig, Services};
 use crate::store::Store;
 
 /// The body limit the harness's routers enforce (`--max-request-body`).
@@ -69,17 +70,18 @@ impl Harness {
         let store = Arc::new(Store::new([Arc::from("fuzz")]));
         store.replace_source(0, loaded.flags);
         let metrics = Metrics::new();
-        let config = ServiceConfig {
+        let evaluator = Evaluator::new(store, EvalConfig::default(), metrics);
+        let config = GrpcConfig {
             max_request_body: MAX_REQUEST_BODY,
-            ..ServiceConfig::default()
+            ..GrpcConfig::default()
         };
-        let services = Services::new(store, config, CancellationToken::new(), metrics.clone());
+        let services = Services::new(evaluator.clone(), config, CancellationToken::new());
         let (readiness, _latches) = crate::readiness::Readiness::new(0);
         let Routers {
             evaluation, ofrep, ..
         } = Routers::new(
+            &evaluator,
             &services,
-            &metrics,
             &readiness,
             &RouterOptions {
                 cors_origins: Vec::new(),
@@ -176,7 +178,7 @@ async fn send(router: Router, path: &str, content_type: &str, body: Vec<u8>) -> 
 }
 
 /// The OFREP request-body decoder (`context` of a bulk or single-flag request).
-pub use crate::ofrep::request::body_context as ofrep_body_context;
+pub use crate::protocols::ofrep::request::body_context as ofrep_body_context;
 
 #[cfg(test)]
 mod tests {

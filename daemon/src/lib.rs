@@ -1,8 +1,9 @@
 //! The flagpole daemon: a drop-in replacement for `flagd start`.
 //!
-//! What it owns: configuration ([`config`]), the flag sources ([`sources`]) feeding the [`store`], the gRPC
-//! services ([`service`]), OFREP ([`ofrep`]), the management port ([`management`]), [`metrics`], [`logging`], the runtime that
-//! binds, serves and shuts down ([`run()`]), and offline validation ([`validate`]). The binary
+//! What it owns: configuration ([`config`]), the flag sources ([`sources`]) feeding the [`store`], the
+//! protocol-neutral evaluation core ([`eval`]), one folder per protocol over it ([`protocols`]: gRPC, Connect,
+//! OFREP, the management port), sockets and HTTP connections ([`transport`]), [`metrics`], [`logging`], the
+//! runtime that binds, serves and shuts down ([`run()`]), and offline validation ([`validate`]). The binary
 //! (`src/main.rs`) only parses the command line and calls into this library, so tests run the daemon
 //! in-process.
 //!
@@ -11,18 +12,17 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod eval;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
 pub mod logging;
-pub mod management;
 pub mod memory;
 pub mod metrics;
-pub mod ofrep;
+pub mod protocols;
 pub mod readiness;
 pub mod routers;
 mod run;
-pub mod service;
 pub mod sources;
 pub mod store;
 pub mod transport;

@@ -13,16 +13,19 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::time::Instant;
 
+use crate::eval::Evaluator;
 use crate::metrics::Metrics;
+use crate::protocols::connect::{self, Connect};
+use crate::protocols::grpc::Services;
+use crate::protocols::{admin, cors, ofrep};
 use crate::readiness::Readiness;
-use crate::service::Services;
 
 /// What shapes the routers beyond the services themselves.
 #[derive(Debug, Clone, Default)]
 pub struct RouterOptions {
     /// `--cors-origin` (empty: every origin, as flagd).
     pub cors_origins: Vec<String>,
-    /// `--max-request-body` for the HTTP protocols on the evaluation port (`usize::MAX`: no limit).
+    /// `--max-request-body` for the HTTP protocols (Connect, OFREP; `usize::MAX`: no limit).
     pub max_request_body: usize,
 }
 
@@ -40,15 +43,17 @@ pub struct Routers {
 }
 
 impl Routers {
-    /// Builds every router over `services`.
+    /// Builds every router: OFREP over the evaluation core, the evaluation and sync ports over the gRPC
+    /// services (which share that core), management over the readiness latches.
     pub fn new(
-        services: &Services,
-        metrics: &Metrics,
+        evaluator: &Evaluator,
+        grpc: &Services,
         readiness: &Readiness,
         options: &RouterOptions,
     ) -> Routers {
-        let evaluation = crate::transport::evaluation_router(
-            services.evaluation_routes().into_axum_router(),
+        let metrics = evaluator.metrics();
+        let evaluation = evaluation_router(
+            grpc.evaluation_routes().into_axum_router(),
             &options.cors_origins,
             options.max_request_body,
         )
@@ -56,20 +61,36 @@ impl Routers {
             RequestLog::new(metrics.clone()),
             record_request,
         ));
-        let ofrep = crate::ofrep::router(
-            services.clone(),
-            metrics.clone(),
-            &crate::ofrep::OfrepOptions {
+        let ofrep = ofrep::router(
+            evaluator.clone(),
+            &ofrep::OfrepOptions {
                 cors_origins: options.cors_origins.clone(),
+                max_request_body: options.max_request_body,
             },
         );
         Routers {
             evaluation,
             ofrep,
-            sync: services.sync_routes().into_axum_router(),
-            management: crate::management::router(readiness.clone(), metrics.clone()),
+            sync: grpc.sync_routes().into_axum_router(),
+            management: admin::router(readiness.clone(), metrics.clone()),
         }
     }
+}
+
+/// The evaluation port's HTTP surface around the gRPC services: the request-body idle timeout
+/// (`crate::transport`), CORS, then Connect (translated to gRPC), then gRPC-Web (tonic-web), then the gRPC
+/// routes. All three protocols therefore reach the same handlers, routed by path as in flagd
+/// (`/flagd.evaluation.v2.Service/…`, `/flagd.evaluation.v1.Service/…`, `/schema.v1.Service/…`).
+fn evaluation_router(grpc: Router, cors_origins: &[String], max_request_body: usize) -> Router {
+    let connect = Arc::new(Connect::new(max_request_body));
+    let grpc_web = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), grpc);
+    Router::new()
+        .fallback_service(grpc_web)
+        .layer(middleware::from_fn_with_state(connect, connect::middleware))
+        .layer(cors::layer(cors_origins))
+        .layer(tower::util::MapRequestLayer::new(
+            crate::transport::body_idle_timeout,
+        ))
 }
 
 /// Per-request bookkeeping on the evaluation port: the duration histogram and, at debug level, one line

@@ -11,7 +11,7 @@
 //! and sync servers stop accepting and drain for at most [`DRAIN_TIMEOUT`], then the management server and
 //! the sources stop.
 //!
-//! What it does not do: parse configuration (`crate::config`), handle requests (`crate::service`), or
+//! What it does not do: parse configuration (`crate::config`), handle requests (`crate::eval`, `crate::protocols`), or
 //! install signal handlers (the binary does, so tests can run several daemons in one process).
 
 use std::io::ErrorKind;
@@ -25,10 +25,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::eval::{EvalConfig, Evaluator};
 use crate::metrics::Metrics;
+use crate::protocols::grpc::{GrpcConfig, Services};
 use crate::readiness::Readiness;
 use crate::routers::{RouterOptions, Routers};
-use crate::service::{ServiceConfig, Services};
 use crate::sources::{self, SourceError};
 use crate::store::Store;
 use crate::transport::{HttpLimits, Listener, ReloadingTls, UnixSocket};
@@ -214,26 +215,20 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     )
     .await?;
 
-    let services = Services::new(
-        store.clone(),
-        service_config(&config),
-        shutdown.clone(),
-        metrics.clone(),
-    );
+    let evaluator = Evaluator::new(store.clone(), eval_config(&config), metrics.clone());
+    let services = Services::new(evaluator.clone(), grpc_config(&config), shutdown.clone());
     if config.serving.cors_origins.is_empty() {
         tracing::info!(
             "CORS: every origin is allowed on the evaluation port (no --cors-origin, as flagd)"
         );
     }
     let routers = Routers::new(
+        &evaluator,
         &services,
-        &metrics,
         &readiness,
         &RouterOptions {
             cors_origins: config.serving.cors_origins.clone(),
-            max_request_body: config.max_request_body.map_or(usize::MAX, |bytes| {
-                usize::try_from(bytes).unwrap_or(usize::MAX)
-            }),
+            max_request_body: max_request_body(&config),
         },
     );
 
@@ -332,19 +327,30 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     })
 }
 
-/// The service configuration from the daemon configuration.
-fn service_config(config: &Config) -> ServiceConfig {
-    ServiceConfig {
+/// The evaluation core's configuration from the daemon configuration.
+fn eval_config(config: &Config) -> EvalConfig {
+    EvalConfig {
         context_values: config.context_values.clone(),
         header_to_context: config.context_from_headers.clone(),
+        fractional: config.fractional,
+    }
+}
+
+/// The gRPC services' configuration from the daemon configuration.
+fn grpc_config(config: &Config) -> GrpcConfig {
+    GrpcConfig {
         stream_deadline: config.stream_deadline,
         disable_sync_metadata: config.disable_sync_metadata,
-        fractional: config.fractional,
-        max_request_body: config.max_request_body.map_or(usize::MAX, |bytes| {
-            usize::try_from(bytes).unwrap_or(usize::MAX)
-        }),
-        ..ServiceConfig::default()
+        max_request_body: max_request_body(config),
+        ..GrpcConfig::default()
     }
+}
+
+/// `--max-request-body` in bytes (`usize::MAX`: no limit).
+fn max_request_body(config: &Config) -> usize {
+    config.max_request_body.map_or(usize::MAX, |bytes| {
+        usize::try_from(bytes).unwrap_or(usize::MAX)
+    })
 }
 
 /// Binds `addr`. The all-interfaces IPv6 address (dual-stack on Linux, so IPv4 clients connect too, and

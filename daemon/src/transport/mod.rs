@@ -13,8 +13,6 @@
 //! bind TCP ports (the runtime does, with its IPv6 fallback), or decide which server gets TLS (the runtime
 //! follows flagd: evaluation and sync only).
 
-pub mod connect;
-pub mod cors;
 mod listener;
 mod tls;
 
@@ -77,23 +75,6 @@ const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The smallest HTTP/1.1 read buffer hyper accepts; a smaller `--max-request-header` is raised to it.
 pub const MIN_HEADER_BUFFER: usize = 8192;
-
-/// The evaluation port's HTTP surface around the gRPC services: CORS (outermost), then Connect (translated
-/// to gRPC), then gRPC-Web (tonic-web), then the gRPC routes. All three protocols therefore reach the same
-/// handlers, routed by path as in flagd (`/flagd.evaluation.v2.Service/…`, `/flagd.evaluation.v1.Service/…`,
-/// `/schema.v1.Service/…`).
-pub fn evaluation_router(grpc: Router, cors_origins: &[String], max_request_body: usize) -> Router {
-    let connect = std::sync::Arc::new(connect::Connect::new(max_request_body));
-    let grpc_web = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), grpc);
-    Router::new()
-        .fallback_service(grpc_web)
-        .layer(axum::middleware::from_fn_with_state(
-            connect,
-            connect::middleware,
-        ))
-        .layer(cors::layer(cors_origins))
-        .layer(tower::util::MapRequestLayer::new(body_idle_timeout))
-}
 
 /// Fails a request body that pauses longer than [`REQUEST_BODY_IDLE_TIMEOUT`] between two parts, so a
 /// handler waiting for it is never held for ever.

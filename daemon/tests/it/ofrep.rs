@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use flagpole::metrics::Metrics;
-use flagpole::ofrep::{OfrepOptions, router};
-use flagpole::service::{ServiceConfig, Services};
+use flagpole::protocols::ofrep::{OfrepOptions, router};
+
 use flagpole::store::Store;
 use flagpole::transport::{HttpLimits, Listener};
 use futures::StreamExt;
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::runtime_support::{one_flag, start_with_files, wait_for, write_atomic};
-use crate::service_support::{SOURCES, flag, source_a, source_b};
+use crate::service_support::{SOURCES, ServiceConfig, flag, source_a, source_b};
 
 /// The header limit of the test server (small, so that a 431 is cheap to provoke).
 const TEST_MAX_HEADER: usize = 16 * 1024;
@@ -47,14 +47,12 @@ fn fixture_store() -> Arc<Store> {
 }
 
 fn app(store: &Arc<Store>, config: ServiceConfig, options: &OfrepOptions) -> axum::Router {
-    let metrics = Metrics::new();
-    let services = Services::new(
-        store.clone(),
-        config,
-        CancellationToken::new(),
-        metrics.clone(),
-    );
-    router(services, metrics, options)
+    let evaluator = config.evaluator(store.clone(), Metrics::new());
+    let options = OfrepOptions {
+        max_request_body: config.max_request_body,
+        ..options.clone()
+    };
+    router(evaluator, &options)
 }
 
 async fn serve(config: ServiceConfig, options: OfrepOptions) -> Server {
@@ -605,6 +603,7 @@ async fn cors_origins_restrict_which_origins_are_allowed() {
             "https://good.example".to_owned(),
             "https://*.trusted.example".to_owned(),
         ],
+        ..OfrepOptions::default()
     };
     let server = serve(ServiceConfig::default(), options).await;
     for (origin, allowed) in [

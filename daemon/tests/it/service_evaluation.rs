@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use flagpole::service::ServiceConfig;
+use crate::service_support::ServiceConfig;
 use flagpole_proto::evaluation_v1 as v1;
 use flagpole_proto::evaluation_v2 as v2;
 use flagpole_proto::schema_v1 as schema;
@@ -181,7 +181,7 @@ async fn malformed_or_oversized_requests_are_rejected() {
 
     // Deeper than MAX_STRUCT_DEPTH (but within prost's own decoding limit).
     let mut deep = Struct::default();
-    for _ in 0..flagpole::service::MAX_STRUCT_DEPTH {
+    for _ in 0..flagpole::protocols::grpc::MAX_STRUCT_DEPTH {
         let mut outer = Struct::default();
         outer.fields.insert(
             "a".into(),

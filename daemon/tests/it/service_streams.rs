@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flagpole::service::ServiceConfig;
+use crate::service_support::ServiceConfig;
 use flagpole_proto::evaluation_v1 as v1;
 use flagpole_proto::evaluation_v2 as v2;
 use flagpole_proto::schema_v1 as schema;

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use flagpole::eval::{EvalConfig, Evaluator};
 use flagpole::metrics::Metrics;
-use flagpole::service::{ServiceConfig, Services};
+use flagpole::protocols::grpc::{GrpcConfig, Services};
 use flagpole::store::Store;
 use flagpole_engine::targeting::Rule;
 use flagpole_engine::{Flag, FlagState, Value};
@@ -16,6 +17,52 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Server};
+
+/// The settings of the services under test: the evaluation core's and the gRPC services' in one flat
+/// struct, so each test names only what it changes.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub context_values: std::collections::BTreeMap<String, String>,
+    pub header_to_context: Vec<(String, String)>,
+    pub stream_deadline: Option<std::time::Duration>,
+    pub disable_sync_metadata: bool,
+    pub max_request_body: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        let grpc = GrpcConfig::default();
+        ServiceConfig {
+            context_values: Default::default(),
+            header_to_context: Vec::new(),
+            stream_deadline: grpc.stream_deadline,
+            disable_sync_metadata: grpc.disable_sync_metadata,
+            max_request_body: grpc.max_request_body,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// The evaluation core over `store`, with the metrics it records into.
+    pub fn evaluator(&self, store: Arc<Store>, metrics: Metrics) -> Evaluator {
+        let config = EvalConfig {
+            context_values: self.context_values.clone(),
+            header_to_context: self.header_to_context.clone(),
+            ..EvalConfig::default()
+        };
+        Evaluator::new(store, config, metrics)
+    }
+
+    /// The gRPC services' settings.
+    pub fn grpc(&self) -> GrpcConfig {
+        GrpcConfig {
+            stream_deadline: self.stream_deadline,
+            disable_sync_metadata: self.disable_sync_metadata,
+            max_request_body: self.max_request_body,
+            ..GrpcConfig::default()
+        }
+    }
+}
 
 /// The two sources of the fixture store, in ascending priority.
 pub const SOURCES: [&str; 2] = ["file-a.json", "file-b.json"];
@@ -166,7 +213,8 @@ impl Harness {
         store.replace_source(1, source_b());
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new();
-        let services = Services::new(store.clone(), config, shutdown.clone(), metrics.clone());
+        let evaluator = config.evaluator(store.clone(), metrics.clone());
+        let services = Services::new(evaluator, config.grpc(), shutdown.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let server = Server::builder()

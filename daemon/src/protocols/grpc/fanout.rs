@@ -14,7 +14,6 @@ use flagpole_engine::{Selector, Snapshot};
 use prost_types::Struct;
 
 use super::events::change_data;
-use super::index::{changes, sync_payload};
 
 /// Cached diffs / payloads kept at once (distinct selectors and snapshot pairs in flight).
 pub const SHARED_CACHE_ENTRIES: usize = 16;
@@ -38,18 +37,18 @@ struct PayloadEntry {
 
 /// The caches of one set of services.
 #[derive(Default)]
-pub struct Shared {
+pub struct Fanout {
     diffs: Mutex<VecDeque<DiffEntry>>,
     payloads: Mutex<VecDeque<PayloadEntry>>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for Fanout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
+        f.debug_struct("Fanout").finish_non_exhaustive()
     }
 }
 
-impl Shared {
+impl Fanout {
     /// The change data from `old` to `new` under `selector` (computed once per distinct key).
     pub fn change_data(
         &self,
@@ -65,7 +64,7 @@ impl Shared {
         }) {
             return entry.data.clone();
         }
-        let diff = changes(old, new, selector);
+        let diff = Snapshot::changes(old, new, selector);
         let data = (!diff.is_empty()).then(|| Arc::new(change_data(&diff)));
         diffs.push_front(DiffEntry {
             old: old.clone(),
@@ -86,7 +85,7 @@ impl Shared {
         {
             return entry.payload.clone();
         }
-        let payload: Arc<str> = Arc::from(sync_payload(snapshot, selector));
+        let payload: Arc<str> = Arc::from(snapshot.sync_payload(selector));
         payloads.push_front(PayloadEntry {
             snapshot: snapshot.clone(),
             selector: selector.clone(),
@@ -103,7 +102,7 @@ mod tests {
 
     #[test]
     fn equal_keys_share_one_result_and_distinct_snapshots_do_not() {
-        let shared = Shared::default();
+        let shared = Fanout::default();
         let a = Arc::new(Snapshot::default());
         let b = Arc::new(Snapshot::default());
         let first = shared.sync_payload(&a, &Selector::All);

@@ -121,7 +121,7 @@ async fn run<M: EventMessage>(
                     break "store gone";
                 }
                 let new = watch.borrow_and_update().clone();
-                let data = services.cache().change_data(&last, &new, &selector);
+                let data = services.fanout().change_data(&last, &new, &selector);
                 last = new;
                 let Some(data) = data else { continue };
                 M::event("configuration_change", Some(Struct::clone(&data)))

@@ -8,6 +8,8 @@ use prost_types::value::Kind;
 use prost_types::{Struct, Value as ProtoValue};
 use serde_json::{Map, Value};
 
+use crate::eval::metadata::{MetadataValue, ResponseMetadata};
+
 /// The deepest nesting of Structs and lists accepted in a request context (the top-level Struct is depth 1).
 /// flagd has no such limit. Each level is two protobuf messages (Value, Struct), and prost stops decoding at
 /// 100 nested messages (tonic then answers INTERNAL), so 32 is the deepest limit that can answer
@@ -40,21 +42,33 @@ pub fn struct_to_json(s: Option<Struct>) -> Result<Map<String, Value>, ConvertEr
     })
 }
 
-pub use flagpole_proto::json::{json_to_struct, json_to_value};
+pub use flagpole_proto::json::json_to_struct;
+
+/// Response metadata as a Struct (the one place gRPC builds it).
+pub fn metadata_struct(metadata: ResponseMetadata<'_>) -> Struct {
+    let mut s = Struct::default();
+    metadata.for_each(|key, value| {
+        let value = match value {
+            MetadataValue::Text(text) => string_value(text.to_owned()),
+            MetadataValue::Json(value) => json::json_to_value(value),
+        };
+        s.fields.insert(key.to_owned(), value);
+    });
+    s
+}
+
+fn string_value(text: String) -> ProtoValue {
+    ProtoValue {
+        kind: Some(Kind::StringValue(text)),
+    }
+}
 
 /// A Struct of string values (the `-X` values as `sync_context` and `GetMetadata`).
 pub fn strings_to_struct<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> Struct {
     Struct {
         fields: pairs
             .into_iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    ProtoValue {
-                        kind: Some(Kind::StringValue(v.clone())),
-                    },
-                )
-            })
+            .map(|(k, v)| (k.clone(), string_value(v.clone())))
             .collect(),
     }
 }

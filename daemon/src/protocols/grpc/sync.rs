@@ -22,9 +22,9 @@ use tonic::{Request, Response, Status};
 use super::Services;
 use super::convert::strings_to_struct;
 use super::events::{Sent, send_or_shutdown, sleep_until_opt};
-use super::index::sync_payload;
-use super::request::{RequestError, SELECTOR_HEADER};
 use super::status::{deadline_exceeded, grpc_status};
+use crate::eval::RequestError;
+use crate::eval::request::SELECTOR_HEADER;
 use crate::metrics::StreamCloseReason;
 
 /// Messages buffered per SyncFlags stream before its task waits for the client to read.
@@ -66,7 +66,7 @@ impl SyncService {
     }
 
     fn sync_context(&self) -> Struct {
-        strings_to_struct(&self.services.config().context_values)
+        strings_to_struct(&self.services.evaluator().config().context_values)
     }
 }
 
@@ -106,7 +106,7 @@ impl FlagSyncService for SyncService {
         #[allow(deprecated)]
         let selector = sync_selector(&headers, &body.selector)?;
         let snapshot = self.services.store().snapshot();
-        let flag_configuration = sync_payload(&snapshot, &selector.selector);
+        let flag_configuration = snapshot.sync_payload(&selector.selector);
         Ok(Response::new(FetchAllFlagsResponse { flag_configuration }))
     }
 
@@ -137,7 +137,9 @@ async fn run(
     let shutdown = services.shutdown().clone();
     let mut watch = services.store().subscribe();
     let snapshot = watch.borrow_and_update().clone();
-    let mut last = services.cache().sync_payload(&snapshot, &selector.selector);
+    let mut last = services
+        .fanout()
+        .sync_payload(&snapshot, &selector.selector);
     tracing::debug!(selector = selector.text, provider_id, "sync stream opened");
 
     let message = |payload: &str| SyncFlagsResponse {
@@ -160,7 +162,7 @@ async fn run(
                         break StreamCloseReason::NormalClose;
                     }
                     let snapshot = watch.borrow_and_update().clone();
-                    let payload = services.cache().sync_payload(&snapshot, &selector.selector);
+                    let payload = services.fanout().sync_payload(&snapshot, &selector.selector);
                     if payload == last {
                         continue;
                     }

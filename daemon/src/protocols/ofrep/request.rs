@@ -1,24 +1,16 @@
 //! Reading an OFREP request: the body (bounded in size and time) and its `context`, merged with `-X` and `-H`
-//! by the evaluation services' context assembly, and the `Flagd-Selector` header.
+//! by the evaluation core (`crate::eval`), and the `Flagd-Selector` header.
 //!
 //! Body rules (flagd's Go `json.Decoder` semantics): an empty body means no context; only the first JSON value
 //! is read; a body whose first value is not an object (or `null`) is an invalid context; a `context` member
 //! that is not an object is ignored with a warning. The request `Content-Type` is not checked, as in flagd.
 
-use std::time::Duration;
-
-use axum::body::{Body, Bytes};
-use flagpole_engine::{Context, Selector, Value};
+use axum::body::Body;
+use flagpole_engine::{Context, Value};
 use http::HeaderMap;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tonic::metadata::MetadataMap;
 
-use crate::service::ServiceConfig;
-use crate::service::request::{HeaderMapping, RequestError, assemble_context, selector};
-
-/// How long a client gets to send its whole request body (flagd's `ReadTimeout`, 5 s). The header part has
-/// its own limit in the HTTP connection settings.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::eval::{EvalRequest, Evaluator, HeaderMapping, RequestError};
+use crate::protocols::body::{self, BodyError};
 
 /// Why a request cannot be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +18,9 @@ pub enum OfrepRequestError {
     /// The body is larger than `--max-request-body`.
     #[error("request body too large")]
     TooLarge,
-    /// The body did not arrive within [`BODY_READ_TIMEOUT`].
-    #[error("request body not received within {BODY_READ_TIMEOUT:?}")]
-    Timeout,
+    /// The body did not arrive within `crate::protocols::body::BODY_READ_TIMEOUT`.
+    #[error("{0}")]
+    Timeout(BodyError),
     /// The body could not be read, is not JSON, or is not an object.
     #[error("Provider context is not valid")]
     InvalidContext,
@@ -37,52 +29,28 @@ pub enum OfrepRequestError {
     Selector(#[source] RequestError),
 }
 
-/// An evaluation request, read.
-#[derive(Debug)]
-pub struct OfrepRequest {
-    /// From `Flagd-Selector`; none selects every flag set.
-    pub selector: Selector,
-    /// Body context, then `-X`, then `-H`.
-    pub context: Context,
-}
-
-/// Reads the body (at most `limit` bytes, within [`BODY_READ_TIMEOUT`]), then the context and the selector.
+/// Reads the body (at most `limit` bytes, in time), then the context and the selector: the body context,
+/// then `-X`, then `-H`, as on every protocol (`crate::eval::request`).
 pub async fn read(
-    config: &ServiceConfig,
+    evaluator: &Evaluator,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-) -> Result<OfrepRequest, OfrepRequestError> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
-        return Err(OfrepRequestError::TooLarge);
-    }
-    let bytes = read_body(body, limit).await?;
-    let mut context = body_context(&bytes)?;
-    let metadata = MetadataMap::from_headers(headers.clone());
-    let selector = selector(&metadata).map_err(OfrepRequestError::Selector)?;
-    // Body lowest, then `-X`, then `-H`: laying the static and header values over the body context is exactly
-    // the services' merge order.
-    let overlay = assemble_context(None, config, &metadata, HeaderMapping::Apply)
-        .map_err(|_| OfrepRequestError::InvalidContext)?;
-    context.extend(overlay);
-    Ok(OfrepRequest { selector, context })
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, OfrepRequestError> {
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
-        Err(_) => Err(OfrepRequestError::Timeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(OfrepRequestError::TooLarge),
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "cannot read OFREP request body");
-            Err(OfrepRequestError::InvalidContext)
-        }
-    }
+) -> Result<EvalRequest, OfrepRequestError> {
+    let bytes = body::read(headers, body, limit)
+        .await
+        .map_err(|error| match error {
+            BodyError::TooLarge(_) => OfrepRequestError::TooLarge,
+            BodyError::Timeout => OfrepRequestError::Timeout(error),
+            BodyError::Failed(detail) => {
+                tracing::debug!(%detail, "cannot read OFREP request body");
+                OfrepRequestError::InvalidContext
+            }
+        })?;
+    let context = body_context(&bytes)?;
+    evaluator
+        .read_request(headers, context, HeaderMapping::Apply)
+        .map_err(OfrepRequestError::Selector)
 }
 
 /// The `context` of a request body.

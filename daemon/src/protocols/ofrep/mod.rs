@@ -4,11 +4,12 @@
 //! (with or without a trailing slash) and `GET /ofrep/v1/configuration`; flagd's response shapes, status codes
 //! and error objects (`docs/protocols.md#ofrep-port-8016`, via [`wire`]); request bodies bounded in size and time ([`request`]);
 //! entity tags with `304 Not Modified` on bulk evaluation and configuration ([`etag`], beyond flagd 0.16);
-//! CORS as flagd configures it (`crate::transport::cors`, shared with the evaluation port: every origin when
+//! CORS as flagd configures it (`crate::protocols::cors`, shared with the evaluation port: every origin when
 //! `--cors-origin` is empty; every response header exposed, so browsers can read `ETag`).
 //!
-//! It reuses the evaluation services' context assembly (`-X`, `-H`), `Flagd-Selector` parsing, flag lookup
-//! and metadata merging, so OFREP and gRPC answer alike.
+//! It reads and resolves through the neutral core (`crate::eval`: context assembly with `-X` and `-H`,
+//! `Flagd-Selector`, flag lookup, the bulk selection, response metadata), so OFREP and gRPC answer alike;
+//! nothing here touches gRPC types.
 //!
 //! What it does not do: bind or accept (the runtime serves this router through `crate::transport`, which
 //! applies the header size limit and header read timeout), or record the flagd evaluation counters
@@ -29,17 +30,18 @@ use axum::extract::{MatchedPath, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flagpole_engine::{ErrorCode, EvalOptions, Outcome, evaluate};
+use flagpole_engine::{ErrorCode, Outcome};
 use http::header::{CONTENT_TYPE, ETAG};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::eval::Evaluator;
+use crate::eval::metadata::ResponseMetadata;
+use crate::eval::resolve::bulk_selection;
 use crate::metrics::Metrics;
-use crate::service::Services;
-use crate::service::index::{lookup, selected};
 use request::OfrepRequestError;
-use wire::{Bulk, DetailsOnly, EvaluationFailure, GoMap, RequestFailure};
+use wire::{Bulk, DetailsOnly, EvaluationFailure, GoMetadata, RequestFailure};
 
 /// The single-flag route.
 pub const FLAG_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key}";
@@ -54,17 +56,28 @@ pub const CONFIGURATION_ROUTE: &str = "/ofrep/v1/configuration";
 pub const MIN_POLLING_INTERVAL_MS: u64 = 1000;
 
 /// The OFREP server's settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OfrepOptions {
     /// `--cors-origin`: allowed origins (`*` for any; one `*` inside a pattern matches any text there, as in
     /// flagd's rs/cors). Empty allows every origin, as flagd does.
     pub cors_origins: Vec<String>,
+    /// `--max-request-body`: the largest request body read, in bytes.
+    pub max_request_body: usize,
+}
+
+impl Default for OfrepOptions {
+    fn default() -> Self {
+        OfrepOptions {
+            cors_origins: Vec::new(),
+            max_request_body: crate::config::DEFAULT_MAX_REQUEST_BYTES as usize,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Ofrep {
-    services: Services,
-    metrics: Metrics,
+    evaluator: Evaluator,
+    max_request_body: usize,
     configuration: Arc<Configuration>,
 }
 
@@ -74,17 +87,18 @@ struct Configuration {
     etag: String,
 }
 
-/// The OFREP router over `services`.
-pub fn router(services: Services, metrics: Metrics, options: &OfrepOptions) -> Router {
+/// The OFREP router over the evaluation core.
+pub fn router(evaluator: Evaluator, options: &OfrepOptions) -> Router {
     if options.cors_origins.is_empty() {
         tracing::info!(
             "OFREP allows cross-origin requests from every origin (flagd's default); restrict with --cors-origin"
         );
     }
     let config_body = configuration_body();
+    let metrics = evaluator.metrics().clone();
     let state = Ofrep {
-        services,
-        metrics,
+        evaluator,
+        max_request_body: options.max_request_body,
         configuration: Arc::new(Configuration {
             etag: etag::etag(&config_body),
             body: Bytes::from(config_body),
@@ -95,11 +109,8 @@ pub fn router(services: Services, metrics: Metrics, options: &OfrepOptions) -> R
         .route(BULK_ROUTE, post(evaluate_all))
         .route("/ofrep/v1/evaluate/flags/", post(evaluate_all))
         .route(CONFIGURATION_ROUTE, get(configuration))
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            record_request,
-        ))
-        .layer(crate::transport::cors::layer(&options.cors_origins))
+        .layer(middleware::from_fn_with_state(metrics, record_request))
+        .layer(crate::protocols::cors::layer(&options.cors_origins))
         .with_state(state)
 }
 
@@ -140,14 +151,13 @@ async fn evaluate_flag(
             },
         );
     };
-    let request = match request::read(state.services.config(), &headers, body, state.limit()).await
-    {
-        Ok(request) => request,
-        Err(error) => return request_error(Some(&key), &error),
-    };
-    let snapshot = state.services.store().snapshot();
-    let Some(flag) = lookup(&snapshot, &key, &request.selector) else {
-        let metadata = wire::reflection(&request.selector);
+    let request =
+        match request::read(&state.evaluator, &headers, body, state.max_request_body).await {
+            Ok(request) => request,
+            Err(error) => return request_error(Some(&key), &error),
+        };
+    let snapshot = state.evaluator.snapshot();
+    let Some(flag) = snapshot.get(&key, &request.selector) else {
         let (status, details) = wire::error_status(ErrorCode::FlagNotFound, &key);
         return json(
             status,
@@ -155,61 +165,44 @@ async fn evaluate_flag(
                 key: &key,
                 error_code: ErrorCode::FlagNotFound.as_str(),
                 error_details: details,
-                metadata: GoMap(&metadata),
+                metadata: GoMetadata(ResponseMetadata::reflection(&request.selector)),
             },
         );
     };
-    let evaluation = evaluate(flag, &request.context, &state.eval_options());
-    let metadata = wire::metadata(&request.selector, flag);
-    let (status, entry) = wire::entry(&key, &evaluation, &metadata);
+    let outcome = state.evaluator.evaluate(flag, &request.context);
+    let metadata = ResponseMetadata::of_flag(&request.selector, &flag.metadata);
+    let (status, entry) = wire::entry(&key, &outcome, metadata);
     json(status, &entry)
 }
 
 async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body) -> Response {
-    let request = match request::read(state.services.config(), &headers, body, state.limit()).await
-    {
-        Ok(request) => request,
-        Err(error) => return request_error(None, &error),
-    };
-    let snapshot = state.services.store().snapshot();
-    let flags = selected(&snapshot, &request.selector);
-    let options = state.eval_options();
-    let evaluations: Vec<(Outcome<'_>, flagpole_engine::Context)> = flags
+    let request =
+        match request::read(&state.evaluator, &headers, body, state.max_request_body).await {
+            Ok(request) => request,
+            Err(error) => return request_error(None, &error),
+        };
+    let snapshot = state.evaluator.snapshot();
+    let flags = bulk_selection(&snapshot, &request.selector);
+    let outcomes: Vec<Outcome<'_>> = flags
         .iter()
-        .map(|flag| {
-            (
-                evaluate(flag, &request.context, &options),
-                wire::metadata(&request.selector, flag),
-            )
-        })
+        .map(|flag| state.evaluator.evaluate(flag, &request.context))
         .collect();
-    let reflection = wire::reflection(&request.selector);
     let bulk = Bulk {
         flags: flags
             .iter()
-            .zip(&evaluations)
-            .map(|(flag, (evaluation, metadata))| wire::entry(&flag.key, evaluation, metadata).1)
+            .zip(&outcomes)
+            .map(|(flag, outcome)| {
+                let metadata = ResponseMetadata::of_flag(&request.selector, &flag.metadata);
+                wire::entry(&flag.key, outcome, metadata).1
+            })
             .collect(),
-        metadata: GoMap(&reflection),
+        metadata: GoMetadata(ResponseMetadata::reflection(&request.selector)),
     };
     match serde_json::to_vec(&bulk) {
         Ok(body) => tagged(&headers, &etag::etag(&body), Bytes::from(body)),
         Err(error) => {
             tracing::error!(%error, "cannot encode an OFREP bulk response");
             bulk_failed()
-        }
-    }
-}
-
-impl Ofrep {
-    fn limit(&self) -> usize {
-        self.services.config().max_request_body
-    }
-
-    fn eval_options(&self) -> EvalOptions {
-        EvalOptions {
-            fractional: self.services.config().fractional,
-            ..EvalOptions::now()
         }
     }
 }
@@ -238,7 +231,7 @@ fn request_error(key: Option<&str>, error: &OfrepRequestError) -> Response {
                 },
             );
         }
-        OfrepRequestError::Timeout => {
+        OfrepRequestError::Timeout(_) => {
             return json(
                 StatusCode::REQUEST_TIMEOUT,
                 &DetailsOnly {

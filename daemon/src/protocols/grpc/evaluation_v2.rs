@@ -1,10 +1,10 @@
 //! `flagd.evaluation.v2.Service`: typed resolves and EventStream with v2's optional value and variant.
 //!
 //! A code default answers reason DEFAULT and a disabled flag reason DISABLED, both with value and variant
-//! unset; an empty variant is left out too (`docs/protocols.md#answers-per-protocol`). There is no ResolveAll. The request reading and
-//! resolving are `handlers`'; this module holds v2's rendering and its types.
+//! unset; an empty variant is left out too (`docs/protocols.md#answers-per-protocol`). There is no ResolveAll. The request reading is
+//! `typed`'s and the resolving `crate::eval`'s; this module holds v2's handlers, rendering and types.
 
-use flagpole_engine::Reason;
+use flagpole_engine::{Outcome, Reason, Selector};
 use flagpole_proto::evaluation_v2::service_server::Service;
 use flagpole_proto::evaluation_v2::{
     EventStreamRequest, EventStreamResponse, ResolveBooleanRequest, ResolveBooleanResponse,
@@ -16,11 +16,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::Services;
+use super::convert::metadata_struct;
 use super::events::StreamDeadline;
-use super::handlers::{TypedRequest, event_message, event_stream, resolve_typed, typed_rpcs};
-use super::request::HeaderMapping;
-use super::resolve::{Outcome, Resolution, WireValue};
 use super::status::{ResolveError, grpc_status};
+use super::typed::{TypedRequest, WireValue, event_message, event_stream, read_typed, typed_rpcs};
+use crate::eval::HeaderMapping;
+use crate::eval::resolve::{Resolved, resolve_typed};
 
 /// The v2 evaluation service.
 #[derive(Debug, Clone)]
@@ -47,34 +48,34 @@ impl EvaluationV2 {
         Q: TypedRequest,
         R: From<Answer<Q::Value>>,
     {
-        let answer = resolve_typed(
-            &self.services,
-            HeaderMapping::Apply,
-            request,
-            render::<Q::Value>,
-        )?;
+        let evaluator = self.services.evaluator();
+        let (key, request) = read_typed(&self.services, HeaderMapping::Apply, request)?;
+        let snapshot = evaluator.snapshot();
+        let resolved = resolve_typed(evaluator, &snapshot, &key, Q::Value::TYPE, &request);
+        evaluator.record(&key, &resolved.outcome);
+        let answer = render::<Q::Value>(&resolved, &request.selector)?;
         Ok(Response::new(answer.into()))
     }
 }
 
 /// Renders a typed resolution in v2's shape.
-fn render<T: WireValue>(resolution: Resolution<'_>) -> Result<Answer<T>, Status> {
-    let metadata = resolution.metadata;
+fn render<T: WireValue>(resolved: &Resolved<'_>, selector: &Selector) -> Result<Answer<T>, Status> {
+    let metadata = resolved.metadata(selector).map(metadata_struct);
     let without_value = |reason: Reason| Answer {
         value: None,
         reason: reason.as_str().to_owned(),
         variant: None,
         metadata: metadata.clone(),
     };
-    match resolution.outcome {
+    match &resolved.outcome {
         Outcome::Value {
             selection,
             variant,
             value,
         } => Ok(Answer {
-            value: Some(T::from_typed(value)),
+            value: Some(T::from_typed(*value)),
             reason: selection.reason().as_str().to_owned(),
-            variant: (!variant.is_empty()).then(|| variant.to_owned()),
+            variant: (!variant.is_empty()).then(|| (*variant).to_owned()),
             metadata,
         }),
         Outcome::Disabled => Ok(without_value(Reason::Disabled)),

@@ -1,34 +1,29 @@
 //! The flagd gRPC services: evaluation (`flagd.evaluation.v1`, `flagd.evaluation.v2`, the legacy
-//! `schema.v1`) for the evaluation port, and `flagd.sync.v1.FlagSyncService` for the sync port.
+//! `schema.v1`) for the evaluation port, and `flagd.sync.v1.FlagSyncService` for the sync port. Connect and
+//! gRPC-Web reach the same services through `crate::protocols::connect`.
 //!
-//! What it owns: turning protobuf requests into engine calls and engine results back into protobuf, per
-//! protocol (each protocol's fallback rules live in its own module; the error → status table lives in
-//! `status`), context assembly (`-X`, `-H`), selectors from the `Flagd-Selector` header, and the
-//! long-lived streams (EventStream, SyncFlags) with one task per subscriber.
+//! What it owns: the protobuf edge of evaluation (a `Struct` context in, a `Struct` of metadata and typed
+//! values out, `convert`), each package's answers and fallbacks (v2 in `evaluation_v2`, v1 and schema.v1 in
+//! `v1_answers`), the one error → status map (`status`), and the long-lived streams (EventStream in
+//! `events`, SyncFlags in `sync`) with one task per subscriber and work shared per selector (`fanout`).
 //!
-//! What it does not do: bind sockets, TLS, Connect/gRPC-Web framing, readiness or choosing when to start
-//! serving (the runtime in `crate::run` does), nor evaluate anything itself (the engine does). Handlers read
-//! the store's current snapshot lock-free and never block on a reload.
+//! What it does not do: read selectors and contexts or resolve flags (the neutral core in `crate::eval`
+//! does, for every protocol alike), bind sockets, TLS, or translate Connect.
 
-pub(crate) mod convert;
+mod convert;
 mod evaluation_v1;
 mod evaluation_v2;
 mod events;
-mod handlers;
-pub(crate) mod index;
-pub(crate) mod request;
-mod resolve;
+mod fanout;
 mod schema_v1;
-mod shared;
 mod status;
 mod sync;
-mod v1_shape;
+mod typed;
+mod v1_answers;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flagpole_engine::FractionalAlgorithm;
 use flagpole_proto::evaluation_v1::service_server::ServiceServer as EvaluationV1Server;
 use flagpole_proto::evaluation_v2::service_server::ServiceServer as EvaluationV2Server;
 use flagpole_proto::schema_v1::service_server::ServiceServer as SchemaV1Server;
@@ -36,6 +31,7 @@ use flagpole_proto::sync_v1::flag_sync_service_server::FlagSyncServiceServer;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
+use crate::eval::Evaluator;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -49,37 +45,25 @@ pub use sync::SyncService;
 /// How long an EventStream may stay silent before flagd sends `keep_alive`.
 pub const DEFAULT_EVENT_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// Everything the services need from the configuration. Built by `crate::config`; nothing here still needs
-/// parsing.
+/// What the gRPC services need beyond evaluation. Built by `crate::run` from the configuration.
 #[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    /// `-X key=value`: static context values, merged over the request context (and sent as `sync_context`
-    /// and by `GetMetadata`).
-    pub context_values: BTreeMap<String, String>,
-    /// `-H header=key`: request header name (matched case-insensitively) → context key. Only non-empty
-    /// header values are used; not applied on `schema.v1`.
-    pub header_to_context: Vec<(String, String)>,
+pub struct GrpcConfig {
     /// `--stream-deadline`: EventStream (v1, v2) and SyncFlags streams end with DEADLINE_EXCEEDED after this
     /// long; `None` means no deadline.
     pub stream_deadline: Option<Duration>,
     /// `--disable-sync-metadata`: `GetMetadata` answers UNIMPLEMENTED.
     pub disable_sync_metadata: bool,
-    /// Which `fractional` bucketing the engine uses.
-    pub fractional: FractionalAlgorithm,
     /// Silence after which an EventStream gets `keep_alive` (flagd: 20 s).
     pub event_keep_alive: Duration,
     /// `--max-request-body`: the largest request message decoded, in bytes.
     pub max_request_body: usize,
 }
 
-impl Default for ServiceConfig {
+impl Default for GrpcConfig {
     fn default() -> Self {
-        ServiceConfig {
-            context_values: BTreeMap::new(),
-            header_to_context: Vec::new(),
+        GrpcConfig {
             stream_deadline: None,
             disable_sync_metadata: false,
-            fractional: FractionalAlgorithm::default(),
             event_keep_alive: DEFAULT_EVENT_KEEP_ALIVE,
             // flagd's `--max-request-body` default: the one constant, in `config`.
             max_request_body: crate::config::DEFAULT_MAX_REQUEST_BYTES as usize,
@@ -87,7 +71,8 @@ impl Default for ServiceConfig {
     }
 }
 
-/// The state every service shares: the store, the configuration, the shutdown signal and the metrics.
+/// The state every gRPC service shares: the evaluation core, the configuration, the shutdown signal and the
+/// subscribers' shared work.
 #[derive(Debug, Clone)]
 pub struct Services {
     inner: Arc<Inner>,
@@ -95,33 +80,22 @@ pub struct Services {
 
 #[derive(Debug)]
 struct Inner {
-    store: Arc<Store>,
-    config: ServiceConfig,
+    evaluator: Evaluator,
+    config: GrpcConfig,
     shutdown: CancellationToken,
-    metrics: Metrics,
-    cache: shared::Shared,
+    fanout: fanout::Fanout,
 }
 
 impl Services {
     /// Services over `store`. Cancelling `shutdown` sends `provider_shutdown` to every EventStream and ends
     /// every stream.
-    pub fn new(
-        store: Arc<Store>,
-        mut config: ServiceConfig,
-        shutdown: CancellationToken,
-        metrics: Metrics,
-    ) -> Self {
-        // gRPC metadata keys are lower-case; matching `-H` names case-insensitively means lower-casing them once.
-        for (header, _) in &mut config.header_to_context {
-            header.make_ascii_lowercase();
-        }
+    pub fn new(evaluator: Evaluator, config: GrpcConfig, shutdown: CancellationToken) -> Self {
         Services {
             inner: Arc::new(Inner {
-                store,
+                evaluator,
                 config,
                 shutdown,
-                metrics,
-                cache: shared::Shared::default(),
+                fanout: fanout::Fanout::default(),
             }),
         }
     }
@@ -170,11 +144,15 @@ impl Services {
         Routes::new(self.sync())
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
+    fn evaluator(&self) -> &Evaluator {
+        &self.inner.evaluator
     }
 
-    pub(crate) fn config(&self) -> &ServiceConfig {
+    fn store(&self) -> &Store {
+        self.inner.evaluator.store()
+    }
+
+    fn config(&self) -> &GrpcConfig {
         &self.inner.config
     }
 
@@ -183,10 +161,10 @@ impl Services {
     }
 
     fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        self.inner.evaluator.metrics()
     }
 
-    fn cache(&self) -> &shared::Shared {
-        &self.inner.cache
+    fn fanout(&self) -> &fanout::Fanout {
+        &self.inner.fanout
     }
 }

@@ -8,17 +8,19 @@
 
 use std::collections::HashMap;
 
-use flagpole_engine::{ErrorCode, Reason, Selector};
+use flagpole_engine::{ErrorCode, Outcome, Reason, Selector, TypedValue, ValueType};
 use prost_types::Struct;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Services;
+use super::convert::{json_to_struct, metadata_struct};
 use super::events::StreamDeadline;
-use super::handlers::{TypedRequest, resolve_typed};
-use super::request::{HeaderMapping, read_eval_request};
-use super::resolve::{BulkEntry, Outcome, Resolution, WireValue, resolve_all};
 use super::status::{ResolveError, grpc_status};
+use super::typed::{TypedRequest, WireValue, read_request, read_typed};
+use crate::eval::HeaderMapping;
+use crate::eval::metadata::ResponseMetadata;
+use crate::eval::resolve::{Resolved, resolve_bulk_typed, resolve_typed};
 
 /// Where v1 and schema.v1 differ (`docs/protocols.md#answers-per-protocol`), beyond ResolveAll's metadata.
 #[derive(Debug, Clone, Copy)]
@@ -75,39 +77,91 @@ where
     Q: TypedRequest,
     R: From<Answer<Q::Value>>,
 {
-    let answer = resolve_typed(services, rules.headers, request, |resolution| {
-        render::<Q::Value>(resolution, rules.code_default)
-    })?;
+    let evaluator = services.evaluator();
+    let (key, request) = read_typed(services, rules.headers, request)?;
+    let snapshot = evaluator.snapshot();
+    let resolved = resolve_typed(evaluator, &snapshot, &key, Q::Value::TYPE, &request);
+    evaluator.record(&key, &resolved.outcome);
+    let answer = render::<Q::Value>(&resolved, &request.selector, rules.code_default)?;
     Ok(Response::new(answer.into()))
 }
 
 /// Renders a typed resolution: a disabled flag is a success with the zero value, an empty variant and reason
-/// DISABLED (`docs/protocols.md#answers-per-protocol`); a code default as `code_default` says; a failure is its status.
+/// DISABLED (`docs/protocols.md#answers-per-protocol`); a code default as `code_default` says; a failure is
+/// its status.
 fn render<T: WireValue>(
-    resolution: Resolution<'_>,
+    resolved: &Resolved<'_>,
+    selector: &Selector,
     code_default: CodeDefault,
 ) -> Result<Answer<T>, Status> {
-    let metadata = resolution.metadata;
-    match resolution.outcome {
+    let metadata = || resolved.metadata(selector).map(metadata_struct);
+    match &resolved.outcome {
         Outcome::Value {
             selection,
             variant,
             value,
         } => Ok(Answer {
-            value: T::from_typed(value),
+            value: T::from_typed(*value),
             reason: selection.reason().as_str().to_owned(),
-            variant: variant.to_owned(),
-            metadata,
+            variant: (*variant).to_owned(),
+            metadata: metadata(),
         }),
-        Outcome::Disabled => Ok(Answer::zero_value(Reason::Disabled, metadata)),
+        Outcome::Disabled => Ok(Answer::zero_value(Reason::Disabled, metadata())),
         Outcome::CodeDefault => match code_default {
             CodeDefault::NotFound => Err(grpc_status(ResolveError::Evaluation(
                 ErrorCode::FlagNotFound,
             ))),
-            CodeDefault::ZeroValue => Ok(Answer::zero_value(Reason::Default, metadata)),
+            CodeDefault::ZeroValue => Ok(Answer::zero_value(Reason::Default, metadata())),
         },
         Outcome::Failed(error) => Err(grpc_status(ResolveError::Evaluation(error.code))),
     }
+}
+
+/// A ResolveAll value (flagd's `AnyFlag` oneof, shared by v1 and schema.v1).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BulkValue {
+    /// `bool_value`.
+    Bool(bool),
+    /// `string_value`.
+    String(String),
+    /// `double_value` (integers too).
+    Double(f64),
+    /// `object_value`.
+    Object(Struct),
+}
+
+impl BulkValue {
+    fn zero(ty: ValueType) -> Self {
+        match ty {
+            ValueType::Bool => BulkValue::Bool(false),
+            ValueType::String => BulkValue::String(String::new()),
+            ValueType::Int | ValueType::Float => BulkValue::Double(0.0),
+            ValueType::Object => BulkValue::Object(Struct::default()),
+        }
+    }
+
+    fn from_typed(value: TypedValue<'_>) -> Self {
+        match value {
+            TypedValue::Bool(b) => BulkValue::Bool(b),
+            TypedValue::String(s) => BulkValue::String(s.to_owned()),
+            TypedValue::Int(i) => BulkValue::Double(i as f64),
+            TypedValue::Float(f) => BulkValue::Double(f),
+            TypedValue::Object(map) => BulkValue::Object(json_to_struct(map)),
+        }
+    }
+}
+
+/// One ResolveAll entry, before a package converts it into its `AnyFlag`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkEntry {
+    /// The reason string (`ERROR` for a failed flag; the error code is not sent).
+    pub reason: &'static str,
+    /// The variant, `""` when there is none.
+    pub variant: String,
+    /// The value; the zero value of the flag's type when disabled or failed.
+    pub value: BulkValue,
+    /// Selector reflection ⊕ flag metadata.
+    pub metadata: Struct,
 }
 
 /// ResolveAll's answer before a package builds its response.
@@ -119,22 +173,39 @@ pub struct AllFlags<F> {
     pub flags: HashMap<String, F>,
 }
 
-/// ResolveAll with `rules`: every selected flag (flagd's inclusion rules, `resolve::resolve_all`), each
-/// converted into the package's `AnyFlag` with `From<BulkEntry>` (which gets the entry with its key taken
-/// out).
+/// ResolveAll with `rules`: every selected flag with flagd's inclusion rules (`crate::eval::resolve`):
+/// disabled flags come back with a zero value and reason DISABLED, failed flags with a zero value and reason
+/// ERROR; each entry is converted into the package's `AnyFlag` with `From<BulkEntry>`.
 pub fn all_flags<F: From<BulkEntry>>(
     services: &Services,
     rules: Rules,
-    headers: &MetadataMap,
+    metadata: MetadataMap,
     context: Option<Struct>,
 ) -> Result<AllFlags<F>, Status> {
-    let request = read_eval_request(services.config(), headers, context, rules.headers)
-        .map_err(|e| grpc_status(e.into()))?;
-    let snapshot = services.store().snapshot();
-    let flags = resolve_all(services, &snapshot, &request.selector, &request.context)
-        .into_iter()
-        .map(|mut entry| (std::mem::take(&mut entry.key), F::from(entry)))
-        .collect();
+    let evaluator = services.evaluator();
+    let request = read_request(services, metadata, context, rules.headers)?;
+    let snapshot = evaluator.snapshot();
+    let mut flags = HashMap::new();
+    for resolved in resolve_bulk_typed(evaluator, &snapshot, &request) {
+        evaluator.record(&resolved.flag.key, &resolved.outcome);
+        let reason = resolved.outcome.reason().as_str();
+        let (variant, value) = match resolved.outcome {
+            Outcome::Value { variant, value, .. } => {
+                (variant.to_owned(), BulkValue::from_typed(value))
+            }
+            Outcome::Disabled | Outcome::Failed(_) => (String::new(), BulkValue::zero(resolved.ty)),
+            // Not reachable for flags with a default variant; left out like any default-less flag.
+            Outcome::CodeDefault => continue,
+        };
+        let metadata = ResponseMetadata::of_flag(&request.selector, &resolved.flag.metadata);
+        let entry = BulkEntry {
+            reason,
+            variant,
+            value,
+            metadata: metadata_struct(metadata),
+        };
+        flags.insert(resolved.flag.key.to_string(), F::from(entry));
+    }
     Ok(AllFlags {
         selector: request.selector,
         flags,
@@ -142,17 +213,16 @@ pub fn all_flags<F: From<BulkEntry>>(
 }
 
 /// Implements `From<BulkEntry>` for a package's `AnyFlag` (its value oneof named after the comma); with a
-/// trailing `metadata`, each flag carries its metadata (v1), without, it has no such field (schema.v1). The
-/// entry's key is not read (`all_flags` takes it out first).
+/// trailing `metadata`, each flag carries its metadata (v1), without, it has no such field (schema.v1).
 ///
 /// ```text
 /// any_flag!(AnyFlag, any_flag::Value, metadata);
 /// ```
 macro_rules! any_flag {
     ($flag:ident, $value:ty $(, $metadata:ident)?) => {
-        impl From<$crate::service::resolve::BulkEntry> for $flag {
-            fn from(entry: $crate::service::resolve::BulkEntry) -> Self {
-                use $crate::service::resolve::BulkValue;
+        impl From<$crate::protocols::grpc::v1_answers::BulkEntry> for $flag {
+            fn from(entry: $crate::protocols::grpc::v1_answers::BulkEntry) -> Self {
+                use $crate::protocols::grpc::v1_answers::BulkValue;
                 $flag {
                     reason: entry.reason.to_owned(),
                     variant: entry.variant,
@@ -172,16 +242,30 @@ pub(super) use any_flag;
 
 #[cfg(test)]
 mod tests {
-    use flagpole_engine::{EvalError, TypedValue};
+    use std::sync::Arc;
+
+    use flagpole_engine::{EvalError, Flag, Format, LoadOptions, parse_document};
     use tonic::Code;
 
     use super::*;
+    use crate::eval::resolve::TypedOutcome;
 
-    fn resolution(outcome: Outcome<'_>) -> Resolution<'_> {
-        Resolution {
+    fn flag() -> Arc<Flag> {
+        let text = r#"{"flags": {"f": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}}}"#;
+        let loaded = parse_document(text, Format::Json, &LoadOptions::default()).unwrap();
+        loaded.flags[0].clone()
+    }
+
+    fn answer<T: WireValue>(
+        outcome: TypedOutcome<'_>,
+        code_default: CodeDefault,
+    ) -> Result<Answer<T>, Status> {
+        let flag = flag();
+        let resolved = Resolved {
             outcome,
-            metadata: Some(Struct::default()),
-        }
+            flag: Some(&flag),
+        };
+        render::<T>(&resolved, &Selector::All, code_default)
     }
 
     #[test]
@@ -191,7 +275,7 @@ mod tests {
             variant: "on",
             value: TypedValue::Bool(true),
         };
-        let answer = render::<bool>(resolution(outcome), CodeDefault::NotFound);
+        let answer = answer::<bool>(outcome, CodeDefault::NotFound);
         assert_eq!(
             answer.ok(),
             Some(Answer {
@@ -206,7 +290,7 @@ mod tests {
     #[test]
     fn a_disabled_flag_is_the_zero_value_with_reason_disabled_under_both_rules() {
         for code_default in [CodeDefault::NotFound, CodeDefault::ZeroValue] {
-            let answer = render::<String>(resolution(Outcome::Disabled), code_default);
+            let answer = answer::<String>(Outcome::Disabled, code_default);
             assert_eq!(
                 answer.ok(),
                 Some(Answer {
@@ -221,13 +305,13 @@ mod tests {
 
     #[test]
     fn a_code_default_is_flag_not_found_on_v1() {
-        let answer = render::<i64>(resolution(Outcome::CodeDefault), CodeDefault::NotFound);
+        let answer = answer::<i64>(Outcome::CodeDefault, CodeDefault::NotFound);
         assert_eq!(answer.err().map(|s| s.code()), Some(Code::NotFound));
     }
 
     #[test]
     fn a_code_default_is_the_zero_value_with_reason_default_on_schema_v1() {
-        let answer = render::<f64>(resolution(Outcome::CodeDefault), CodeDefault::ZeroValue);
+        let answer = answer::<f64>(Outcome::CodeDefault, CodeDefault::ZeroValue);
         assert_eq!(
             answer.ok(),
             Some(Answer {
@@ -242,11 +326,11 @@ mod tests {
     #[test]
     fn a_failure_is_its_status_under_both_rules() {
         for code_default in [CodeDefault::NotFound, CodeDefault::ZeroValue] {
-            let answer = render::<bool>(
-                resolution(Outcome::Failed(EvalError {
+            let answer = answer::<bool>(
+                Outcome::Failed(EvalError {
                     code: ErrorCode::TypeMismatch,
                     message: String::new(),
-                })),
+                }),
                 code_default,
             );
             assert_eq!(answer.err().map(|s| s.code()), Some(Code::InvalidArgument));

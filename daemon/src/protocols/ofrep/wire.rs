@@ -4,13 +4,12 @@
 //! `variant` out when empty; `metadata` is always present. Numbers are written the way flagd's Go encoder
 //! writes a `float64`: an integral value has no fraction (`3`, not `3.0`).
 
-use flagpole_engine::{Context, ErrorCode, Flag, Outcome, Selector, Value};
+use flagpole_engine::{Context, ErrorCode, Outcome, Value};
 use http::StatusCode;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
-use crate::service::convert::struct_to_json;
-use crate::service::request::{flag_metadata, selector_reflection};
+use crate::eval::metadata::{MetadataValue, ResponseMetadata};
 
 /// The `errorDetails` of a 413.
 pub const BODY_TOO_LARGE: &str = "request body too large";
@@ -59,6 +58,27 @@ impl Serialize for GoMap<'_> {
     }
 }
 
+/// Response metadata written as a JSON object with [`GoJson`] values, straight from the view.
+#[derive(Debug, Clone, Copy)]
+pub struct GoMetadata<'a>(pub ResponseMetadata<'a>);
+
+impl Serialize for GoMetadata<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let mut result = Ok(());
+        self.0.for_each(|key, value| {
+            if result.is_ok() {
+                result = match value {
+                    MetadataValue::Text(text) => map.serialize_entry(key, text),
+                    MetadataValue::Json(value) => map.serialize_entry(key, &GoJson(value)),
+                };
+            }
+        });
+        result?;
+        map.end()
+    }
+}
+
 /// A successful evaluation (field order as flagd writes it).
 #[derive(Debug, Serialize)]
 pub struct Success<'a> {
@@ -73,7 +93,7 @@ pub struct Success<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
     pub variant: &'a str,
     /// Selector reflection ⊕ flag metadata.
-    pub metadata: GoMap<'a>,
+    pub metadata: GoMetadata<'a>,
 }
 
 /// A failed evaluation of one flag (OFREP's `evaluationFailure`).
@@ -87,7 +107,7 @@ pub struct EvaluationFailure<'a> {
     /// flagd's message.
     pub error_details: String,
     /// Selector reflection ⊕ flag metadata.
-    pub metadata: GoMap<'a>,
+    pub metadata: GoMetadata<'a>,
 }
 
 /// A request-level error: a bad body or selector. `key` is left out on bulk requests.
@@ -127,17 +147,7 @@ pub struct Bulk<'a> {
     /// Every selected flag, sorted by key.
     pub flags: Vec<Entry<'a>>,
     /// The selector reflection.
-    pub metadata: GoMap<'a>,
-}
-
-/// Response metadata for `flag` as JSON (the services' merge: selector reflection, flag metadata over it).
-pub fn metadata(selector: &Selector, flag: &Flag) -> Context {
-    struct_to_json(Some(flag_metadata(selector, flag))).unwrap_or_default()
-}
-
-/// The selector reflection as JSON (bulk `metadata`, and the metadata of a flag that was not found).
-pub fn reflection(selector: &Selector) -> Context {
-    struct_to_json(Some(selector_reflection(selector))).unwrap_or_default()
+    pub metadata: GoMetadata<'a>,
 }
 
 /// The one place an evaluation error becomes an OFREP status and message (flagd's `models.go`).
@@ -163,7 +173,7 @@ pub fn error_status(code: ErrorCode, key: &str) -> (StatusCode, String) {
 pub fn entry<'a>(
     key: &'a str,
     outcome: &Outcome<'a>,
-    metadata: &'a Context,
+    metadata: ResponseMetadata<'a>,
 ) -> (StatusCode, Entry<'a>) {
     let (value, variant) = match outcome {
         Outcome::Failed(error) => {
@@ -174,7 +184,7 @@ pub fn entry<'a>(
                     key,
                     error_code: error.code.as_str(),
                     error_details: details,
-                    metadata: GoMap(metadata),
+                    metadata: GoMetadata(metadata),
                 }),
             );
         }
@@ -191,7 +201,7 @@ pub fn entry<'a>(
             key,
             reason: outcome.reason().as_str(),
             variant,
-            metadata: GoMap(metadata),
+            metadata: GoMetadata(metadata),
         }),
     )
 }

@@ -3,7 +3,7 @@
 //! A Connect request (unary `POST` with `application/json` or `application/proto`; server streaming with
 //! `application/connect+json` or `application/connect+proto`) is rewritten into the equivalent gRPC request
 //! and passed to the same tonic services that serve gRPC, and their gRPC response is rewritten back. So
-//! every protocol shares one set of handlers, one error table (`crate::service`) and the same header
+//! every protocol shares one set of handlers, one error table (`crate::protocols::grpc`) and the same header
 //! mapping (`Flagd-Selector`, `-H`); this module only converts framing, codecs and status codes.
 //!
 //! JSON follows protobuf's JSON mapping as flagd's codec (protojson with `EmitUnpopulated`,
@@ -20,7 +20,6 @@
 //! gRPC-Web, which pass through untouched.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -29,15 +28,14 @@ use axum::response::Response;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TE};
 use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
+
+use crate::protocols::body::{self, BodyError};
 use prost_reflect::{
     DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor,
     SerializeOptions,
 };
 use tonic::Code;
-
-/// How long a client gets to send a Connect request body (flagd's `ReadTimeout`).
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Envelope flag: the message is compressed.
 const FLAG_COMPRESSED: u8 = 0x01;
@@ -212,7 +210,7 @@ async fn unary(
     {
         return unary_error(code, &message);
     }
-    let message = match read_body(body, connect.max_body).await {
+    let message = match read_body(&parts.headers, body, connect.max_body).await {
         Ok(bytes) => match codec {
             Codec::Proto => bytes,
             Codec::Json => match json_to_proto(method.input(), &bytes) {
@@ -277,7 +275,7 @@ async fn stream(
     let (parts, body) = request.into_parts();
     let message = async {
         check_encoding(&parts.headers, "connect-content-encoding")?;
-        let bytes = read_body(body, connect.max_body).await?;
+        let bytes = read_body(&parts.headers, body, connect.max_body).await?;
         let message = single_envelope(bytes)?;
         match codec {
             Codec::Proto => Ok(message),
@@ -400,24 +398,16 @@ fn check_encoding(headers: &HeaderMap, name: &str) -> Result<(), ConnectError> {
     }
 }
 
-/// Reads the whole request body, at most `limit` bytes, within [`BODY_READ_TIMEOUT`].
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ConnectError> {
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(ConnectError::new(
-            Code::ResourceExhausted,
-            format!("request body larger than {limit} bytes"),
-        )),
-        Ok(Err(error)) => Err(ConnectError::new(
-            Code::InvalidArgument,
-            format!("cannot read request: {error}"),
-        )),
-        Err(_) => Err(ConnectError::new(
-            Code::DeadlineExceeded,
-            format!("request body not received within {BODY_READ_TIMEOUT:?}"),
-        )),
-    }
+/// Reads the whole request body (`crate::protocols::body`), with Connect's codes for what goes wrong.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ConnectError> {
+    body::read(headers, body, limit).await.map_err(|error| {
+        let code = match error {
+            BodyError::TooLarge(_) => Code::ResourceExhausted,
+            BodyError::Timeout => Code::DeadlineExceeded,
+            BodyError::Failed(_) => Code::InvalidArgument,
+        };
+        ConnectError::new(code, error.to_string())
+    })
 }
 
 /// The message of a streaming request: exactly one uncompressed envelope.

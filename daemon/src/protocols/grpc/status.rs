@@ -1,5 +1,5 @@
 //! The one place where evaluation and request errors become gRPC statuses (flagd's `errFormat` table,
-//! `docs/protocols.md#error--status-one-function-servicestatusgrpc_status`). v1, v2 and schema.v1 share it: they are the same protocol with different fallbacks.
+//! `docs/protocols.md#error--status-grpc`). v1, v2 and schema.v1 share it: they are the same protocol with different fallbacks.
 //!
 //! tonic rejects some requests before a handler runs, with codes flagd does not use: a body that is not
 //! valid protobuf is INTERNAL (flagd: INVALID_ARGUMENT) and a message over the size limit is OUT_OF_RANGE
@@ -15,13 +15,16 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-use super::request::RequestError;
+use super::convert::ConvertError;
+use crate::eval::RequestError;
 
 /// What a failed request turns into on gRPC.
 #[derive(Debug)]
 pub enum ResolveError {
-    /// The request could not be read (bad context, bad selector).
+    /// The selector could not be read.
     Request(RequestError),
+    /// The context Struct is not representable.
+    Context(ConvertError),
     /// The engine reported an error code (or v1 turned a code default into FLAG_NOT_FOUND).
     Evaluation(ErrorCode),
 }
@@ -32,10 +35,17 @@ impl From<RequestError> for ResolveError {
     }
 }
 
+impl From<ConvertError> for ResolveError {
+    fn from(e: ConvertError) -> Self {
+        ResolveError::Context(e)
+    }
+}
+
 /// flagd's error → status table. Messages are flagd's fixed strings; providers read the code.
 pub fn grpc_status(failure: ResolveError) -> Status {
     match failure {
         ResolveError::Request(e) => Status::invalid_argument(e.to_string()),
+        ResolveError::Context(e) => Status::invalid_argument(e.to_string()),
         ResolveError::Evaluation(ErrorCode::FlagNotFound) => Status::not_found("Flag not found"),
         ResolveError::Evaluation(ErrorCode::ParseError) => {
             Status::data_loss("Error parsing input or configuration")

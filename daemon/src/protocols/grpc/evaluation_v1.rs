@@ -1,13 +1,13 @@
-//! The legacy `schema.v1.Service` (deprecated, still used by old clients): v1's RPCs with its own rules.
+//! `flagd.evaluation.v1.Service`: typed resolves, ResolveAll and EventStream with v1's fallbacks.
 //!
-//! Differences from v1 (`docs/protocols.md#answers-per-protocol`): `-H` header mappings are not applied (`-X` is), streams have no
-//! deadline, `ResolveAll` has no metadata (neither the response's nor each flag's). A code default answers
-//! the zero value with reason DEFAULT: flagd leaks its internal reason `FALLBACK` here, flagpole does not
-//! (docs/protocols.md). A disabled flag is a success with the zero value and reason DISABLED, as on v1. The
-//! handler bodies are `v1_shape`'s, shared with v1; this module holds schema.v1's [`Rules`] and its types.
+//! v1 cannot say "no value": a code default (no default variant, targeting did not pick one) is
+//! FLAG_NOT_FOUND, and a disabled flag is a success with the zero value, an empty variant and reason
+//! DISABLED (`docs/protocols.md#answers-per-protocol`). ResolveAll carries the selector reflection as its metadata and each
+//! flag's metadata. The handler bodies are `v1_answers`', shared with schema.v1; this module holds v1's
+//! [`Rules`] and its types.
 
-use flagpole_proto::schema_v1::service_server::Service;
-use flagpole_proto::schema_v1::{
+use flagpole_proto::evaluation_v1::service_server::Service;
+use flagpole_proto::evaluation_v1::{
     AnyFlag, EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveAllResponse,
     ResolveBooleanRequest, ResolveBooleanResponse, ResolveFloatRequest, ResolveFloatResponse,
     ResolveIntRequest, ResolveIntResponse, ResolveObjectRequest, ResolveObjectResponse,
@@ -17,44 +17,48 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::Services;
+use super::convert::metadata_struct;
 use super::events::StreamDeadline;
-use super::handlers::{event_message, event_stream, typed_rpcs};
-use super::request::HeaderMapping;
-use super::v1_shape::{Answer, CodeDefault, Rules, all_flags, any_flag, typed};
+use super::typed::{event_message, event_stream, typed_rpcs};
+use super::v1_answers::{Answer, CodeDefault, Rules, all_flags, any_flag, typed};
+use crate::eval::HeaderMapping;
+use crate::eval::metadata::ResponseMetadata;
 
-/// schema.v1: `-H` does not apply, a code default is the zero value, streams have no deadline.
+/// v1: `-H` applies, a code default is FLAG_NOT_FOUND, `--stream-deadline` applies.
 const RULES: Rules = Rules {
-    headers: HeaderMapping::Skip,
-    code_default: CodeDefault::ZeroValue,
-    deadline: StreamDeadline::Never,
+    headers: HeaderMapping::Apply,
+    code_default: CodeDefault::NotFound,
+    deadline: StreamDeadline::Configured,
 };
 
-/// The legacy schema.v1 evaluation service.
+/// The v1 evaluation service.
 #[derive(Debug, Clone)]
-pub struct SchemaV1 {
+pub struct EvaluationV1 {
     services: Services,
 }
 
-impl SchemaV1 {
+impl EvaluationV1 {
     pub(super) fn new(services: Services) -> Self {
-        SchemaV1 { services }
+        EvaluationV1 { services }
     }
 }
 
 typed_rpcs!(Answer);
 event_message!(EventStreamResponse);
-// schema.v1's `AnyFlag` has no metadata.
-any_flag!(AnyFlag, any_flag::Value);
+any_flag!(AnyFlag, any_flag::Value, metadata);
 
 #[tonic::async_trait]
-impl Service for SchemaV1 {
+impl Service for EvaluationV1 {
     async fn resolve_all(
         &self,
         request: Request<ResolveAllRequest>,
     ) -> Result<Response<ResolveAllResponse>, Status> {
-        let (headers, _, body) = request.into_parts();
-        let all = all_flags(&self.services, RULES, &headers, body.context)?;
-        Ok(Response::new(ResolveAllResponse { flags: all.flags }))
+        let (metadata, _, body) = request.into_parts();
+        let all = all_flags(&self.services, RULES, metadata, body.context)?;
+        Ok(Response::new(ResolveAllResponse {
+            flags: all.flags,
+            metadata: Some(metadata_struct(ResponseMetadata::reflection(&all.selector))),
+        }))
     }
 
     async fn resolve_boolean(
