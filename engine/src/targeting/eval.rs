@@ -1,4 +1,6 @@
-//! Evaluating a compiled rule exactly as `diegoholiveira/jsonlogic` v3.9.1 and flagd's operators do.
+//! Evaluating a compiled rule exactly as `diegoholiveira/jsonlogic` v3.9.1 and flagd's operators do: the
+//! walk over the nodes, the operators that evaluate (or skip) their own arguments, and the iterating ones.
+//! The data and its reading are `scope.rs`'s; operators over evaluated values are `ops.rs`'s.
 //!
 //! Where Go panics (a failed type assertion, an index out of range, an unknown operator) this returns a
 //! [`TargetingError`]; where Go returns nil this returns null. The data a rule sees is either the
@@ -9,50 +11,22 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use smallvec::SmallVec;
 
 use super::compile::{
-    Args, Call, FracNode, IterNode, IterOp, Node, Op, Part, Path, Subject, VarNode, compile_rule,
-    is_static,
+    Args, Call, FracNode, IterNode, IterOp, Node, Op, Subject, VarNode, compile_rule, is_static,
 };
-use super::fractional::{FracData, KeyHash, fractional, key_hash};
+use super::fractional::{KeyHash, fractional, key_hash};
+use super::ops::{
+    Evaluated, List, R, as_list, binary, binary_bool, equals, fail, index_panic, less,
+    negation_operand, op_cat, op_contains, op_in, op_merge, op_substr, str_eq, strict_equals,
+};
+pub(crate) use super::scope::Scope;
+use super::scope::{frac_data, get_var, lookup, walk_json_ref};
 use super::semver::{self, SemOp};
 use super::value::{
-    Arr, Kind, Obj, Val, conversion_panic, format_f, go_int, is_true, js_number, json_kind,
-    to_number, to_str,
+    Kind, Obj, Val, conversion_panic, go_int, is_true, json_kind, to_number, to_str,
 };
-use super::{Data, FractionalAlgorithm, MAX_EVAL_DEPTH, TargetingError};
-
-type R<T> = Result<T, TargetingError>;
-type List<'a> = SmallVec<[Val<'a>; 4]>;
-
-fn fail<T>(msg: impl Into<String>) -> R<T> {
-    Err(TargetingError(msg.into()))
-}
-
-/// The data a rule is evaluated against.
-#[derive(Clone, Copy)]
-pub(crate) enum Scope<'s, 'a> {
-    /// The request: context plus the virtual `$flagd` object.
-    Top(&'s Data<'a>),
-    /// An element inside an iterating operator (or `reduce`'s accumulator object), with the bucketing
-    /// algorithm of the request.
-    Val(&'s Val<'a>, FractionalAlgorithm),
-}
-
-impl<'s, 'a> Scope<'s, 'a> {
-    fn algorithm(self) -> FractionalAlgorithm {
-        match self {
-            Scope::Top(data) => data.fractional,
-            Scope::Val(_, a) => a,
-        }
-    }
-
-    /// The scope of an element, keeping the request's bucketing algorithm.
-    fn with<'t>(self, v: &'t Val<'a>) -> Scope<'t, 'a> {
-        Scope::Val(v, self.algorithm())
-    }
-}
+use super::{MAX_EVAL_DEPTH, TargetingError};
 
 /// Evaluates a node.
 pub(crate) fn eval<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<Val<'a>> {
@@ -233,146 +207,8 @@ fn eval_var<'a>(v: &'a VarNode, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
     Ok(lookup(scope, &v.path)?.unwrap_or(default))
 }
 
-/// Resolves a path against the data; `None` where Go returns the default.
-fn lookup<'a>(scope: Scope<'_, 'a>, path: &Path) -> R<Option<Val<'a>>> {
-    let parts = &path.parts[..];
-    let Some((first, rest)) = parts.split_first() else {
-        return whole(scope).map(Some);
-    };
-    match scope {
-        Scope::Top(data) => {
-            if path.flagd {
-                return Ok(flagd_lookup(*data, rest));
-            }
-            let Some(v) = data.context.get(&*first.key) else {
-                return Ok(None);
-            };
-            Ok(walk_json(v, rest))
-        }
-        Scope::Val(v, _) => Ok(walk_val(v, parts)),
-    }
-}
-
-fn flagd_lookup<'a>(data: Data<'a>, rest: &[Part]) -> Option<Val<'a>> {
-    match rest {
-        [] => Some(flagd_object(data)),
-        [p] if &*p.key == "flagKey" => Some(Val::Str(Cow::Borrowed(data.flag_key))),
-        [p] if &*p.key == "timestamp" => Some(Val::Num(data.timestamp as f64)),
-        _ => None,
-    }
-}
-
-fn flagd_object<'a>(data: Data<'a>) -> Val<'a> {
-    let mut m = BTreeMap::new();
-    m.insert("flagKey".to_owned(), Val::Str(Cow::Borrowed(data.flag_key)));
-    m.insert("timestamp".to_owned(), Val::Num(data.timestamp as f64));
-    Val::Obj(m)
-}
-
-/// The whole data, materialised (rare: `{"var": ""}` at the top level).
-fn whole<'a>(scope: Scope<'_, 'a>) -> R<Val<'a>> {
-    Ok(match scope {
-        Scope::Top(data) => {
-            let mut m: BTreeMap<String, Val<'a>> = data
-                .context
-                .iter()
-                .map(|(k, v)| (k.clone(), Val::Json(v)))
-                .collect();
-            m.insert("$flagd".to_owned(), flagd_object(*data));
-            Val::Obj(m)
-        }
-        Scope::Val(v, _) => v.clone(),
-    })
-}
-
-fn walk_json<'a>(cur: &'a Value, parts: &[Part]) -> Option<Val<'a>> {
-    walk_json_ref(cur, parts).map(Val::Json)
-}
-
-#[inline]
-fn walk_json_ref<'a>(mut cur: &'a Value, parts: &[Part]) -> Option<&'a Value> {
-    if cur.is_null() {
-        return None;
-    }
-    for p in parts {
-        cur = match cur {
-            Value::Object(m) => m.get(&*p.key)?,
-            Value::Array(a) => usize::try_from(p.index).ok().and_then(|i| a.get(i))?,
-            _ => return None,
-        };
-        if cur.is_null() {
-            return None;
-        }
-    }
-    Some(cur)
-}
-
-fn walk_val<'a>(root: &Val<'a>, parts: &[Part]) -> Option<Val<'a>> {
-    if root.is_nil() {
-        return None;
-    }
-    let mut cur = root;
-    for (i, p) in parts.iter().enumerate() {
-        cur = match cur {
-            Val::Json(v) => return walk_json(v, &parts[i..]),
-            Val::Obj(m) => m.get(&*p.key)?,
-            Val::Arr(a) => usize::try_from(p.index).ok().and_then(|i| a.get(i))?,
-            _ => return None,
-        };
-        if cur.is_nil() {
-            return None;
-        }
-    }
-    Some(cur.clone())
-}
-
-/// `getVar` over an evaluated argument.
-fn get_var<'a>(arg: Val<'a>, scope: Scope<'_, 'a>) -> R<Val<'a>> {
-    let data_is_nil = matches!(scope, Scope::Val(v, _) if v.is_nil());
-    // `Err`: a name Go only fails on when it splits it, after the nil-data check.
-    let (path, default): (R<Cow<'_, str>>, Val<'a>) = match arg.kind() {
-        Kind::Null => {
-            return Ok(match scope {
-                Scope::Val(v, _)
-                    if matches!(
-                        v.kind(),
-                        Kind::Bool(_) | Kind::Num(_) | Kind::Int(_) | Kind::Str(_)
-                    ) =>
-                {
-                    v.clone()
-                }
-                _ => Val::Null,
-            });
-        }
-        Kind::Str("") => return whole(scope),
-        Kind::Str(s) => (Ok(Cow::Owned(s.to_owned())), Val::Null),
-        Kind::Num(n) => (Ok(Cow::Owned(format_f(n))), Val::Null),
-        Kind::Int(i) => (Ok(Cow::Owned(i.to_string())), Val::Null),
-        Kind::Arr(a) => {
-            if a.len() == 0 {
-                return whole(scope);
-            }
-            let default = if a.len() == 2 { a.get(1) } else { Val::Null };
-            match a.kind_at(0) {
-                Kind::Str(s) => (Ok(Cow::Owned(s.to_owned())), default),
-                other => return Err(conversion_panic(other, "string")),
-            }
-        }
-        other => (Err(conversion_panic(other, "string")), Val::Null),
-    };
-    if data_is_nil {
-        return Ok(default);
-    }
-    Ok(lookup(scope, &Path::parse(&path?))?.unwrap_or(default))
-}
-
 // ---------------------------------------------------------------------------------------------------
 // operators that evaluate their arguments first
-
-enum Evaluated<'a> {
-    List(List<'a>),
-    One(Val<'a>),
-}
 
 fn eval_args<'a>(args: &'a Args, scope: Scope<'_, 'a>, d: u32) -> R<Evaluated<'a>> {
     match args {
@@ -385,42 +221,6 @@ fn eval_args<'a>(args: &'a Args, scope: Scope<'_, 'a>, d: u32) -> R<Evaluated<'a
         }
         Args::One(n) => Ok(Evaluated::One(eval(n, scope, d)?)),
     }
-}
-
-/// A value as `[]any`, if it is one.
-fn as_list<'a>(v: Val<'a>) -> Result<List<'a>, Val<'a>> {
-    match v {
-        Val::Arr(a) => Ok(a.into_iter().collect()),
-        Val::Json(Value::Array(a)) => Ok(a.iter().map(Val::Json).collect()),
-        other => Err(other),
-    }
-}
-
-impl<'a> Evaluated<'a> {
-    /// `values.([]any)`: anything but an array panics.
-    fn list(self, op: &str) -> R<List<'a>> {
-        match self {
-            Evaluated::List(l) => Ok(l),
-            Evaluated::One(v) => as_list(v).map_err(|v| {
-                let e = conversion_panic(v.kind(), "[]interface {}");
-                TargetingError(format!("{op}: {}", e.0))
-            }),
-        }
-    }
-
-    /// `values.([]any)` with the ok-check: anything but an array is `None`.
-    fn try_list(self) -> Option<List<'a>> {
-        match self {
-            Evaluated::List(l) => Some(l),
-            Evaluated::One(v) => as_list(v).ok(),
-        }
-    }
-}
-
-fn index_panic<T>(op: &str, i: usize, len: usize) -> R<T> {
-    fail(format!(
-        "{op}: runtime error: index out of range [{i}] with length {len}"
-    ))
 }
 
 fn eval_call<'a>(call: &'a Call, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
@@ -600,65 +400,6 @@ fn eval_call<'a>(call: &'a Call, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
     })
 }
 
-fn frac_data<'s, 'a>(scope: Scope<'s, 'a>) -> Option<FracData<'s, 'a>> {
-    match scope {
-        Scope::Top(data) => Some(FracData {
-            flag_key: Cow::Borrowed(data.flag_key),
-            targeting_key: data.context.get("targetingKey").map(Val::Json),
-        }),
-        Scope::Val(v, _) => match v.kind() {
-            Kind::Obj(m) => {
-                // flagd unmarshals `$flagd` into a struct: a non-object or a non-string key gives "".
-                let flag_key = match m.get("$flagd").as_ref().map(Val::kind) {
-                    Some(Kind::Obj(f)) => match f.get("flagKey").as_ref().map(Val::kind) {
-                        Some(Kind::Str(s)) => s.to_owned(),
-                        _ => String::new(),
-                    },
-                    _ => String::new(),
-                };
-                Some(FracData {
-                    flag_key: Cow::Owned(flag_key),
-                    targeting_key: m.get("targetingKey"),
-                })
-            }
-            _ => None,
-        },
-    }
-}
-
-/// A two-operand comparison, `in`, `starts_with` or `ends_with` (the same results as the general path
-/// with a two-element argument list).
-fn binary(op: Op, a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<Val<'static>> {
-    Ok(binary_bool(op, a, b)?.map_or(Val::Null, Val::Bool))
-}
-
-/// [`binary`] as a boolean; `None` where the operator returns null.
-#[inline]
-fn binary_bool(op: Op, a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<Option<bool>> {
-    Ok(Some(match op {
-        Op::Eq => equals(a, b),
-        Op::Ne => !equals(a, b),
-        Op::StrictEq => strict_equals(a, b),
-        Op::StrictNe => !strict_equals(a, b),
-        Op::Lt => less(a, b),
-        Op::Le => less(a, b) || equals(a, b),
-        Op::Gt => less(b, a),
-        Op::Ge => less(b, a) || equals(b, a),
-        Op::In => in_kinds(a, b)?,
-        Op::StartsWith | Op::EndsWith => match (a, b) {
-            (Kind::Str(a), Kind::Str(b)) => {
-                if op == Op::StartsWith {
-                    a.len() >= b.len() && str_eq(&a.as_bytes()[..b.len()], b)
-                } else {
-                    a.len() >= b.len() && str_eq(&a.as_bytes()[a.len() - b.len()..], b)
-                }
-            }
-            _ => return Ok(None),
-        },
-        other => return fail(format!("{other:?} is not a binary operator")),
-    }))
-}
-
 /// The truthiness of a node, without building the value where that can be avoided (`if` conditions).
 /// `and` is truthy exactly when every operand is, `or` when one is (both stop where they would).
 fn eval_bool<'a>(node: &'a Node, scope: Scope<'_, 'a>, depth: u32) -> R<bool> {
@@ -727,208 +468,6 @@ fn eval_fractional<'a>(f: &'a FracNode, scope: Scope<'_, 'a>, d: u32) -> R<Val<'
     Ok(fractional(&args, frac_data(scope), alg))
 }
 
-/// `negative`'s operand truthiness: the first element of a non-empty array, else the value itself.
-fn negation_operand(args: Evaluated<'_>) -> bool {
-    match args {
-        Evaluated::List(l) => l.first().is_some_and(|v| is_true(v.kind())),
-        Evaluated::One(v) => match v.kind() {
-            Kind::Arr(a) if a.len() > 0 => is_true(a.kind_at(0)),
-            k => is_true(k),
-        },
-    }
-}
-
-/// String equality as an inline loop for short strings (a `memcmp` call dominates at these lengths).
-#[inline]
-fn str_eq(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> bool {
-    let (a, b) = (a.as_ref(), b.as_ref());
-    if a.len() != b.len() {
-        return false;
-    }
-    if a.len() > 8 {
-        return a == b;
-    }
-    a.iter().zip(b).all(|(x, y)| x == y)
-}
-
-/// `equals`: nil only equals nil; two strings compare as strings; anything else as JavaScript numbers.
-pub(crate) fn equals(a: Kind<'_, '_>, b: Kind<'_, '_>) -> bool {
-    match (a, b) {
-        (Kind::Null, Kind::Null) => true,
-        (Kind::Null, _) | (_, Kind::Null) => false,
-        (Kind::Str(x), Kind::Str(y)) => str_eq(x, y),
-        _ => js_number(a) == js_number(b),
-    }
-}
-
-fn strict_equals(a: Kind<'_, '_>, b: Kind<'_, '_>) -> bool {
-    if std::mem::discriminant(&a) != std::mem::discriminant(&b) {
-        return false;
-    }
-    equals(a, b)
-}
-
-/// `less`: two strings compare bytewise; anything else as JavaScript numbers.
-pub(crate) fn less(a: Kind<'_, '_>, b: Kind<'_, '_>) -> bool {
-    match (a, b) {
-        (Kind::Str(x), Kind::Str(y)) => y > x,
-        _ => js_number(b) > js_number(a),
-    }
-}
-
-/// Go's `==` on two `any` values (same dynamic type and value; maps are not comparable and panic).
-fn go_interface_eq(a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<bool> {
-    Ok(match (a, b) {
-        (Kind::Null, Kind::Null) => true,
-        (Kind::Bool(x), Kind::Bool(y)) => x == y,
-        (Kind::Num(x), Kind::Num(y)) => x == y,
-        (Kind::Int(x), Kind::Int(y)) => x == y,
-        (Kind::Str(x), Kind::Str(y)) => str_eq(x, y),
-        (Kind::Obj(_), Kind::Obj(_)) => {
-            return fail("runtime error: comparing uncomparable type map[string]interface {}");
-        }
-        (Kind::Arr(_), Kind::Arr(_)) => {
-            return fail("runtime error: comparing uncomparable type []interface {}");
-        }
-        _ => false,
-    })
-}
-
-fn op_in<'a>(l: List<'a>) -> R<Val<'a>> {
-    let Some(a) = l.first() else {
-        return index_panic("in", 0, 0);
-    };
-    let b = l.get(1).map_or(Kind::Null, Val::kind);
-    in_kinds(a.kind(), b).map(Val::Bool)
-}
-
-/// `in` with its two operands.
-fn in_kinds(a: Kind<'_, '_>, b: Kind<'_, '_>) -> R<bool> {
-    if let Kind::Str(hay) = b {
-        let Kind::Str(needle) = a else {
-            return Err(conversion_panic(a, "string"));
-        };
-        return Ok(hay.contains(needle));
-    }
-    let Kind::Arr(items) = b else {
-        return Ok(false);
-    };
-    for i in 0..items.len() {
-        let el = items.kind_at(i);
-        if let Kind::Arr(range) = el {
-            if range.len() < 2 {
-                return index_panic("in", range.len(), range.len());
-            }
-            let v = to_number(a)?;
-            if v >= to_number(range.kind_at(0))? && to_number(range.kind_at(1))? >= to_number(a)? {
-                return Ok(true);
-            }
-            continue;
-        }
-        match a {
-            Kind::Num(n) => {
-                if to_number(el)? == n {
-                    return Ok(true);
-                }
-            }
-            Kind::Int(_) => {
-                // float64 == int compares dynamic types first: never equal.
-                to_number(el)?;
-            }
-            _ => {
-                if go_interface_eq(el, a)? {
-                    return Ok(true);
-                }
-            }
-        }
-    }
-    Ok(false)
-}
-
-fn op_cat<'a>(args: Evaluated<'a>) -> R<Val<'a>> {
-    if let Evaluated::One(v) = &args
-        && let Kind::Str(_) = v.kind()
-    {
-        return Ok(v.clone());
-    }
-    let l = args.list("cat")?;
-    match l.len() {
-        0 => Ok(Val::Str(Cow::Borrowed(""))),
-        1 => Ok(Val::Str(Cow::Owned(to_str(l[0].kind())?.into_owned()))),
-        _ => {
-            let mut s = String::new();
-            for v in &l {
-                s.push_str(&to_str(v.kind())?);
-            }
-            let trimmed = s.trim();
-            Ok(Val::Str(Cow::Owned(if trimmed.len() == s.len() {
-                s
-            } else {
-                trimmed.to_owned()
-            })))
-        }
-    }
-}
-
-fn op_substr<'a>(l: List<'a>) -> R<Val<'a>> {
-    let Some(s) = l.first() else {
-        return index_panic("substr", 0, 0);
-    };
-    let text = to_str(s.kind())?;
-    let Some(from) = l.get(1) else {
-        return index_panic("substr", 1, 1);
-    };
-    let mut from = go_int(to_number(from.kind())?);
-    let chars: Vec<char> = text.chars().collect();
-    let n = chars.len() as i64;
-    if from < 0 {
-        from = n.wrapping_add(from);
-    }
-    if from < 0 || from > n {
-        return Ok(Val::Str(Cow::Owned(text.into_owned())));
-    }
-    let mut length = n;
-    if l.len() == 3 {
-        length = go_int(to_number(l[2].kind())?);
-    }
-    let mut to = if length < 0 {
-        n.wrapping_add(length)
-    } else {
-        from.wrapping_add(length)
-    };
-    if to > n {
-        to = n;
-    }
-    if to < from {
-        return fail(format!(
-            "substr: runtime error: slice bounds out of range [{from}:{to}]"
-        ));
-    }
-    Ok(Val::Str(Cow::Owned(
-        chars[from as usize..to as usize].iter().collect(),
-    )))
-}
-
-fn op_merge<'a>(args: Evaluated<'a>) -> R<Val<'a>> {
-    if let Evaluated::One(v) = &args
-        && matches!(
-            v.kind(),
-            Kind::Bool(_) | Kind::Num(_) | Kind::Int(_) | Kind::Str(_)
-        )
-    {
-        return Ok(Val::Arr(vec![v.clone()]));
-    }
-    let l = args.list("merge")?;
-    let mut out = Vec::new();
-    for v in l {
-        match as_list(v) {
-            Ok(items) => out.extend(items),
-            Err(v) => out.push(v),
-        }
-    }
-    Ok(Val::Arr(out))
-}
-
 /// `getVar` called on an already-evaluated name (Go evaluates it once more first).
 fn var_of<'a>(name: &Val<'a>, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
     let arg = match name.kind() {
@@ -993,65 +532,6 @@ fn op_set<'a>(l: List<'a>, scope: Scope<'_, 'a>, d: u32) -> R<Val<'a>> {
     };
     out.insert(prop.to_owned(), value);
     Ok(Val::Obj(out))
-}
-
-fn contains_element(hay: Arr<'_, '_>, el: Kind<'_, '_>) -> R<bool> {
-    for i in 0..hay.len() {
-        let item = hay.kind_at(i);
-        if go_interface_eq(item, el)? {
-            return Ok(true);
-        }
-        let num = |k: Kind<'_, '_>| matches!(k, Kind::Num(_) | Kind::Int(_));
-        if num(item) && num(el) && to_number(item)? == to_number(el)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-fn op_contains<'a>(op: Op, args: Evaluated<'a>) -> R<Val<'a>> {
-    let empty = op == Op::ContainsNone;
-    let Some(l) = args.try_list() else {
-        return Ok(Val::Bool(empty));
-    };
-    let [search, check] = &l[..] else {
-        return Ok(Val::Bool(empty));
-    };
-    let (Kind::Arr(search), Kind::Arr(check)) = (search.kind(), check.kind()) else {
-        return Ok(Val::Bool(empty));
-    };
-    Ok(Val::Bool(match op {
-        Op::ContainsAll => {
-            let mut all = true;
-            for i in 0..check.len() {
-                if !contains_element(search, check.kind_at(i))? {
-                    all = false;
-                    break;
-                }
-            }
-            all
-        }
-        Op::ContainsAny => {
-            let mut any = false;
-            for i in 0..check.len() {
-                if contains_element(search, check.kind_at(i))? {
-                    any = true;
-                    break;
-                }
-            }
-            any
-        }
-        _ => {
-            let mut none = true;
-            for i in 0..check.len() {
-                if contains_element(search, check.kind_at(i))? {
-                    none = false;
-                    break;
-                }
-            }
-            none
-        }
-    }))
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ use crate::Context;
 mod compile;
 mod eval;
 mod fractional;
+mod ops;
+mod scope;
 mod semver;
 mod value;
 
