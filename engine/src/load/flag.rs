@@ -1,0 +1,276 @@
+//! One flag definition, from its JSON object to a [`Flag`]: field types, `state`, `variants`,
+//! `defaultVariant`, compiled targeting, metadata merged over its set's, and the names of fields flagd does
+//! not know (`docs/compatibility.md#flag-documents`).
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use serde_json::Value;
+
+use super::error::LoadError;
+use super::text::{Locator, type_name};
+use crate::model::{Flag, FlagState, Metadata, RawJson, Variants};
+use crate::schema::{self, Warning, escape_pointer};
+use crate::targeting::Rule;
+
+static ENABLED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("ENABLED"));
+static DISABLED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("DISABLED"));
+
+pub(super) fn build_flag(
+    key: String,
+    value: Value,
+    index: Option<usize>,
+    set_metadata: &Arc<Metadata>,
+    set_flag_set_id: &Option<Arc<str>>,
+    locator: &Locator<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Flag, LoadError> {
+    let malformed = |field: &str, message: String| LoadError::Malformed {
+        path: {
+            let flag = match index {
+                Some(i) => format!("/flags/{i}"),
+                None => format!("/flags/{}", escape_pointer(&key)),
+            };
+            if field.is_empty() {
+                flag
+            } else {
+                format!("{flag}/{field}")
+            }
+        },
+        message,
+        at: locator.find_flag(&key),
+    };
+    // Go decodes `null` into a zero-valued flag (enabled, no variants) without an error.
+    let parts = match value {
+        Value::Object(mut fields) => FlagParts {
+            state: fields.remove("state"),
+            variants: fields.remove("variants"),
+            default_variant: fields.remove("defaultVariant"),
+            targeting: fields.remove("targeting"),
+            metadata: fields.remove("metadata"),
+            unknown: fields.keys().cloned().collect(),
+        },
+        Value::Null => FlagParts::default(),
+        other => {
+            return Err(malformed(
+                "",
+                format!("a flag must be an object, not {}", type_name(&other)),
+            ));
+        }
+    };
+    build_flag_from_parts(
+        key,
+        parts,
+        index,
+        set_metadata,
+        set_flag_set_id,
+        locator,
+        warnings,
+    )
+}
+
+/// The fields of a flag definition the loader reads; any other field is ignored with a warning (an error
+/// with `LoadOptions::strict`), so a misspelt `targetting` does not pass silently.
+#[derive(Debug, Default)]
+pub(super) struct FlagParts {
+    pub(super) state: Option<Value>,
+    pub(super) variants: Option<Value>,
+    pub(super) default_variant: Option<Value>,
+    pub(super) targeting: Option<Value>,
+    pub(super) metadata: Option<Value>,
+    /// Names of the fields not read.
+    pub(super) unknown: Vec<String>,
+}
+
+/// The names of a flag definition's fields, as [`FlagParts`] reads them.
+pub(super) const FLAG_FIELDS: &str = "state, variants, defaultVariant, targeting, metadata";
+
+/// A field name of a flag definition, told apart without allocating for the known ones.
+pub(super) enum FlagField {
+    State,
+    Variants,
+    DefaultVariant,
+    Targeting,
+    Metadata,
+    Other(String),
+}
+
+impl<'de> serde::Deserialize<'de> for FlagField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl serde::de::Visitor<'_> for FieldVisitor {
+            type Value = FlagField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<FlagField, E> {
+                Ok(match name {
+                    "state" => FlagField::State,
+                    "variants" => FlagField::Variants,
+                    "defaultVariant" => FlagField::DefaultVariant,
+                    "targeting" => FlagField::Targeting,
+                    "metadata" => FlagField::Metadata,
+                    other => FlagField::Other(other.to_owned()),
+                })
+            }
+        }
+        d.deserialize_identifier(FieldVisitor)
+    }
+}
+
+impl FlagParts {
+    pub(super) fn schema_fields(&self) -> schema::FlagFields<'_> {
+        schema::FlagFields {
+            state: self.state.as_ref(),
+            variants: self.variants.as_ref(),
+            default_variant: self.default_variant.as_ref(),
+            targeting: self.targeting.as_ref(),
+            metadata: self.metadata.as_ref(),
+        }
+    }
+}
+
+/// Warnings for the fields of a flag definition that are not read.
+pub(super) fn unknown_fields(key: &str, index: Option<usize>, parts: &FlagParts) -> Vec<Warning> {
+    parts
+        .unknown
+        .iter()
+        .map(|name| Warning {
+            flag: Some(key.to_owned()),
+            path: match index {
+                Some(i) => format!("/flags/{i}/{}", escape_pointer(name)),
+                None => format!("/flags/{}/{}", escape_pointer(key), escape_pointer(name)),
+            },
+            message: format!("unknown field `{name}` is ignored (a flag has {FLAG_FIELDS})"),
+        })
+        .collect()
+}
+
+pub(super) fn build_flag_from_parts(
+    key: String,
+    parts: FlagParts,
+    index: Option<usize>,
+    set_metadata: &Arc<Metadata>,
+    set_flag_set_id: &Option<Arc<str>>,
+    locator: &Locator<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Flag, LoadError> {
+    if !parts.unknown.is_empty() {
+        warnings.extend(unknown_fields(&key, index, &parts));
+    }
+    let malformed = |field: &str, message: String| LoadError::Malformed {
+        path: {
+            let flag = match index {
+                Some(i) => format!("/flags/{i}"),
+                None => format!("/flags/{}", escape_pointer(&key)),
+            };
+            format!("{flag}/{field}")
+        },
+        message,
+        at: locator.find_flag(&key),
+    };
+    let FlagParts {
+        state,
+        variants,
+        default_variant,
+        targeting,
+        metadata,
+        unknown: _,
+    } = parts;
+
+    let (state, state_raw) = match state {
+        None | Some(Value::Null) => (FlagState::Enabled, Arc::from("")),
+        Some(Value::String(s)) if s == "ENABLED" => (FlagState::Enabled, ENABLED.clone()),
+        Some(Value::String(s)) if s == "DISABLED" => (FlagState::Disabled, DISABLED.clone()),
+        Some(Value::String(s)) => (FlagState::Enabled, Arc::from(s)),
+        Some(other) => {
+            return Err(malformed(
+                "state",
+                format!("must be a string, not {}", type_name(&other)),
+            ));
+        }
+    };
+    let variants = match variants {
+        None | Some(Value::Null) => Variants::default(),
+        Some(Value::Object(variants)) => Variants::from(variants),
+        Some(other) => {
+            return Err(malformed(
+                "variants",
+                format!("must be an object, not {}", type_name(&other)),
+            ));
+        }
+    };
+    let default_variant = match default_variant {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => {
+            if !variants.contains_key(&s) {
+                return Err(LoadError::BadDefaultVariant {
+                    at: locator.find_flag(&key),
+                    flag: key,
+                    variant: s,
+                });
+            }
+            Some(Arc::from(s))
+        }
+        Some(other) => {
+            return Err(malformed(
+                "defaultVariant",
+                format!("must be a string or null, not {}", type_name(&other)),
+            ));
+        }
+    };
+    let mut metadata: Metadata = match metadata {
+        None | Some(Value::Null) => Metadata::new(),
+        Some(Value::Object(metadata)) => metadata,
+        Some(other) => {
+            return Err(malformed(
+                "metadata",
+                format!("must be an object, not {}", type_name(&other)),
+            ));
+        }
+    };
+    let metadata = if metadata.is_empty() {
+        set_metadata.clone()
+    } else {
+        for (k, v) in set_metadata.iter() {
+            if !metadata.contains_key(k) {
+                metadata.insert(k.clone(), v.clone());
+            }
+        }
+        Arc::new(metadata)
+    };
+    let flag_set_id = match metadata.get("flagSetId") {
+        Some(Value::String(id)) => match set_flag_set_id {
+            Some(set_id) if **set_id == **id => Some(set_id.clone()),
+            _ => Some(Arc::from(id.as_str())),
+        },
+        _ => None,
+    };
+    let raw_targeting = match targeting {
+        None => None,
+        Some(Value::Object(rule)) if rule.is_empty() => None,
+        Some(rule) => Some(rule),
+    };
+    let targeting = match &raw_targeting {
+        None => None,
+        Some(rule) => Some(Rule::compile(rule).map_err(|source| LoadError::Rule {
+            flag: key.clone(),
+            at: locator.find_flag(&key),
+            source,
+        })?),
+    };
+    let raw_targeting = raw_targeting.as_ref().map(RawJson::from_value);
+
+    Ok(Flag {
+        key: Arc::from(key),
+        state,
+        state_raw,
+        variants,
+        default_variant,
+        targeting,
+        raw_targeting,
+        metadata,
+        flag_set_id,
+    })
+}

@@ -1,0 +1,507 @@
+//! Loading flag documents (JSON or YAML) into [`Flag`]s.
+//!
+//! What it owns: turning one document (a file, an HTTP body, a sync payload) into immutable flags, with
+//! flagd 0.16's acceptance rules (`core/pkg/evaluator/json.go`, `docs/compatibility.md#flag-documents`):
+//!
+//! 1. schema validation ([`crate::schema`]): warnings by default, a rejection with [`LoadOptions::strict`];
+//! 2. `$evaluators` inlining: every object that is exactly `{"$ref": "<name>"}` of a defined evaluator is
+//!    replaced by that evaluator, anywhere in the document (flagd does a textual replacement after
+//!    normalising the JSON, so the whitespace in the source does not matter). A reference to an undefined
+//!    evaluator stays and fails at evaluation (PARSE_ERROR). An evaluator whose normalised JSON is shorter
+//!    than 3 characters rejects the document. Unlike flagd, whose map-order substitution sometimes resolves
+//!    a `$ref` inside an evaluator and sometimes not, nested references are always resolved (cycles stay
+//!    unresolved);
+//! 3. the `flags` map or array; a missing or malformed `flags`, or a flag field of the wrong JSON type,
+//!    rejects the document; `null`, `{}` and `[]` are "no flags";
+//! 4. a non-empty `defaultVariant` that is not a variant rejects the document.
+//!
+//! Flag-set `metadata` is merged under each flag's metadata (flag keys win) and the flag's flagSetId is the
+//! merged `metadata.flagSetId` when it is a string. Targeting is compiled once here.
+//!
+//! What it does not do: read files or watch them, merge sources (that is [`crate::Snapshot`]), or
+//! evaluate anything.
+
+mod error;
+mod flag;
+mod inline;
+mod limits;
+mod text;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use error::{LoadError, Location};
+use flag::{FlagField, FlagParts, build_flag, build_flag_from_parts};
+use inline::Inliner;
+pub use limits::{MAX_DOCUMENT_BYTES, MAX_FLAGS, MAX_INLINED_NODES, MAX_NESTING_DEPTH};
+pub use text::Format;
+use text::{Locator, parse_json, parse_yaml, type_name};
+
+use crate::model::{Flag, Metadata};
+pub use crate::schema::Warning;
+use crate::schema::{self, SchemaKind};
+
+/// Shortest normalised JSON an evaluator may have; flagd rejects shorter ones ("evaluator object is empty").
+const MIN_EVALUATOR_JSON_LEN: usize = 3;
+
+/// How strictly to load.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Reject documents with schema violations instead of warning (flagd warns).
+    pub strict: bool,
+}
+
+/// A loaded document.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// The flags: in document order for the array form, sorted by key for the map form.
+    pub flags: Vec<Arc<Flag>>,
+    /// The flag-set metadata (already merged into each flag's metadata).
+    pub metadata: Metadata,
+    /// Schema violations (only when not strict).
+    pub warnings: Vec<Warning>,
+}
+
+/// Parses and validates a flag document.
+pub fn parse_document(
+    text: &str,
+    format: Format,
+    options: &LoadOptions,
+) -> Result<Loaded, LoadError> {
+    load(text, format, options, &mut FlagErrors::Stop)
+}
+
+/// Like [`parse_document`], but a document whose flags have errors reports every such flag, not only the
+/// first (for `flagpole validate`). Errors that concern the whole document stop at once, as there.
+pub fn check_document(
+    text: &str,
+    format: Format,
+    options: &LoadOptions,
+) -> Result<Loaded, Vec<LoadError>> {
+    let mut errors = FlagErrors::Collect(Vec::new());
+    match load(text, format, options, &mut errors) {
+        Ok(loaded) => Ok(loaded),
+        Err(first) => match errors {
+            FlagErrors::Collect(all) if !all.is_empty() => Err(all),
+            _ => Err(vec![first]),
+        },
+    }
+}
+
+/// What to do with a flag that fails to build: stop the load, or note the error and go on.
+enum FlagErrors {
+    Stop,
+    Collect(Vec<LoadError>),
+}
+
+impl FlagErrors {
+    /// Keeps `flag` or handles its error; `Err` stops the load.
+    fn take(
+        &mut self,
+        flag: Result<Flag, LoadError>,
+        into: &mut Vec<Arc<Flag>>,
+    ) -> Result<(), LoadError> {
+        match (flag, self) {
+            (Ok(flag), _) => into.push(Arc::new(flag)),
+            (Err(e), FlagErrors::Stop) => return Err(e),
+            (Err(e), FlagErrors::Collect(all)) => all.push(e),
+        }
+        Ok(())
+    }
+
+    /// After every flag: the first collected error, if any.
+    fn finish(&self) -> Result<(), LoadError> {
+        match self {
+            FlagErrors::Collect(all) if !all.is_empty() => Err(all[0].clone()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn load(
+    text: &str,
+    format: Format,
+    options: &LoadOptions,
+    flag_errors: &mut FlagErrors,
+) -> Result<Loaded, LoadError> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(LoadError::TooLarge { bytes: text.len() });
+    }
+    if format == Format::Json
+        && let Some(result) = parse_plain_json(text, options, flag_errors)
+    {
+        return result;
+    }
+    let doc = match format {
+        Format::Json => parse_json(text)?,
+        Format::Yaml => parse_yaml(text)?,
+    };
+    let locator = Locator { text, format };
+
+    if !doc.is_object() {
+        return Err(not_an_object(&doc));
+    }
+    let violations = schema::validate(&doc, SchemaKind::Flagd);
+    if options.strict && !violations.is_empty() {
+        return Err(LoadError::Schema { violations });
+    }
+    let Value::Object(mut root) = doc else {
+        return Err(not_an_object(&doc));
+    };
+
+    let evaluators = match root.remove("$evaluators") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(evaluators)) => evaluators,
+        Some(other) => {
+            return Err(LoadError::Malformed {
+                path: "/$evaluators".into(),
+                message: format!("must be an object, not {}", type_name(&other)),
+                at: locator.find_key("$evaluators"),
+            });
+        }
+    };
+    for (name, evaluator) in &evaluators {
+        let mut normalised = String::new();
+        crate::evaluate::write_go_json(evaluator, &mut normalised);
+        if normalised.len() < MIN_EVALUATOR_JSON_LEN {
+            return Err(LoadError::EmptyEvaluator { name: name.clone() });
+        }
+    }
+
+    let mut set_metadata = match root.remove("metadata") {
+        None | Some(Value::Null) => Metadata::new(),
+        Some(Value::Object(metadata)) => metadata,
+        Some(other) => {
+            return Err(LoadError::Malformed {
+                path: "/metadata".into(),
+                message: format!("must be an object, not {}", type_name(&other)),
+                at: locator.find_key("metadata"),
+            });
+        }
+    };
+    let mut flags_value = root.remove("flags").ok_or(LoadError::MissingFlags)?;
+    if !evaluators.is_empty() {
+        let mut inliner = Inliner::new(&evaluators);
+        inliner.inline(&mut flags_value, 1)?;
+        let mut wrapped = Value::Object(std::mem::take(&mut set_metadata));
+        inliner.inline(&mut wrapped, 1)?;
+        if let Value::Object(m) = wrapped {
+            set_metadata = m;
+        }
+    }
+
+    // (key, definition, index in the array form)
+    let entries: Vec<(String, Value, Option<usize>)> = match flags_value {
+        Value::Null => Vec::new(),
+        Value::Object(map) => {
+            if map.len() > MAX_FLAGS {
+                return Err(LoadError::TooManyFlags { count: map.len() });
+            }
+            map.into_iter()
+                .map(|(key, value)| (key, value, None))
+                .collect()
+        }
+        Value::Array(items) => {
+            if items.len() > MAX_FLAGS {
+                return Err(LoadError::TooManyFlags { count: items.len() });
+            }
+            let mut entries = Vec::with_capacity(items.len());
+            for (i, mut item) in items.into_iter().enumerate() {
+                let key = match &mut item {
+                    Value::Object(fields) => match fields.remove("key") {
+                        None | Some(Value::Null) => String::new(),
+                        Some(Value::String(key)) => key,
+                        Some(other) => {
+                            return Err(LoadError::Malformed {
+                                message: format!("key must be a string, not {}", type_name(&other)),
+                                path: format!("/flags/{i}/key"),
+                                at: Location::default(),
+                            });
+                        }
+                    },
+                    _ => String::new(),
+                };
+                entries.push((key, item, Some(i)));
+            }
+            entries
+        }
+        other => {
+            return Err(LoadError::Malformed {
+                path: "/flags".into(),
+                message: format!("must be an object or an array, not {}", type_name(&other)),
+                at: locator.find_key("flags"),
+            });
+        }
+    };
+
+    let set_flag_set_id = set_metadata
+        .get("flagSetId")
+        .and_then(Value::as_str)
+        .map(Arc::<str>::from);
+    let shared_metadata = Arc::new(set_metadata);
+    let mut flags = Vec::with_capacity(entries.len());
+    let mut unknown = Vec::new();
+    for (key, value, index) in entries {
+        let flag = build_flag(
+            key,
+            value,
+            index,
+            &shared_metadata,
+            &set_flag_set_id,
+            &locator,
+            &mut unknown,
+        );
+        flag_errors.take(flag, &mut flags)?;
+    }
+    flag_errors.finish()?;
+    let warnings = with_unknown_fields(violations, unknown, options)?;
+
+    Ok(Loaded {
+        flags,
+        metadata: Arc::unwrap_or_clone(shared_metadata),
+        warnings,
+    })
+}
+
+/// The common JSON document, loaded without building a [`Value`] tree for the `flags` map or the flag
+/// objects in it: a root object whose `flags` is a map of flag objects, no `$evaluators` (or an empty
+/// one), and no duplicated root or flag field. `None` means "not that shape": the caller then runs the
+/// general path, which also produces the errors (with their positions) for broken documents.
+fn parse_plain_json(
+    text: &str,
+    options: &LoadOptions,
+    flag_errors: &mut FlagErrors,
+) -> Option<Result<Loaded, LoadError>> {
+    let PlainDocument {
+        mut flags,
+        mut root,
+    } = serde_json::from_str(text).ok()?;
+    match root.get("$evaluators") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(evaluators)) if evaluators.is_empty() => {}
+        Some(_) => return None,
+    }
+    if !matches!(
+        root.get("metadata"),
+        None | Some(Value::Null) | Some(Value::Object(_))
+    ) {
+        return None;
+    }
+    if flags.len() > MAX_FLAGS {
+        return Some(Err(LoadError::TooManyFlags { count: flags.len() }));
+    }
+    // A JSON object with a repeated key keeps the last value, at the key's sorted place.
+    flags.sort_by(|a, b| a.0.cmp(&b.0));
+    flags.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            std::mem::swap(later, earlier);
+        }
+        same
+    });
+
+    root.insert("flags".to_owned(), Value::Object(Map::new()));
+    let root = Value::Object(root);
+    let fields: Vec<(&str, schema::FlagFields<'_>)> = flags
+        .iter()
+        .map(|(key, parts)| (key.as_str(), parts.schema_fields()))
+        .collect();
+    let violations = schema::validate_split(&root, &fields);
+    drop(fields);
+    if options.strict && !violations.is_empty() {
+        return Some(Err(LoadError::Schema { violations }));
+    }
+    let Value::Object(mut root) = root else {
+        return None;
+    };
+    let set_metadata = match root.remove("metadata") {
+        Some(Value::Object(metadata)) => metadata,
+        _ => Metadata::new(),
+    };
+    let locator = Locator {
+        text,
+        format: Format::Json,
+    };
+    let set_flag_set_id = set_metadata
+        .get("flagSetId")
+        .and_then(Value::as_str)
+        .map(Arc::<str>::from);
+    let shared_metadata = Arc::new(set_metadata);
+    let mut loaded = Vec::with_capacity(flags.len());
+    let mut unknown = Vec::new();
+    for (key, parts) in flags {
+        let flag = build_flag_from_parts(
+            key,
+            parts,
+            None,
+            &shared_metadata,
+            &set_flag_set_id,
+            &locator,
+            &mut unknown,
+        );
+        if let Err(e) = flag_errors.take(flag, &mut loaded) {
+            return Some(Err(e));
+        }
+    }
+    if let Err(e) = flag_errors.finish() {
+        return Some(Err(e));
+    }
+    let warnings = match with_unknown_fields(violations, unknown, options) {
+        Ok(warnings) => warnings,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(Ok(Loaded {
+        flags: loaded,
+        metadata: Arc::unwrap_or_clone(shared_metadata),
+        warnings,
+    }))
+}
+
+/// A document of the shape [`parse_plain_json`] handles; deserialising anything else fails.
+struct PlainDocument {
+    /// The `flags` map, in document order.
+    flags: Vec<(String, FlagParts)>,
+    /// Every other root field.
+    root: Map<String, Value>,
+}
+
+impl<'de> serde::Deserialize<'de> for PlainDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PlainDocumentVisitor)
+    }
+}
+
+struct PlainDocumentVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainDocumentVisitor {
+    type Value = PlainDocument;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a flag document object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<PlainDocument, A::Error> {
+        use serde::de::Error;
+        let mut flags = None;
+        let mut root = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "flags" {
+                if flags.is_some() {
+                    return Err(A::Error::custom("duplicate `flags`"));
+                }
+                flags = Some(map.next_value::<PlainFlags>()?.0);
+            } else {
+                let value: Value = map.next_value()?;
+                if root.insert(key, value).is_some() {
+                    return Err(A::Error::custom("duplicate root field"));
+                }
+            }
+        }
+        let flags = flags.ok_or_else(|| A::Error::custom("no `flags`"))?;
+        Ok(PlainDocument { flags, root })
+    }
+}
+
+/// One flag definition that is a JSON object (a derived `Deserialize` alone would accept an array too).
+struct PlainFlag(FlagParts);
+
+impl<'de> serde::Deserialize<'de> for PlainFlag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PlainFlagVisitor)
+    }
+}
+
+struct PlainFlagVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainFlagVisitor {
+    type Value = PlainFlag;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a flag object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PlainFlag, A::Error> {
+        use serde::de::Error;
+        let mut parts = FlagParts::default();
+        while let Some(field) = map.next_key::<FlagField>()? {
+            let slot = match field {
+                FlagField::State => &mut parts.state,
+                FlagField::Variants => &mut parts.variants,
+                FlagField::DefaultVariant => &mut parts.default_variant,
+                FlagField::Targeting => &mut parts.targeting,
+                FlagField::Metadata => &mut parts.metadata,
+                FlagField::Other(name) => {
+                    // A repeated unknown field sends the document down the general path too.
+                    if parts.unknown.contains(&name) {
+                        return Err(A::Error::custom("duplicate field"));
+                    }
+                    parts.unknown.push(name);
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(A::Error::custom("duplicate field"));
+            }
+            // A present `null` stays `Some(Null)`: it is not the same as an absent field.
+            *slot = Some(map.next_value::<Value>()?);
+        }
+        Ok(PlainFlag(parts))
+    }
+}
+
+/// The map form of `flags`, every definition an object.
+struct PlainFlags(Vec<(String, FlagParts)>);
+
+impl<'de> serde::Deserialize<'de> for PlainFlags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PlainFlagsVisitor)
+    }
+}
+
+struct PlainFlagsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainFlagsVisitor {
+    type Value = PlainFlags;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of flag objects")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PlainFlags, A::Error> {
+        let mut flags = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
+        while let Some(key) = map.next_key::<String>()? {
+            flags.push((key, map.next_value::<PlainFlag>()?.0));
+        }
+        Ok(PlainFlags(flags))
+    }
+}
+
+fn not_an_object(doc: &Value) -> LoadError {
+    LoadError::Malformed {
+        path: String::new(),
+        message: format!("the document must be an object, not {}", type_name(doc)),
+        at: Location { line: 1, column: 1 },
+    }
+}
+
+/// The schema warnings plus the unknown-field warnings; with [`LoadOptions::strict`], unknown fields reject
+/// the document like schema violations do.
+fn with_unknown_fields(
+    mut warnings: Vec<Warning>,
+    unknown: Vec<Warning>,
+    options: &LoadOptions,
+) -> Result<Vec<Warning>, LoadError> {
+    if options.strict && !unknown.is_empty() {
+        return Err(LoadError::Schema {
+            violations: unknown,
+        });
+    }
+    warnings.extend(unknown);
+    Ok(warnings)
+}
