@@ -36,7 +36,8 @@ use file::ConfigFile;
 use uri::parse_sources_json;
 pub use uri::parse_uri;
 
-pub use crate::sources::http::MAX_POLL_INTERVAL_SECS;
+use crate::sources::SourceConfigError;
+pub use crate::sources::options::MAX_POLL_INTERVAL_SECS;
 pub use crate::sources::spec::{FileProvider, SourceConfig, SourceKind};
 
 /// The largest `--config` file read, in bytes (a config file is a few hundred bytes; this only stops a
@@ -286,6 +287,17 @@ pub enum ConfigError {
         key: &'static str,
         /// What is wrong.
         message: String,
+    },
+    /// A `--uri` whose source rejects its form or settings.
+    #[error("invalid value for uri: {0}")]
+    UriSource(#[source] SourceConfigError),
+    /// A `--sources` entry whose source rejects its keys.
+    #[error("invalid source #{index} in sources: {source}")]
+    SourceEntry {
+        /// 1-based position in `--sources`.
+        index: usize,
+        /// What the source rejects.
+        source: SourceConfigError,
     },
     /// A `--uri` that flagd would not accept either.
     #[error(
@@ -713,10 +725,19 @@ mod tests {
                 && matches!(&s.kind, SourceKind::Kubernetes(c) if c.name == "name")),
             "{kubernetes:?}"
         );
-        assert!(matches!(
-            parse_uri("core.openfeature.dev/ns"),
-            Err(ConfigError::InvalidValue { key: "uri", .. })
-        ));
+        let missing_name = parse_uri("core.openfeature.dev/ns");
+        assert!(
+            matches!(
+                &missing_name,
+                Err(ConfigError::UriSource(SourceConfigError::UriForm { .. }))
+            ),
+            "{missing_name:?}"
+        );
+        assert_eq!(
+            missing_name.map(|_| ()).unwrap_err().to_string(),
+            "invalid value for uri: uri \"core.openfeature.dev/ns\": expected \
+             core.openfeature.dev/NAMESPACE/NAME or NAMESPACE/NAME"
+        );
         assert!(matches!(
             parse_uri("gs://bucket/flags.json"),
             Err(ConfigError::UnsupportedProvider {

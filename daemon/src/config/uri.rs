@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::{
     ConfigError, FileProvider, MAX_POLL_INTERVAL_SECS, RemoteProvider, SourceConfig, SourceKind,
 };
+use crate::sources::SourceConfigError;
 
 /// Parses one `--uri` (the table in `docs/sources.md`).
 pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
@@ -24,34 +25,22 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
     }
     if uri.starts_with(crate::sources::kubernetes::URI_PREFIX) {
         let (identity, config) = crate::sources::kubernetes::KubernetesConfig::from_uri(uri)
-            .map_err(|message| ConfigError::InvalidValue {
-                key: "uri",
-                message,
-            })?;
+            .map_err(ConfigError::UriSource)?;
         return Ok(SourceConfig {
             identity: Arc::from(identity),
             kind: SourceKind::Kubernetes(Box::new(config)),
         });
     }
     if uri.starts_with("http://") || uri.starts_with("https://") {
-        return http_source(uri, crate::sources::RemoteOptions::default()).map_err(|message| {
-            ConfigError::InvalidValue {
-                key: "uri",
-                message,
-            }
-        });
+        return http_source(uri, crate::sources::RemoteOptions::default())
+            .map_err(ConfigError::UriSource);
     }
     if ["grpc://", "grpcs://", "envoy", "dns", "uds", "xds"]
         .iter()
         .any(|p| uri.starts_with(p))
     {
         let (identity, config) =
-            crate::sources::grpc::GrpcConfig::from_uri(uri).map_err(|message| {
-                ConfigError::InvalidValue {
-                    key: "uri",
-                    message,
-                }
-            })?;
+            crate::sources::grpc::GrpcConfig::from_uri(uri).map_err(ConfigError::UriSource)?;
         return Ok(SourceConfig {
             identity: Arc::from(identity),
             kind: SourceKind::Grpc(Box::new(config)),
@@ -81,7 +70,10 @@ fn supported_format(path: &Path) -> bool {
 }
 
 /// An http(s) source; its identity is the URL as given, less any credentials in it (`***@host`).
-fn http_source(uri: &str, options: crate::sources::RemoteOptions) -> Result<SourceConfig, String> {
+fn http_source(
+    uri: &str,
+    options: crate::sources::RemoteOptions,
+) -> Result<SourceConfig, SourceConfigError> {
     Ok(SourceConfig {
         identity: Arc::from(flagpole_engine::redact_credentials(uri)),
         kind: SourceKind::Http(Box::new(crate::sources::http::HttpConfig::from_options(
@@ -153,6 +145,7 @@ impl SourceEntry {
 
     pub(super) fn into_source(self, index: usize) -> Result<SourceConfig, ConfigError> {
         let invalid = |message: String| ConfigError::InvalidSource { index, message };
+        let rejected = |source: SourceConfigError| ConfigError::SourceEntry { index, source };
         let uri = self.uri.filter(|u| !u.is_empty()).ok_or_else(|| {
             invalid("sync provider argument parse: uri is a required field".into())
         })?;
@@ -160,12 +153,10 @@ impl SourceEntry {
             invalid("sync provider argument parse: provider is a required field".into())
         })?;
         if self.interval.is_some_and(|i| i > MAX_POLL_INTERVAL_SECS) {
-            return Err(invalid(format!(
-                "interval must be at most {MAX_POLL_INTERVAL_SECS} seconds"
-            )));
+            return Err(rejected(SourceConfigError::IntervalTooLong));
         }
         if self.cert_path.as_deref().is_some_and(|p| !p.is_empty()) && self.tls == Some(false) {
-            return Err(invalid("certPath is set but tls is false".into()));
+            return Err(rejected(SourceConfigError::CertWithoutTls));
         }
         // Each remote source's configuration checks the keys it uses.
         let options = crate::sources::RemoteOptions {
@@ -196,20 +187,20 @@ impl SourceEntry {
             "file" => file_source(path, FileProvider::File),
             "fsnotify" => file_source(path, FileProvider::Fsnotify),
             "fileinfo" => file_source(path, FileProvider::Fileinfo),
-            "http" => http_source(&uri, options).map_err(invalid),
+            "http" => http_source(&uri, options).map_err(rejected),
             "grpc" => crate::sources::grpc::GrpcConfig::from_options(&uri, options)
                 .map(|config| SourceConfig {
                     identity: Arc::from(flagpole_engine::redact_credentials(&uri)),
                     kind: SourceKind::Grpc(Box::new(config)),
                 })
-                .map_err(invalid),
+                .map_err(rejected),
             "kubernetes" => {
                 crate::sources::kubernetes::KubernetesConfig::from_options(&uri, options)
                     .map(|config| SourceConfig {
                         identity: Arc::from(config.identity()),
                         kind: SourceKind::Kubernetes(Box::new(config)),
                     })
-                    .map_err(invalid)
+                    .map_err(rejected)
             }
             "gcs" => remote(RemoteProvider::Gcs),
             "azblob" => remote(RemoteProvider::Azblob),

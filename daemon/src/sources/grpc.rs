@@ -34,7 +34,7 @@ use tonic::Streaming;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use super::{PublishError, RemoteOptions, SourceContext, SourceError, Wording};
+use super::{PublishError, RemoteOptions, SourceConfigError, SourceContext, SourceError, Wording};
 
 /// Wording of a good load's log lines.
 const WORDING: Wording = Wording {
@@ -123,7 +123,7 @@ impl GrpcConfig {
     /// A `--uri`: `grpc://host:port`, `grpcs://host:port`, `envoy://host:port/authority` or
     /// `dns:[//authority/]host:port`. Returns the source identity too (flagd's: `host:port` for the
     /// `grpc(s)://` forms, the whole URI for resolver forms).
-    pub fn from_uri(uri: &str) -> Result<(String, GrpcConfig), String> {
+    pub fn from_uri(uri: &str) -> Result<(String, GrpcConfig), SourceConfigError> {
         let (identity, tls) = if let Some(rest) = uri.strip_prefix("grpcs://") {
             (rest.to_owned(), true)
         } else if let Some(rest) = uri.strip_prefix("grpc://") {
@@ -140,7 +140,10 @@ impl GrpcConfig {
 
     /// A `--sources` entry with `provider: grpc` (its `uri` is `host:port` or a resolver URI; a
     /// `grpc://`/`grpcs://` prefix is accepted too). The message of an error names the key at fault.
-    pub fn from_options(uri: &str, options: RemoteOptions) -> Result<GrpcConfig, String> {
+    pub fn from_options(
+        uri: &str,
+        options: RemoteOptions,
+    ) -> Result<GrpcConfig, SourceConfigError> {
         let (host, port, authority, secure_prefix) = target(uri)?;
         let cert_path = options
             .cert_path
@@ -148,32 +151,38 @@ impl GrpcConfig {
             .map(PathBuf::from);
         let tls = match options.tls {
             Some(false) if cert_path.is_some() => {
-                return Err("certPath is set but tls is false".into());
+                return Err(SourceConfigError::CertWithoutTls);
             }
             Some(tls) => tls || secure_prefix,
             None => secure_prefix || cert_path.is_some(),
         };
         let max_message_bytes = match options.max_msg_size {
             None | Some(0) => DEFAULT_MAX_MESSAGE_BYTES,
-            Some(n) if n < 0 => return Err("maxMsgSize must not be negative".into()),
+            Some(n) if n < 0 => return Err(SourceConfigError::Negative { key: "maxMsgSize" }),
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         };
         let metadata = options
             .headers
             .iter()
             .map(|(name, value)| {
-                let key = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                    .map_err(|_| format!("headers: {name:?} is not a valid metadata key"))?;
+                let key =
+                    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                        SourceConfigError::HeaderName {
+                            name: name.clone(),
+                            what: "metadata key",
+                        }
+                    })?;
                 if key.as_str().ends_with("-bin") {
-                    return Err(format!(
-                        "headers: binary metadata {name:?} is not supported"
-                    ));
+                    return Err(SourceConfigError::BinaryMetadata { name: name.clone() });
                 }
-                let value = HeaderValue::from_str(value)
-                    .map_err(|_| format!("headers: the value of {name:?} is not valid metadata"))?;
+                let value =
+                    HeaderValue::from_str(value).map_err(|_| SourceConfigError::HeaderValue {
+                        name: name.clone(),
+                        what: "valid metadata",
+                    })?;
                 Ok((key, value))
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, SourceConfigError>>()?;
         Ok(GrpcConfig {
             host,
             port,
@@ -243,8 +252,11 @@ impl GrpcConfig {
 }
 
 /// Parses the dial target: (host, port, authority, whether a `grpcs://` prefix asked for TLS).
-fn target(uri: &str) -> Result<(String, u16, Option<String>, bool), String> {
-    let expected = |form: &str| format!("uri {uri:?}: expected {form}");
+fn target(uri: &str) -> Result<(String, u16, Option<String>, bool), SourceConfigError> {
+    let expected = |form: &str| SourceConfigError::UriForm {
+        uri: uri.to_owned(),
+        form: form.to_owned(),
+    };
     if let Some(rest) = uri.strip_prefix("envoy://") {
         let (host_port, authority) = rest
             .split_once('/')
@@ -259,9 +271,9 @@ fn target(uri: &str) -> Result<(String, u16, Option<String>, bool), String> {
         return Ok((host, port, Some(authority.to_owned()), false));
     }
     if uri.starts_with("uds") || uri.starts_with("xds") {
-        return Err(format!(
-            "uri {uri:?}: the uds and xds resolvers are not supported"
-        ));
+        return Err(SourceConfigError::UnsupportedResolver {
+            uri: uri.to_owned(),
+        });
     }
     let (rest, secure) = if let Some(rest) = uri.strip_prefix("grpcs://") {
         (rest, true)

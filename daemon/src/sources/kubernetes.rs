@@ -46,7 +46,7 @@ use sha1::{Digest, Sha1};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{PublishError, RemoteOptions, SourceContext, SourceError, Wording};
+use super::{PublishError, RemoteOptions, SourceConfigError, SourceContext, SourceError, Wording};
 
 /// Wording of a good load's log lines.
 const WORDING: Wording = Wording {
@@ -104,25 +104,34 @@ pub struct KubernetesConfig {
 impl KubernetesConfig {
     /// A `--uri` of the form `core.openfeature.dev/NAMESPACE/NAME`. Returns the source identity too
     /// (flagd's: `NAMESPACE/NAME`).
-    pub fn from_uri(uri: &str) -> Result<(String, KubernetesConfig), String> {
+    pub fn from_uri(uri: &str) -> Result<(String, KubernetesConfig), SourceConfigError> {
         let config = KubernetesConfig::from_options(uri, RemoteOptions::default())?;
         Ok((config.identity(), config))
     }
 
     /// A `--sources` entry with `provider: kubernetes`: `uri` is `NAMESPACE/NAME` (flagd's form; a
     /// `core.openfeature.dev/` prefix is accepted too). The message of an error names the key at fault.
-    pub fn from_options(uri: &str, options: RemoteOptions) -> Result<KubernetesConfig, String> {
+    pub fn from_options(
+        uri: &str,
+        options: RemoteOptions,
+    ) -> Result<KubernetesConfig, SourceConfigError> {
         let rest = uri.strip_prefix(URI_PREFIX).unwrap_or(uri);
-        let expected =
-            || format!("uri {uri:?}: expected {URI_PREFIX}NAMESPACE/NAME or NAMESPACE/NAME");
-        let (namespace, name) = rest.split_once('/').ok_or_else(expected)?;
+        let form = format!("{URI_PREFIX}NAMESPACE/NAME or NAMESPACE/NAME");
+        let Some((namespace, name)) = rest.split_once('/') else {
+            return Err(SourceConfigError::UriForm {
+                uri: uri.to_owned(),
+                form,
+            });
+        };
         for (what, part) in [("namespace", namespace), ("name", name)] {
             if !is_kubernetes_name(part) {
-                return Err(format!(
-                    "{}: the {what} {part:?} is not a Kubernetes name (lower-case letters, digits, '-' \
-                     and '.', at most {MAX_NAME_BYTES} bytes)",
-                    expected()
-                ));
+                return Err(SourceConfigError::NotAKubernetesName {
+                    uri: uri.to_owned(),
+                    form,
+                    what,
+                    part: part.to_owned(),
+                    max: MAX_NAME_BYTES,
+                });
             }
         }
         let kubeconfig = options

@@ -17,11 +17,11 @@ pub mod file;
 pub mod grpc;
 pub mod http;
 pub mod kubernetes;
+pub mod options;
 pub mod publish;
 pub mod spec;
 pub mod watch;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,42 +32,9 @@ use crate::metrics::Metrics;
 use crate::readiness::ReadyLatch;
 use crate::store::Store;
 use file::FileSource;
+pub use options::{RemoteOptions, SourceConfigError};
 pub use publish::{PublishError, Published, SourceContext, Wording};
 pub use spec::{FileProvider, SourceConfig, SourceKind};
-
-/// The `--sources` keys of the remote providers, as read from the configuration; each remote source's
-/// configuration type checks the keys it uses.
-#[derive(Default)]
-pub struct RemoteOptions {
-    /// `authHeader` (http).
-    pub auth_header: Option<String>,
-    /// `headers` (http headers, grpc metadata).
-    pub headers: BTreeMap<String, String>,
-    /// `interval` in seconds (http).
-    pub interval: Option<u64>,
-    /// `intervalSeed` (http).
-    pub interval_seed: Option<String>,
-    /// `timeoutS` (http).
-    pub timeout_s: Option<i64>,
-    /// `oauth` (http).
-    pub oauth: Option<serde_json::Value>,
-    /// `tls` (grpc).
-    pub tls: Option<bool>,
-    /// `certPath` (grpc).
-    pub cert_path: Option<String>,
-    /// `providerID` (grpc).
-    pub provider_id: Option<String>,
-    /// `selector` (grpc).
-    pub selector: Option<String>,
-    /// `maxMsgSize` (grpc).
-    pub max_msg_size: Option<i64>,
-    /// `incrementalUpdates` (grpc).
-    pub incremental_updates: Option<bool>,
-    /// `lazy` (flagpole, http, grpc and kubernetes): start even when the first fetch fails.
-    pub lazy: Option<bool>,
-    /// `kubeconfig` (flagpole, kubernetes): the kubeconfig file to use.
-    pub kubeconfig: Option<String>,
-}
 
 /// Why a source could not be read or its payload not loaded.
 #[derive(Debug, thiserror::Error)]
