@@ -18,6 +18,7 @@
 //! recorded, labelled with the route template (never the raw path, whose flag key a client controls).
 
 pub mod etag;
+pub mod failure;
 pub mod request;
 pub mod wire;
 
@@ -30,7 +31,7 @@ use axum::extract::{MatchedPath, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flagpole_engine::{ErrorCode, Outcome};
+use flagpole_engine::{EvalError, Outcome};
 use http::header::{CONTENT_TYPE, ETAG};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
@@ -40,8 +41,8 @@ use crate::eval::Evaluator;
 use crate::eval::metadata::ResponseMetadata;
 use crate::eval::resolve::bulk_selection;
 use crate::metrics::Metrics;
-use request::OfrepRequestError;
-use wire::{Bulk, DetailsOnly, EvaluationFailure, GoMetadata, RequestFailure};
+use failure::OfrepFailure;
+use wire::{Bulk, DetailsOnly, GoMetadata, RequestFailure};
 
 /// The single-flag route.
 pub const FLAG_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key}";
@@ -142,32 +143,19 @@ async fn evaluate_flag(
     body: Body,
 ) -> Response {
     let Ok(Path(key)) = path else {
-        return json(
-            StatusCode::BAD_REQUEST,
-            &RequestFailure {
-                key: None,
-                error_code: ErrorCode::General.as_str(),
-                error_details: "the flag key in the path is not valid".to_owned(),
-            },
-        );
+        return failed(None, &OfrepFailure::Path);
     };
     let request =
         match request::read(&state.evaluator, &headers, body, state.max_request_body).await {
             Ok(request) => request,
-            Err(error) => return request_error(Some(&key), &error),
+            Err(error) => return failed(Some(&key), &OfrepFailure::Request(error)),
         };
     let snapshot = state.evaluator.snapshot();
     let Some(flag) = snapshot.get(&key, &request.selector) else {
-        let (status, details) = wire::error_status(ErrorCode::FlagNotFound, &key);
-        return json(
-            status,
-            &EvaluationFailure {
-                key: &key,
-                error_code: ErrorCode::FlagNotFound.as_str(),
-                error_details: details,
-                metadata: GoMetadata(ResponseMetadata::reflection(&request.selector)),
-            },
-        );
+        let not_found = Outcome::Failed(EvalError::not_found(&key));
+        let metadata = ResponseMetadata::reflection(&request.selector);
+        let (status, entry) = wire::entry(&key, &not_found, metadata);
+        return json(status, &entry);
     };
     let outcome = state.evaluator.evaluate(flag, &request.context);
     let metadata = ResponseMetadata::of_flag(&request.selector, &flag.metadata);
@@ -179,7 +167,7 @@ async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body
     let request =
         match request::read(&state.evaluator, &headers, body, state.max_request_body).await {
             Ok(request) => request,
-            Err(error) => return request_error(None, &error),
+            Err(error) => return failed(None, &OfrepFailure::Request(error)),
         };
     let snapshot = state.evaluator.snapshot();
     let flags = bulk_selection(&snapshot, &request.selector);
@@ -202,7 +190,7 @@ async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body
         Ok(body) => tagged(&headers, &etag::etag(&body), Bytes::from(body)),
         Err(error) => {
             tracing::error!(%error, "cannot encode an OFREP bulk response");
-            bulk_failed()
+            failed(None, &OfrepFailure::Encoding)
         }
     }
 }
@@ -220,43 +208,26 @@ fn tagged(headers: &HeaderMap, tag: &str, body: Bytes) -> Response {
     response
 }
 
-/// The one place a request-level failure becomes an OFREP status and body.
-fn request_error(key: Option<&str>, error: &OfrepRequestError) -> Response {
-    let (status, code) = match error {
-        OfrepRequestError::TooLarge => {
-            return json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &DetailsOnly {
-                    error_details: wire::BODY_TOO_LARGE,
-                },
-            );
-        }
-        OfrepRequestError::Timeout(_) => {
-            return json(
-                StatusCode::REQUEST_TIMEOUT,
-                &DetailsOnly {
-                    error_details: &error.to_string(),
-                },
-            );
-        }
-        OfrepRequestError::InvalidContext => (StatusCode::BAD_REQUEST, "INVALID_CONTEXT"),
-        OfrepRequestError::Selector(_) => (StatusCode::BAD_REQUEST, ErrorCode::General.as_str()),
-    };
-    json(
-        status,
-        &RequestFailure {
-            key,
-            error_code: code,
-            error_details: error.to_string(),
-        },
-    )
-}
-
-fn bulk_failed() -> Response {
-    json_bytes(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Bytes::from_static(br#"{"errorCode":"GENERAL","errorDetails":"Bulk evaluation failed"}"#),
-    )
+/// A failed request's response: `failure`'s answer in flagd's body shape (only `errorDetails` where flagd
+/// sends only that).
+fn failed(key: Option<&str>, failure: &OfrepFailure) -> Response {
+    let answer = failure.answer(key);
+    match answer.error_code {
+        None => json(
+            answer.status,
+            &DetailsOnly {
+                error_details: &answer.details,
+            },
+        ),
+        Some(error_code) => json(
+            answer.status,
+            &RequestFailure {
+                key,
+                error_code,
+                error_details: answer.details,
+            },
+        ),
+    }
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {

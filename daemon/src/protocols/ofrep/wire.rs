@@ -1,18 +1,17 @@
-//! OFREP's JSON shapes and flagd's error → HTTP status table for them (`docs/protocols.md#ofrep-port-8016`).
+//! OFREP's JSON shapes (`docs/protocols.md#ofrep-port-8016`); the statuses and error texts they carry are
+//! `failure`'s.
 //!
 //! Success objects leave `value` out when there is none (disabled, code default, a `null` variant) and
 //! `variant` out when empty; `metadata` is always present. Numbers are written the way flagd's Go encoder
 //! writes a `float64`: an integral value has no fraction (`3`, not `3.0`).
 
-use flagpole_engine::{Context, ErrorCode, Outcome, Value};
+use flagpole_engine::{Context, Outcome, Value};
 use http::StatusCode;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
+use super::failure::OfrepFailure;
 use crate::eval::metadata::{MetadataValue, ResponseMetadata};
-
-/// The `errorDetails` of a 413.
-pub const BODY_TOO_LARGE: &str = "request body too large";
 
 /// A JSON value written with Go's `float64` number formatting.
 #[derive(Debug, Clone, Copy)]
@@ -150,25 +149,6 @@ pub struct Bulk<'a> {
     pub metadata: GoMetadata<'a>,
 }
 
-/// The one place an evaluation error becomes an OFREP status and message (flagd's `models.go`).
-pub fn error_status(code: ErrorCode, key: &str) -> (StatusCode, String) {
-    match code {
-        ErrorCode::FlagNotFound => (
-            StatusCode::NOT_FOUND,
-            format!("flag `{key}` does not exist"),
-        ),
-        ErrorCode::ParseError => (
-            StatusCode::BAD_REQUEST,
-            format!("error parsing the flag `{key}`"),
-        ),
-        // Type mismatches cannot happen (OFREP is untyped); flagd maps every other code to GENERAL's text.
-        ErrorCode::General | ErrorCode::TypeMismatch => (
-            StatusCode::BAD_REQUEST,
-            "error processing the flag for evaluation".to_owned(),
-        ),
-    }
-}
-
 /// Renders one evaluation: a success object, or a failure with its status.
 pub fn entry<'a>(
     key: &'a str,
@@ -177,13 +157,13 @@ pub fn entry<'a>(
 ) -> (StatusCode, Entry<'a>) {
     let (value, variant) = match outcome {
         Outcome::Failed(error) => {
-            let (status, details) = error_status(error.code, key);
+            let answer = OfrepFailure::Evaluation(error.code).answer(Some(key));
             return (
-                status,
+                answer.status,
                 Entry::Failure(EvaluationFailure {
                     key,
                     error_code: error.code.as_str(),
-                    error_details: details,
+                    error_details: answer.details,
                     metadata: GoMetadata(metadata),
                 }),
             );
@@ -217,17 +197,5 @@ mod tests {
         let text = serde_json::to_string(&GoJson(&v)).unwrap();
         // Go writes 1e21 as `1e+21` too.
         assert_eq!(text, r#"{"a":3,"b":2.5,"c":[1,-4],"d":1e+21,"e":7}"#);
-    }
-
-    #[test]
-    fn error_details_quote_the_key_in_backticks() {
-        assert_eq!(
-            error_status(ErrorCode::FlagNotFound, "k"),
-            (StatusCode::NOT_FOUND, "flag `k` does not exist".to_owned())
-        );
-        assert_eq!(
-            error_status(ErrorCode::ParseError, "k").0,
-            StatusCode::BAD_REQUEST
-        );
     }
 }
