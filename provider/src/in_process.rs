@@ -17,7 +17,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::FlagdOptions;
-use crate::connect::SELECTOR_HEADER;
+use crate::channel::SELECTOR_HEADER;
 use crate::convert::struct_to_json;
 use crate::events::{Hub, Lifecycle};
 use crate::local::{FlagSet, LocalStore};

@@ -47,8 +47,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod channel;
 mod config;
-mod connect;
 pub mod convert;
 mod events;
 mod file;
@@ -68,13 +68,13 @@ use open_feature::provider::{
 use open_feature::{EvaluationContext, EvaluationResult, StructValue};
 use tokio::task::JoinHandle;
 
+pub use channel::{ChannelError, SELECTOR_HEADER};
 pub use config::{
     CacheType, ConfigError, DEFAULT_DEADLINE_MS, DEFAULT_IN_PROCESS_PORT, DEFAULT_MAX_CACHE_SIZE,
     DEFAULT_OFFLINE_POLL_INTERVAL_MS, DEFAULT_RETRY_BACKOFF_MAX_MS, DEFAULT_RETRY_BACKOFF_MS,
     DEFAULT_RETRY_GRACE_PERIOD_SECS, DEFAULT_RPC_PORT, DEFAULT_STREAM_DEADLINE_MS, FlagdOptions,
     FlagdOptionsBuilder, ResolverType, env, split_list,
 };
-pub use connect::{ConnectError, SELECTOR_HEADER};
 pub use events::{
     EVENT_CHANNEL_CAPACITY, ProviderEvent, ProviderEventKind, ProviderEvents, ProviderState,
 };
@@ -106,7 +106,7 @@ pub enum ProviderError {
     Config(#[from] ConfigError),
     /// The connection settings are unusable.
     #[error(transparent)]
-    Connect(#[from] ConnectError),
+    Channel(#[from] ChannelError),
 }
 
 enum Resolver {
@@ -147,7 +147,7 @@ impl FlagdProvider {
         options: FlagdOptions,
         enricher: Option<ContextEnricher>,
     ) -> Result<Self, ProviderError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConnectError::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ChannelError::NoRuntime)?;
         let hub = Hub::new();
         let lifecycle = |on_error: Box<dyn Fn() + Send + Sync>| {
             Lifecycle::new(
@@ -161,8 +161,8 @@ impl FlagdProvider {
         };
         let (resolver, task) = match options.resolver {
             ResolverType::Rpc => {
-                let channel = connect::channel(&options)?;
-                let selector = connect::selector_header(&options)?;
+                let channel = channel::channel(&options)?;
+                let selector = channel::selector_header(&options)?;
                 let resolver = Arc::new(RpcResolver::new(channel, &options, selector, hub.clone()));
                 let cache = resolver.cache.clone();
                 let life = lifecycle(Box::new(move || cache.purge()));
@@ -171,8 +171,8 @@ impl FlagdProvider {
                 (Resolver::Rpc(resolver), task)
             }
             ResolverType::InProcess => {
-                let channel = connect::channel(&options)?;
-                let selector = connect::selector_header(&options)?;
+                let channel = channel::channel(&options)?;
+                let selector = channel::selector_header(&options)?;
                 let store = Arc::new(LocalStore::default());
                 let mut sync = in_process::SyncTask::new(
                     channel,

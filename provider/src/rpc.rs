@@ -27,8 +27,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 use crate::FlagdOptions;
+use crate::channel::SELECTOR_HEADER;
 use crate::config::CacheType;
-use crate::connect::SELECTOR_HEADER;
 use crate::convert::{
     context_to_json, json_to_struct, struct_to_json, struct_to_metadata, struct_to_struct_value,
 };
@@ -410,7 +410,7 @@ impl StreamSettings {
         StreamSettings {
             stream_deadline: (options.stream_deadline_ms > 0)
                 .then(|| Duration::from_millis(options.stream_deadline_ms)),
-            fatal_codes: crate::connect::fatal_codes(&options.fatal_status_codes),
+            fatal_codes: crate::channel::fatal_codes(&options.fatal_status_codes),
         }
     }
 

@@ -18,7 +18,7 @@ pub const SELECTOR_HEADER: &str = "flagd-selector";
 
 /// Why a channel could not be set up from the options.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub enum ChannelError {
     /// `targetUri` is not a form this provider understands.
     #[error("targetUri {uri:?}: {reason}")]
     InvalidTarget {
@@ -61,7 +61,7 @@ pub(crate) enum Target {
 }
 
 /// Parses the dial target: `socketPath` wins, then `targetUri`, then host and port.
-pub(crate) fn target(options: &FlagdOptions) -> Result<Target, ConnectError> {
+pub(crate) fn target(options: &FlagdOptions) -> Result<Target, ChannelError> {
     if let Some(path) = &options.socket_path {
         return Ok(Target::Unix(path.to_string_lossy().into_owned()));
     }
@@ -72,7 +72,7 @@ pub(crate) fn target(options: &FlagdOptions) -> Result<Target, ConnectError> {
             authority: None,
         });
     };
-    let bad = |reason| ConnectError::InvalidTarget {
+    let bad = |reason| ChannelError::InvalidTarget {
         uri: uri.clone(),
         reason,
     };
@@ -120,7 +120,7 @@ fn host_port(text: &str) -> Option<(String, u16)> {
 }
 
 /// Builds the lazy channel.
-pub(crate) fn channel(options: &FlagdOptions) -> Result<Channel, ConnectError> {
+pub(crate) fn channel(options: &FlagdOptions) -> Result<Channel, ChannelError> {
     let tls = options.tls || options.cert_path.is_some();
     let deadline = Duration::from_millis(options.deadline_ms.max(1));
     let endpoint = match target(options)? {
@@ -139,7 +139,7 @@ pub(crate) fn channel(options: &FlagdOptions) -> Result<Channel, ConnectError> {
             let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host}:{port}"))?;
             if let Some(authority) = &authority {
                 let origin: Uri = format!("{scheme}://{authority}").parse().map_err(|_| {
-                    ConnectError::InvalidTarget {
+                    ChannelError::InvalidTarget {
                         uri: options.target_uri.clone().unwrap_or_default(),
                         reason: "the authority is not a valid host",
                     }
@@ -149,7 +149,7 @@ pub(crate) fn channel(options: &FlagdOptions) -> Result<Channel, ConnectError> {
             if tls {
                 let mut config = ClientTlsConfig::new();
                 if let Some(path) = &options.cert_path {
-                    let pem = std::fs::read(path).map_err(|source| ConnectError::Certificate {
+                    let pem = std::fs::read(path).map_err(|source| ChannelError::Certificate {
                         path: path.display().to_string(),
                         source,
                     })?;
@@ -177,14 +177,14 @@ pub(crate) fn channel(options: &FlagdOptions) -> Result<Channel, ConnectError> {
 /// The selector as a header value, validated once.
 pub(crate) fn selector_header(
     options: &FlagdOptions,
-) -> Result<Option<MetadataValue<tonic::metadata::Ascii>>, ConnectError> {
+) -> Result<Option<MetadataValue<tonic::metadata::Ascii>>, ChannelError> {
     match &options.selector {
         None => Ok(None),
         Some(s) if s.trim().is_empty() => Ok(None),
         Some(s) => s
             .parse()
             .map(Some)
-            .map_err(|_| ConnectError::InvalidSelector(s.clone())),
+            .map_err(|_| ChannelError::InvalidSelector(s.clone())),
     }
 }
 
