@@ -18,7 +18,7 @@ use tower::ServiceExt;
 
 use crate::eval::{EvalConfig, Evaluator};
 use crate::metrics::Metrics;
-use crate::protocols::grpc::{GrpcConfig, Services};
+use crate::protocols::grpc::{ServiceConfig, Services};
 use crate::routers::{RouterOptions, Routers};
 use crate::store::Store;
 
@@ -71,9 +71,9 @@ impl Harness {
         store.replace_source(0, loaded.flags);
         let metrics = Metrics::new();
         let evaluator = Evaluator::new(store, EvalConfig::default(), metrics);
-        let config = GrpcConfig {
+        let config = ServiceConfig {
             max_request_body: MAX_REQUEST_BODY,
-            ..GrpcConfig::default()
+            ..ServiceConfig::default()
         };
         let services = Services::new(evaluator.clone(), config, CancellationToken::new());
         let (readiness, _latches) = crate::readiness::Readiness::new(0);

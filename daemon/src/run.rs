@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::eval::{EvalConfig, Evaluator};
 use crate::metrics::Metrics;
-use crate::protocols::grpc::{GrpcConfig, Services};
+use crate::protocols::grpc::{ServiceConfig, Services};
 use crate::readiness::Readiness;
 use crate::routers::{RouterOptions, Routers};
 use crate::sources::{self, SourceError};
@@ -216,7 +216,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     .await?;
 
     let evaluator = Evaluator::new(store.clone(), eval_config(&config), metrics.clone());
-    let services = Services::new(evaluator.clone(), grpc_config(&config), shutdown.clone());
+    let services = Services::new(evaluator.clone(), service_config(&config), shutdown.clone());
     if config.serving.cors_origins.is_empty() {
         tracing::info!(
             "CORS: every origin is allowed on the evaluation port (no --cors-origin, as flagd)"
@@ -337,12 +337,12 @@ fn eval_config(config: &Config) -> EvalConfig {
 }
 
 /// The gRPC services' configuration from the daemon configuration.
-fn grpc_config(config: &Config) -> GrpcConfig {
-    GrpcConfig {
+fn service_config(config: &Config) -> ServiceConfig {
+    ServiceConfig {
         stream_deadline: config.stream_deadline,
         disable_sync_metadata: config.disable_sync_metadata,
         max_request_body: max_request_body(config),
-        ..GrpcConfig::default()
+        ..ServiceConfig::default()
     }
 }
 

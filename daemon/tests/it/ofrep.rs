@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::runtime_support::{one_flag, start_with_files, wait_for, write_atomic};
-use crate::service_support::{SOURCES, ServiceConfig, flag, source_a, source_b};
+use crate::service_support::{SOURCES, Settings, flag, source_a, source_b};
 
 /// The header limit of the test server (small, so that a 431 is cheap to provoke).
 const TEST_MAX_HEADER: usize = 16 * 1024;
@@ -46,7 +46,7 @@ fn fixture_store() -> Arc<Store> {
     store
 }
 
-fn app(store: &Arc<Store>, config: ServiceConfig, options: &OfrepOptions) -> axum::Router {
+fn app(store: &Arc<Store>, config: Settings, options: &OfrepOptions) -> axum::Router {
     let evaluator = config.evaluator(store.clone(), Metrics::new());
     let options = OfrepOptions {
         max_request_body: config.max_request_body,
@@ -55,7 +55,7 @@ fn app(store: &Arc<Store>, config: ServiceConfig, options: &OfrepOptions) -> axu
     router(evaluator, &options)
 }
 
-async fn serve(config: ServiceConfig, options: OfrepOptions) -> Server {
+async fn serve(config: Settings, options: OfrepOptions) -> Server {
     let store = fixture_store();
     let app = app(&store, config, &options);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -75,7 +75,7 @@ async fn serve(config: ServiceConfig, options: OfrepOptions) -> Server {
 }
 
 async fn default_server() -> Server {
-    serve(ServiceConfig::default(), OfrepOptions::default()).await
+    serve(Settings::default(), OfrepOptions::default()).await
 }
 
 /// A response: status, headers (lower-case names), body.
@@ -290,10 +290,10 @@ async fn selector_header_scopes_lookup_and_reflects_into_metadata() {
 
 #[tokio::test]
 async fn static_context_beats_the_body_and_mapped_headers_beat_both() {
-    let config = ServiceConfig {
+    let config = Settings {
         context_values: [("tier".to_owned(), "bronze".to_owned())].into(),
         header_to_context: vec![("X-User".to_owned(), "user".to_owned())],
-        ..ServiceConfig::default()
+        ..Settings::default()
     };
     let server = serve(config, OfrepOptions::default()).await;
     // The body says gold, -X says bronze: bronze wins, so the user rule decides.
@@ -491,9 +491,9 @@ async fn bad_bodies_get_invalid_context_and_content_type_is_not_checked() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413_and_oversized_headers_431() {
-    let config = ServiceConfig {
+    let config = Settings {
         max_request_body: 64,
-        ..ServiceConfig::default()
+        ..Settings::default()
     };
     let server = serve(config, OfrepOptions::default()).await;
     let big = json!({"context": {"padding": "x".repeat(100)}});
@@ -605,7 +605,7 @@ async fn cors_origins_restrict_which_origins_are_allowed() {
         ],
         ..OfrepOptions::default()
     };
-    let server = serve(ServiceConfig::default(), options).await;
+    let server = serve(Settings::default(), options).await;
     for (origin, allowed) in [
         ("https://good.example", true),
         ("https://a.trusted.example", true),
@@ -684,7 +684,7 @@ proptest! {
     fn arbitrary_bodies_get_a_table_status(body in body_strategy(), bulk in any::<bool>()) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let store = fixture_store();
-        let config = ServiceConfig { max_request_body: 128, ..ServiceConfig::default() };
+        let config = Settings { max_request_body: 128, ..Settings::default() };
         let app = app(&store, config, &OfrepOptions::default());
         let uri = if bulk { BULK.to_owned() } else { flag_path("bool-flag") };
         let request = http::Request::post(uri).body(Body::from(body)).expect("request");
@@ -762,7 +762,7 @@ async fn ofrep_tls_serves_ofrep_over_tls_and_needs_a_certificate() {
 #[tokio::test(start_paused = true)]
 async fn a_body_that_never_finishes_gets_408_after_the_read_timeout() {
     let store = fixture_store();
-    let app = app(&store, ServiceConfig::default(), &OfrepOptions::default());
+    let app = app(&store, Settings::default(), &OfrepOptions::default());
     // One chunk, then nothing: the stream never ends.
     let chunks = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
         b"{\"context\":",

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::service_support::ServiceConfig;
+use crate::service_support::Settings;
 use flagpole_proto::evaluation_v1 as v1;
 use flagpole_proto::evaluation_v2 as v2;
 use flagpole_proto::schema_v1 as schema;
@@ -14,11 +14,11 @@ use tonic::Code;
 
 use crate::service_support::{Harness, context, json_of, with_headers};
 
-fn config() -> ServiceConfig {
-    ServiceConfig {
+fn config() -> Settings {
+    Settings {
         context_values: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
         header_to_context: vec![("X-Tier".to_owned(), "tier".to_owned())],
-        ..ServiceConfig::default()
+        ..Settings::default()
     }
 }
 
@@ -158,7 +158,7 @@ async fn v1_errors_follow_flagds_status_table() {
 
 #[tokio::test]
 async fn malformed_or_oversized_requests_are_rejected() {
-    let h = Harness::start(ServiceConfig {
+    let h = Harness::start(Settings {
         max_request_body: 4096,
         ..config()
     })
@@ -251,10 +251,10 @@ async fn targeting_reads_the_body_context() {
 
 #[tokio::test]
 async fn static_values_and_mapped_headers_override_the_body_context() {
-    let h = Harness::start(ServiceConfig {
+    let h = Harness::start(Settings {
         context_values: BTreeMap::from([("user".to_owned(), "bob".to_owned())]),
         header_to_context: vec![("X-Tier".to_owned(), "tier".to_owned())],
-        ..ServiceConfig::default()
+        ..Settings::default()
     })
     .await;
     let mut c = v1_client(&h).await;

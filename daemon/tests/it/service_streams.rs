@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::service_support::ServiceConfig;
+use crate::service_support::Settings;
 use flagpole_proto::evaluation_v1 as v1;
 use flagpole_proto::evaluation_v2 as v2;
 use flagpole_proto::schema_v1 as schema;
@@ -59,7 +59,7 @@ fn edited_source_a() -> Vec<std::sync::Arc<flagpole_engine::Flag>> {
 
 #[tokio::test]
 async fn event_stream_starts_ready_and_announces_per_key_changes() {
-    let h = Harness::start(ServiceConfig::default()).await;
+    let h = Harness::start(Settings::default()).await;
     let mut events = v1_events(&h, &[]).await;
     assert_eq!(
         next(&mut events).await,
@@ -85,7 +85,7 @@ async fn event_stream_starts_ready_and_announces_per_key_changes() {
 
 #[tokio::test]
 async fn event_stream_changes_are_filtered_by_the_selector() {
-    let h = Harness::start(ServiceConfig::default()).await;
+    let h = Harness::start(Settings::default()).await;
     let mut set_b = v1_events(&h, &[("flagd-selector", "flagSetId=set-b")]).await;
     assert_eq!(next(&mut set_b).await.0, "provider_ready");
 
@@ -109,7 +109,7 @@ async fn event_stream_changes_are_filtered_by_the_selector() {
 
 #[tokio::test]
 async fn event_stream_with_a_bad_selector_is_invalid_argument() {
-    let h = Harness::start(ServiceConfig::default()).await;
+    let h = Harness::start(Settings::default()).await;
     let mut client = v1::service_client::ServiceClient::new(h.channel().await);
     let status = client
         .event_stream(with_headers(
@@ -123,7 +123,7 @@ async fn event_stream_with_a_bad_selector_is_invalid_argument() {
 
 #[tokio::test]
 async fn keep_alive_follows_twenty_silent_seconds_and_restarts_after_each_send() {
-    let h = Harness::start(ServiceConfig::default()).await;
+    let h = Harness::start(Settings::default()).await;
     let subscribed = tokio::time::Instant::now();
     let mut events = v1_events(&h, &[]).await;
     assert_eq!(next(&mut events).await.0, "provider_ready");
@@ -159,7 +159,7 @@ async fn keep_alive_follows_twenty_silent_seconds_and_restarts_after_each_send()
 
 #[tokio::test]
 async fn shutdown_sends_provider_shutdown_on_every_protocol() {
-    let h = Harness::start(ServiceConfig::default()).await;
+    let h = Harness::start(Settings::default()).await;
     let mut a = v1_events(&h, &[]).await;
     let mut b = v2::service_client::ServiceClient::new(h.channel().await)
         .event_stream(v2::EventStreamRequest {})
@@ -196,9 +196,9 @@ async fn shutdown_sends_provider_shutdown_on_every_protocol() {
 
 #[tokio::test]
 async fn stream_deadline_ends_v1_streams_but_not_schema_v1() {
-    let h = Harness::start(ServiceConfig {
+    let h = Harness::start(Settings {
         stream_deadline: Some(Duration::from_secs(30)),
-        ..ServiceConfig::default()
+        ..Settings::default()
     })
     .await;
     let mut events = v1_events(&h, &[]).await;
@@ -255,10 +255,10 @@ fn payload_keys(payload: &str) -> Vec<String> {
         .collect()
 }
 
-fn sync_config() -> ServiceConfig {
-    ServiceConfig {
+fn sync_config() -> Settings {
+    Settings {
         context_values: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
-        ..ServiceConfig::default()
+        ..Settings::default()
     }
 }
 
@@ -394,7 +394,7 @@ async fn sync_selector_header_beats_the_body_field() {
 
 #[tokio::test]
 async fn sync_flags_ends_on_the_stream_deadline() {
-    let h = Harness::start(ServiceConfig {
+    let h = Harness::start(Settings {
         stream_deadline: Some(Duration::from_secs(30)),
         ..sync_config()
     })
@@ -417,7 +417,7 @@ async fn get_metadata_returns_static_context_or_unimplemented() {
         .into_inner();
     assert_eq!(json_of(metadata.metadata.as_ref()), json!({"region": "eu"}));
 
-    let h = Harness::start(ServiceConfig {
+    let h = Harness::start(Settings {
         disable_sync_metadata: true,
         ..sync_config()
     })
@@ -458,7 +458,7 @@ async fn sync_streams_are_counted_in_metrics() {
 
 #[tokio::test]
 async fn subscribers_get_diffs_against_their_own_last_view() {
-    let h = Harness::start(ServiceConfig::default()).await;
+    let h = Harness::start(Settings::default()).await;
     let mut early = v1_events(&h, &[]).await;
     let mut set_b = v1_events(&h, &[("flagd-selector", "flagSetId=set-b")]).await;
     assert_eq!(next(&mut early).await.0, "provider_ready");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use flagpole::eval::{EvalConfig, Evaluator};
 use flagpole::metrics::Metrics;
-use flagpole::protocols::grpc::{GrpcConfig, Services};
+use flagpole::protocols::grpc::{ServiceConfig, Services};
 use flagpole::store::Store;
 use flagpole_engine::targeting::Rule;
 use flagpole_engine::{Flag, FlagState, Value};
@@ -21,7 +21,7 @@ use tonic::transport::{Channel, Server};
 /// The settings of the services under test: the evaluation core's and the gRPC services' in one flat
 /// struct, so each test names only what it changes.
 #[derive(Debug, Clone)]
-pub struct ServiceConfig {
+pub struct Settings {
     pub context_values: std::collections::BTreeMap<String, String>,
     pub header_to_context: Vec<(String, String)>,
     pub stream_deadline: Option<std::time::Duration>,
@@ -29,10 +29,10 @@ pub struct ServiceConfig {
     pub max_request_body: usize,
 }
 
-impl Default for ServiceConfig {
+impl Default for Settings {
     fn default() -> Self {
-        let grpc = GrpcConfig::default();
-        ServiceConfig {
+        let grpc = ServiceConfig::default();
+        Settings {
             context_values: Default::default(),
             header_to_context: Vec::new(),
             stream_deadline: grpc.stream_deadline,
@@ -42,7 +42,7 @@ impl Default for ServiceConfig {
     }
 }
 
-impl ServiceConfig {
+impl Settings {
     /// The evaluation core over `store`, with the metrics it records into.
     pub fn evaluator(&self, store: Arc<Store>, metrics: Metrics) -> Evaluator {
         let config = EvalConfig {
@@ -54,12 +54,12 @@ impl ServiceConfig {
     }
 
     /// The gRPC services' settings.
-    pub fn grpc(&self) -> GrpcConfig {
-        GrpcConfig {
+    pub fn grpc(&self) -> ServiceConfig {
+        ServiceConfig {
             stream_deadline: self.stream_deadline,
             disable_sync_metadata: self.disable_sync_metadata,
             max_request_body: self.max_request_body,
-            ..GrpcConfig::default()
+            ..ServiceConfig::default()
         }
     }
 }
@@ -207,7 +207,7 @@ pub struct Harness {
 
 impl Harness {
     /// Serves evaluation and sync services over the fixture store.
-    pub async fn start(config: ServiceConfig) -> Harness {
+    pub async fn start(config: Settings) -> Harness {
         let store = Arc::new(Store::new(SOURCES.iter().map(|s| Arc::from(*s))));
         store.replace_source(0, source_a());
         store.replace_source(1, source_b());

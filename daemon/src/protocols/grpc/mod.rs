@@ -47,7 +47,7 @@ pub const DEFAULT_EVENT_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 /// What the gRPC services need beyond evaluation. Built by `crate::run` from the configuration.
 #[derive(Debug, Clone)]
-pub struct GrpcConfig {
+pub struct ServiceConfig {
     /// `--stream-deadline`: EventStream (v1, v2) and SyncFlags streams end with DEADLINE_EXCEEDED after this
     /// long; `None` means no deadline.
     pub stream_deadline: Option<Duration>,
@@ -59,9 +59,9 @@ pub struct GrpcConfig {
     pub max_request_body: usize,
 }
 
-impl Default for GrpcConfig {
+impl Default for ServiceConfig {
     fn default() -> Self {
-        GrpcConfig {
+        ServiceConfig {
             stream_deadline: None,
             disable_sync_metadata: false,
             event_keep_alive: DEFAULT_EVENT_KEEP_ALIVE,
@@ -81,7 +81,7 @@ pub struct Services {
 #[derive(Debug)]
 struct Inner {
     evaluator: Evaluator,
-    config: GrpcConfig,
+    config: ServiceConfig,
     shutdown: CancellationToken,
     fanout: fanout::Fanout,
 }
@@ -89,7 +89,7 @@ struct Inner {
 impl Services {
     /// Services over `store`. Cancelling `shutdown` sends `provider_shutdown` to every EventStream and ends
     /// every stream.
-    pub fn new(evaluator: Evaluator, config: GrpcConfig, shutdown: CancellationToken) -> Self {
+    pub fn new(evaluator: Evaluator, config: ServiceConfig, shutdown: CancellationToken) -> Self {
         Services {
             inner: Arc::new(Inner {
                 evaluator,
@@ -152,7 +152,7 @@ impl Services {
         self.inner.evaluator.store()
     }
 
-    fn config(&self) -> &GrpcConfig {
+    fn config(&self) -> &ServiceConfig {
         &self.inner.config
     }
 
