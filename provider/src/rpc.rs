@@ -150,68 +150,126 @@ struct Answer {
     metadata: Option<prost_types::Struct>,
 }
 
-macro_rules! call {
-    ($self:ident, $key:ident, $ctx:ident, $ty:expr, $method:ident, $req:ident,
-     v2 |$r2:ident| $value2:expr, v1 |$r1:ident| $value1:expr) => {{
-        if $self.hub.state() == ProviderState::Fatal {
-            return Err(fatal());
-        }
-        if matches!(
-            $self.hub.state(),
-            ProviderState::Ready | ProviderState::Stale
-        ) {
-            if let Some(hit) = $self.cache.get($key, $ty) {
-                return Ok(hit);
-            }
-        }
-        let generation = $self.cache.generation();
-        let context = Some(json_to_struct(&context_to_json($ctx)));
-        let mut answer = None;
-        if !$self.v1_only.load(Ordering::Relaxed) {
-            let request = $self.request(pb2::$req {
-                flag_key: $key.to_owned(),
-                context: context.clone(),
-            });
-            let mut client = ServiceClientV2::new($self.channel.clone());
-            match $self.unary(client.$method(request)).await {
-                Err(status) if status.code() == Code::Unimplemented => {
-                    tracing::info!("flagd.evaluation.v2 not served; using v1");
-                    $self.v1_only.store(true, Ordering::Relaxed);
-                }
-                Err(status) => return Err(status_error(&status)),
-                Ok($r2) => {
-                    answer = Some(Answer {
-                        value: $value2,
-                        reason: $r2.reason,
-                        variant: $r2.variant.unwrap_or_default(),
-                        metadata: $r2.metadata,
-                    })
-                }
-            }
-        }
-        let answer = match answer {
-            Some(answer) => answer,
-            None => {
-                let request = $self.request(pb::$req {
-                    flag_key: $key.to_owned(),
+/// One typed RPC in both protocol versions (the generated request and response types differ per type and
+/// per version; `typed_rpc!` fits them to this trait). The control flow of a resolve is
+/// [`RpcResolver::call`]'s alone.
+trait TypedRpc {
+    /// The value type, for the cache key.
+    const TY: Ty;
+    /// The `flagd.evaluation.v2` call.
+    fn v2(
+        resolver: &RpcResolver,
+        key: &str,
+        context: Option<prost_types::Struct>,
+    ) -> impl Future<Output = Result<Answer, tonic::Status>> + Send;
+    /// The `flagd.evaluation.v1` call (for a daemon that does not serve v2).
+    fn v1(
+        resolver: &RpcResolver,
+        key: &str,
+        context: Option<prost_types::Struct>,
+    ) -> impl Future<Output = Result<Answer, tonic::Status>> + Send;
+}
+
+/// Implements [`TypedRpc`] for `$rpc`: builds each version's `$request`, calls `$method`, and reads the
+/// answer's value with the expression after `v2 |r|` / `v1 |r|` (v1 always has one).
+macro_rules! typed_rpc {
+    ($rpc:ident, $ty:expr, $method:ident, $request:ident,
+     v2 |$r2:ident| $value2:expr, v1 |$r1:ident| $value1:expr) => {
+        struct $rpc;
+
+        impl TypedRpc for $rpc {
+            const TY: Ty = $ty;
+
+            async fn v2(
+                resolver: &RpcResolver,
+                key: &str,
+                context: Option<prost_types::Struct>,
+            ) -> Result<Answer, tonic::Status> {
+                let request = resolver.request(pb2::$request {
+                    flag_key: key.to_owned(),
                     context,
                 });
-                let mut client = ServiceClient::new($self.channel.clone());
-                let $r1 = $self
-                    .unary(client.$method(request))
-                    .await
-                    .map_err(|s| status_error(&s))?;
-                Answer {
+                let mut client = ServiceClientV2::new(resolver.channel.clone());
+                let $r2 = resolver.unary(client.$method(request)).await?;
+                Ok(Answer {
+                    value: $value2,
+                    reason: $r2.reason,
+                    variant: $r2.variant.unwrap_or_default(),
+                    metadata: $r2.metadata,
+                })
+            }
+
+            async fn v1(
+                resolver: &RpcResolver,
+                key: &str,
+                context: Option<prost_types::Struct>,
+            ) -> Result<Answer, tonic::Status> {
+                let request = resolver.request(pb::$request {
+                    flag_key: key.to_owned(),
+                    context,
+                });
+                let mut client = ServiceClient::new(resolver.channel.clone());
+                let $r1 = resolver.unary(client.$method(request)).await?;
+                Ok(Answer {
                     value: Some($value1),
                     reason: $r1.reason,
                     variant: $r1.variant,
                     metadata: $r1.metadata,
-                }
+                })
             }
-        };
-        Ok($self.finish(generation, $key, $ty, answer))
-    }};
+        }
+    };
 }
+
+typed_rpc!(
+    BoolRpc,
+    Ty::Bool,
+    resolve_boolean,
+    ResolveBooleanRequest,
+    v2 | r | r.value.map(Value::Bool),
+    v1 | r | Value::Bool(r.value)
+);
+typed_rpc!(
+    StringRpc,
+    Ty::String,
+    resolve_string,
+    ResolveStringRequest,
+    v2 | r | r.value.map(Value::String),
+    v1 | r | Value::String(r.value)
+);
+typed_rpc!(
+    IntRpc,
+    Ty::Int,
+    resolve_int,
+    ResolveIntRequest,
+    v2 | r | r.value.map(Value::Int),
+    v1 | r | Value::Int(r.value)
+);
+typed_rpc!(
+    FloatRpc,
+    Ty::Float,
+    resolve_float,
+    ResolveFloatRequest,
+    v2 | r | r.value.map(Value::Float),
+    v1 | r | Value::Float(r.value)
+);
+typed_rpc!(
+    ObjectRpc,
+    Ty::Object,
+    resolve_object,
+    ResolveObjectRequest,
+    v2 | r
+        | r.value
+            .as_ref()
+            .map(|v| Value::Struct(struct_to_struct_value(v))),
+    v1 | r
+        | Value::Struct(
+            r.value
+                .as_ref()
+                .map(struct_to_struct_value)
+                .unwrap_or_default()
+        )
+);
 
 impl RpcResolver {
     pub(crate) fn new(
@@ -255,6 +313,41 @@ impl RpcResolver {
         }
     }
 
+    /// A typed resolve: the cache first (while the stream says the flags are current), then v2, then v1 for
+    /// a daemon that answers v2 with UNIMPLEMENTED (remembered).
+    async fn call<R: TypedRpc>(
+        &self,
+        key: &str,
+        ctx: &EvaluationContext,
+    ) -> EvaluationResult<Resolved> {
+        if self.hub.state() == ProviderState::Fatal {
+            return Err(fatal());
+        }
+        if matches!(
+            self.hub.state(),
+            ProviderState::Ready | ProviderState::Stale
+        ) && let Some(hit) = self.cache.get(key, R::TY)
+        {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
+        let context = Some(json_to_struct(&context_to_json(ctx)));
+        if !self.v1_only.load(Ordering::Relaxed) {
+            match R::v2(self, key, context.clone()).await {
+                Err(status) if status.code() == Code::Unimplemented => {
+                    tracing::info!("flagd.evaluation.v2 not served; using v1");
+                    self.v1_only.store(true, Ordering::Relaxed);
+                }
+                Err(status) => return Err(status_error(&status)),
+                Ok(answer) => return Ok(self.finish(generation, key, R::TY, answer)),
+            }
+        }
+        let answer = R::v1(self, key, context)
+            .await
+            .map_err(|s| status_error(&s))?;
+        Ok(self.finish(generation, key, R::TY, answer))
+    }
+
     /// Turns an answer into a result and caches it when it may be cached.
     fn finish(&self, generation: u64, key: &str, ty: Ty, answer: Answer) -> Resolved {
         let reason = parse_reason(&answer.reason);
@@ -289,16 +382,7 @@ impl RpcResolver {
         key: &str,
         ctx: &EvaluationContext,
     ) -> EvaluationResult<Resolved> {
-        call!(
-            self,
-            key,
-            ctx,
-            Ty::Bool,
-            resolve_boolean,
-            ResolveBooleanRequest,
-            v2 | r | r.value.map(Value::Bool),
-            v1 | r | Value::Bool(r.value)
-        )
+        self.call::<BoolRpc>(key, ctx).await
     }
 
     pub(crate) async fn resolve_string(
@@ -306,16 +390,7 @@ impl RpcResolver {
         key: &str,
         ctx: &EvaluationContext,
     ) -> EvaluationResult<Resolved> {
-        call!(
-            self,
-            key,
-            ctx,
-            Ty::String,
-            resolve_string,
-            ResolveStringRequest,
-            v2 | r | r.value.map(Value::String),
-            v1 | r | Value::String(r.value)
-        )
+        self.call::<StringRpc>(key, ctx).await
     }
 
     pub(crate) async fn resolve_int(
@@ -323,16 +398,7 @@ impl RpcResolver {
         key: &str,
         ctx: &EvaluationContext,
     ) -> EvaluationResult<Resolved> {
-        call!(
-            self,
-            key,
-            ctx,
-            Ty::Int,
-            resolve_int,
-            ResolveIntRequest,
-            v2 | r | r.value.map(Value::Int),
-            v1 | r | Value::Int(r.value)
-        )
+        self.call::<IntRpc>(key, ctx).await
     }
 
     pub(crate) async fn resolve_float(
@@ -340,16 +406,7 @@ impl RpcResolver {
         key: &str,
         ctx: &EvaluationContext,
     ) -> EvaluationResult<Resolved> {
-        call!(
-            self,
-            key,
-            ctx,
-            Ty::Float,
-            resolve_float,
-            ResolveFloatRequest,
-            v2 | r | r.value.map(Value::Float),
-            v1 | r | Value::Float(r.value)
-        )
+        self.call::<FloatRpc>(key, ctx).await
     }
 
     pub(crate) async fn resolve_object(
@@ -357,25 +414,7 @@ impl RpcResolver {
         key: &str,
         ctx: &EvaluationContext,
     ) -> EvaluationResult<Resolved> {
-        call!(
-            self,
-            key,
-            ctx,
-            Ty::Object,
-            resolve_object,
-            ResolveObjectRequest,
-            v2 | r
-                | r.value
-                    .as_ref()
-                    .map(|v| Value::Struct(struct_to_struct_value(v))),
-            v1 | r
-                | Value::Struct(
-                    r.value
-                        .as_ref()
-                        .map(struct_to_struct_value)
-                        .unwrap_or_default()
-                )
-        )
+        self.call::<ObjectRpc>(key, ctx).await
     }
 }
 
