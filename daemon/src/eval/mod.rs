@@ -98,13 +98,23 @@ impl Evaluator {
         request::read(&self.inner.config, headers, body, mapping)
     }
 
-    /// Evaluates one flag now (no metrics).
-    pub fn evaluate<'f>(&self, flag: &'f Flag, context: &Context) -> Outcome<'f> {
-        let options = EvalOptions {
+    /// The options of one request's evaluations: the clock read once (`$flagd.timestamp`), the configured
+    /// bucketing. A bulk request evaluates every flag with the same options.
+    pub fn options(&self) -> EvalOptions {
+        EvalOptions {
             fractional: self.inner.config.fractional,
             ..EvalOptions::now()
-        };
-        flagpole_engine::evaluate(flag, context, &options)
+        }
+    }
+
+    /// Evaluates one flag with a request's `options` (no metrics).
+    pub fn evaluate<'f>(
+        &self,
+        flag: &'f Flag,
+        context: &Context,
+        options: &EvalOptions,
+    ) -> Outcome<'f> {
+        flagpole_engine::evaluate(flag, context, options)
     }
 
     /// Records an evaluation in the metrics. flagd records the gRPC evaluation services (v1, v2, schema.v1

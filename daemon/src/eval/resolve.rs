@@ -42,7 +42,9 @@ pub fn resolve_typed<'s>(
     let flag = snapshot.get(key, &request.selector).map(|flag| &**flag);
     let outcome = match flag {
         None => Outcome::Failed(EvalError::not_found(key)),
-        Some(flag) => evaluator.evaluate(flag, &request.context).typed(ty),
+        Some(flag) => evaluator
+            .evaluate(flag, &request.context, &evaluator.options())
+            .typed(ty),
     };
     trace(key, &request.context, &outcome);
     Resolved { outcome, flag }
@@ -79,11 +81,14 @@ pub fn resolve_bulk_typed<'s>(
     snapshot: &'s Snapshot,
     request: &EvalRequest,
 ) -> Vec<BulkResolved<'s>> {
+    let options = evaluator.options();
     let resolved: Vec<BulkResolved<'s>> = bulk_selection(snapshot, &request.selector)
         .into_iter()
         .filter_map(|flag| {
             let ty = ValueType::of_default_variant(flag)?;
-            let outcome = evaluator.evaluate(flag, &request.context).typed(ty);
+            let outcome = evaluator
+                .evaluate(flag, &request.context, &options)
+                .typed(ty);
             Some(BulkResolved { flag, ty, outcome })
         })
         .collect();

@@ -157,7 +157,9 @@ async fn evaluate_flag(
         let (status, entry) = wire::entry(&key, &not_found, metadata);
         return json(status, &entry);
     };
-    let outcome = state.evaluator.evaluate(flag, &request.context);
+    let outcome = state
+        .evaluator
+        .evaluate(flag, &request.context, &state.evaluator.options());
     let metadata = ResponseMetadata::of_flag(&request.selector, &flag.metadata);
     let (status, entry) = wire::entry(&key, &outcome, metadata);
     json(status, &entry)
@@ -171,9 +173,10 @@ async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body
         };
     let snapshot = state.evaluator.snapshot();
     let flags = bulk_selection(&snapshot, &request.selector);
+    let options = state.evaluator.options();
     let outcomes: Vec<Outcome<'_>> = flags
         .iter()
-        .map(|flag| state.evaluator.evaluate(flag, &request.context))
+        .map(|flag| state.evaluator.evaluate(flag, &request.context, &options))
         .collect();
     let bulk = Bulk {
         flags: flags
