@@ -45,3 +45,53 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
         Ok(Err(error)) => Err(BodyError::Failed(error.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::StreamBody;
+
+    use super::*;
+
+    fn length(len: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, len.into());
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_read_whole() {
+        let bytes = read(&length(5), Body::from("hello"), 5).await;
+        assert_eq!(bytes.ok().as_deref(), Some(&b"hello"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        // The body would block for ever: only the declared length can end this read.
+        let body = Body::new(StreamBody::new(futures::stream::pending::<
+            Result<hyper::body::Frame<Bytes>, Infallible>,
+        >()));
+        let result = read(&length(11), body, 10).await;
+        assert!(matches!(result, Err(BodyError::TooLarge(10))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_without_a_length_is_refused() {
+        let result = read(&HeaderMap::new(), Body::from("x".repeat(11)), 10).await;
+        assert!(matches!(result, Err(BodyError::TooLarge(10))), "{result:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_ends_times_out() {
+        let body = Body::new(StreamBody::new(futures::stream::pending::<
+            Result<hyper::body::Frame<Bytes>, Infallible>,
+        >()));
+        let result = read(&HeaderMap::new(), body, 10).await;
+        assert!(matches!(result, Err(BodyError::Timeout)), "{result:?}");
+        assert_eq!(
+            BodyError::Timeout.to_string(),
+            "request body not received within 5s"
+        );
+    }
+}
