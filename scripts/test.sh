@@ -6,8 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export FLAGD_TESTBED_DIR="${FLAGD_TESTBED_DIR:-$PWD/../shared/flagd-testbed}"
-export FLAGD_SCHEMAS_DIR="${FLAGD_SCHEMAS_DIR:-$PWD/../shared/flagd-schemas}"
+# The pinned flagd-testbed and flagd-schemas, fetched from crates.io and checked by checksum (cached under
+# target/); the environment variables override them.
+if [[ -z "${FLAGD_TESTBED_DIR:-}" || -z "${FLAGD_SCHEMAS_DIR:-}" ]]; then
+  pinned="$PWD/$(./scripts/fetch-testbed.sh)"
+  export FLAGD_TESTBED_DIR="${FLAGD_TESTBED_DIR:-$pinned/flagd-testbed}"
+  export FLAGD_SCHEMAS_DIR="${FLAGD_SCHEMAS_DIR:-$pinned/schemas}"
+fi
 
 ./scripts/install-test-clients.sh
 

@@ -18,3 +18,15 @@
 pub mod envoy;
 pub mod gherkin;
 pub mod launcher;
+
+/// Where `scripts/fetch-testbed.sh` unpacks the pinned testbed and schemas, relative to the workspace root:
+/// the crates.io package `open-feature-flagd` 0.3.0, which ships flagd-testbed 3.10.3 (`flagd-testbed/`) and
+/// flagd-schemas 0.2.13 (`schemas/`). `FLAGD_TESTBED_DIR` and `FLAGD_SCHEMAS_DIR` override it.
+pub const PINNED_DATA_DIR: &str = "target/flagd-data/open-feature-flagd-0.3.0";
+
+/// The pinned flagd-testbed (see [`PINNED_DATA_DIR`]).
+pub fn pinned_testbed_dir() -> std::path::PathBuf {
+    launcher::workspace_root()
+        .join(PINNED_DATA_DIR)
+        .join("flagd-testbed")
+}

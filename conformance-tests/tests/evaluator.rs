@@ -1,17 +1,19 @@
 //! The flagd-testbed engine-only suite (`evaluator/gherkin/*.feature` against
 //! `evaluator/flags/testkit-flags.json`) run against `flagpole_engine`, with no daemon and no provider.
 //!
-//! It reads `$FLAGD_TESTBED_DIR` (default `../shared/flagd-testbed` from the workspace root), runs every
-//! `.feature` file found in `evaluator/gherkin/` (so files added there later run without code changes), and
-//! fails when the directory is missing or empty, or when any step fails or is skipped. It ends with a line
-//! `N passed, N failed` (scenarios). Excluded tags are listed in [`EXCLUDED_TAGS`], and nowhere else.
+//! It reads `$FLAGD_TESTBED_DIR` (default: the pinned testbed `scripts/fetch-testbed.sh` unpacks under
+//! `target/`), runs every `.feature` file found in `evaluator/gherkin/` (so files added there later run
+//! without code changes), and fails when the directory is missing or empty, or when any step fails or is
+//! skipped. It ends with a line `N passed, N failed` (scenarios) per pass. Excluded tags are listed in
+//! [`EXCLUDED_TAGS`], and nowhere else.
 //!
-//! `FLAGPOLE_FRACTIONAL=v3` switches the engine to the typed-encoding bucketing and runs `@fractional-v3`
-//! instead of `@fractional-v2`.
+//! The suite runs twice: with flagd's default bucketing (`@fractional-v3` rows left out), then with the
+//! typed-encoding bucketing of `--fractional-algorithm v3` (`@fractional-v2` rows left out).
 //!
 //! Run with `cargo test -p flagpole-conformance --test evaluator` (a `harness = false` target).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use cucumber::gherkin::Step;
@@ -27,9 +29,9 @@ use serde_json::Map;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum When {
     Always,
-    /// Excluded unless `FLAGPOLE_FRACTIONAL=v3`.
+    /// Excluded from the pass with flagd's default bucketing.
     V2Bucketing,
-    /// Excluded only with `FLAGPOLE_FRACTIONAL=v3` (the expectations are for the other bucketing).
+    /// Excluded from the pass with the v3 bucketing (the expectations are for the other one).
     V3Bucketing,
 }
 
@@ -48,17 +50,20 @@ const EXCLUDED_TAGS: &[(&str, When, &str)] = &[
     (
         "fractional-v3",
         When::V2Bucketing,
-        "typed-encoding bucketing, an engine option that is off by default (FLAGPOLE_FRACTIONAL=v3)",
+        "typed-encoding bucketing (--fractional-algorithm v3): run in the v3 pass",
     ),
     (
         "fractional-v2",
         When::V3Bucketing,
-        "flagd 0.16's bucketing, replaced by the v3 option in this run",
+        "flagd's default bucketing: run in the v2 pass",
     ),
 ];
 
+/// Whether the current pass uses the v3 bucketing (passes run one after the other).
+static V3_PASS: AtomicBool = AtomicBool::new(false);
+
 fn v3_enabled() -> bool {
-    std::env::var("FLAGPOLE_FRACTIONAL").is_ok_and(|v| v.eq_ignore_ascii_case("v3"))
+    V3_PASS.load(Ordering::Relaxed)
 }
 
 fn excluded(tag: &str) -> bool {
@@ -75,7 +80,7 @@ fn excluded(tag: &str) -> bool {
 fn testbed_dir() -> PathBuf {
     match std::env::var_os("FLAGD_TESTBED_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/flagd-testbed"),
+        None => flagpole_conformance::pinned_testbed_dir(),
     }
 }
 
@@ -190,6 +195,22 @@ fn a_context_key(world: &mut EvaluatorWorld, key: String, ty: String, value: Str
         .insert(key, FlagType::parse(&ty).parse_value(&value));
 }
 
+#[given(
+    regex = r#"^a context containing a nested property with outer key "([^"]*)" and inner key "([^"]*)", with value "(.*)"$"#
+)]
+fn a_nested_context_key(world: &mut EvaluatorWorld, outer: String, inner: String, value: String) {
+    let entry = world
+        .context
+        .entry(outer)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    if let Value::Object(fields) = entry {
+        fields.insert(inner, Value::String(value));
+    }
+}
+
 #[given(regex = r#"^a context containing a targeting key with value "(.*)"$"#)]
 fn a_targeting_key(world: &mut EvaluatorWorld, value: String) {
     world
@@ -233,7 +254,7 @@ fn evaluated(world: &mut EvaluatorWorld) {
             TypedValue::Float(f) => Value::from(*f),
             TypedValue::Object(m) => Value::Object((*m).clone()),
         },
-        Outcome::Disabled | Outcome::CodeDefault | Outcome::Failed(_) => fallback,
+        Outcome::Disabled | Outcome::CodeDefault | Outcome::Failed { .. } => fallback,
     };
     world.details = Some(Details {
         value,
@@ -348,30 +369,44 @@ fn main() {
     let count = preprocess(&source, features.path());
     assert!(count > 0, "no .feature files in {}", source.display());
     println!("running {count} feature files from {}", source.display());
-    for (tag, _, reason) in EXCLUDED_TAGS {
-        if excluded(tag) {
-            println!("excluding @{tag}: {reason}");
+    let mut failed = Vec::new();
+    for (pass, v3) in [("v2 bucketing", false), ("v3 bucketing", true)] {
+        V3_PASS.store(v3, Ordering::Relaxed);
+        println!("pass: {pass}");
+        for (tag, _, reason) in EXCLUDED_TAGS {
+            if excluded(tag) {
+                println!("excluding @{tag}: {reason}");
+            }
+        }
+        if futures::executor::block_on(run_pass(features.path())) {
+            failed.push(pass);
         }
     }
+    assert!(failed.is_empty(), "failed passes: {failed:?}");
+}
 
+/// One run over every feature file; true when a step failed or was skipped.
+async fn run_pass(features: &Path) -> bool {
     use cucumber::WriterExt as _;
+    use cucumber::writer::Stats as _;
     // The shared tally: a per-file table, then `N passed, N failed` (scenarios) as the last line.
     let writer = Tally::new(
         writer::Basic::stdout().summarized().fail_on_skipped(),
         Box::new(std::io::stdout()),
     );
-    let run = EvaluatorWorld::cucumber()
+    let writer = EvaluatorWorld::cucumber()
         .with_writer(writer)
         // No command-line parsing: `cargo test` passes libtest arguments (`--nocapture`, name filters) to
         // every test binary, and cucumber would reject them.
         .with_default_cli()
-        .filter_run_and_exit(features.path().to_path_buf(), |feature, rule, scenario| {
+        .filter_run(features.to_path_buf(), |feature, rule, scenario| {
             let tags = feature
                 .tags
                 .iter()
                 .chain(rule.iter().flat_map(|r| r.tags.iter()))
                 .chain(scenario.tags.iter());
             !tags.map(|t| t.trim_start_matches('@')).any(excluded)
-        });
-    futures::executor::block_on(run);
+        })
+        .await;
+    writer.execution_has_failed() || writer.skipped_steps() > 0
 }

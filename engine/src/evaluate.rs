@@ -11,8 +11,9 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::Context;
+use crate::go_json::write_go_json;
 use crate::model::{Flag, FlagState};
-use crate::targeting::{Data, FractionalAlgorithm};
+use crate::targeting::{Data, FractionalAlgorithm, go_int};
 
 /// Why an evaluation produced its result (flagd's reason strings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,7 +125,8 @@ pub enum TypedValue<'f> {
     Bool(bool),
     /// A string.
     String(&'f str),
-    /// An integer (truncated from the float64 flagd sees).
+    /// An integer: the float64 flagd sees, converted as Go's `int64(f)` on amd64 does (truncated; NaN and
+    /// values outside int64's range give its minimum, `docs/compatibility.md#evaluation`).
     Int(i64),
     /// A float.
     Float(f64),
@@ -139,7 +141,7 @@ impl<'f> TypedValue<'f> {
         match (ty, value) {
             (ValueType::Bool, Value::Bool(b)) => Some(TypedValue::Bool(*b)),
             (ValueType::String, Value::String(s)) => Some(TypedValue::String(s)),
-            (ValueType::Int, Value::Number(n)) => n.as_f64().map(|f| TypedValue::Int(f as i64)),
+            (ValueType::Int, Value::Number(n)) => n.as_f64().map(|f| TypedValue::Int(go_int(f))),
             (ValueType::Float, Value::Number(n)) => n.as_f64().map(TypedValue::Float),
             (ValueType::Object, Value::Object(m)) => Some(TypedValue::Object(m)),
             _ => None,
@@ -226,7 +228,13 @@ pub enum Outcome<'f, V = &'f Value> {
     /// code default applies (v1 answers FLAG_NOT_FOUND, `docs/protocols.md#answers-per-protocol`).
     CodeDefault,
     /// Evaluation failed: reason ERROR.
-    Failed(EvalError),
+    Failed {
+        /// Why.
+        error: EvalError,
+        /// The variant targeting selected, when the failure came after it: a typed accessor's TYPE_MISMATCH
+        /// (flagd's ResolveAll keeps it beside reason ERROR). `None` for every other failure.
+        variant: Option<&'f str>,
+    },
 }
 
 impl<'f, V> Outcome<'f, V> {
@@ -236,11 +244,11 @@ impl<'f, V> Outcome<'f, V> {
             Outcome::Value { selection, .. } => selection.reason(),
             Outcome::Disabled => Reason::Disabled,
             Outcome::CodeDefault => Reason::Default,
-            Outcome::Failed(_) => Reason::Error,
+            Outcome::Failed { .. } => Reason::Error,
         }
     }
 
-    /// The selected variant, if one was.
+    /// The selected variant of a successful evaluation (a failed one's is in [`Outcome::Failed`]).
     pub fn variant(&self) -> Option<&'f str> {
         match self {
             Outcome::Value { variant, .. } => Some(variant),
@@ -251,13 +259,21 @@ impl<'f, V> Outcome<'f, V> {
     /// The error code of a failed evaluation.
     pub fn error_code(&self) -> Option<ErrorCode> {
         match self {
-            Outcome::Failed(error) => Some(error.code),
+            Outcome::Failed { error, .. } => Some(error.code),
             _ => None,
         }
     }
 
-    fn failed(code: ErrorCode, message: String) -> Self {
-        Outcome::Failed(EvalError { code, message })
+    /// A failure before any variant was selected.
+    pub fn failed(error: EvalError) -> Self {
+        Outcome::Failed {
+            error,
+            variant: None,
+        }
+    }
+
+    fn error(code: ErrorCode, message: String) -> Self {
+        Outcome::failed(EvalError { code, message })
     }
 }
 
@@ -276,14 +292,17 @@ impl<'f> Outcome<'f> {
                     variant,
                     value,
                 },
-                None => Outcome::failed(
-                    ErrorCode::TypeMismatch,
-                    format!("variant {variant:?} is not of type {ty:?}"),
-                ),
+                None => Outcome::Failed {
+                    error: EvalError {
+                        code: ErrorCode::TypeMismatch,
+                        message: format!("variant {variant:?} is not of type {ty:?}"),
+                    },
+                    variant: Some(variant),
+                },
             },
             Outcome::Disabled => Outcome::Disabled,
             Outcome::CodeDefault => Outcome::CodeDefault,
-            Outcome::Failed(error) => Outcome::Failed(error),
+            Outcome::Failed { error, variant } => Outcome::Failed { error, variant },
         }
     }
 }
@@ -304,7 +323,7 @@ pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) ->
     };
     let result = match rule.apply(&data) {
         Ok(result) => result,
-        Err(e) => return Outcome::failed(ErrorCode::ParseError, e.to_string()),
+        Err(e) => return Outcome::error(ErrorCode::ParseError, e.to_string()),
     };
     if result.is_null() {
         return default_variant(flag, Selection::Default);
@@ -316,7 +335,7 @@ pub fn evaluate<'f>(flag: &'f Flag, context: &Context, options: &EvalOptions) ->
             variant,
             value,
         },
-        None => Outcome::failed(
+        None => Outcome::error(
             ErrorCode::General,
             format!(
                 "targeting returned {name:?}, which is not a variant of flag `{}`",
@@ -337,7 +356,7 @@ fn default_variant(flag: &Flag, selection: Selection) -> Outcome<'_> {
             value,
         },
         // The loader rejects documents whose default variant is not a variant.
-        None => Outcome::failed(
+        None => Outcome::error(
             ErrorCode::General,
             format!("default variant {name:?} is not a variant"),
         ),
@@ -365,93 +384,10 @@ fn needs_escape(c: char) -> bool {
     matches!(c, '"' | '\\' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}') || c < ' '
 }
 
-/// Writes `value` as Go's `encoding/json` would (sorted keys, HTML escaping, float64 formatting).
-pub fn write_go_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&go_float(n.as_f64().unwrap_or(0.0))),
-        Value::String(s) => write_go_string(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_go_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_go_string(key, out);
-                out.push(':');
-                write_go_json(&map[key], out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_go_string(s: &str, out: &mut String) {
-    use std::fmt::Write;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if c < ' ' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Formats a float64 as Go's `encoding/json` does: shortest round-trip digits, plain notation unless the
-/// magnitude is below 1e-6 or at least 1e21, exponent written `e+21` / `e-7`.
-pub fn go_float(f: f64) -> String {
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let s = format!("{f:e}");
-        match s.split_once('e') {
-            Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
-            _ => s,
-        }
-    } else {
-        format!("{f}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn go_float_formats_like_encoding_json() {
-        assert_eq!(go_float(1.0), "1");
-        assert_eq!(go_float(1.5), "1.5");
-        assert_eq!(go_float(-0.25), "-0.25");
-        assert_eq!(go_float(1e20), "100000000000000000000");
-        assert_eq!(go_float(1e21), "1e+21");
-        assert_eq!(go_float(1.5e-7), "1.5e-7");
-        assert_eq!(go_float(1e-10), "1e-10");
-        assert_eq!(go_float(0.000001), "0.000001");
-    }
 
     #[test]
     fn variant_text_strips_quotes_after_go_encoding() {
@@ -535,6 +471,14 @@ mod tests {
         let mismatch = outcome.typed(ValueType::String);
         assert_eq!(mismatch.error_code(), Some(ErrorCode::TypeMismatch));
         assert_eq!(mismatch.variant(), None);
+        // The selected variant stays with the failure (flagd's ResolveAll sends it).
+        assert!(matches!(
+            mismatch,
+            Outcome::Failed {
+                variant: Some("on"),
+                ..
+            }
+        ));
         assert_eq!(
             Outcome::<'_, &Value>::Disabled.typed(ValueType::String),
             Outcome::Disabled
@@ -557,5 +501,18 @@ mod tests {
         );
         assert_eq!(TypedValue::of(&json!([1]), ValueType::Object), None);
         assert_eq!(TypedValue::of(&json!("1"), ValueType::Int), None);
+        // Beyond int64: Go's int64(f) on amd64 gives the minimum, whichever the sign.
+        assert_eq!(
+            TypedValue::of(&json!(1e21), ValueType::Int),
+            Some(TypedValue::Int(i64::MIN))
+        );
+        assert_eq!(
+            TypedValue::of(&json!(-1e21), ValueType::Int),
+            Some(TypedValue::Int(i64::MIN))
+        );
+        assert_eq!(
+            TypedValue::of(&json!(9.2e18), ValueType::Int),
+            Some(TypedValue::Int(9_200_000_000_000_000_000))
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! - [`Snapshot`]: an immutable, cheaply shareable index of the flags of one or more sources, with flagd's
 //!   selector and priority rules.
 //!
+//! - [`go_json`]: JSON written as flagd's Go code writes it (float64 numbers, sorted keys).
 //! - [`mod@file`]: a bounded read of a flag file that refuses FIFOs and devices, the one piece of I/O here,
 //!   so that every reader of flag files refuses the same inputs.
 //!
@@ -22,6 +23,7 @@
 
 pub mod evaluate;
 pub mod file;
+pub mod go_json;
 pub mod load;
 pub mod model;
 pub mod schema;

@@ -648,6 +648,31 @@ mod tests {
     }
 
     #[test]
+    fn fractional_weights_follow_the_newer_schema() {
+        // flagd-schemas after 0.2.13: a weight is a non-negative integer or a rule computing one, a bucket's
+        // variant may be a rule or any literal, and one bucket is enough.
+        let valid = |rule: Value| validate(&rule, SchemaKind::Targeting).is_empty();
+        assert!(valid(json!({"fractional": [["red", 10], ["blue", 90]]})));
+        assert!(valid(json!({"fractional": [
+            ["new", {"-": [{"var": "$flagd.timestamp"}, 1700000000]}],
+            ["old", {"-": [1900000000, {"var": "$flagd.timestamp"}]}]
+        ]})));
+        assert!(valid(json!({"fractional": [
+            {"var": "userId"},
+            ["new", {"*": [{"var": "ramp"}, 2]}],
+            ["old", 50]
+        ]})));
+        assert!(valid(
+            json!({"fractional": [["a", 1], [false, 1], [7, 1], [{"var": "pick"}, 1]]})
+        ));
+        assert!(valid(json!({"fractional": [["only", 1]]})));
+        assert!(!valid(
+            json!({"fractional": [["red", 10.5], ["blue", 89.5]]})
+        ));
+        assert!(!valid(json!({"fractional": [["red", -10], ["blue", 110]]})));
+    }
+
+    #[test]
     fn unknown_operator_is_reported_with_its_path() {
         let w = validate(
             &json!({"if": [{"nope": [1]}, "a", "b"]}),

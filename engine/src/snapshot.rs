@@ -21,7 +21,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use smallvec::SmallVec;
 
-use crate::model::Flag;
+use crate::go_json::{GoJson, GoMap};
+use crate::model::{Flag, Variants};
 
 /// The flags one source currently provides. A source's position in the list given to [`Snapshot::new`] is
 /// its priority: later sources win a duplicated (flagSetId, key).
@@ -315,8 +316,10 @@ fn write_flag(out: &mut Vec<u8>, record: &Record) {
     push_json(out, &*flag.state_raw);
     out.extend_from_slice(b",\"defaultVariant\":");
     push_json(out, flag.default_variant.as_deref().unwrap_or(""));
+    // Variants and metadata carry flagd's float64 numbers; targeting is the document's own text, as flagd
+    // keeps it (`docs/compatibility.md#sync-payloads`).
     out.extend_from_slice(b",\"variants\":");
-    push_json(out, &flag.variants);
+    push_json(out, &GoVariants(&flag.variants));
     if let Some(targeting) = &flag.raw_targeting {
         out.extend_from_slice(b",\"targeting\":");
         out.extend_from_slice(targeting.as_str().as_bytes());
@@ -325,9 +328,18 @@ fn write_flag(out: &mut Vec<u8>, record: &Record) {
     push_json(out, &*record.source);
     if !flag.metadata.is_empty() {
         out.extend_from_slice(b",\"metadata\":");
-        push_json(out, &*flag.metadata);
+        push_json(out, &GoMap(&flag.metadata));
     }
     out.push(b'}');
+}
+
+/// The variants as a JSON object with Go's float64 numbers.
+struct GoVariants<'a>(&'a Variants);
+
+impl serde::Serialize for GoVariants<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| (name, GoJson(value))))
+    }
 }
 
 fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {

@@ -130,7 +130,7 @@ impl LocalStore {
         let (variant, value) = match outcome {
             Outcome::Value { variant, value, .. } => (variant, value),
             Outcome::Disabled | Outcome::CodeDefault => return Ok(Resolved::NoValue { reason }),
-            Outcome::Failed(error) => return Err(engine_error(error.code, error.message)),
+            Outcome::Failed { error, .. } => return Err(engine_error(error.code, error.message)),
         };
         let metadata = json_to_metadata(&flag.metadata);
         let value = match value {

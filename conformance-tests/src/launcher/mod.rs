@@ -372,14 +372,11 @@ async fn readyz(port: u16) -> bool {
     )
 }
 
-/// The testbed directory: `FLAGD_TESTBED_DIR`, else `../shared/flagd-testbed` relative to the workspace root.
+/// The testbed directory: `FLAGD_TESTBED_DIR`, else the pinned one (`crate::pinned_testbed_dir`).
 pub fn testbed_dir() -> PathBuf {
     match std::env::var_os("FLAGD_TESTBED_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => workspace_root()
-            .join("..")
-            .join("shared")
-            .join("flagd-testbed"),
+        None => crate::pinned_testbed_dir(),
     }
 }
 

@@ -41,7 +41,7 @@ pub fn resolve_typed<'s>(
 ) -> Resolved<'s> {
     let flag = snapshot.get(key, &request.selector).map(|flag| &**flag);
     let outcome = match flag {
-        None => Outcome::Failed(EvalError::not_found(key)),
+        None => Outcome::failed(EvalError::not_found(key)),
         Some(flag) => evaluator
             .evaluate(flag, &request.context, &evaluator.options())
             .typed(ty),
@@ -102,7 +102,7 @@ pub fn resolve_bulk_typed<'s>(
 fn outcome_label<V>(outcome: &Outcome<'_, V>) -> &'static str {
     match outcome {
         Outcome::CodeDefault => "DEFAULT (code default)",
-        Outcome::Failed(error) => error.code.as_str(),
+        Outcome::Failed { error, .. } => error.code.as_str(),
         other => other.reason().as_str(),
     }
 }

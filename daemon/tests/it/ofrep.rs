@@ -774,3 +774,50 @@ async fn a_body_that_never_finishes_gets_408_after_the_read_timeout() {
     let response = app.oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), http::StatusCode::REQUEST_TIMEOUT);
 }
+
+#[tokio::test]
+async fn bulk_evaluates_each_flag_as_its_default_variant_type_and_numbers_are_float64() {
+    let server = default_server().await;
+    server.store.replace_source(
+        0,
+        vec![
+            flag(
+                "mixed",
+                json!({"state": "ENABLED", "variants": {"a": true, "b": "text"}, "defaultVariant": "a",
+                       "targeting": {"if": [true, "b", "a"]}}),
+                json!({}),
+            ),
+            flag(
+                "wide",
+                json!({"state": "ENABLED", "variants": {"n": 9007199254740993_u64}, "defaultVariant": "n"}),
+                json!({"big": 9007199254740993_u64}),
+            ),
+        ],
+    );
+    server.store.replace_source(1, Vec::new());
+    // The single-flag path is untyped: the selected variant's value.
+    let single = post(server.addr, &flag_path("mixed"), json!({})).await;
+    assert_eq!(single.json()["value"], json!("text"));
+    // The bulk path types each flag by its default variant, as flagd's does: GENERAL.
+    let bulk = post(server.addr, BULK, json!({})).await;
+    assert_eq!(bulk.status, 200);
+    let flags = bulk.json()["flags"].as_array().cloned().unwrap_or_default();
+    let mixed = flags
+        .iter()
+        .find(|f| f["key"] == "mixed")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(mixed["errorCode"], "GENERAL", "{mixed}");
+    assert_eq!(
+        mixed["errorDetails"],
+        "error processing the flag for evaluation"
+    );
+    // An integer beyond 2^53 is the float64 flagd sees, in values and metadata alike.
+    let wide = post(server.addr, &flag_path("wide"), json!({})).await;
+    assert!(
+        wide.body.contains(r#""value":9007199254740992"#)
+            && wide.body.contains(r#""big":9007199254740992"#),
+        "{}",
+        wide.body
+    );
+}

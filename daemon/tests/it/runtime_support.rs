@@ -28,12 +28,14 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The flagd-testbed checkout (`FLAGD_TESTBED_DIR`, default `../shared/flagd-testbed`). A missing
-/// directory fails the test.
+/// The flagd-testbed (`FLAGD_TESTBED_DIR`, default: the pinned one `scripts/fetch-testbed.sh` unpacks
+/// under `target/`). A missing directory fails the test.
 pub fn testbed_dir() -> PathBuf {
     let dir = std::env::var_os("FLAGD_TESTBED_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/flagd-testbed"));
+        .unwrap_or_else(|| {
+            workspace_root().join("target/flagd-data/open-feature-flagd-0.3.0/flagd-testbed")
+        });
     assert!(
         dir.is_dir(),
         "flagd-testbed not found at {} (set FLAGD_TESTBED_DIR)",

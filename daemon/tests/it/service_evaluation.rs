@@ -695,3 +695,53 @@ async fn malformed_protobuf_is_invalid_argument_on_every_service() {
         assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
     }
 }
+
+#[tokio::test]
+async fn resolve_all_keeps_the_variant_of_a_type_mismatch_and_int_follows_go() {
+    let h = Harness::start(Settings::default()).await;
+    h.store.replace_source(
+        0,
+        vec![
+            // Targeting picks a variant of another type than the default's: flagd's ResolveAll answers
+            // ERROR with the zero value of the default's type and keeps the variant.
+            crate::service_support::flag(
+                "mixed",
+                json!({"state": "ENABLED", "variants": {"a": true, "b": "text"}, "defaultVariant": "a",
+                       "targeting": {"if": [true, "b", "a"]}}),
+                json!({}),
+            ),
+            crate::service_support::flag(
+                "huge",
+                json!({"state": "ENABLED", "variants": {"big": 1e21}, "defaultVariant": "big"}),
+                json!({}),
+            ),
+        ],
+    );
+    h.store.replace_source(1, Vec::new());
+    let mut client = v1_client(&h).await;
+    let all = client
+        .resolve_all(v1::ResolveAllRequest { context: None })
+        .await
+        .expect("ResolveAll")
+        .into_inner();
+    let mixed = &all.flags["mixed"];
+    assert_eq!(
+        (mixed.reason.as_str(), mixed.variant.as_str()),
+        ("ERROR", "b")
+    );
+    assert_eq!(
+        mixed.value,
+        Some(v1::any_flag::Value::BoolValue(false)),
+        "{mixed:?}"
+    );
+    // A float beyond int64 through ResolveInt: Go's int64(f) on amd64 gives the minimum.
+    let huge = client
+        .resolve_int(v1::ResolveIntRequest {
+            flag_key: "huge".into(),
+            context: None,
+        })
+        .await
+        .expect("ResolveInt")
+        .into_inner();
+    assert_eq!(huge.value, i64::MIN);
+}

@@ -471,20 +471,29 @@ async fn bad_requests_get_the_right_status() {
             "text/plain",
             b"{}".to_vec(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unknown",
+            "",
         ),
         (
             "streaming type on a unary method",
             "application/connect+json",
             envelope(0, b"{}"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unknown",
+            "",
         ),
     ];
     for (what, content_type, body, status, code) in cases {
         let reply = send(addr, "POST", path, &[("content-type", content_type)], body).await;
         assert_eq!(reply.status, status, "{what}: {:?}", reply.body);
-        assert_eq!(reply.json()["code"], code, "{what}");
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            // connect-go's (flagd's) 415: no body, the accepted types in `Accept-Post`.
+            assert!(reply.body.is_empty(), "{what}: {:?}", reply.body);
+            assert!(
+                reply.header("accept-post").contains("application/json"),
+                "{what}"
+            );
+        } else {
+            assert_eq!(reply.json()["code"], code, "{what}");
+        }
     }
     let unknown = post_json(addr, "/flagd.evaluation.v1.Service/Nope", json!({})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);

@@ -247,20 +247,18 @@ pub(super) fn build_flag_from_parts(
         },
         _ => None,
     };
-    let raw_targeting = match targeting {
+    // The document's targeting is kept as written, `{}` included (flagd's sync payloads carry it); only a
+    // non-empty rule is compiled.
+    let raw_targeting = targeting.as_ref().map(RawJson::from_value);
+    let targeting = match &targeting {
         None => None,
         Some(Value::Object(rule)) if rule.is_empty() => None,
-        Some(rule) => Some(rule),
-    };
-    let targeting = match &raw_targeting {
-        None => None,
         Some(rule) => Some(Rule::compile(rule).map_err(|source| LoadError::Rule {
             flag: key.clone(),
             at: locator.find_flag(&key),
             source,
         })?),
     };
-    let raw_targeting = raw_targeting.as_ref().map(RawJson::from_value);
 
     Ok(Flag {
         key: Arc::from(key),

@@ -164,7 +164,7 @@ fn load(
     };
     for (name, evaluator) in &evaluators {
         let mut normalised = String::new();
-        crate::evaluate::write_go_json(evaluator, &mut normalised);
+        crate::go_json::write_go_json(evaluator, &mut normalised);
         if normalised.len() < MIN_EVALUATOR_JSON_LEN {
             return Err(LoadError::EmptyEvaluator { name: name.clone() });
         }
@@ -256,7 +256,8 @@ fn load(
         flag_errors.take(flag, &mut flags)?;
     }
     flag_errors.finish()?;
-    let warnings = with_unknown_fields(violations, unknown, options)?;
+    let mut warnings = with_unknown_fields(violations, unknown, options)?;
+    warnings.extend(dropped_by_flagd(&flags));
 
     Ok(Loaded {
         flags,
@@ -348,10 +349,11 @@ fn parse_plain_json(
     if let Err(e) = flag_errors.finish() {
         return Some(Err(e));
     }
-    let warnings = match with_unknown_fields(violations, unknown, options) {
+    let mut warnings = match with_unknown_fields(violations, unknown, options) {
         Ok(warnings) => warnings,
         Err(e) => return Some(Err(e)),
     };
+    warnings.extend(dropped_by_flagd(&loaded));
     Some(Ok(Loaded {
         flags: loaded,
         metadata: Arc::unwrap_or_clone(shared_metadata),
@@ -488,6 +490,24 @@ fn not_an_object(doc: &Value) -> LoadError {
         message: format!("the document must be an object, not {}", type_name(doc)),
         at: Location { line: 1, column: 1 },
     }
+}
+
+/// Warnings for flags flagd would drop without a word: a `flagSetId` of `""` (its own or its set's) leaves
+/// flagd's flag store without a primary index, and flagd serves neither evaluations nor sync payloads of the
+/// flag. flagpole serves it (`docs/compatibility.md#flag-documents`) and says so here.
+fn dropped_by_flagd(flags: &[Arc<Flag>]) -> Vec<Warning> {
+    flags
+        .iter()
+        .filter(|flag| flag.flag_set_id.as_deref() == Some(""))
+        .map(|flag| Warning {
+            flag: Some(flag.key.to_string()),
+            path: "/metadata/flagSetId".to_owned(),
+            message:
+                "flagSetId is empty: flagd drops this flag (\"object missing primary index\"); \
+                      flagpole serves it"
+                    .to_owned(),
+        })
+        .collect()
 }
 
 /// The schema warnings plus the unknown-field warnings; with [`LoadOptions::strict`], unknown fields reject

@@ -27,6 +27,7 @@ mod value;
 mod tests;
 
 pub use fractional::{MAX_WEIGHT_SUM, Murmur3, murmur3_32};
+pub(crate) use value::go_int;
 
 /// Deepest JSON nesting a targeting rule may have (objects and arrays each count one level). Real rules
 /// stay below 15; the bound keeps compilation and evaluation far from the stack's end.

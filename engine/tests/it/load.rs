@@ -155,14 +155,15 @@ fn missing_or_malformed_flags_rejects_but_empty_flags_clears() {
 }
 
 #[test]
-fn empty_targeting_is_static_and_null_targeting_is_kept() {
+fn empty_targeting_is_static_and_both_empty_and_null_targeting_are_kept() {
     let loaded = load_json(
         r#"{"flags": {
             "empty": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {}},
             "null": {"state": "ENABLED", "variants": {"a": 1}, "targeting": null}}}"#,
     );
     assert!(!flag(&loaded, "empty").has_targeting());
-    assert_eq!(flag(&loaded, "empty").raw_targeting, None);
+    // Kept for the sync payload, as flagd keeps it (issue 12).
+    assert_eq!(raw(flag(&loaded, "empty")), Some(json!({})));
     assert!(flag(&loaded, "null").has_targeting());
     assert_eq!(raw(flag(&loaded, "null")), Some(Value::Null));
 }
@@ -657,4 +658,26 @@ fn variants_serialise_like_a_map_and_look_up_by_name() {
     assert_eq!(variants.get("d"), None);
     assert_eq!(variants.keys().collect::<Vec<_>>(), ["", "a", "b", "c"]);
     assert_eq!(variants.len(), 4);
+}
+
+#[test]
+fn an_empty_flag_set_id_is_served_with_a_warning() {
+    for document in [
+        // The general path (a YAML document), the plain-JSON path, and a set-level empty id.
+        r#"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+              "metadata": {"flagSetId": ""}}}}"#,
+        r#"{"metadata": {"flagSetId": ""},
+            "flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"}}}"#,
+    ] {
+        for format in [Format::Json, Format::Yaml] {
+            let loaded = parse_document(document, format, &LoadOptions::default()).expect("loads");
+            assert_eq!(loaded.flags.len(), 1, "{document}");
+            let warning = loaded
+                .warnings
+                .iter()
+                .find(|w| w.message.contains("flagSetId is empty"))
+                .unwrap_or_else(|| panic!("no warning for {document}: {:?}", loaded.warnings));
+            assert_eq!(warning.flag.as_deref(), Some("f"));
+        }
+    }
 }

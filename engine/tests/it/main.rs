@@ -1,7 +1,7 @@
 //! Integration tests of `flagpole-engine`'s loading, validation and snapshot (one test binary, one module
-//! per concern). Shared data comes from `FLAGD_TESTBED_DIR` and `FLAGD_SCHEMAS_DIR` (defaults
-//! `../shared/flagd-testbed` and `../shared/flagd-schemas` from the workspace root); a missing directory
-//! fails the test that needs it.
+//! per concern). Shared data comes from `FLAGD_TESTBED_DIR` and `FLAGD_SCHEMAS_DIR` (defaults: the pinned
+//! testbed and schemas `scripts/fetch-testbed.sh` unpacks under `target/flagd-data/open-feature-flagd-0.3.0/`); a missing directory fails the test
+//! that needs it.
 
 mod load;
 mod no_panic;
@@ -16,8 +16,8 @@ fn shared_dir(var: &str, default: &str) -> PathBuf {
     let dir = match std::env::var_os(var) {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join("shared")
+            .join("..")
+            .join("target/flagd-data/open-feature-flagd-0.3.0")
             .join(default),
     };
     assert!(dir.is_dir(), "{} does not exist (set {var})", dir.display());
@@ -29,7 +29,7 @@ pub fn testbed_dir() -> PathBuf {
 }
 
 pub fn schemas_dir() -> PathBuf {
-    shared_dir("FLAGD_SCHEMAS_DIR", "flagd-schemas")
+    shared_dir("FLAGD_SCHEMAS_DIR", "schemas")
 }
 
 /// Loads a JSON document that must load.

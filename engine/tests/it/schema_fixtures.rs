@@ -62,7 +62,9 @@ fn flags_fixtures() {
 
 #[test]
 fn targeting_fixtures() {
-    assert_eq!(run("targeting"), 16);
+    // flagd-schemas 0.2.13 (the pinned package's); the newer fractional-weight fixtures are covered by the
+    // engine's own `schema` unit tests.
+    assert_eq!(run("targeting"), 10);
 }
 
 #[test]

@@ -17,9 +17,7 @@ fn testbed_dir() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("..")
-                .join("..")
-                .join("shared")
-                .join("flagd-testbed")
+                .join("target/flagd-data/open-feature-flagd-0.3.0/flagd-testbed")
         });
     assert!(
         dir.join("flags").is_dir(),

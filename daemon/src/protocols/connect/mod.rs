@@ -176,13 +176,26 @@ pub async fn middleware(
     match (kind, method.is_server_streaming()) {
         (Kind::Unary(codec), false) => unary(&connect, method, codec, request, next).await,
         (Kind::Stream(codec), true) => stream(&connect, method, codec, request, next).await,
-        _ => error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::Unknown,
-            "unsupported content type for this procedure",
-        ),
+        // As connect-go (flagd) answers: 415 with no body, naming what the port accepts.
+        _ => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            response.headers_mut().insert(
+                ACCEPT_POST,
+                HeaderValue::from_static(ACCEPTED_CONTENT_TYPES),
+            );
+            response
+        }
     }
 }
+
+/// The `Accept-Post` header of a 415.
+const ACCEPT_POST: http::HeaderName = http::HeaderName::from_static("accept-post");
+
+/// The content types the evaluation port accepts, for `Accept-Post`.
+const ACCEPTED_CONTENT_TYPES: &str = "application/connect+json, application/connect+proto, \
+     application/grpc, application/grpc+proto, application/grpc-web, application/grpc-web+proto, \
+     application/grpc-web-text, application/grpc-web-text+proto, application/json, application/proto";
 
 /// An error before or instead of a response: its Connect code (which [`http_status`] maps to the HTTP
 /// status of a unary answer) and its message.

@@ -80,7 +80,7 @@ fn render<T: WireValue>(resolved: &Resolved<'_>, selector: &Selector) -> Result<
         }),
         Outcome::Disabled => Ok(without_value(Reason::Disabled)),
         Outcome::CodeDefault => Ok(without_value(Reason::Default)),
-        Outcome::Failed(error) => Err(grpc_status(ResolveError::Evaluation(error.code))),
+        Outcome::Failed { error, .. } => Err(grpc_status(ResolveError::Evaluation(error.code))),
     }
 }
 

@@ -113,7 +113,7 @@ fn render<T: WireValue>(
             ))),
             CodeDefault::ZeroValue => Ok(Answer::zero_value(Reason::Default, metadata())),
         },
-        Outcome::Failed(error) => Err(grpc_status(ResolveError::Evaluation(error.code))),
+        Outcome::Failed { error, .. } => Err(grpc_status(ResolveError::Evaluation(error.code))),
     }
 }
 
@@ -193,7 +193,13 @@ pub fn all_flags<F: From<BulkEntry>>(
             Outcome::Value { variant, value, .. } => {
                 (variant.to_owned(), BulkValue::from_typed(value))
             }
-            Outcome::Disabled | Outcome::Failed(_) => (String::new(), BulkValue::zero(resolved.ty)),
+            // A type mismatch keeps the variant targeting chose, as flagd's ResolveAll does
+            // (`docs/protocols.md#resolveall-v1-and-schemav1`).
+            Outcome::Failed { variant, .. } => (
+                variant.unwrap_or_default().to_owned(),
+                BulkValue::zero(resolved.ty),
+            ),
+            Outcome::Disabled => (String::new(), BulkValue::zero(resolved.ty)),
             // Not reachable for flags with a default variant; left out like any default-less flag.
             Outcome::CodeDefault => continue,
         };
@@ -327,7 +333,7 @@ mod tests {
     fn a_failure_is_its_status_under_both_rules() {
         for code_default in [CodeDefault::NotFound, CodeDefault::ZeroValue] {
             let answer = answer::<bool>(
-                Outcome::Failed(EvalError {
+                Outcome::failed(EvalError {
                     code: ErrorCode::TypeMismatch,
                     message: String::new(),
                 }),

@@ -31,7 +31,9 @@ use axum::extract::{MatchedPath, Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flagpole_engine::{EvalError, Outcome};
+use flagpole_engine::{
+    Context, ErrorCode, EvalError, EvalOptions, Flag, Outcome, TypedValue, ValueType,
+};
 use http::header::{CONTENT_TYPE, ETAG};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
@@ -152,7 +154,7 @@ async fn evaluate_flag(
         };
     let snapshot = state.evaluator.snapshot();
     let Some(flag) = snapshot.get(&key, &request.selector) else {
-        let not_found = Outcome::Failed(EvalError::not_found(&key));
+        let not_found = Outcome::failed(EvalError::not_found(&key));
         let metadata = ResponseMetadata::reflection(&request.selector);
         let (status, entry) = wire::entry(&key, &not_found, metadata);
         return json(status, &entry);
@@ -176,7 +178,7 @@ async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body
     let options = state.evaluator.options();
     let outcomes: Vec<Outcome<'_>> = flags
         .iter()
-        .map(|flag| state.evaluator.evaluate(flag, &request.context, &options))
+        .map(|flag| bulk_outcome(&state.evaluator, flag, &request.context, &options))
         .collect();
     let bulk = Bulk {
         flags: flags
@@ -195,6 +197,33 @@ async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body
             tracing::error!(%error, "cannot encode an OFREP bulk response");
             failed(None, &OfrepFailure::Encoding)
         }
+    }
+}
+
+/// One flag of a bulk evaluation, as flagd's bulk path evaluates it: as the type of its default variant
+/// (`ValueType::of_default_variant`), so a variant of another type fails, with GENERAL where a typed call
+/// would say TYPE_MISMATCH (`docs/protocols.md#ofrep-port-8016`). Flags whose default variant has no such
+/// type (none, `null`, an array) are evaluated untyped, as a single-flag request is.
+fn bulk_outcome<'f>(
+    evaluator: &Evaluator,
+    flag: &'f Flag,
+    context: &Context,
+    options: &EvalOptions,
+) -> Outcome<'f> {
+    let outcome = evaluator.evaluate(flag, context, options);
+    match (ValueType::of_default_variant(flag), &outcome) {
+        (Some(ty), Outcome::Value { variant, value, .. })
+            if TypedValue::of(value, ty).is_none() =>
+        {
+            Outcome::Failed {
+                error: EvalError {
+                    code: ErrorCode::General,
+                    message: format!("variant {variant:?} is not of the default variant's type"),
+                },
+                variant: Some(variant),
+            }
+        }
+        _ => outcome,
     }
 }
 

@@ -5,57 +5,14 @@
 //! `variant` out when empty; `metadata` is always present. Numbers are written the way flagd's Go encoder
 //! writes a `float64`: an integral value has no fraction (`3`, not `3.0`).
 
-use flagpole_engine::{Context, Outcome, Value};
+use flagpole_engine::Outcome;
+use flagpole_engine::go_json::GoJson;
 use http::StatusCode;
 use serde::Serialize;
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::ser::{SerializeMap, Serializer};
 
 use super::failure::OfrepFailure;
 use crate::eval::metadata::{MetadataValue, ResponseMetadata};
-
-/// A JSON value written with Go's `float64` number formatting.
-#[derive(Debug, Clone, Copy)]
-pub struct GoJson<'a>(pub &'a Value);
-
-/// Integral floats below this magnitude are written as integers (Go switches to exponent form at 1e21).
-const GO_INTEGER_LIMIT: f64 = 1e21;
-
-impl Serialize for GoJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Value::Number(n) => match n.as_f64() {
-                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < GO_INTEGER_LIMIT => {
-                    // Exact: |f| < 1e21 < i128::MAX and f is integral.
-                    serializer.serialize_i128(f as i128)
-                }
-                _ => n.serialize(serializer),
-            },
-            Value::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&GoJson(item))?;
-                }
-                seq.end()
-            }
-            Value::Object(fields) => GoMap(fields).serialize(serializer),
-            other => other.serialize(serializer),
-        }
-    }
-}
-
-/// A JSON object written with [`GoJson`] values.
-#[derive(Debug, Clone, Copy)]
-pub struct GoMap<'a>(pub &'a Context);
-
-impl Serialize for GoMap<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in self.0 {
-            map.serialize_entry(key, &GoJson(value))?;
-        }
-        map.end()
-    }
-}
 
 /// Response metadata written as a JSON object with [`GoJson`] values, straight from the view.
 #[derive(Debug, Clone, Copy)]
@@ -156,7 +113,7 @@ pub fn entry<'a>(
     metadata: ResponseMetadata<'a>,
 ) -> (StatusCode, Entry<'a>) {
     let (value, variant) = match outcome {
-        Outcome::Failed(error) => {
+        Outcome::Failed { error, .. } => {
             let answer = OfrepFailure::Evaluation(error.code).answer(Some(key));
             return (
                 answer.status,
@@ -184,18 +141,4 @@ pub fn entry<'a>(
             metadata: GoMetadata(metadata),
         }),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn numbers_are_written_like_go_float64() {
-        let v = json!({"a": 3.0, "b": 2.5, "c": [1.0, -4], "d": 1e21, "e": 7});
-        let text = serde_json::to_string(&GoJson(&v)).unwrap();
-        // Go writes 1e21 as `1e+21` too.
-        assert_eq!(text, r#"{"a":3,"b":2.5,"c":[1,-4],"d":1e+21,"e":7}"#);
-    }
 }
