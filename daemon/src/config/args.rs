@@ -130,6 +130,31 @@ pub struct StartArgs {
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub ofrep_tls: Option<bool>,
 
+    /// OFREP change streams (server-sent events): accepted, not effective yet (the bulk answer advertises no
+    /// stream). [default: false]
+    #[arg(long, env = "FLAGD_OFREP_SSE_ENABLED", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub ofrep_sse_enabled: Option<bool>,
+
+    /// How long an idle OFREP change stream stays open (a Go duration): accepted and checked, not effective
+    /// yet.
+    #[arg(
+        long,
+        env = "FLAGD_OFREP_SSE_INACTIVITY_DELAY",
+        value_name = "DURATION"
+    )]
+    pub ofrep_sse_inactivity_delay: Option<String>,
+
+    /// The public URL advertised for OFREP change streams: accepted, not effective yet.
+    #[arg(long, env = "FLAGD_OFREP_SSE_PUBLIC_URL", value_name = "URL")]
+    pub ofrep_sse_public_url: Option<String>,
+
+    /// Serve the sync service over HTTP too: accepted, not effective yet (sync is served over gRPC on the
+    /// sync port). [default: false]
+    #[arg(long, env = "FLAGD_SYNC_HTTP_ENABLED", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub sync_http_enabled: Option<bool>,
+
     /// Serve evaluation on this unix socket instead of the TCP port.
     #[arg(short = 'd', long, env = "FLAGD_SOCKET_PATH", value_name = "PATH")]
     pub socket_path: Option<String>,

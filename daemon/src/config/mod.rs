@@ -557,6 +557,34 @@ fn start_config(
         metrics_exporter: non_empty(pick!(args.metrics_exporter, "metrics-exporter", string)),
         otel_collector_uri: non_empty(pick!(args.otel_collector_uri, "otel-collector-uri", string)),
     };
+    // Newer flagd flags for what flagpole does not serve yet (OFREP change streams, sync over HTTP): read,
+    // checked, and reported as not effective when they ask for something (docs/cli.md).
+    if pick!(args.ofrep_sse_enabled, "ofrep-sse-enabled", bool) == Some(true) {
+        warnings
+            .push("--ofrep-sse-enabled is accepted but not effective yet in flagpole".to_owned());
+    }
+    if let Some(text) = pick!(
+        args.ofrep_sse_inactivity_delay,
+        "ofrep-sse-inactivity-delay",
+        string
+    ) {
+        parse_go_duration("ofrep-sse-inactivity-delay", &text)?;
+    }
+    if non_empty(pick!(
+        args.ofrep_sse_public_url,
+        "ofrep-sse-public-url",
+        string
+    ))
+    .is_some()
+    {
+        warnings.push(
+            "--ofrep-sse-public-url is accepted but not effective yet in flagpole".to_owned(),
+        );
+    }
+    if pick!(args.sync_http_enabled, "sync-http-enabled", bool) == Some(true) {
+        warnings
+            .push("--sync-http-enabled is accepted but not effective yet in flagpole".to_owned());
+    }
     // The dead --otel-* TLS flags are read (so a bad config value is still reported) and dropped.
     let _ = (
         pick!(args.otel_cert_path, "otel-cert-path", string),

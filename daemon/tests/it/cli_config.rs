@@ -431,3 +431,51 @@ fn max_connections_comes_from_the_flag_the_environment_or_the_config_file() {
     ]);
     assert_eq!(config.max_connections, 70);
 }
+
+#[test]
+fn newer_flagd_flags_are_accepted_checked_and_reported_as_not_effective() {
+    let inv = invocation(&[
+        "start",
+        "-f",
+        "file:flags.json",
+        "--ofrep-sse-enabled",
+        "--ofrep-sse-inactivity-delay",
+        "2m30s",
+        "--ofrep-sse-public-url",
+        "https://flags.example/ofrep",
+        "--sync-http-enabled=true",
+    ])
+    .expect("a newer flagd command line starts flagpole");
+    for flag in [
+        "--ofrep-sse-enabled",
+        "--ofrep-sse-public-url",
+        "--sync-http-enabled",
+    ] {
+        assert!(
+            inv.warnings
+                .iter()
+                .any(|w| w.contains(flag) && w.contains("not effective yet")),
+            "{flag}: {:?}",
+            inv.warnings
+        );
+    }
+    // Off is silent; a malformed delay is still an error.
+    let quiet = invocation(&[
+        "start",
+        "-f",
+        "file:flags.json",
+        "--sync-http-enabled=false",
+    ])
+    .expect("parses");
+    assert!(!quiet.warnings.iter().any(|w| w.contains("sync-http")));
+    assert!(matches!(
+        invocation(&[
+            "start",
+            "-f",
+            "file:flags.json",
+            "--ofrep-sse-inactivity-delay",
+            "soon",
+        ]),
+        Err(ConfigError::InvalidValue { .. })
+    ));
+}
