@@ -21,5 +21,9 @@ fn build_daemon() {
 #[tokio::main]
 async fn main() {
     build_daemon();
-    flagpole_conformance::gherkin::run(Box::new(std::io::stdout())).await;
+    flagpole_conformance::gherkin::run(
+        Box::new(std::io::stdout()),
+        flagpole_conformance::gherkin::Bucketing::Default,
+    )
+    .await;
 }

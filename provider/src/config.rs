@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use flagpole_engine::FractionalAlgorithm;
+
 /// Default `deadlineMs`: unary call deadline and initialization timeout.
 pub const DEFAULT_DEADLINE_MS: u64 = 500;
 /// Default `streamDeadlineMs`: how long one event/sync stream may live before it is re-opened.
@@ -217,6 +219,9 @@ pub struct FlagdOptions {
     pub offline_flag_source_path: Option<PathBuf>,
     /// `offlinePollIntervalMs`: how often the flag file is re-read besides file-system notifications.
     pub offline_poll_interval_ms: u64,
+    /// Which `fractional` bucketing the in-process and file resolvers use (flagpole: the daemon's
+    /// `--fractional-algorithm`; flagd's default v2 unless set). RPC evaluates in the daemon.
+    pub fractional: FractionalAlgorithm,
 }
 
 impl Default for FlagdOptions {
@@ -243,6 +248,7 @@ impl Default for FlagdOptions {
             provider_id: None,
             offline_flag_source_path: None,
             offline_poll_interval_ms: DEFAULT_OFFLINE_POLL_INTERVAL_MS,
+            fractional: FractionalAlgorithm::default(),
         }
     }
 }
@@ -293,6 +299,7 @@ pub struct FlagdOptionsBuilder {
     provider_id: Option<String>,
     offline_flag_source_path: Option<PathBuf>,
     offline_poll_interval_ms: Option<u64>,
+    fractional: Option<FractionalAlgorithm>,
 }
 
 macro_rules! setter {
@@ -346,6 +353,8 @@ impl FlagdOptionsBuilder {
         offline_flag_source_path: PathBuf);
     setter!(/// `offlinePollIntervalMs`.
         offline_poll_interval_ms: u64);
+    setter!(/// The `fractional` bucketing of the local resolvers (flagpole; default v2).
+        fractional: FractionalAlgorithm);
 
     /// Resolves the options against the process environment.
     pub fn build(self) -> Result<FlagdOptions, ConfigError> {
@@ -427,6 +436,7 @@ impl FlagdOptionsBuilder {
                 env::OFFLINE_POLL_MS,
             )?
             .unwrap_or(d.offline_poll_interval_ms),
+            fractional: self.fractional.unwrap_or(d.fractional),
         })
     }
 }

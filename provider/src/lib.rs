@@ -73,7 +73,7 @@ pub use config::{
     CacheType, ConfigError, DEFAULT_DEADLINE_MS, DEFAULT_IN_PROCESS_PORT, DEFAULT_MAX_CACHE_SIZE,
     DEFAULT_OFFLINE_POLL_INTERVAL_MS, DEFAULT_RETRY_BACKOFF_MAX_MS, DEFAULT_RETRY_BACKOFF_MS,
     DEFAULT_RETRY_GRACE_PERIOD_SECS, DEFAULT_RPC_PORT, DEFAULT_STREAM_DEADLINE_MS, FlagdOptions,
-    FlagdOptionsBuilder, ResolverType, env, split_list,
+    FlagdOptionsBuilder, FractionalAlgorithm, ResolverType, env, split_list,
 };
 pub use events::{
     EVENT_CHANNEL_CAPACITY, ProviderEvent, ProviderEventKind, ProviderEvents, ProviderState,
@@ -173,7 +173,7 @@ impl FlagdProvider {
             ResolverType::InProcess => {
                 let channel = channel::channel(&options)?;
                 let selector = channel::selector_header(&options)?;
-                let store = Arc::new(LocalStore::default());
+                let store = Arc::new(LocalStore::new(options.fractional));
                 let mut sync = in_process::SyncTask::new(
                     channel,
                     &options,
@@ -190,7 +190,7 @@ impl FlagdProvider {
                     .offline_flag_source_path
                     .clone()
                     .ok_or(ConfigError::MissingOfflinePath)?;
-                let store = Arc::new(LocalStore::default());
+                let store = Arc::new(LocalStore::new(options.fractional));
                 let file = file::FileTask {
                     path,
                     poll: Duration::from_millis(options.offline_poll_interval_ms.max(1)),

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use flagpole_engine::{
-    EvalOptions, Flag, Format, LoadError, LoadOptions, Outcome, Reason, TypedValue, ValueType,
+    EvalOptions, Flag, Format, FractionalAlgorithm, LoadError, LoadOptions, Outcome, Reason,
+    TypedValue, ValueType,
 };
 use open_feature::provider::ResolutionDetails;
 use open_feature::{EvaluationContext, EvaluationReason, EvaluationResult};
@@ -75,9 +76,19 @@ pub(crate) struct LocalState {
 #[derive(Debug, Default)]
 pub(crate) struct LocalStore {
     state: ArcSwapOption<LocalState>,
+    /// The `fractional` bucketing evaluations use.
+    fractional: FractionalAlgorithm,
 }
 
 impl LocalStore {
+    /// An empty store whose evaluations use `fractional`.
+    pub(crate) fn new(fractional: FractionalAlgorithm) -> Self {
+        LocalStore {
+            state: ArcSwapOption::empty(),
+            fractional,
+        }
+    }
+
     pub(crate) fn current(&self) -> Option<Arc<LocalState>> {
         self.state.load_full()
     }
@@ -119,7 +130,11 @@ impl LocalStore {
         for (k, v) in &state.sync_context {
             ctx.insert(k.clone(), v.clone());
         }
-        let outcome = flagpole_engine::evaluate(flag, &ctx, &EvalOptions::now()).typed(ty);
+        let options = EvalOptions {
+            fractional: self.fractional,
+            ..EvalOptions::now()
+        };
+        let outcome = flagpole_engine::evaluate(flag, &ctx, &options).typed(ty);
         let reason = match outcome.reason() {
             Reason::Static => EvaluationReason::Static,
             Reason::TargetingMatch => EvaluationReason::TargetingMatch,

@@ -37,6 +37,7 @@ async fn main() -> ExitCode {
         daemon_bin: launcher::daemon_bin(),
         ports: flagd_ports.then(Ports::flagd_defaults),
         daemon_output: true,
+        extra_config: Vec::new(),
     };
     let launcher = match Launcher::new(options) {
         Ok(launcher) => launcher,

@@ -53,7 +53,7 @@ pub const EXCLUDED_TAGS: &[Exclusion] = &[
     Exclusion {
         tag: "fractional-v3",
         modes: &[],
-        reason: "typed-encoding bucketing, not yet in flagd; the suite runs v2 (mutually exclusive)",
+        reason: "typed-encoding bucketing: run by the v3 pass (test target `gherkin_v3`), not by this one",
     },
     Exclusion {
         tag: "deprecated",
@@ -123,6 +123,39 @@ pub fn selected_modes() -> Result<Vec<Mode>, String> {
     }
 }
 
+/// Which `fractional` bucketing a run uses, and so which rows it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucketing {
+    /// flagd's default (v2): every scenario but the excluded tags.
+    Default,
+    /// `--fractional-algorithm v3` in the daemon and the provider's local resolvers: only the
+    /// `@fractional-v3` rows.
+    V3,
+}
+
+/// Whether a scenario runs in `mode` under `bucketing`.
+pub fn selected_for(
+    bucketing: Bucketing,
+    mode: Mode,
+    feature: &gherkin::Feature,
+    rule: Option<&gherkin::Rule>,
+    scenario: &gherkin::Scenario,
+) -> bool {
+    match bucketing {
+        Bucketing::Default => selected(mode, feature, rule, scenario),
+        Bucketing::V3 => {
+            let tags: Vec<&str> = feature
+                .tags
+                .iter()
+                .chain(rule.iter().flat_map(|rule| rule.tags.iter()))
+                .chain(scenario.tags.iter())
+                .map(|tag| tag.trim_start_matches('@'))
+                .collect();
+            tags.contains(&mode.tag()) && tags.contains(&"fractional-v3")
+        }
+    }
+}
+
 /// Whether a scenario runs in `mode`: its effective tags hold the mode tag and no excluded tag.
 pub fn selected(
     mode: Mode,
@@ -152,6 +185,8 @@ pub struct Harness {
     pub launcher: Arc<Launcher>,
     /// The envoy stand-in.
     pub envoy: Envoy,
+    /// The bucketing of this run (the provider's local resolvers are built with it).
+    pub bucketing: Bucketing,
 }
 
 static HARNESS: OnceLock<Harness> = OnceLock::new();
@@ -176,7 +211,7 @@ impl Drop for KillOnExit {
 /// Runs the suite and exits the process with cucumber's verdict; the run's header line and the final table
 /// go to `report` (cucumber's own output goes to stdout). Panics when the testbed directory, its `gherkin/`
 /// directory or the daemon binary is missing.
-pub async fn run(mut report: tally::Output) {
+pub async fn run(mut report: tally::Output, bucketing: Bucketing) {
     let testbed = launcher::testbed_dir();
     let features = testbed.join("gherkin");
     assert!(
@@ -197,6 +232,13 @@ pub async fn run(mut report: tally::Output) {
         daemon_bin,
         ports: None,
         daemon_output: std::env::var_os("FLAGPOLE_CONFORMANCE_DAEMON_LOG").is_some(),
+        extra_config: match bucketing {
+            Bucketing::Default => Vec::new(),
+            Bucketing::V3 => vec![(
+                "fractional-algorithm".to_owned(),
+                serde_json::Value::from("v3"),
+            )],
+        },
     })
     .unwrap_or_else(|error| panic!("testbed launcher: {error}"));
     let _guard = KillOnExit(Arc::clone(&launcher));
@@ -204,7 +246,14 @@ pub async fn run(mut report: tally::Output) {
     let envoy = Envoy::start(ports.evaluation, ports.sync)
         .await
         .unwrap_or_else(|error| panic!("envoy stand-in: {error}"));
-    if HARNESS.set(Harness { launcher, envoy }).is_err() {
+    if HARNESS
+        .set(Harness {
+            launcher,
+            envoy,
+            bucketing,
+        })
+        .is_err()
+    {
         panic!("the gherkin harness was installed twice");
     }
 
@@ -218,30 +267,37 @@ pub async fn run(mut report: tally::Output) {
 
     let _ = writeln!(
         report,
-        "flagd-testbed {} from {}; modes {}; excluded tags {}",
+        "flagd-testbed {} from {}; bucketing {:?}; modes {}; {}",
         testbed_version(&testbed),
         testbed.display(),
+        bucketing,
         modes
             .iter()
             .map(|mode| mode.tag())
             .collect::<Vec<_>>()
             .join(","),
-        EXCLUDED_TAGS
-            .iter()
-            .map(|exclusion| match exclusion.modes {
-                [] => format!("@{}", exclusion.tag),
-                modes => format!(
-                    "@{}({})",
-                    exclusion.tag,
-                    modes
-                        .iter()
-                        .map(|mode| mode.tag())
-                        .collect::<Vec<_>>()
-                        .join("+")
-                ),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        match bucketing {
+            Bucketing::V3 => "only the @fractional-v3 rows".to_owned(),
+            Bucketing::Default => format!(
+                "excluded tags {}",
+                EXCLUDED_TAGS
+                    .iter()
+                    .map(|exclusion| match exclusion.modes {
+                        [] => format!("@{}", exclusion.tag),
+                        modes => format!(
+                            "@{}({})",
+                            exclusion.tag,
+                            modes
+                                .iter()
+                                .map(|mode| mode.tag())
+                                .collect::<Vec<_>>()
+                                .join("+")
+                        ),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        }
     );
 
     FlagdWorld::cucumber()
@@ -267,8 +323,9 @@ pub async fn run(mut report: tally::Output) {
                 }
             })
         })
-        .filter_run_and_exit(input, |feature, rule, scenario| {
-            Mode::of_feature(feature).is_some_and(|mode| selected(mode, feature, rule, scenario))
+        .filter_run_and_exit(input, move |feature, rule, scenario| {
+            Mode::of_feature(feature)
+                .is_some_and(|mode| selected_for(bucketing, mode, feature, rule, scenario))
         })
         .await;
     drop(work);

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flagpole_provider::{
-    ConfigError, FlagdOptions, FlagdOptionsBuilder, FlagdProvider, ProviderEvent,
-    ProviderEventKind, ProviderState,
+    ConfigError, FlagdOptions, FlagdOptionsBuilder, FlagdProvider, FractionalAlgorithm,
+    ProviderEvent, ProviderEventKind, ProviderState,
 };
 use open_feature::provider::FeatureProvider;
 use open_feature::{EvaluationContext, EvaluationContextFieldValue, FlagMetadata};
@@ -270,8 +270,13 @@ impl FlagdWorld {
                 .unwrap_or_else(|error| panic!("launcher start {config}: {error}"));
         }
 
+        let fractional = match super::harness().bucketing {
+            super::Bucketing::Default => FractionalAlgorithm::V2,
+            super::Bucketing::V3 => FractionalAlgorithm::V3,
+        };
         let mut builder = FlagdOptions::builder()
             .host("localhost")
+            .fractional(fractional)
             .deadline_ms(HARNESS_DEADLINE_MS)
             .retry_grace_period(HARNESS_RETRY_GRACE_PERIOD_SECS)
             .retry_backoff_ms(HARNESS_RETRY_BACKOFF_MS)

@@ -265,6 +265,22 @@ pub fn deep_merge(base: &mut Value, overlay: Value) {
     }
 }
 
+impl Fixture {
+    /// Adds `entries` to every config in `configs/` (rewritten atomically).
+    pub fn add_to_configs(&self, entries: &[(String, Value)]) -> Result<(), LauncherError> {
+        for path in json_files(&self.root().join("configs"))? {
+            let mut config = read_json(&path)?;
+            if let Value::Object(map) = &mut config {
+                for (key, value) in entries {
+                    map.insert(key.clone(), value.clone());
+                }
+            }
+            write_json_atomic(&path, &config)?;
+        }
+        Ok(())
+    }
+}
+
 fn inject_ports(config: &mut Value, ports: Ports) {
     if let Value::Object(map) = config {
         for (key, port) in [

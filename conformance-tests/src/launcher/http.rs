@@ -141,6 +141,7 @@ mod tests {
             daemon_bin: "/bin/false".into(),
             ports: None,
             daemon_output: false,
+            extra_config: Vec::new(),
         })
         .unwrap_or_else(|error| panic!("launcher: {error}"));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))

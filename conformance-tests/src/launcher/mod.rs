@@ -121,6 +121,8 @@ pub struct LauncherOptions {
     pub ports: Option<Ports>,
     /// Let the daemon's stdout/stderr through (else discarded).
     pub daemon_output: bool,
+    /// Keys added to every config (e.g. `fractional-algorithm: v3`), over the launchpad's own.
+    pub extra_config: Vec<(String, serde_json::Value)>,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +156,9 @@ impl Launcher {
             None => Ports::free()?,
         };
         let fixture = Fixture::create(&options.testbed_dir, ports)?;
+        if !options.extra_config.is_empty() {
+            fixture.add_to_configs(&options.extra_config)?;
+        }
         // A private copy, so that a rebuild in the shared target directory cannot pull the binary away
         // in the middle of a run.
         let daemon_bin = fixture.root().join(DAEMON_COPY);

@@ -1,5 +1,5 @@
 //! The provider over the flagd-testbed's own flag files (read from `FLAGD_TESTBED_DIR`, default
-//! `../shared/flagd-testbed` next to the workspace; a missing directory fails these tests).
+//! the pinned testbed `scripts/fetch-testbed.sh` unpacks under `target/`; a missing directory fails these tests).
 
 use std::path::PathBuf;
 
