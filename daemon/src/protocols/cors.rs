@@ -1,14 +1,71 @@
 //! CORS as flagd configures it (rs/cors): the `--cors-origin` list, or every origin when it is empty (flagd's
 //! default, kept for compatibility and logged at start); methods HEAD, GET, POST, PUT, PATCH, DELETE; any
 //! request header; every response header exposed (browsers need `grpc-status`, `grpc-message` and the
-//! Connect headers).
+//! Connect headers). As with rs/cors, a request without an `Origin` header (every gRPC client, curl) is
+//! not a CORS request: it goes straight to the service and its answer carries no CORS headers.
 
-use http::Method;
-use http::header::HeaderValue;
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
+use std::task::{Context, Poll};
+
+use futures::future::Either;
+use http::header::{HeaderValue, ORIGIN};
+use http::{Method, Request, Response};
+use tower::{Layer, Service};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Cors, CorsLayer, ExposeHeaders};
 
 /// The CORS layer for `origins` (`*` for any; one `*` inside a pattern matches any text there).
-pub fn layer(origins: &[String]) -> CorsLayer {
+pub fn layer(origins: &[String]) -> BrowserCors {
+    BrowserCors(cors_layer(origins))
+}
+
+/// tower-http's CORS, applied only to requests that carry an `Origin`.
+#[derive(Debug, Clone)]
+pub struct BrowserCors(CorsLayer);
+
+impl<S: Clone> Layer<S> for BrowserCors {
+    type Service = OriginGate<S>;
+
+    fn layer(&self, inner: S) -> OriginGate<S> {
+        OriginGate {
+            cors: self.0.layer(inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+/// Routes a request with an `Origin` through CORS and any other one straight to the service.
+#[derive(Debug, Clone)]
+pub struct OriginGate<S> {
+    plain: S,
+    cors: Cors<S>,
+}
+
+impl<S, B, R> Service<Request<B>> for OriginGate<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    R: Default,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = Either<S::Future, <Cors<S> as Service<Request<B>>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Both are the same (always ready) router service; a request uses the one its `Origin` picks.
+        match self.plain.poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.cors.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.headers().contains_key(ORIGIN) {
+            Either::Right(self.cors.call(request))
+        } else {
+            Either::Left(self.plain.call(request))
+        }
+    }
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
     let allow_origin = if origins.is_empty() || origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {

@@ -417,6 +417,44 @@ async fn cors_allows_every_origin_by_default_and_only_listed_ones_when_configure
 }
 
 #[tokio::test]
+async fn a_request_without_origin_gets_no_cors_headers() {
+    // rs/cors (flagd) treats a request without `Origin` as no CORS request at all.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = start(dir.path(), |_| {}).await;
+    let path = "/flagd.evaluation.v1.Service/ResolveBoolean";
+    let body = r#"{"flagKey":"bool-flag"}"#;
+    let plain = send(
+        daemon.addrs().evaluation,
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    assert!(plain.status.is_success(), "{}", plain.status);
+    for name in [
+        "access-control-allow-origin",
+        "access-control-expose-headers",
+        "access-control-allow-credentials",
+    ] {
+        assert_eq!(plain.header(name), "", "{name}");
+    }
+    let browser = send(
+        daemon.addrs().evaluation,
+        "POST",
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("origin", "https://app.example"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(browser.header("access-control-allow-origin"), "*");
+    daemon.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn bad_requests_get_the_right_status() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = start(dir.path(), |c| c.max_request_body = Some(1000)).await;
