@@ -83,6 +83,10 @@ impl Harness {
             &evaluator,
             &services,
             &readiness,
+            &crate::protocols::admin::api::AdminApi {
+                control: crate::control::OverrideControl::new(evaluator.store().clone(), None),
+                tokens: Arc::new(crate::protocols::admin::auth::AdminTokens::new(None)),
+            },
             &RouterOptions {
                 cors_origins: Vec::new(),
                 max_request_body: MAX_REQUEST_BODY,

@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod eval;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -19,11 +20,13 @@ pub mod limits;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod overrides;
 pub mod protocols;
 pub mod readiness;
 pub mod routers;
 mod run;
 pub mod sources;
+pub mod state_dir;
 pub mod store;
 pub mod transport;
 pub mod validate;

@@ -44,11 +44,12 @@ pub struct Routers {
 
 impl Routers {
     /// Builds every router: OFREP over the evaluation core, the evaluation and sync ports over the gRPC
-    /// services (which share that core), management over the readiness latches.
+    /// services (which share that core), management over the readiness latches and the admin API.
     pub fn new(
         evaluator: &Evaluator,
         grpc: &Services,
         readiness: &Readiness,
+        admin: &admin::api::AdminApi,
         options: &RouterOptions,
     ) -> Routers {
         let metrics = evaluator.metrics();
@@ -72,7 +73,7 @@ impl Routers {
             evaluation,
             ofrep,
             sync: grpc.sync_routes().into_axum_router(),
-            management: admin::router(readiness.clone(), metrics.clone()),
+            management: admin::router(readiness.clone(), metrics.clone(), admin.clone()),
         }
     }
 }

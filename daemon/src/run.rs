@@ -25,12 +25,16 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::control::OverrideControl;
 use crate::eval::{EvalConfig, Evaluator};
 use crate::metrics::Metrics;
+use crate::protocols::admin::api::AdminApi;
+use crate::protocols::admin::auth::AdminTokens;
 use crate::protocols::grpc::{ServiceConfig, Services};
 use crate::readiness::Readiness;
 use crate::routers::{RouterOptions, Routers};
 use crate::sources::{self, SourceError};
+use crate::state_dir::StateDir;
 use crate::store::Store;
 use crate::transport::{HttpLimits, Listener, ReloadingTls, UnixSocket};
 
@@ -71,6 +75,15 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::transport::TlsError),
+    /// `--state-dir` cannot be created or opened.
+    #[error("cannot use the state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A server task failed while running.
@@ -201,6 +214,16 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     let store = Arc::new(Store::new(
         config.sources.iter().map(|s| s.identity.clone()),
     ));
+    // Overrides go back before any source loads, so the first snapshot served already has them.
+    let state_dir = match &config.state_dir {
+        None => None,
+        Some(path) => Some(StateDir::open(path).map_err(|source| StartError::StateDir {
+            path: path.clone(),
+            source,
+        })?),
+    };
+    let overrides = OverrideControl::new(store.clone(), state_dir);
+    overrides.restore();
     let (readiness, latches) = Readiness::new(config.sources.len());
     let shutdown = CancellationToken::new();
     // The sources get their own token so that they keep updating the store while the servers drain.
@@ -222,10 +245,19 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
             "CORS: every origin is allowed on the evaluation port (no --cors-origin, as flagd)"
         );
     }
+    if config.admin_token_file.is_none() {
+        tracing::info!("the admin API is read-only (no --admin-token-file)");
+    }
+    let admin = AdminApi {
+        control: overrides.clone(),
+        tokens: Arc::new(AdminTokens::new(config.admin_token_file.clone())),
+    };
+    tokio::spawn(overrides.run_expiry(sources_stop.clone()));
     let routers = Routers::new(
         &evaluator,
         &services,
         &readiness,
+        &admin,
         &RouterOptions {
             cors_origins: config.serving.cors_origins.clone(),
             max_request_body: max_request_body(&config),

@@ -11,12 +11,15 @@ use arc_swap::ArcSwap;
 use flagpole_engine::{Snapshot, SourceFlags};
 use tokio::sync::watch;
 
+use crate::overrides::Overrides;
+
 /// The merged view of all sources.
 #[derive(Debug)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
-    /// Per-source flags in ascending priority; the source list is fixed at start.
-    sources: Mutex<Vec<SourceFlags>>,
+    /// Per-source flags in ascending priority (the source list is fixed at start), and the overrides laid
+    /// over them.
+    layers: Mutex<Layers>,
     changes: watch::Sender<Arc<Snapshot>>,
 }
 
@@ -34,7 +37,10 @@ impl Store {
         let (changes, _) = watch::channel(snapshot.clone());
         Store {
             current: ArcSwap::new(snapshot),
-            sources: Mutex::new(sources),
+            layers: Mutex::new(Layers {
+                sources,
+                overrides: Overrides::default(),
+            }),
             changes,
         }
     }
@@ -51,12 +57,49 @@ impl Store {
 
     /// Replaces the flags of the source at `index` and publishes a new snapshot.
     pub fn replace_source(&self, index: usize, flags: Vec<Arc<flagpole_engine::Flag>>) {
-        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = sources.get_mut(index) {
+        let mut layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = layers.sources.get_mut(index) {
             slot.flags = flags;
         }
-        let snapshot = Arc::new(Snapshot::new(sources.clone()));
+        self.publish(&layers);
+    }
+
+    /// The overrides in force.
+    pub fn overrides(&self) -> Overrides {
+        self.layers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .overrides
+            .clone()
+    }
+
+    /// Changes the overrides: `change` gets a copy of them and the current snapshot; when it returns
+    /// `Ok(true)` the copy replaces them and a new snapshot is published, otherwise nothing changes. Runs
+    /// under the store's lock, so a source reload cannot interleave (`change` may write the state file).
+    pub fn update_overrides<E>(
+        &self,
+        change: impl FnOnce(&mut Overrides, &Snapshot) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        let mut layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = layers.overrides.clone();
+        let changed = change(&mut next, &self.current.load())?;
+        if changed {
+            layers.overrides = next;
+            self.publish(&layers);
+        }
+        Ok(changed)
+    }
+
+    fn publish(&self, layers: &Layers) {
+        let snapshot = Arc::new(Snapshot::new(layers.overrides.apply(&layers.sources)));
         self.current.store(snapshot.clone());
         self.changes.send_replace(snapshot);
     }
+}
+
+/// What a snapshot is built from.
+#[derive(Debug)]
+struct Layers {
+    sources: Vec<SourceFlags>,
+    overrides: Overrides,
 }

@@ -291,6 +291,14 @@ pub struct StartArgs {
     #[arg(long, env = "FLAGD_MAX_CONNECTIONS", value_name = "COUNT")]
     pub max_connections: Option<usize>,
 
+    /// flagpole: the admin tokens, one per line (`name:token`); without it the admin API is read-only.
+    #[arg(long, env = "FLAGPOLE_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<String>,
+
+    /// flagpole: the directory for what survives a restart (overrides); none keeps it in memory only.
+    #[arg(long, env = "FLAGPOLE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<String>,
+
     /// flagpole: reject flag files with schema violations (flagd only warns). [default: false]
     #[arg(long, env = "FLAGD_STRICT", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]

@@ -25,6 +25,8 @@ const KNOWN_KEYS: &[&str] = &[
     "sync-port",
     "ofrep-port",
     "ofrep-tls",
+    "admin-token-file",
+    "state-dir",
     "ofrep-sse-enabled",
     "ofrep-sse-inactivity-delay",
     "ofrep-sse-public-url",

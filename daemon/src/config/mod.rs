@@ -205,6 +205,10 @@ pub struct Config {
     pub serving: ServingOptions,
     /// The OTel exporter options (accepted, not effective yet: a warning at start says so).
     pub telemetry: TelemetryOptions,
+    /// `--admin-token-file`: who may write through the admin API (none: read-only).
+    pub admin_token_file: Option<PathBuf>,
+    /// `--state-dir`: where overrides survive a restart (none: in memory only).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -228,6 +232,8 @@ impl Config {
             debug: false,
             serving: ServingOptions::default(),
             telemetry: TelemetryOptions::default(),
+            admin_token_file: None,
+            state_dir: None,
         }
     }
 }
@@ -634,6 +640,9 @@ fn start_config(
         debug,
         serving,
         telemetry,
+        admin_token_file: non_empty(pick!(args.admin_token_file, "admin-token-file", string))
+            .map(PathBuf::from),
+        state_dir: non_empty(pick!(args.state_dir, "state-dir", string)).map(PathBuf::from),
     })
 }
 

@@ -1,4 +1,5 @@
 //! Integration tests of the flagpole daemon, run in-process on free ports.
+mod admin;
 mod churn;
 mod cli_config;
 mod cli_docs;

@@ -8,7 +8,13 @@
 //! follow readiness; a request with `content-type: application/grpc*` goes to it, everything else to the
 //! HTTP routes, on the same HTTP/2-capable listener (as flagd routes it).
 //!
-//! What it does not do: bind or serve (the runtime does), TLS or auth (flagd has neither here).
+//! Beyond flagd, the admin API (`api`: overrides, the kill switch) with its token check (`auth`), off the
+//! evaluation path (`docs/admin.md`).
+//!
+//! What it does not do: bind or serve (the runtime does), or TLS (flagd has none here).
+
+pub mod api;
+pub mod auth;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -33,7 +39,7 @@ struct ManagementState {
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The management router.
-pub fn router(readiness: Readiness, metrics: Metrics) -> Router {
+pub fn router(readiness: Readiness, metrics: Metrics, admin: api::AdminApi) -> Router {
     let (_reporter, health) = tonic_health::server::health_reporter();
     let grpc = Routes::new(health).into_axum_router();
     Router::new()
@@ -41,6 +47,7 @@ pub fn router(readiness: Readiness, metrics: Metrics) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
         .with_state(ManagementState { readiness, metrics })
+        .merge(api::routes(admin))
         .layer(middleware::from_fn_with_state(grpc, route_grpc))
 }
 

@@ -1,0 +1,160 @@
+//! Changing the overrides: set, clear, lift on expiry, restore at start — each change written to the state
+//! directory (when there is one) before it is published, and logged with its actor and reason
+//! (`docs/admin.md#overrides`). What an override is and does is `crate::overrides`'.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::overrides::{Override, OverrideError, Overrides, unix_now};
+use crate::state_dir::{Loaded, StateDir};
+use crate::store::Store;
+
+/// The overrides' file in the state directory.
+pub const STATE_FILE: &str = "overrides.json";
+
+/// Why a change to the overrides did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The override itself is refused.
+    #[error(transparent)]
+    Refused(#[from] OverrideError),
+    /// The state file could not be written; nothing changed.
+    #[error("cannot write the state file: {0}")]
+    Persist(#[source] std::io::Error),
+}
+
+/// Setting, clearing, expiring and persisting the overrides of one store.
+#[derive(Debug, Clone)]
+pub struct OverrideControl {
+    store: Arc<Store>,
+    state: Option<StateDir>,
+    wake: Arc<Notify>,
+}
+
+impl OverrideControl {
+    /// Control over `store`'s overrides, persisted in `state` when given.
+    pub fn new(store: Arc<Store>, state: Option<StateDir>) -> Self {
+        OverrideControl {
+            store,
+            state,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Puts the persisted overrides back at start (a corrupt file is reported and set aside).
+    pub fn restore(&self) {
+        let Some(state) = &self.state else { return };
+        let restored = match state.read_json::<Overrides>(STATE_FILE) {
+            Loaded::Missing => return,
+            Loaded::Found(overrides) => overrides,
+            Loaded::SetAside { set_aside, error } => {
+                tracing::error!(
+                    file = %set_aside.display(),
+                    %error,
+                    "the overrides state file is corrupt; set aside, starting without overrides"
+                );
+                return;
+            }
+        };
+        let _ = self.store.update_overrides(|overrides, _| {
+            *overrides = restored;
+            let expired = overrides.expire(unix_now());
+            tracing::info!(
+                overrides = overrides.0.len(),
+                expired = expired.len(),
+                "restored overrides from the state directory"
+            );
+            Ok::<_, ControlError>(true)
+        });
+    }
+
+    /// Sets (or replaces) the override of `key`.
+    pub fn set(&self, key: &str, candidate: Override) -> Result<(), ControlError> {
+        self.store.update_overrides(|overrides, snapshot| {
+            overrides.check(snapshot, key, &candidate, unix_now())?;
+            let (actor, reason, action, expires_at) = (
+                candidate.actor.clone(),
+                candidate.reason.clone().unwrap_or_default(),
+                candidate.action.clone(),
+                candidate.expires_at,
+            );
+            overrides.0.insert(key.to_owned(), candidate);
+            self.persist(overrides)?;
+            tracing::warn!(
+                flag_key = key,
+                actor,
+                reason,
+                ?action,
+                expires_at,
+                "override set"
+            );
+            Ok::<_, ControlError>(true)
+        })?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes the override of `key`; `None` when there was none.
+    pub fn clear(&self, key: &str, actor: &str) -> Result<Option<Override>, ControlError> {
+        let mut removed = None;
+        self.store.update_overrides(|overrides, _| {
+            removed = overrides.0.remove(key);
+            if removed.is_none() {
+                return Ok::<_, ControlError>(false);
+            }
+            self.persist(overrides)?;
+            tracing::warn!(flag_key = key, actor, "override cleared");
+            Ok(true)
+        })?;
+        self.wake.notify_one();
+        Ok(removed)
+    }
+
+    /// The overrides in force.
+    pub fn list(&self) -> Overrides {
+        self.store.overrides()
+    }
+
+    /// Lifts overrides when they expire, until `stop`.
+    pub async fn run_expiry(self, stop: CancellationToken) {
+        loop {
+            let now = unix_now();
+            let next = self.store.overrides().next_expiry();
+            let wait = next.map_or(Duration::from_secs(3600), |at| {
+                Duration::from_secs(at.saturating_sub(now))
+            });
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.wake.notified() => continue,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let result = self.store.update_overrides(|overrides, _| {
+                let expired = overrides.expire(unix_now());
+                for key in &expired {
+                    tracing::warn!(flag_key = key, "override expired");
+                }
+                if expired.is_empty() {
+                    return Ok(false);
+                }
+                self.persist(overrides)?;
+                Ok::<_, ControlError>(true)
+            });
+            if let Err(error) = result {
+                tracing::error!(%error, "cannot lift expired overrides; retrying in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    fn persist(&self, overrides: &Overrides) -> Result<(), ControlError> {
+        match &self.state {
+            None => Ok(()),
+            Some(state) => state
+                .write_json(STATE_FILE, overrides)
+                .map_err(ControlError::Persist),
+        }
+    }
+}

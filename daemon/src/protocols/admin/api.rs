@@ -1,0 +1,208 @@
+//! The admin API on the management port (`docs/admin.md#overrides`):
+//!
+//! - `GET /api/v1/overrides`: every override in force (no token needed, like `/metrics`);
+//! - `PUT /api/v1/overrides/{flagKey}` with `{"variant": "off"}` or `{"state": "DISABLED"}`, and optionally
+//!   `"reason"` and either `"expiresAt"` (RFC 3339) or `"ttl"` (a Go duration): the kill switch;
+//! - `DELETE /api/v1/overrides/{flagKey}`: lifts it.
+//!
+//! Writes need a bearer token from `--admin-token-file` ([`super::auth`]). Answers are JSON; an error is
+//! `{"error": "…"}` with 400 (malformed), 401/403 (token), 404 (no such override), 409 (no such flag),
+//! 413 (body too large), 422 (no such variant, bad reason or expiry), 503 (state file not writable).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{AdminTokens, AuthError};
+use crate::control::{ControlError, OverrideControl};
+use crate::overrides::{Action, Override, OverrideError, unix_now};
+use crate::protocols::body;
+
+/// The largest admin request body, in bytes.
+pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
+
+/// What the admin handlers use.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    /// The overrides.
+    pub control: OverrideControl,
+    /// Who may write.
+    pub tokens: Arc<AdminTokens>,
+}
+
+/// The admin routes.
+pub fn routes(api: AdminApi) -> Router {
+    Router::new()
+        .route("/api/v1/overrides", get(list))
+        .route("/api/v1/overrides/{key}", get(show).put(set).delete(clear))
+        .with_state(api)
+}
+
+/// A PUT body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SetRequest {
+    variant: Option<String>,
+    state: Option<String>,
+    reason: Option<String>,
+    expires_at: Option<String>,
+    ttl: Option<String>,
+}
+
+async fn list(State(api): State<AdminApi>) -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(json!({"overrides": api.control.list()})),
+    )
+        .into_response()
+}
+
+async fn show(State(api): State<AdminApi>, Path(key): Path<String>) -> Response {
+    match api.control.list().0.get(&key) {
+        Some(found) => (
+            StatusCode::OK,
+            axum::Json(json!({"flagKey": key, "override": found})),
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("flag `{key}` has no override"),
+        ),
+    }
+}
+
+async fn set(
+    State(api): State<AdminApi>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let actor = match api.tokens.authorize(&headers) {
+        Ok(actor) => actor,
+        Err(refused) => return auth_error(&refused),
+    };
+    let bytes = match body::read(&headers, body, MAX_ADMIN_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(body::BodyError::TooLarge(_)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large".to_owned(),
+            );
+        }
+        Err(failed) => return error(StatusCode::BAD_REQUEST, failed.to_string()),
+    };
+    let request: SetRequest = match serde_json::from_slice(&bytes) {
+        Ok(request) => request,
+        Err(malformed) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("malformed body: {malformed}"),
+            );
+        }
+    };
+    let candidate = match candidate(request, actor) {
+        Ok(candidate) => candidate,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let stored = candidate.clone();
+    match api.control.set(&key, candidate) {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({"flagKey": key, "override": stored})),
+        )
+            .into_response(),
+        Err(failed) => control_error(&failed),
+    }
+}
+
+async fn clear(
+    State(api): State<AdminApi>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let actor = match api.tokens.authorize(&headers) {
+        Ok(actor) => actor,
+        Err(refused) => return auth_error(&refused),
+    };
+    match api.control.clear(&key, &actor) {
+        Ok(Some(removed)) => (
+            StatusCode::OK,
+            axum::Json(json!({"flagKey": key, "removed": removed})),
+        )
+            .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("flag `{key}` has no override"),
+        ),
+        Err(failed) => control_error(&failed),
+    }
+}
+
+/// The override a PUT asks for, or why it is malformed.
+fn candidate(request: SetRequest, actor: String) -> Result<Override, String> {
+    let action = match (request.variant, request.state.as_deref()) {
+        (Some(variant), None) => Action::Variant { variant },
+        (None, Some("DISABLED")) => Action::Disable,
+        (None, Some(other)) => return Err(format!("state must be \"DISABLED\", not {other:?}")),
+        (Some(_), Some(_)) => return Err("give either variant or state, not both".to_owned()),
+        (None, None) => return Err("give a variant to force or \"state\": \"DISABLED\"".to_owned()),
+    };
+    let now = unix_now();
+    let expires_at = match (request.expires_at, request.ttl) {
+        (Some(_), Some(_)) => return Err("give either expiresAt or ttl, not both".to_owned()),
+        (Some(at), None) => {
+            let at =
+                time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| format!("expiresAt is not an RFC 3339 time: {e}"))?;
+            Some(u64::try_from(at.unix_timestamp()).unwrap_or(0))
+        }
+        (None, Some(ttl)) => {
+            let ttl = crate::config::parse_go_duration("ttl", &ttl).map_err(|e| e.to_string())?;
+            Some(now.saturating_add(ttl.as_secs().max(1)))
+        }
+        (None, None) => None,
+    };
+    Ok(Override {
+        action,
+        reason: request.reason.filter(|r| !r.is_empty()),
+        actor,
+        set_at: now,
+        expires_at,
+    })
+}
+
+fn auth_error(refused: &AuthError) -> Response {
+    let status = match refused {
+        AuthError::Disabled => StatusCode::FORBIDDEN,
+        AuthError::Unauthorized => StatusCode::UNAUTHORIZED,
+        AuthError::Unreadable => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut response = error(status, refused.to_string());
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+fn control_error(failed: &ControlError) -> Response {
+    let status = match failed {
+        ControlError::Refused(OverrideError::UnknownFlag(_)) => StatusCode::CONFLICT,
+        ControlError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ControlError::Persist(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, failed.to_string())
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(json!({"error": message}))).into_response()
+}

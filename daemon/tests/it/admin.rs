@@ -1,0 +1,197 @@
+//! The admin API's kill switch against the real binary: tokens, bad input, every override reaching an
+//! evaluation, surviving a restart through `--state-dir`, lifting on expiry, and a read-only daemon.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::clients::ChildDaemon;
+
+const FLAGS: &str = r#"{"flags": {
+  "checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on",
+               "targeting": {"if": [{"==": [{"var": "plan"}, "free"]}, "off", "on"]}}
+}}"#;
+
+/// One HTTP/1.1 request to a local port: (status, body as JSON or `Value::Null`).
+fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body.as_bytes()).expect("write body");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `checkout` resolved over Connect JSON on the evaluation port.
+fn evaluate(daemon: &ChildDaemon) -> Value {
+    let (status, answer) = request(
+        daemon.ports.evaluation,
+        "POST",
+        "/flagd.evaluation.v1.Service/ResolveBoolean",
+        None,
+        r#"{"flagKey": "checkout", "context": {"plan": "paid"}}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn put(daemon: &ChildDaemon, token: Option<&str>, body: &str) -> (u16, Value) {
+    request(
+        daemon.ports.management,
+        "PUT",
+        "/api/v1/overrides/checkout",
+        token,
+        body,
+    )
+}
+
+#[test]
+fn the_kill_switch_reaches_evaluations_survives_a_restart_and_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, FLAGS).expect("flags");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "oncall:s3cret\n").expect("tokens");
+    let state = dir.path().join("state");
+    let args = [
+        "--admin-token-file",
+        tokens.to_str().expect("utf-8"),
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+    ];
+    let daemon = ChildDaemon::start(&flags, dir.path(), &args);
+    let management = daemon.ports.management;
+
+    let (status, list) = request(management, "GET", "/api/v1/overrides", None, "");
+    assert_eq!((status, list), (200, json!({"overrides": {}})));
+    assert_eq!(evaluate(&daemon)["value"], true);
+
+    // Tokens.
+    let body = r#"{"variant": "off", "reason": "incident 42"}"#;
+    assert_eq!(put(&daemon, None, body).0, 401);
+    assert_eq!(put(&daemon, Some("wrong"), body).0, 401);
+    // Bad input: nothing changes.
+    let unknown_flag = request(
+        management,
+        "PUT",
+        "/api/v1/overrides/nope",
+        Some("s3cret"),
+        body,
+    );
+    assert_eq!(unknown_flag.0, 409, "{}", unknown_flag.1);
+    assert_eq!(
+        put(&daemon, Some("s3cret"), r#"{"variant": "maybe"}"#).0,
+        422
+    );
+    assert_eq!(put(&daemon, Some("s3cret"), "{not json").0, 400);
+    assert_eq!(
+        put(&daemon, Some("s3cret"), r#"{"variant": "off", "typo": 1}"#).0,
+        400
+    );
+    let huge_reason = json!({"variant": "off", "reason": "x".repeat(5000)}).to_string();
+    assert_eq!(put(&daemon, Some("s3cret"), &huge_reason).0, 422);
+    let huge_body = format!(
+        r#"{{"variant": "off", "reason": "{}"}}"#,
+        "x".repeat(70_000)
+    );
+    assert_eq!(put(&daemon, Some("s3cret"), &huge_body).0, 413);
+    assert_eq!(evaluate(&daemon)["value"], true);
+
+    // The kill switch: everyone gets `off`, and the answer says why.
+    let (status, set) = put(&daemon, Some("s3cret"), body);
+    assert_eq!(status, 200, "{set}");
+    let answer = evaluate(&daemon);
+    assert_eq!(answer["value"], false, "{answer}");
+    assert_eq!(answer["reason"], "STATIC");
+    assert_eq!(answer["metadata"]["overridden"], true);
+    assert_eq!(answer["metadata"]["overriddenBy"], "oncall");
+    assert_eq!(answer["metadata"]["overrideReason"], "incident 42");
+
+    // It survives a restart.
+    drop(daemon);
+    let daemon = ChildDaemon::start(&flags, dir.path(), &args);
+    assert_eq!(evaluate(&daemon)["value"], false);
+    let management = daemon.ports.management;
+    let cleared = request(
+        management,
+        "DELETE",
+        "/api/v1/overrides/checkout",
+        Some("s3cret"),
+        "",
+    );
+    assert_eq!(cleared.0, 200, "{}", cleared.1);
+    assert_eq!(evaluate(&daemon)["value"], true);
+    let again = request(
+        management,
+        "DELETE",
+        "/api/v1/overrides/checkout",
+        Some("s3cret"),
+        "",
+    );
+    assert_eq!(again.0, 404);
+
+    // An override with a ttl lifts by itself.
+    let (status, _) = put(
+        &daemon,
+        Some("s3cret"),
+        r#"{"state": "DISABLED", "ttl": "1s"}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(evaluate(&daemon)["reason"], "DISABLED");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while evaluate(&daemon)["reason"] == "DISABLED" {
+        assert!(Instant::now() < deadline, "the override did not expire");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(evaluate(&daemon)["value"], true);
+
+    // A corrupt state file is set aside at the next start, not fatal.
+    drop(daemon);
+    std::fs::write(state.join("overrides.json"), b"{broken").expect("corrupt");
+    let daemon = ChildDaemon::start(&flags, dir.path(), &args);
+    assert_eq!(evaluate(&daemon)["value"], true);
+    let set_aside = std::fs::read_dir(&state)
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("overrides.json.corrupt-")
+        });
+    assert!(set_aside, "{}", daemon.stderr());
+}
+
+#[test]
+fn without_a_token_file_writes_are_forbidden_and_say_how_to_enable_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, FLAGS).expect("flags");
+    let daemon = ChildDaemon::start(&flags, dir.path(), &[]);
+    let (status, answer) = put(&daemon, Some("anything"), r#"{"variant": "off"}"#);
+    assert_eq!(status, 403);
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--admin-token-file")),
+        "{answer}"
+    );
+    assert_eq!(evaluate(&daemon)["value"], true);
+}
