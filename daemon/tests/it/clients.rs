@@ -663,11 +663,31 @@ fn compare(name: &str, actual: &Value, expect: &Expect) -> Vec<String> {
 }
 
 /// Runs `client` in `mode` against a fresh daemon and asserts every check and the change event.
+/// How the test changes `change-flag` once the client is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// The flag file is rewritten.
+    FileEdit,
+    /// The admin API forces the new variant (the kill switch), the file untouched.
+    Override,
+}
+
 fn run_client_checks(client: Client, mode: Mode) {
+    run_client_checks_with(client, mode, Change::FileEdit);
+}
+
+fn run_client_checks_with(client: Client, mode: Mode, change: Change) {
     let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
     let flags = dir.path().join("flags.json");
     write_json(&flags, &client_flags("before"));
-    let daemon = ChildDaemon::start(&flags, dir.path(), &["-X", "tier=gold"]);
+    let tokens = dir.path().join("admin-tokens");
+    fs::write(&tokens, "test:admin-secret\n").unwrap_or_else(|error| panic!("tokens: {error}"));
+    let tokens = tokens.display().to_string();
+    let daemon = ChildDaemon::start(
+        &flags,
+        dir.path(),
+        &["-X", "tier=gold", "--admin-token-file", &tokens],
+    );
 
     let mut run = ClientRun::start(client, mode, &daemon, &flags, dir.path());
     let results = run.checks_until("ready");
@@ -681,7 +701,10 @@ fn run_client_checks(client: Client, mode: Mode) {
     }
 
     // Only change-flag changes: its default variant moves from "before" to "after".
-    write_json(&flags, &client_flags("after"));
+    match change {
+        Change::FileEdit => write_json(&flags, &client_flags("after")),
+        Change::Override => put_override(daemon.ports.management, "change-flag", "after"),
+    }
     run.signal_edited();
     let after = run.checks_until("done");
     match after.get("change-event") {
@@ -715,6 +738,28 @@ fn run_client_checks(client: Client, mode: Mode) {
         mode.arg(),
         problems.join("\n  "),
         run.context()
+    );
+}
+
+/// Forces `variant` of `flag` through the admin API (token `admin-secret`).
+fn put_override(port: u16, flag: &str, variant: &str) {
+    let body = json!({"variant": variant, "reason": "client test"}).to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|error| panic!("connect to the management port: {error}"));
+    let request = format!(
+        "PUT /api/v1/overrides/{flag} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Authorization: Bearer admin-secret\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|error| panic!("send the override: {error}"));
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "the override was refused: {response}"
     );
 }
 
@@ -753,6 +798,18 @@ fn node_provider_rpc_mode() {
 #[test]
 fn node_provider_in_process_mode() {
     run_client_checks(Client::Node, Mode::InProcess);
+}
+
+/// The kill switch reaches a released SDK: an override set through the admin API is a change event and
+/// the new answer, over EventStream (RPC) and over SyncFlags (in-process).
+#[test]
+fn node_provider_rpc_mode_sees_the_kill_switch() {
+    run_client_checks_with(Client::Node, Mode::Rpc, Change::Override);
+}
+
+#[test]
+fn python_latest_provider_in_process_mode_sees_the_kill_switch() {
+    run_client_checks_with(Client::PythonLatest, Mode::InProcess, Change::Override);
 }
 
 /// The Go provider's RPC mode speaks the Connect protocol (`application/connect+proto` over HTTP/1.1), not
