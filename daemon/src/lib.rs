@@ -11,6 +11,7 @@
 // `deny`, not `forbid`: `memory` alone calls the allocator's trim (a measured need, with a SAFETY note).
 #![deny(unsafe_code)]
 
+pub mod admin_client;
 pub mod config;
 pub mod control;
 pub mod eval;

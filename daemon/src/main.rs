@@ -39,6 +39,17 @@ fn main() -> ExitCode {
             println!("flagpole: {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Action::Override(args) => {
+            let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            match flagpole::admin_client::run(&args, &mut out, &mut err) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("flagpole: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Action::Validate { files, strict } => {
             let mut stdout = std::io::stdout().lock();
             match flagpole::validate::validate_files(&files, strict, &mut stdout) {

@@ -89,8 +89,59 @@ pub enum Command {
     /// Check flag files offline: print every problem with file, line and column; exit 1 if any file is
     /// rejected.
     Validate(ValidateArgs),
+    /// Set, clear or list overrides (the kill switch) of a running daemon through its admin API.
+    Override(OverrideArgs),
     /// Print the version.
     Version,
+}
+
+/// `flagpole override` (docs/admin.md#overrides).
+#[derive(Debug, Clone, clap::Args)]
+pub struct OverrideArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: OverrideCommand,
+    /// The daemon's management port. [default: http://localhost:8014]
+    #[arg(
+        long,
+        global = true,
+        env = "FLAGPOLE_MANAGEMENT_URL",
+        value_name = "URL"
+    )]
+    pub management_url: Option<String>,
+    /// A file holding the admin token (its first token; `name:token` lines are accepted, as in
+    /// --admin-token-file).
+    #[arg(long, global = true, env = "FLAGPOLE_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `flagpole override` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OverrideCommand {
+    /// Force a variant for everyone, or disable the flag.
+    Set {
+        /// The flag key.
+        key: String,
+        /// The variant everyone gets.
+        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        variant: Option<String>,
+        /// Disable the flag instead.
+        #[arg(long)]
+        disable: bool,
+        /// Why (kept with the override and shown in the flag's metadata).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Lift it by itself after this long (a Go duration: 30m, 1h).
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+    },
+    /// Lift the override of a flag.
+    Clear {
+        /// The flag key.
+        key: String,
+    },
+    /// List the overrides in force.
+    List,
 }
 
 /// `flagpole validate`.

@@ -101,6 +101,8 @@ pub enum Action {
         /// Reject schema violations.
         strict: bool,
     },
+    /// Talk to a running daemon's admin API.
+    Override(Box<OverrideArgs>),
     /// Print the version.
     Version,
 }
@@ -378,6 +380,7 @@ impl TryFrom<Args> for Invocation {
                     },
                 )
             }
+            Command::Override(args) => (LogFormat::Console, Action::Override(Box::new(args))),
             Command::Version => (LogFormat::Console, Action::Version),
         };
         if let Some(file) = &file {

@@ -195,3 +195,81 @@ fn without_a_token_file_writes_are_forbidden_and_say_how_to_enable_them() {
     );
     assert_eq!(evaluate(&daemon)["value"], true);
 }
+
+#[test]
+fn the_override_command_sets_lists_and_clears_through_the_admin_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, FLAGS).expect("flags");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# on call\noncall:s3cret\n").expect("tokens");
+    let daemon = ChildDaemon::start(
+        &flags,
+        dir.path(),
+        &["--admin-token-file", tokens.to_str().expect("utf-8")],
+    );
+    let url = format!("http://127.0.0.1:{}", daemon.ports.management);
+    let cli = |args: &[&str], token: bool| {
+        let mut command = crate::runtime_support::flagpole_command();
+        command
+            .arg("override")
+            .args(args)
+            .args(["--management-url", &url]);
+        if token {
+            command.arg("--token-file").arg(&tokens);
+        }
+        let output = command.output().expect("run flagpole override");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, _, stderr) = cli(&["set", "checkout", "--variant", "off"], false);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+
+    let (code, stdout, stderr) = cli(
+        &[
+            "set",
+            "checkout",
+            "--variant",
+            "off",
+            "--reason",
+            "incident 7",
+            "--ttl",
+            "1h",
+        ],
+        true,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("\"actor\": \"oncall\""), "{stdout}");
+    assert_eq!(evaluate(&daemon)["value"], false);
+
+    let (code, stdout, _) = cli(&["list"], false);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("incident 7"), "{stdout}");
+
+    let (code, _, stderr) = cli(&["set", "checkout", "--variant", "maybe"], true);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no variant `maybe`"), "{stderr}");
+
+    assert_eq!(cli(&["clear", "checkout"], true).0, Some(0));
+    assert_eq!(evaluate(&daemon)["value"], true);
+    let (code, _, stderr) = cli(&["clear", "checkout"], true);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("HTTP 404"), "{stderr}");
+
+    let (code, _, stderr) = cli(&["set", "checkout", "--disable"], true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(evaluate(&daemon)["reason"], "DISABLED");
+    // A daemon that is not there is a clear error, not a hang.
+    let mut command = crate::runtime_support::flagpole_command();
+    let output = command
+        .args(["override", "list", "--management-url", "http://127.0.0.1:1"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.1:1"));
+}
