@@ -108,6 +108,13 @@ struct Args {
     /// Events mode: keep the subscribers open this many seconds after the edits (to measure RSS).
     #[arg(long, default_value_t = 0)]
     hold: u64,
+    /// Events mode: make each change an override through the daemon's admin API at this management URL
+    /// (`http://HOST:PORT`, forcing `loadgen-bool` to `off` and `on` in turn) instead of a file edit.
+    #[arg(long, value_name = "URL")]
+    override_via: Option<String>,
+    /// Events mode with --override-via: the admin token.
+    #[arg(long, default_value = "")]
+    override_token: String,
     /// Write the initial flag document to this path and exit.
     #[arg(long)]
     write_flag_file: Option<std::path::PathBuf>,
@@ -203,6 +210,33 @@ fn flag_document(count: usize, generation: u64) -> String {
     format!("{{\"flags\":{{{}}}}}\n", flags.join(","))
 }
 
+/// Forces `variant` of `flag` through the admin API at `url` (`http://HOST:PORT`).
+async fn put_override(
+    url: &str,
+    token: &str,
+    flag: &str,
+    variant: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = url
+        .strip_prefix("http://")
+        .ok_or("--override-via must be http://HOST:PORT")?;
+    let body = format!(r#"{{"variant":"{variant}"}}"#);
+    let request = format!(
+        "PUT /api/v1/overrides/{flag} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(authority.trim_end_matches('/')).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    if !response.starts_with(b"HTTP/1.1 200") {
+        return Err(format!("override refused: {}", String::from_utf8_lossy(&response)).into());
+    }
+    Ok(())
+}
+
 /// Replaces `path` atomically (write a sibling, then rename).
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("loadgen-tmp");
@@ -214,10 +248,10 @@ async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     use flagpole_proto::evaluation_v1::EventStreamRequest;
     use std::sync::{Arc, Mutex, PoisonError};
 
-    let path = args
-        .flag_file
-        .clone()
-        .ok_or("--rpc events needs --flag-file")?;
+    let path = args.flag_file.clone();
+    if path.is_none() && args.override_via.is_none() {
+        return Err("--rpc events needs --flag-file or --override-via".into());
+    }
     let subscribers = args.subscribers.max(1);
     let connections = args
         .connections
@@ -288,7 +322,20 @@ async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for generation in 1..=args.edits {
         tokio::time::sleep(Duration::from_millis(args.edit_interval_ms)).await;
         *last_edit.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-        write_atomically(&path, &flag_document(args.flag_count, generation))?;
+        match (&args.override_via, &path) {
+            (Some(url), _) => {
+                let variant = if generation.is_multiple_of(2) {
+                    "on"
+                } else {
+                    "off"
+                };
+                put_override(url, &args.override_token, "loadgen-bool", variant).await?;
+            }
+            (None, Some(path)) => {
+                write_atomically(path, &flag_document(args.flag_count, generation))?
+            }
+            (None, None) => unreachable!("checked above"),
+        }
     }
     tokio::time::sleep(Duration::from_millis(args.edit_interval_ms.max(1000))).await;
     if args.hold > 0 {
