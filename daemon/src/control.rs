@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::journal::{Entry, Kind};
 use crate::overrides::{Override, OverrideError, Overrides, unix_now};
 use crate::state_dir::{Loaded, StateDir};
 use crate::store::Store;
@@ -75,22 +76,14 @@ impl OverrideControl {
     pub fn set(&self, key: &str, candidate: Override) -> Result<(), ControlError> {
         self.store.update_overrides(|overrides, snapshot| {
             overrides.check(snapshot, key, &candidate, unix_now())?;
-            let (actor, reason, action, expires_at) = (
+            let (actor, reason) = (
                 candidate.actor.clone(),
                 candidate.reason.clone().unwrap_or_default(),
-                candidate.action.clone(),
-                candidate.expires_at,
             );
             overrides.0.insert(key.to_owned(), candidate);
             self.persist(overrides)?;
-            tracing::warn!(
-                flag_key = key,
-                actor,
-                reason,
-                ?action,
-                expires_at,
-                "override set"
-            );
+            // The journal logs the change, one line per change.
+            self.journal(Kind::OverrideSet, key, Some(&actor), Some(&reason));
             Ok::<_, ControlError>(true)
         })?;
         self.wake.notify_one();
@@ -106,7 +99,7 @@ impl OverrideControl {
                 return Ok::<_, ControlError>(false);
             }
             self.persist(overrides)?;
-            tracing::warn!(flag_key = key, actor, "override cleared");
+            self.journal(Kind::OverrideCleared, key, Some(actor), None);
             Ok(true)
         })?;
         self.wake.notify_one();
@@ -134,7 +127,7 @@ impl OverrideControl {
             let result = self.store.update_overrides(|overrides, _| {
                 let expired = overrides.expire(unix_now());
                 for key in &expired {
-                    tracing::warn!(flag_key = key, "override expired");
+                    self.journal(Kind::OverrideExpired, key, None, None);
                 }
                 if expired.is_empty() {
                     return Ok(false);
@@ -146,6 +139,15 @@ impl OverrideControl {
                 tracing::error!(%error, "cannot lift expired overrides; retrying in a second");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    }
+
+    fn journal(&self, kind: Kind, key: &str, actor: Option<&str>, reason: Option<&str>) {
+        if let Some(journal) = self.store.journal() {
+            let mut entry = Entry::new(kind, "admin", Some(key));
+            entry.actor = actor.map(str::to_owned);
+            entry.reason = reason.filter(|r| !r.is_empty()).map(str::to_owned);
+            journal.record(vec![entry]);
         }
     }
 

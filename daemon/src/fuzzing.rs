@@ -86,6 +86,7 @@ impl Harness {
             &crate::protocols::admin::api::AdminApi {
                 control: crate::control::OverrideControl::new(evaluator.store().clone(), None),
                 tokens: Arc::new(crate::protocols::admin::auth::AdminTokens::new(None)),
+                journal: Arc::new(crate::journal::Journal::new(Metrics::new(), None)),
             },
             &RouterOptions {
                 cors_origins: Vec::new(),

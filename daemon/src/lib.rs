@@ -17,6 +17,7 @@ pub mod control;
 pub mod eval;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod journal;
 pub mod limits;
 pub mod logging;
 pub mod memory;

@@ -189,6 +189,8 @@ struct Inner {
     flags: Gauge,
     reloads: Bounded<Counter>,
     rejected: Bounded<Counter>,
+    /// Change journal entries by kind.
+    changes: Bounded<Counter>,
     /// Remote sources: unix time of the last successful fetch, of the last failure, and failures in a row.
     fetch_success: Bounded<Gauge>,
     fetch_error: Bounded<Gauge>,
@@ -267,6 +269,12 @@ impl Metrics {
             "Flags currently loaded, over all sources",
             flags.clone(),
         );
+        let changes = Family::<Labels, Counter>::default();
+        registry.register(
+            "flagpole_changes",
+            "Change journal entries by kind (write, update, delete, rejected, override_set, override_cleared, override_expired)",
+            changes.clone(),
+        );
         let reloads = Family::<Labels, Counter>::default();
         registry.register(
             "flagpole_source_reloads",
@@ -316,6 +324,7 @@ impl Metrics {
                 flags,
                 reloads: Bounded::new(reloads),
                 rejected: Bounded::new(rejected),
+                changes: Bounded::new(changes),
                 fetch_success: Bounded::new(fetch_success),
                 fetch_error: Bounded::new(fetch_error),
                 fetch_failures: Bounded::new(fetch_failures),
@@ -436,6 +445,11 @@ impl Metrics {
     /// A source's payload was accepted and replaced that source's flags.
     pub fn source_reloaded(&self, source: &str) {
         inc(&self.inner.reloads, vec![("source", source.to_owned())]);
+    }
+
+    /// A change was recorded in the journal.
+    pub fn change_recorded(&self, kind: &str) {
+        inc(&self.inner.changes, vec![("kind", kind.to_owned())]);
     }
 
     /// A source's payload was rejected; the source kept its last good flags.

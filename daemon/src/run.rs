@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::control::OverrideControl;
 use crate::eval::{EvalConfig, Evaluator};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::protocols::admin::api::AdminApi;
 use crate::protocols::admin::auth::AdminTokens;
@@ -222,6 +223,8 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
             source,
         })?),
     };
+    let journal = Arc::new(Journal::new(metrics.clone(), state_dir.as_ref()));
+    store.set_journal(journal.clone());
     let overrides = OverrideControl::new(store.clone(), state_dir);
     overrides.restore();
     let (readiness, latches) = Readiness::new(config.sources.len());
@@ -251,6 +254,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     let admin = AdminApi {
         control: overrides.clone(),
         tokens: Arc::new(AdminTokens::new(config.admin_token_file.clone())),
+        journal,
     };
     tokio::spawn(overrides.run_expiry(sources_stop.clone()));
     let routers = Routers::new(

@@ -5,12 +5,14 @@
 //! on [`Store::subscribe`] and diff their own last snapshot against the new one, so coalesced updates are
 //! harmless.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwap;
 use flagpole_engine::{Snapshot, SourceFlags};
 use tokio::sync::watch;
 
+use crate::journal::{Entry, Journal, Kind, digest};
 use crate::overrides::Overrides;
 
 /// The merged view of all sources.
@@ -21,6 +23,8 @@ pub struct Store {
     /// over them.
     layers: Mutex<Layers>,
     changes: watch::Sender<Arc<Snapshot>>,
+    /// Where reloads are recorded, once the runtime sets one.
+    journal: OnceLock<Arc<Journal>>,
 }
 
 impl Store {
@@ -42,7 +46,18 @@ impl Store {
                 overrides: Overrides::default(),
             }),
             changes,
+            journal: OnceLock::new(),
         }
+    }
+
+    /// Records every later reload (per flag) in `journal`; a second call is ignored.
+    pub fn set_journal(&self, journal: Arc<Journal>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// The journal, when one is set.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.get()
     }
 
     /// The current snapshot (lock-free).
@@ -58,10 +73,18 @@ impl Store {
     /// Replaces the flags of the source at `index` and publishes a new snapshot.
     pub fn replace_source(&self, index: usize, flags: Vec<Arc<flagpole_engine::Flag>>) {
         let mut layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = Vec::new();
         if let Some(slot) = layers.sources.get_mut(index) {
+            if self.journal.get().is_some() {
+                entries = reload_entries(&slot.source, &slot.flags, &flags);
+            }
             slot.flags = flags;
         }
         self.publish(&layers);
+        drop(layers);
+        if let Some(journal) = self.journal.get() {
+            journal.record(entries);
+        }
     }
 
     /// The overrides in force.
@@ -102,4 +125,42 @@ impl Store {
 struct Layers {
     sources: Vec<SourceFlags>,
     overrides: Overrides,
+}
+
+/// The per-flag changes of one source's reload (later definitions of a key win, as in the snapshot).
+fn reload_entries(
+    source: &str,
+    old: &[Arc<flagpole_engine::Flag>],
+    new: &[Arc<flagpole_engine::Flag>],
+) -> Vec<Entry> {
+    let by_key =
+        |flags: &[Arc<flagpole_engine::Flag>]| -> BTreeMap<Arc<str>, Arc<flagpole_engine::Flag>> {
+            flags.iter().map(|f| (f.key.clone(), f.clone())).collect()
+        };
+    let (old, new) = (by_key(old), by_key(new));
+    let mut entries = Vec::new();
+    for (key, flag) in &new {
+        match old.get(key) {
+            None => {
+                let mut entry = Entry::new(Kind::Write, source, Some(key));
+                entry.after = Some(digest(flag));
+                entries.push(entry);
+            }
+            Some(previous) if !previous.same_definition(flag) => {
+                let mut entry = Entry::new(Kind::Update, source, Some(key));
+                entry.before = Some(digest(previous));
+                entry.after = Some(digest(flag));
+                entries.push(entry);
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, flag) in &old {
+        if !new.contains_key(key) {
+            let mut entry = Entry::new(Kind::Delete, source, Some(key));
+            entry.before = Some(digest(flag));
+            entries.push(entry);
+        }
+    }
+    entries
 }

@@ -139,6 +139,15 @@ impl SourceContext {
             }
             Err(error) => {
                 self.metrics.source_rejected(&self.identity);
+                if let Some(journal) = self.store.journal() {
+                    let mut entry = crate::journal::Entry::new(
+                        crate::journal::Kind::Rejected,
+                        &self.identity,
+                        None,
+                    );
+                    entry.error = Some(error.to_string());
+                    journal.record(vec![entry]);
+                }
                 Err(error)
             }
         }

@@ -273,3 +273,117 @@ fn the_override_command_sets_lists_and_clears_through_the_admin_api() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.1:1"));
 }
+
+#[test]
+fn the_change_journal_records_reloads_rejections_and_overrides() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, FLAGS).expect("flags");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "oncall:s3cret\n").expect("tokens");
+    let state = dir.path().join("state");
+    let daemon = ChildDaemon::start(
+        &flags,
+        dir.path(),
+        &[
+            "--admin-token-file",
+            tokens.to_str().expect("utf-8"),
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+        ],
+    );
+    let management = daemon.ports.management;
+    let changes = |query: &str| {
+        let (status, answer) = request(
+            management,
+            "GET",
+            &format!("/api/v1/changes{query}"),
+            None,
+            "",
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer["changes"].as_array().cloned().unwrap_or_default()
+    };
+    let kinds = |entries: &[Value]| -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    // The initial load wrote the flag.
+    let initial = changes("?flag=checkout");
+    assert_eq!(kinds(&initial), ["write"]);
+    assert!(initial[0]["after"].as_str().is_some_and(|d| d.len() == 12));
+
+    // An edit is an update with both digests; a broken file is a rejection with its error.
+    let edited = FLAGS.replace(r#""defaultVariant": "on""#, r#""defaultVariant": "off""#);
+    std::fs::write(&flags, edited).expect("edit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kinds(&changes("?flag=checkout")).len() < 2 {
+        assert!(Instant::now() < deadline, "no update recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let update = changes("?flag=checkout").pop().expect("update");
+    assert_eq!(update["kind"], "update");
+    assert_ne!(update["before"], update["after"]);
+    std::fs::write(&flags, "{broken").expect("break");
+    while !kinds(&changes("")).contains(&"rejected".to_owned()) {
+        assert!(Instant::now() < deadline, "no rejection recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rejected = changes("")
+        .into_iter()
+        .find(|e| e["kind"] == "rejected")
+        .expect("rejected");
+    assert!(
+        rejected["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{rejected}"
+    );
+
+    // Overrides, with who and why.
+    assert_eq!(
+        put(
+            &daemon,
+            Some("s3cret"),
+            r#"{"variant": "off", "reason": "why not"}"#
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        request(
+            management,
+            "DELETE",
+            "/api/v1/overrides/checkout",
+            Some("s3cret"),
+            ""
+        )
+        .0,
+        200
+    );
+    let recent = changes("?flag=checkout&limit=2");
+    assert_eq!(kinds(&recent), ["override_set", "override_cleared"]);
+    assert_eq!(recent[0]["actor"], "oncall");
+    assert_eq!(recent[0]["reason"], "why not");
+    assert_eq!(
+        request(management, "GET", "/api/v1/changes?nope=1", None, "").0,
+        400
+    );
+
+    // The same entries are in the state directory's journal file, and counted.
+    let file = std::fs::read_to_string(state.join("journal.jsonl")).expect("journal file");
+    assert!(file.lines().count() >= 5, "{file}");
+    let (_, metrics) = {
+        let mut stream = TcpStream::connect(("127.0.0.1", management)).expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        ((), text)
+    };
+    assert!(
+        metrics.contains(r#"flagpole_changes_total{kind="override_set"} 1"#),
+        "{metrics}"
+    );
+}

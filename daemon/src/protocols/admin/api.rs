@@ -3,7 +3,8 @@
 //! - `GET /api/v1/overrides`: every override in force (no token needed, like `/metrics`);
 //! - `PUT /api/v1/overrides/{flagKey}` with `{"variant": "off"}` or `{"state": "DISABLED"}`, and optionally
 //!   `"reason"` and either `"expiresAt"` (RFC 3339) or `"ttl"` (a Go duration): the kill switch;
-//! - `DELETE /api/v1/overrides/{flagKey}`: lifts it.
+//! - `DELETE /api/v1/overrides/{flagKey}`: lifts it;
+//! - `GET /api/v1/changes?since=UNIX&flag=KEY&limit=N`: the change journal (`crate::journal`).
 //!
 //! Writes need a bearer token from `--admin-token-file` ([`super::auth`]). Answers are JSON; an error is
 //! `{"error": "…"}` with 400 (malformed), 401/403 (token), 404 (no such override), 409 (no such flag),
@@ -13,7 +14,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode};
@@ -22,6 +24,7 @@ use serde_json::json;
 
 use super::auth::{AdminTokens, AuthError};
 use crate::control::{ControlError, OverrideControl};
+use crate::journal::Journal;
 use crate::overrides::{Action, Override, OverrideError, unix_now};
 use crate::protocols::body;
 
@@ -35,11 +38,14 @@ pub struct AdminApi {
     pub control: OverrideControl,
     /// Who may write.
     pub tokens: Arc<AdminTokens>,
+    /// The change journal.
+    pub journal: Arc<Journal>,
 }
 
 /// The admin routes.
 pub fn routes(api: AdminApi) -> Router {
     Router::new()
+        .route("/api/v1/changes", get(changes))
         .route("/api/v1/overrides", get(list))
         .route("/api/v1/overrides/{key}", get(show).put(set).delete(clear))
         .with_state(api)
@@ -54,6 +60,40 @@ struct SetRequest {
     reason: Option<String>,
     expires_at: Option<String>,
     ttl: Option<String>,
+}
+
+/// `GET /api/v1/changes` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesQuery {
+    /// Unix seconds: entries at or after this time.
+    since: Option<u64>,
+    /// Only entries about this flag key.
+    flag: Option<String>,
+    /// The newest this many (default [`DEFAULT_CHANGES_LIMIT`], at most [`MAX_CHANGES_LIMIT`]).
+    limit: Option<usize>,
+}
+
+/// Entries `GET /api/v1/changes` returns without `limit`.
+pub const DEFAULT_CHANGES_LIMIT: usize = 100;
+
+/// The most entries one `GET /api/v1/changes` returns.
+pub const MAX_CHANGES_LIMIT: usize = 1000;
+
+async fn changes(
+    State(api): State<AdminApi>,
+    query: Result<Query<ChangesQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let limit = query
+        .limit
+        .unwrap_or(DEFAULT_CHANGES_LIMIT)
+        .min(MAX_CHANGES_LIMIT);
+    let found = api.journal.query(query.since, query.flag.as_deref(), limit);
+    (StatusCode::OK, axum::Json(json!({"changes": found}))).into_response()
 }
 
 async fn list(State(api): State<AdminApi>) -> Response {
