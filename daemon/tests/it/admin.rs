@@ -387,3 +387,49 @@ fn the_change_journal_records_reloads_rejections_and_overrides() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_hubs_override_reaches_a_chained_sidecar() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, FLAGS).expect("flags");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "oncall:s3cret\n").expect("tokens");
+    let hub = ChildDaemon::start(
+        &flags,
+        dir.path(),
+        &["--admin-token-file", tokens.to_str().expect("utf-8")],
+    );
+    // The sidecar reads the hub's sync port (its own file is empty).
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"flags": {}}"#).expect("empty");
+    let upstream = format!("grpc://127.0.0.1:{}", hub.ports.sync);
+    let sidecar_dir = dir.path().join("sidecar");
+    std::fs::create_dir(&sidecar_dir).expect("dir");
+    let sidecar = ChildDaemon::start(&empty, &sidecar_dir, &["--uri", &upstream]);
+    assert_eq!(evaluate(&sidecar)["value"], true);
+
+    assert_eq!(
+        put(
+            &hub,
+            Some("s3cret"),
+            r#"{"variant": "off", "reason": "hub"}"#
+        )
+        .0,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = evaluate(&sidecar);
+        if answer["value"] == false {
+            assert_eq!(answer["metadata"]["overridden"], true, "{answer}");
+            assert_eq!(answer["metadata"]["overrideReason"], "hub");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar never saw the override"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
