@@ -64,11 +64,14 @@ fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<
             for warning in by_position(text, &loaded.warnings) {
                 report_warning(out, path, text, "warning", warning)?;
             }
+            for note in by_position(text, &loaded.notes) {
+                report_warning(out, path, text, "warning", note)?;
+            }
             writeln!(
                 out,
                 "{shown}: ok: {} flags, {} warnings",
                 loaded.flags.len(),
-                loaded.warnings.len()
+                loaded.warnings.len() + loaded.notes.len()
             )?;
             Ok(true)
         }

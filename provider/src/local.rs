@@ -31,7 +31,7 @@ impl FlagSet {
     /// Parses a flag document (the sync payload or a flag file).
     pub(crate) fn parse(text: &str, format: Format) -> Result<Self, LoadError> {
         let loaded = flagpole_engine::parse_document(text, format, &LoadOptions::default())?;
-        for warning in &loaded.warnings {
+        for warning in loaded.warnings.iter().chain(&loaded.notes) {
             tracing::debug!(flag = ?warning.flag, path = %warning.path, "{}", warning.message);
         }
         Ok(FlagSet {

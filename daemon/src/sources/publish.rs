@@ -108,6 +108,7 @@ impl SourceContext {
             let mut loaded = flagpole_engine::parse_document(text, format, &options)
                 .map_err(PublishError::Load)?;
             let warnings = std::mem::take(&mut loaded.warnings);
+            let notes = std::mem::take(&mut loaded.notes);
             let (flags, kept) = shape(loaded);
             let count = flags.len();
             // Counted before the new snapshot is published, so whoever sees it sees the count too.
@@ -119,7 +120,7 @@ impl SourceContext {
             if before.saturating_sub(after) >= crate::memory::LARGE_FLAG_DROP {
                 crate::memory::request_release();
             }
-            Ok((count, warnings, kept))
+            Ok((count, (warnings, notes), kept))
         });
         let outcome = work
             .await
@@ -129,7 +130,10 @@ impl SourceContext {
             crate::memory::request_release();
         }
         match outcome {
-            Ok((flags, warnings, kept)) => {
+            Ok((flags, (warnings, notes), kept)) => {
+                for note in &notes {
+                    tracing::warn!(source = %self.identity, %note, "flag document loaded with a problem");
+                }
                 for warning in &warnings {
                     tracing::warn!(source = %self.identity, %warning, "{}", wording.violation);
                 }

@@ -128,7 +128,8 @@ fn unknown_flag_fields_warn_and_strict_rejects() {
     assert!(ok, "{text}");
     assert!(
         text.contains(
-            "warning: flag `f` at /flags/f/targetting: unknown field `targetting` is ignored"
+            "warning: flag `f` at /flags/f/targetting: unknown field `targetting` is ignored \
+             (did you mean `targeting`?)"
         ),
         "{text}"
     );
@@ -159,4 +160,24 @@ fn targeting_over_a_limit_says_why() {
         text.contains("is rejected: targeting rule has more than 250000 JSON values"),
         "{text}"
     );
+}
+
+#[test]
+fn an_undefined_ref_is_reported_without_rejecting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("flags.json");
+    std::fs::write(
+        &file,
+        r#"{"flags": {"f": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on",
+             "targeting": {"if": [{"$ref": "missing"}, "on", null]}}}}"#,
+    )
+    .expect("write");
+    for strict in [false, true] {
+        let (ok, text) = report(&[&file], strict);
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("`$ref` to `missing`, which is not an evaluator of this document"),
+            "{text}"
+        );
+    }
 }

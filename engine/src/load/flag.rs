@@ -141,9 +141,50 @@ pub(super) fn unknown_fields(key: &str, index: Option<usize>, parts: &FlagParts)
                 Some(i) => format!("/flags/{i}/{}", escape_pointer(name)),
                 None => format!("/flags/{}/{}", escape_pointer(key), escape_pointer(name)),
             },
-            message: format!("unknown field `{name}` is ignored (a flag has {FLAG_FIELDS})"),
+            message: match did_you_mean(name) {
+                Some(known) => {
+                    format!("unknown field `{name}` is ignored (did you mean `{known}`?)")
+                }
+                None => format!("unknown field `{name}` is ignored (a flag has {FLAG_FIELDS})"),
+            },
         })
         .collect()
+}
+
+/// The flag field `name` is probably a misspelling of: within two edits, case ignored.
+fn did_you_mean(name: &str) -> Option<&'static str> {
+    const KNOWN: [&str; 5] = [
+        "state",
+        "variants",
+        "defaultVariant",
+        "targeting",
+        "metadata",
+    ];
+    let name = name.to_ascii_lowercase();
+    KNOWN
+        .into_iter()
+        .map(|known| (edit_distance(&name, &known.to_ascii_lowercase()), known))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance (names are short; quadratic is fine).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
 }
 
 pub(super) fn build_flag_from_parts(

@@ -60,8 +60,11 @@ pub struct Loaded {
     pub flags: Vec<Arc<Flag>>,
     /// The flag-set metadata (already merged into each flag's metadata).
     pub metadata: Metadata,
-    /// Schema violations (only when not strict).
+    /// Schema violations and unknown fields (only when not strict: strict rejects them).
     pub warnings: Vec<Warning>,
+    /// Findings that are not schema violations and never reject the document: flags flagd would drop
+    /// (an empty `flagSetId`), `$ref`s to evaluators the document does not define.
+    pub notes: Vec<Warning>,
 }
 
 /// Parses and validates a flag document.
@@ -256,13 +259,15 @@ fn load(
         flag_errors.take(flag, &mut flags)?;
     }
     flag_errors.finish()?;
-    let mut warnings = with_unknown_fields(violations, unknown, options)?;
-    warnings.extend(dropped_by_flagd(&flags));
+    let warnings = with_unknown_fields(violations, unknown, options)?;
+    let mut notes = dropped_by_flagd(&flags);
+    notes.extend(undefined_refs(&flags, &evaluators));
 
     Ok(Loaded {
         flags,
         metadata: Arc::unwrap_or_clone(shared_metadata),
         warnings,
+        notes,
     })
 }
 
@@ -349,15 +354,17 @@ fn parse_plain_json(
     if let Err(e) = flag_errors.finish() {
         return Some(Err(e));
     }
-    let mut warnings = match with_unknown_fields(violations, unknown, options) {
+    let warnings = match with_unknown_fields(violations, unknown, options) {
         Ok(warnings) => warnings,
         Err(e) => return Some(Err(e)),
     };
-    warnings.extend(dropped_by_flagd(&loaded));
+    let mut notes = dropped_by_flagd(&loaded);
+    notes.extend(undefined_refs(&loaded, &Map::new()));
     Some(Ok(Loaded {
         flags: loaded,
         metadata: Arc::unwrap_or_clone(shared_metadata),
         warnings,
+        notes,
     }))
 }
 
@@ -490,6 +497,48 @@ fn not_an_object(doc: &Value) -> LoadError {
         message: format!("the document must be an object, not {}", type_name(doc)),
         at: Location { line: 1, column: 1 },
     }
+}
+
+/// Warnings for `{"$ref": NAME}` left in a flag's targeting after inlining whose `NAME` is not an evaluator
+/// of the document: evaluating such a flag gives PARSE_ERROR (a reference to a defined evaluator left in
+/// place is a cycle, reported by evaluation the same way). Only targeting that mentions `$ref` is walked.
+fn undefined_refs(flags: &[Arc<Flag>], evaluators: &Map<String, Value>) -> Vec<Warning> {
+    fn walk(value: &Value, evaluators: &Map<String, Value>, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let (1, Some(Value::String(name))) = (map.len(), map.get("$ref"))
+                    && !evaluators.contains_key(name)
+                {
+                    found.push(name.clone());
+                }
+                map.values().for_each(|v| walk(v, evaluators, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, evaluators, found)),
+            _ => {}
+        }
+    }
+    let mut warnings = Vec::new();
+    for flag in flags {
+        let Some(raw) = &flag.raw_targeting else {
+            continue;
+        };
+        if !raw.as_str().contains("\"$ref\"") {
+            continue;
+        }
+        let mut found = Vec::new();
+        walk(&raw.to_value(), evaluators, &mut found);
+        for name in found {
+            warnings.push(Warning {
+                flag: Some(flag.key.to_string()),
+                path: format!("/flags/{}/targeting", schema::escape_pointer(&flag.key)),
+                message: format!(
+                    "`$ref` to `{name}`, which is not an evaluator of this document: evaluating the flag \
+                     gives PARSE_ERROR"
+                ),
+            });
+        }
+    }
+    warnings
 }
 
 /// Warnings for flags flagd would drop without a word: a `flagSetId` of `""` (its own or its set's) leaves

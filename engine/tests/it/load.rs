@@ -673,11 +673,74 @@ fn an_empty_flag_set_id_is_served_with_a_warning() {
             let loaded = parse_document(document, format, &LoadOptions::default()).expect("loads");
             assert_eq!(loaded.flags.len(), 1, "{document}");
             let warning = loaded
-                .warnings
+                .notes
                 .iter()
                 .find(|w| w.message.contains("flagSetId is empty"))
-                .unwrap_or_else(|| panic!("no warning for {document}: {:?}", loaded.warnings));
+                .unwrap_or_else(|| panic!("no note for {document}: {:?}", loaded.notes));
             assert_eq!(warning.flag.as_deref(), Some("f"));
         }
     }
+}
+
+#[test]
+fn lint_misspelt_fields_and_undefined_refs() {
+    let loaded = load_json(
+        r#"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                            "Targetting": {"if": [true, "a"]}}}}"#,
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("did you mean `targeting`?")),
+        "{:?}",
+        loaded.warnings
+    );
+    // A field nothing like a flag field gets the list instead.
+    let loaded = load_json(
+        r#"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a", "zzzzzz": 1}}}"#,
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("a flag has"))
+    );
+
+    let undefined = |document: &str| -> Vec<String> {
+        load_json(document)
+            .notes
+            .into_iter()
+            .filter(|w| w.message.contains("not an evaluator"))
+            .map(|w| w.to_string())
+            .collect()
+    };
+    // No $evaluators at all (the plain-JSON path) and a document with other evaluators (the general path).
+    assert_eq!(
+        undefined(
+            r#"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                                "targeting": {"if": [{"$ref": "missing"}, "a", null]}}}}"#
+        ),
+        [
+            "flag `f` at /flags/f/targeting: `$ref` to `missing`, which is not an evaluator of this document: \
+          evaluating the flag gives PARSE_ERROR"
+        ]
+    );
+    assert_eq!(
+        undefined(
+            r#"{"$evaluators": {"known": {"==": [1, 1]}},
+                "flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                                "targeting": {"if": [{"and": [{"$ref": "known"}, {"$ref": "gone"}]}, "a", null]}}}}"#
+        )
+        .len(),
+        1
+    );
+    assert!(
+        undefined(
+            r#"{"$evaluators": {"known": {"==": [1, 1]}},
+                "flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                                "targeting": {"if": [{"$ref": "known"}, "a", null]}}}}"#
+        )
+        .is_empty()
+    );
 }
