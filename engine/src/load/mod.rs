@@ -262,6 +262,7 @@ fn load(
     let warnings = with_unknown_fields(violations, unknown, options)?;
     let mut notes = dropped_by_flagd(&flags);
     notes.extend(undefined_refs(&flags, &evaluators));
+    notes.extend(expired(&flags, today()));
 
     Ok(Loaded {
         flags,
@@ -360,6 +361,7 @@ fn parse_plain_json(
     };
     let mut notes = dropped_by_flagd(&loaded);
     notes.extend(undefined_refs(&loaded, &Map::new()));
+    notes.extend(expired(&loaded, today()));
     Some(Ok(Loaded {
         flags: loaded,
         metadata: Arc::unwrap_or_clone(shared_metadata),
@@ -541,6 +543,64 @@ fn undefined_refs(flags: &[Arc<Flag>], evaluators: &Map<String, Value>) -> Vec<W
     warnings
 }
 
+/// Notes for flags whose conventional `metadata.expires` (an ISO date, `YYYY-MM-DD`, or a time starting
+/// with one) is before `today` (days since 1970-01-01), or is not a date (`docs/admin.md#flag-lifecycle`).
+fn expired(flags: &[Arc<Flag>], today: i64) -> Vec<Warning> {
+    flags
+        .iter()
+        .filter_map(|flag| {
+            let Some(Value::String(expires)) = flag.metadata.get("expires") else {
+                return None;
+            };
+            let message = match iso_day(expires) {
+                None => format!("metadata.expires {expires:?} is not an ISO date (YYYY-MM-DD)"),
+                Some(day) if day < today => format!(
+                    "expired on {}: remove the flag, or move metadata.expires",
+                    &expires[..10]
+                ),
+                Some(_) => return None,
+            };
+            Some(Warning {
+                flag: Some(flag.key.to_string()),
+                path: format!(
+                    "/flags/{}/metadata/expires",
+                    schema::escape_pointer(&flag.key)
+                ),
+                message,
+            })
+        })
+        .collect()
+}
+
+/// Days since 1970-01-01 of a text starting with `YYYY-MM-DD`.
+fn iso_day(text: &str) -> Option<i64> {
+    let date = text.get(..10)?;
+    let mut parts = date.split('-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if year.len() != 4 || month.len() != 2 || day.len() != 2 {
+        return None;
+    }
+    let (year, month, day): (i64, i64, i64) =
+        (year.parse().ok()?, month.parse().ok()?, day.parse().ok()?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from civil (proleptic Gregorian).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
+}
+
+/// Today, in days since 1970-01-01 (UTC).
+fn today() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs() / 86_400).unwrap_or(0))
+}
+
 /// Warnings for flags flagd would drop without a word: a `flagSetId` of `""` (its own or its set's) leaves
 /// flagd's flag store without a primary index, and flagd serves neither evaluations nor sync payloads of the
 /// flag. flagpole serves it (`docs/compatibility.md#flag-documents`) and says so here.
@@ -573,4 +633,20 @@ fn with_unknown_fields(
     }
     warnings.extend(unknown);
     Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_days_count_from_the_epoch() {
+        assert_eq!(iso_day("1970-01-01"), Some(0));
+        assert_eq!(iso_day("1969-12-31"), Some(-1));
+        assert_eq!(iso_day("2000-03-01"), Some(11_017));
+        assert_eq!(iso_day("2026-12-07T10:00:00Z"), Some(20_794));
+        assert_eq!(iso_day("2026-13-01"), None);
+        assert_eq!(iso_day("next week"), None);
+        assert_eq!(iso_day("2026-1-1"), None);
+    }
 }

@@ -744,3 +744,26 @@ fn lint_misspelt_fields_and_undefined_refs() {
         .is_empty()
     );
 }
+
+#[test]
+fn expired_flags_are_noted() {
+    let notes = |expires: &str| -> Vec<String> {
+        let document = format!(
+            r#"{{"flags": {{"f": {{"state": "ENABLED", "variants": {{"a": 1}}, "defaultVariant": "a",
+                                  "metadata": {{"owner": "team", "expires": "{expires}"}}}}}}}}"#
+        );
+        load_json(&document)
+            .notes
+            .into_iter()
+            .map(|w| w.to_string())
+            .collect()
+    };
+    assert_eq!(
+        notes("2001-01-01"),
+        [
+            "flag `f` at /flags/f/metadata/expires: expired on 2001-01-01: remove the flag, or move metadata.expires"
+        ]
+    );
+    assert!(notes("2999-01-01").is_empty());
+    assert!(notes("soon")[0].contains("is not an ISO date"));
+}
