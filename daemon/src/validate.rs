@@ -5,8 +5,13 @@
 //! such files, as flagd does) unless `--strict`; anything that would make the daemon reject the file is an
 //! error. The caller exits 1 when any file is rejected.
 //!
+//! Beyond the daemon's own checks it runs the semantic lint (`flagpole_engine::lint`: results that are not
+//! variants, an `if` without an else, unreachable variants) and, given several files, reports a key defined
+//! by more than one and which file wins (`docs/admin.md#semantic-lint`).
+//!
 //! What it does not do: evaluate targeting against contexts, or watch.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -20,13 +25,36 @@ pub fn validate_files(
     out: &mut impl Write,
 ) -> io::Result<bool> {
     let mut all_ok = true;
+    // Which file defines each key, in order: given several files, a later one wins a duplicated key, as a
+    // later `--uri` source does.
+    let mut defined: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for file in files {
-        all_ok &= validate_file(file.as_ref(), strict, out)?;
+        let mut keys = Vec::new();
+        all_ok &= validate_file(file.as_ref(), strict, out, &mut keys)?;
+        for key in keys {
+            defined
+                .entry(key)
+                .or_default()
+                .push(file.as_ref().display().to_string());
+        }
+    }
+    for (key, files) in defined.iter().filter(|(_, files)| files.len() > 1) {
+        let winner = files.last().map_or("", String::as_str);
+        writeln!(
+            out,
+            "warning: flag `{key}` is defined by {}: {winner} wins (a later source wins)",
+            files.join(", ")
+        )?;
     }
     Ok(all_ok)
 }
 
-fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<bool> {
+fn validate_file(
+    path: &Path,
+    strict: bool,
+    out: &mut impl Write,
+    keys: &mut Vec<String>,
+) -> io::Result<bool> {
     let shown = path.display();
     let Some(format) = Format::from_path(path) else {
         writeln!(
@@ -64,15 +92,20 @@ fn validate_file(path: &Path, strict: bool, out: &mut impl Write) -> io::Result<
             for warning in by_position(text, &loaded.warnings) {
                 report_warning(out, path, text, "warning", warning)?;
             }
+            let lint = flagpole_engine::lint::lint(&loaded.flags);
             for note in by_position(text, &loaded.notes) {
                 report_warning(out, path, text, "warning", note)?;
+            }
+            for finding in by_position(text, &lint) {
+                report_warning(out, path, text, "warning", finding)?;
             }
             writeln!(
                 out,
                 "{shown}: ok: {} flags, {} warnings",
                 loaded.flags.len(),
-                loaded.warnings.len() + loaded.notes.len()
+                loaded.warnings.len() + loaded.notes.len() + lint.len()
             )?;
+            keys.extend(loaded.flags.iter().map(|flag| flag.key.to_string()));
             Ok(true)
         }
         Err(errors) => {

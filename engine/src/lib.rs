@@ -13,6 +13,7 @@
 //!   selector and priority rules.
 //!
 //! - [`go_json`]: JSON written as flagd's Go code writes it (float64 numbers, sorted keys).
+//! - [`lint`]: a semantic lint of loaded flags for `flagpole validate`.
 //! - [`mod@file`]: a bounded read of a flag file that refuses FIFOs and devices, the one piece of I/O here,
 //!   so that every reader of flag files refuses the same inputs.
 //!
@@ -24,6 +25,7 @@
 pub mod evaluate;
 pub mod file;
 pub mod go_json;
+pub mod lint;
 pub mod load;
 pub mod model;
 pub mod schema;

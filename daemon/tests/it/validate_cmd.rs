@@ -181,3 +181,40 @@ fn an_undefined_ref_is_reported_without_rejecting() {
         );
     }
 }
+
+#[test]
+fn the_semantic_lint_and_keys_defined_twice_are_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("base.json");
+    std::fs::write(
+        &first,
+        r#"{"flags": {
+            "color": {"state": "ENABLED", "variants": {"red": 1, "blue": 2, "green": 3}, "defaultVariant": "red",
+                      "targeting": {"if": [{"==": [{"var": "team"}, "ops"]}, "blue", "purple"]}},
+            "shared": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}}}"#,
+    )
+    .expect("write");
+    let second = dir.path().join("override.yaml");
+    std::fs::write(
+        &second,
+        "flags:\n  shared:\n    state: ENABLED\n    variants: {on: true}\n    defaultVariant: on\n",
+    )
+    .expect("write");
+    let (ok, text) = report(&[&first, &second], true);
+    assert!(ok, "lint findings never reject: {text}");
+    assert!(
+        text.contains("targeting can return \"purple\", which is not a variant"),
+        "{text}"
+    );
+    assert!(text.contains("variant `green` is never returned"), "{text}");
+    assert!(text.contains("ok: 2 flags, 2 warnings"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "warning: flag `shared` is defined by {}, {}: {} wins",
+            first.display(),
+            second.display(),
+            second.display()
+        )),
+        "{text}"
+    );
+}
