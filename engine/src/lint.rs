@@ -99,18 +99,13 @@ fn collect(node: &Value, results: &mut Results) {
                     }
                 }
                 ("fractional", Value::Array(args)) => {
-                    for bucket in args {
-                        match bucket {
-                            Value::Array(entry) => match entry.first() {
-                                Some(
-                                    name @ (Value::String(_) | Value::Bool(_) | Value::Number(_)),
-                                ) => {
-                                    results.literals.insert(variant_text(name).into_owned());
-                                }
-                                _ => results.computed = true,
-                            },
-                            // The optional bucketing key is not a result.
-                            _ => {}
+                    // Buckets are arrays; the optional bucketing key (anything else) is not a result.
+                    for entry in args.iter().filter_map(Value::as_array) {
+                        match entry.first() {
+                            Some(name @ (Value::String(_) | Value::Bool(_) | Value::Number(_))) => {
+                                results.literals.insert(variant_text(name).into_owned());
+                            }
+                            _ => results.computed = true,
                         }
                     }
                 }
