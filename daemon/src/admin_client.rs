@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::{OverrideArgs, OverrideCommand};
+use crate::protocols::admin::auth::MAX_TOKEN_FILE_BYTES;
 
 /// The management URL when none is given.
 pub const DEFAULT_MANAGEMENT_URL: &str = "http://localhost:8014";
@@ -143,23 +144,18 @@ fn authority(url: &str) -> Result<String, ClientError> {
     })
 }
 
-/// The first token of a token file (`name:token` or a bare token).
+/// The first token of a token file, read as the daemon reads `--admin-token-file`.
 fn read_token(path: &Path) -> Result<String, ClientError> {
     let fail = |reason: String| ClientError::Token {
         path: path.display().to_string(),
         reason,
     };
-    let bytes = flagpole_engine::file::read_regular_file(path, 64 * 1024)
+    let bytes = flagpole_engine::file::read_regular_file(path, MAX_TOKEN_FILE_BYTES)
         .map_err(|error| fail(error.to_string()))?;
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .map(str::trim)
-        .find(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| match line.split_once(':') {
-            Some((name, token)) if !name.trim().is_empty() => token.trim().to_owned(),
-            _ => line.to_owned(),
-        })
-        .filter(|token| !token.is_empty())
+    crate::protocols::admin::auth::parse(&String::from_utf8_lossy(&bytes))
+        .into_iter()
+        .next()
+        .map(|(_, token)| String::from_utf8_lossy(&token).into_owned())
         .ok_or_else(|| fail("the file holds no token".to_owned()))
 }
 

@@ -9,9 +9,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::{Entry, Kind};
-use crate::overrides::{Override, OverrideError, Overrides, unix_now};
+use crate::overrides::{Override, OverrideError, Overrides};
 use crate::state_dir::{Loaded, StateDir};
 use crate::store::Store;
+use crate::unix_now;
 
 /// The overrides' file in the state directory.
 pub const STATE_FILE: &str = "overrides.json";

@@ -22,8 +22,8 @@ use serde::Serialize;
 use sha1::{Digest, Sha1};
 
 use crate::metrics::Metrics;
-use crate::overrides::unix_now;
 use crate::state_dir::StateDir;
+use crate::unix_now;
 
 /// Entries kept in memory for `GET /api/v1/changes`.
 pub const JOURNAL_MEMORY_ENTRIES: usize = 10_000;

@@ -34,3 +34,10 @@ pub mod transport;
 pub mod validate;
 
 pub use run::{BoundAddrs, DRAIN_TIMEOUT, Daemon, RunError, SYNC_STARTUP_GATE, StartError, run};
+
+/// The current time in unix seconds (0 before 1970), for state, journal and metrics timestamps.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -460,7 +460,7 @@ impl Metrics {
     /// A remote source fetched (or received) successfully: its failure streak ends.
     pub fn source_fetch_succeeded(&self, source: &str) {
         let labels = vec![("source", source.to_owned())];
-        let now = unix_now();
+        let now = i64::try_from(crate::unix_now()).unwrap_or(i64::MAX);
         self.inner.fetch_success.with(labels.clone(), |g| {
             g.set(now);
         });
@@ -508,7 +508,7 @@ impl Metrics {
     /// A remote source failed (fetch, stream or payload); it kept its last good flags.
     pub fn source_fetch_failed(&self, source: &str) {
         let labels = vec![("source", source.to_owned())];
-        let now = unix_now();
+        let now = i64::try_from(crate::unix_now()).unwrap_or(i64::MAX);
         self.inner.fetch_error.with(labels.clone(), |g| {
             g.set(now);
         });
@@ -586,13 +586,6 @@ impl Collector for ProcessCollector {
         }
         Ok(())
     }
-}
-
-/// Seconds since the unix epoch (0 if the clock is before it).
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn http_duration_constructor() -> Histogram {

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use flagpole_engine::{Flag, FlagState, Selector, Snapshot, SourceFlags, Value};
 use serde::{Deserialize, Serialize};
@@ -197,13 +196,6 @@ fn rewrite(flag: &Flag, rule: &Override) -> Flag {
     }
     flag.metadata = Arc::new(metadata);
     flag
-}
-
-/// The current time in unix seconds.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

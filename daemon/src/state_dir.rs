@@ -67,7 +67,7 @@ impl StateDir {
 
     fn set_aside<T>(&self, path: &Path, error: String) -> Loaded<T> {
         let mut set_aside = path.as_os_str().to_owned();
-        set_aside.push(format!(".corrupt-{}", crate::overrides::unix_now()));
+        set_aside.push(format!(".corrupt-{}", crate::unix_now()));
         let set_aside = PathBuf::from(set_aside);
         if let Err(rename) = fs::rename(path, &set_aside) {
             tracing::error!(file = %path.display(), %rename, "cannot set a corrupt state file aside");

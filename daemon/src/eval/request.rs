@@ -80,7 +80,7 @@ pub fn assemble_context(
 }
 
 /// The selector from the `Flagd-Selector` header (the first value), if the header is present.
-pub fn header_selector(headers: &HeaderMap) -> Result<Option<Selector>, RequestError> {
+fn header_selector(headers: &HeaderMap) -> Result<Option<Selector>, RequestError> {
     match headers.get(SELECTOR_HEADER) {
         None => Ok(None),
         Some(value) => {

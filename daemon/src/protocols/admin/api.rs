@@ -25,8 +25,9 @@ use serde_json::json;
 use super::auth::{AdminTokens, AuthError};
 use crate::control::{ControlError, OverrideControl};
 use crate::journal::Journal;
-use crate::overrides::{Action, Override, OverrideError, unix_now};
+use crate::overrides::{Action, Override, OverrideError};
 use crate::protocols::body;
+use crate::unix_now;
 
 /// The largest admin request body, in bytes.
 pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;

@@ -57,11 +57,6 @@ impl AdminTokens {
         }
     }
 
-    /// Whether writes are on at all.
-    pub fn enabled(&self) -> bool {
-        self.path.is_some()
-    }
-
     /// The actor (the token's name) of a request allowed to write.
     pub fn authorize(&self, headers: &HeaderMap) -> Result<String, AuthError> {
         let Some(path) = &self.path else {
@@ -101,8 +96,8 @@ impl AdminTokens {
     }
 }
 
-/// The `(name, token)` pairs of a token file.
-fn parse(text: &str) -> Vec<(String, Vec<u8>)> {
+/// The `(name, token)` pairs of a token file (also read by `flagpole override --token-file`).
+pub(crate) fn parse(text: &str) -> Vec<(String, Vec<u8>)> {
     text.lines()
         .enumerate()
         .filter_map(|(index, line)| {

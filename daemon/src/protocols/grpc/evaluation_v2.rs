@@ -60,12 +60,13 @@ impl EvaluationV2 {
 
 /// Renders a typed resolution in v2's shape.
 fn render<T: WireValue>(resolved: &Resolved<'_>, selector: &Selector) -> Result<Answer<T>, Status> {
-    let metadata = resolved.metadata(selector).map(metadata_struct);
+    // Built only for the answers that carry it (a failure is a status).
+    let metadata = || resolved.metadata(selector).map(metadata_struct);
     let without_value = |reason: Reason| Answer {
         value: None,
         reason: reason.as_str().to_owned(),
         variant: None,
-        metadata: metadata.clone(),
+        metadata: metadata(),
     };
     match &resolved.outcome {
         Outcome::Value {
@@ -76,7 +77,7 @@ fn render<T: WireValue>(resolved: &Resolved<'_>, selector: &Selector) -> Result<
             value: Some(T::from_typed(*value)),
             reason: selection.reason().as_str().to_owned(),
             variant: (!variant.is_empty()).then(|| (*variant).to_owned()),
-            metadata,
+            metadata: metadata(),
         }),
         Outcome::Disabled => Ok(without_value(Reason::Disabled)),
         Outcome::CodeDefault => Ok(without_value(Reason::Default)),
