@@ -161,3 +161,51 @@ impl OverrideControl {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overrides::Action;
+    use flagpole_engine::{Format, LoadOptions, parse_document};
+
+    fn store() -> Arc<Store> {
+        let store = Arc::new(Store::new([Arc::from("f.json")]));
+        let text = r#"{"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}}}"#;
+        let flags = parse_document(text, Format::Json, &LoadOptions::default())
+            .expect("loads")
+            .flags;
+        store.replace_source(0, flags);
+        store
+    }
+
+    #[test]
+    fn a_state_file_that_cannot_be_written_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("state");
+        // The disk "fails": the state file's name is taken by a directory, so the rename fails.
+        std::fs::create_dir(dir.path().join(STATE_FILE)).expect("dir");
+        let store = store();
+        let control = OverrideControl::new(store.clone(), Some(state));
+        let result = control.set(
+            "f",
+            Override {
+                action: Action::Disable,
+                reason: None,
+                actor: "t".to_owned(),
+                set_at: 0,
+                expires_at: None,
+            },
+        );
+        assert!(
+            matches!(result, Err(ControlError::Persist(_))),
+            "{result:?}"
+        );
+        assert!(control.list().0.is_empty());
+        let flag = store
+            .snapshot()
+            .get("f", &flagpole_engine::Selector::All)
+            .cloned()
+            .expect("flag");
+        assert_eq!(flag.state, flagpole_engine::FlagState::Enabled);
+    }
+}

@@ -113,6 +113,12 @@ fn the_kill_switch_reaches_evaluations_survives_a_restart_and_expires() {
         "x".repeat(70_000)
     );
     assert_eq!(put(&daemon, Some("s3cret"), &huge_body).0, 413);
+    let deep = format!(
+        r#"{{"variant": "off", "reason": {}"x"{}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    assert_eq!(put(&daemon, Some("s3cret"), &deep).0, 400);
     assert_eq!(evaluate(&daemon)["value"], true);
 
     // The kill switch: everyone gets `off`, and the answer says why.
@@ -177,6 +183,15 @@ fn the_kill_switch_reaches_evaluations_survives_a_restart_and_expires() {
                 .starts_with("overrides.json.corrupt-")
         });
     assert!(set_aside, "{}", daemon.stderr());
+    // The token is never written anywhere: not in logs, not in the state directory.
+    assert!(!daemon.stderr().contains("s3cret"));
+    for entry in std::fs::read_dir(&state)
+        .expect("state dir")
+        .filter_map(Result::ok)
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        assert!(!text.contains("s3cret"), "{}", entry.path().display());
+    }
 }
 
 #[test]
