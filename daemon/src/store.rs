@@ -72,18 +72,20 @@ impl Store {
 
     /// Replaces the flags of the source at `index` and publishes a new snapshot.
     pub fn replace_source(&self, index: usize, flags: Vec<Arc<flagpole_engine::Flag>>) {
-        let mut layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut entries = Vec::new();
-        if let Some(slot) = layers.sources.get_mut(index) {
-            if self.journal.get().is_some() {
-                entries = reload_entries(&slot.source, &slot.flags, &flags);
+        let journal = self.journal.get();
+        // What the journal compares, kept aside so that the digests are computed after the snapshot is out.
+        let mut replaced = None;
+        {
+            let mut layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = layers.sources.get_mut(index) {
+                let new = journal.map(|_| flags.clone());
+                let old = std::mem::replace(&mut slot.flags, flags);
+                replaced = new.map(|new| (slot.source.clone(), old, new));
             }
-            slot.flags = flags;
+            self.publish(&layers);
         }
-        self.publish(&layers);
-        drop(layers);
-        if let Some(journal) = self.journal.get() {
-            journal.record(entries);
+        if let (Some(journal), Some((source, old, new))) = (journal, replaced) {
+            journal.record(reload_entries(&source, &old, &new));
         }
     }
 
