@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod evaluate;
+pub mod explain;
 pub mod file;
 pub mod go_json;
 pub mod lint;
@@ -35,6 +36,7 @@ pub mod targeting;
 pub use evaluate::{
     ErrorCode, EvalError, EvalOptions, Outcome, Reason, Selection, TypedValue, ValueType, evaluate,
 };
+pub use explain::{Explanation, explain};
 pub use load::{
     Format, LoadError, LoadOptions, Loaded, Location, Warning, check_document, parse_document,
 };

@@ -56,6 +56,10 @@ pub struct Flag {
     pub metadata: Arc<Metadata>,
     /// `metadata.flagSetId` of the flag or, failing that, of its set, when it is a string.
     pub flag_set_id: Option<Arc<str>>,
+    /// The document's `$evaluators`, each with its own references inlined, shared by the document's flags
+    /// with targeting; `None` when the document has none. Only explanations read it (to name the subtrees
+    /// a `$ref` brought in); evaluation uses the inlined `targeting`.
+    pub evaluators: Option<Arc<Metadata>>,
 }
 
 impl Flag {

@@ -110,6 +110,7 @@ pub fn flag(key: &str, definition: Value, set_metadata: Value) -> Arc<Flag> {
         raw_targeting: targeting.as_ref().map(flagpole_engine::RawJson::from_value),
         metadata: metadata.into(),
         flag_set_id,
+        evaluators: None,
     })
 }
 

@@ -311,5 +311,6 @@ pub(super) fn build_flag_from_parts(
         raw_targeting,
         metadata,
         flag_set_id,
+        evaluators: None,
     })
 }

@@ -259,6 +259,15 @@ fn load(
         flag_errors.take(flag, &mut flags)?;
     }
     flag_errors.finish()?;
+    if let Some(inlined) = inlined_evaluators(&evaluators) {
+        for flag in &mut flags {
+            if flag.targeting.is_some()
+                && let Some(flag) = Arc::get_mut(flag)
+            {
+                flag.evaluators = Some(inlined.clone());
+            }
+        }
+    }
     let warnings = with_unknown_fields(violations, unknown, options)?;
     let mut notes = dropped_by_flagd(&flags);
     notes.extend(undefined_refs(&flags, &evaluators));
@@ -270,6 +279,26 @@ fn load(
         warnings,
         notes,
     })
+}
+
+/// Each evaluator with its own references inlined (for explanations), all within one inlining budget
+/// (`docs/limits.md`); an evaluator that does not fit is left out. `None` without evaluators.
+fn inlined_evaluators(evaluators: &Map<String, Value>) -> Option<Arc<Metadata>> {
+    if evaluators.is_empty() {
+        return None;
+    }
+    let mut inlined = Metadata::new();
+    let mut inliner = Inliner::new(evaluators);
+    for (name, body) in evaluators {
+        let mut body = body.clone();
+        inliner.stack.push(name);
+        let fits = inliner.inline(&mut body, 1).is_ok();
+        inliner.stack.pop();
+        if fits {
+            inlined.insert(name.clone(), body);
+        }
+    }
+    Some(Arc::new(inlined))
 }
 
 /// The common JSON document, loaded without building a [`Value`] tree for the `flags` map or the flag

@@ -268,7 +268,7 @@ impl PreDists {
 }
 
 /// Validates every distribution as flagd does and sums the weights; `None` on bad input.
-fn total_weight(dists: &[Val<'_>]) -> Option<u64> {
+pub(crate) fn total_weight(dists: &[Val<'_>]) -> Option<u64> {
     let mut total: i64 = 0;
     for dist in dists {
         let Kind::Arr(arr) = dist.kind() else {
@@ -288,7 +288,7 @@ fn total_weight(dists: &[Val<'_>]) -> Option<u64> {
 
 /// One distribution's weight: default 1, null counts as 1, integral float64 only, at most MaxInt32,
 /// negative clamped to 0.
-fn weight(arr: Arr<'_, '_>) -> Option<u64> {
+pub(crate) fn weight(arr: Arr<'_, '_>) -> Option<u64> {
     if arr.len() < 2 {
         return Some(1);
     }

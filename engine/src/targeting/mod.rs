@@ -17,6 +17,7 @@ use crate::Context;
 
 mod compile;
 mod eval;
+mod explain;
 mod fractional;
 mod ops;
 mod scope;
@@ -26,6 +27,10 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use explain::explain_rule;
+pub use explain::{
+    Detail, FractionalBucket, FractionalDetail, MAX_EXPLAIN_STEPS, MAX_PREVIEW_ITEMS, Step,
+};
 pub use fractional::{MAX_WEIGHT_SUM, Murmur3, murmur3_32};
 pub(crate) use value::go_int;
 

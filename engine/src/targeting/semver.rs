@@ -61,6 +61,17 @@ pub(crate) struct Version<'s> {
     prerelease: &'s str,
 }
 
+impl std::fmt::Display for Version<'_> {
+    /// `MAJOR.MINOR.PATCH` and the prerelease with its `-` (build metadata is not kept).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}{}",
+            self.major, self.minor, self.patch, self.prerelease
+        )
+    }
+}
+
 /// A version parsed once (a constant `sem_ver` target).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OwnedVersion {

@@ -1368,6 +1368,194 @@ mod prop {
         })
     }
 
+    /// Every `if` step's result is its taken child's (unless the branch was applied again), and every
+    /// fractional step's recomputed choice is its result.
+    fn check_steps(step: &Step) -> Result<(), String> {
+        if step.evaluated && step.error.is_none() {
+            match &step.detail {
+                Some(Detail::Branch { taken: Some(i) }) => {
+                    let Some(child) = step.children.get(*i) else {
+                        return Ok(());
+                    };
+                    if child.result != step.result {
+                        return Err(format!(
+                            "if took child {i} = {:?} but gave {:?}",
+                            child.result, step.result
+                        ));
+                    }
+                }
+                Some(Detail::Branch { taken: None }) if step.result != Some(Value::Null) => {
+                    return Err(format!("an if without a branch gave {:?}", step.result));
+                }
+                Some(Detail::Fractional(f))
+                    if step.result != Some(f.chosen.clone().unwrap_or(Value::Null)) =>
+                {
+                    return Err(format!(
+                        "fractional chose {:?} but gave {:?}",
+                        f.chosen, step.result
+                    ));
+                }
+                Some(Detail::Fractional(f)) => {
+                    // What v2 shows as the bucketing key is what it hashed.
+                    if let (Some(hash), Value::String(key), "v2") =
+                        (f.hash, &f.bucketing_key, f.algorithm)
+                        && murmur3_32(key.as_bytes()) != hash
+                    {
+                        return Err(format!(
+                            "fractional shows key {key:?} but hashed something else"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        step.children.iter().try_for_each(check_steps)
+    }
+
+    /// Targeting as people write it: conditions over context attributes, `fractional` splits, nested `if`s.
+    fn realistic_rule() -> impl Strategy<Value = Value> {
+        let attr = prop::sample::select(vec![
+            "email",
+            "age",
+            "version",
+            "country",
+            "targetingKey",
+            "missing",
+        ]);
+        let lit = prop_oneof![
+            "[a-c]{0,2}(@x\\.io)?".prop_map(|s| json!(s)),
+            (0i64..100).prop_map(|n| json!(n)),
+            Just(json!("1.2.3")),
+            Just(json!(null)),
+        ];
+        let leaf_cond = prop_oneof![
+            (attr.clone(), lit.clone()).prop_map(|(a, l)| json!({"==": [{"var": a}, l]})),
+            (attr.clone(), prop::collection::vec(lit.clone(), 0..4))
+                .prop_map(|(a, l)| json!({"in": [{"var": a}, l]})),
+            "[a-c]{0,2}".prop_map(|p| json!({"starts_with": [{"var": "email"}, p]})),
+            "[a-c@.]{0,3}".prop_map(|p| json!({"ends_with": [{"var": "email"}, p]})),
+            (0i64..100).prop_map(|n| json!({">=": [{"var": "age"}, n]})),
+            (
+                prop::sample::select(vec!["=", "!=", "<", ">=", "^", "~", "?"]),
+                prop::sample::select(vec!["1.2.3", "v2.0.0", "1.2.3-rc.1", "x"])
+            )
+                .prop_map(|(op, v)| json!({"sem_ver": [{"var": "version"}, op, v]})),
+        ];
+        let cond = leaf_cond.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(|c| json!({"and": c})),
+                prop::collection::vec(inner.clone(), 0..3).prop_map(|c| json!({"or": c})),
+                inner.prop_map(|c| json!({"!": c})),
+            ]
+        });
+        let variant = prop::sample::select(vec!["on", "off", "blue", ""]).prop_map(|v| json!(v));
+        let dist = (
+            variant.clone(),
+            prop_oneof![(0i64..100).prop_map(|w| json!(w)), Just(json!(null))],
+        )
+            .prop_map(|(v, w)| {
+                if w.is_null() {
+                    json!([v])
+                } else {
+                    json!([v, w])
+                }
+            });
+        let key = prop_oneof![
+            Just(None),
+            Just(Some(json!({"var": "email"}))),
+            Just(Some(
+                json!({"cat": [{"var": "$flagd.flagKey"}, {"var": "targetingKey"}]})
+            )),
+            Just(Some(json!({"var": "age"}))),
+        ];
+        let fractional = (key, prop::collection::vec(dist, 1..5)).prop_map(|(key, dists)| {
+            let mut args: Vec<Value> = key.into_iter().collect();
+            args.extend(dists);
+            json!({"fractional": args})
+        });
+        let result = prop_oneof![variant, Just(json!(null)), fractional];
+        result.prop_recursive(3, 16, 4, move |inner| {
+            (
+                prop::collection::vec((cond.clone(), inner.clone()), 1..3),
+                prop::option::of(inner),
+            )
+                .prop_map(|(arms, otherwise)| {
+                    let mut items = Vec::new();
+                    for (c, r) in arms {
+                        items.push(c);
+                        items.push(r);
+                    }
+                    items.extend(otherwise);
+                    json!({"if": items})
+                })
+        })
+    }
+
+    fn realistic_context() -> impl Strategy<Value = Context> {
+        (
+            prop::option::of("[a-z0-9-]{0,12}"),
+            prop::option::of("[a-c]{0,2}@x\\.io"),
+            prop::option::of(0i64..100),
+            prop::option::of(prop::sample::select(vec![
+                "1.2.3",
+                "2.0.0",
+                "1.2.3-rc.1",
+                "v1.3",
+                "bad",
+            ])),
+        )
+            .prop_map(|(tk, email, age, version)| {
+                let mut ctx = Context::new();
+                if let Some(tk) = tk {
+                    ctx.insert("targetingKey".into(), json!(tk));
+                }
+                if let Some(e) = email {
+                    ctx.insert("email".into(), json!(e));
+                }
+                if let Some(a) = age {
+                    ctx.insert("age".into(), json!(a));
+                }
+                if let Some(v) = version {
+                    ctx.insert("version".into(), json!(v));
+                }
+                ctx
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+        #[test]
+        fn explain_agrees_with_evaluation_on_realistic_targeting(rule in realistic_rule(), ctx in realistic_context(), v3 in any::<bool>()) {
+            let compiled = Rule::compile(&rule).expect("generated rules are within the limits");
+            let alg = if v3 { FractionalAlgorithm::V3 } else { FractionalAlgorithm::V2 };
+            let data = Data { context: &ctx, flag_key: "flag-a", timestamp: 1, fractional: alg };
+            let evaluated = compiled.apply(&data).map(std::borrow::Cow::into_owned).map_err(|e| e.0);
+            let (step, result) = explain_rule(&rule, &data, None);
+            prop_assert_eq!(&result, &evaluated, "rule {} context {:?}", rule, ctx);
+            if let Err(wrong) = check_steps(&step) {
+                prop_assert!(false, "{} in rule {} context {:?}", wrong, rule, ctx);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+        #[test]
+        fn explain_agrees_with_evaluation(rule in value(), ctx in prop::collection::btree_map("[a-c]|targetingKey|x", value(), 0..4), v3 in any::<bool>()) {
+            if let Ok(compiled) = Rule::compile(&rule) {
+                let ctx: Context = ctx.into_iter().collect();
+                let alg = if v3 { FractionalAlgorithm::V3 } else { FractionalAlgorithm::V2 };
+                let data = Data { context: &ctx, flag_key: "f", timestamp: 1, fractional: alg };
+                let evaluated = compiled.apply(&data).map(std::borrow::Cow::into_owned).map_err(|e| e.0);
+                let (step, result) = explain_rule(&rule, &data, None);
+                prop_assert_eq!(&result, &evaluated, "rule {} context {:?}", rule, ctx);
+                if let Err(wrong) = check_steps(&step) {
+                    prop_assert!(false, "{} in rule {} context {:?}", wrong, rule, ctx);
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
         #[test]

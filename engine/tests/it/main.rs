@@ -3,6 +3,7 @@
 //! testbed and schemas `scripts/fetch-testbed.sh` unpacks under `target/flagd-data/open-feature-flagd-0.3.0/`); a missing directory fails the test
 //! that needs it.
 
+mod explain;
 mod load;
 mod no_panic;
 mod schema_fixtures;
