@@ -58,11 +58,6 @@ pub fn run(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<bool, ClientError> {
-    let url = args
-        .management_url
-        .clone()
-        .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.to_owned());
-    let authority = authority(&url)?;
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let (method, path, body) = match &args.action {
         OverrideCommand::List => ("GET", "/api/v1/overrides".to_owned(), None),
@@ -93,12 +88,13 @@ pub fn run(
             )
         }
     };
-    let io_error = |source| ClientError::Io {
-        url: url.clone(),
-        source,
-    };
-    let (status, answer) =
-        exchange(&authority, method, &path, token.as_deref(), body.as_deref()).map_err(io_error)?;
+    let (status, answer) = call(
+        args.management_url.as_deref(),
+        method,
+        &path,
+        token.as_deref(),
+        body.as_deref(),
+    )?;
     let ok = (200..300).contains(&status);
     let parsed: Option<Value> = serde_json::from_slice(&answer).ok();
     let _ = match (&parsed, ok) {
@@ -123,6 +119,22 @@ pub fn run(
         ),
     };
     Ok(ok)
+}
+
+/// One request to the management port at `url` (default [`DEFAULT_MANAGEMENT_URL`]): (status, body).
+pub(crate) fn call(
+    url: Option<&str>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, Vec<u8>), ClientError> {
+    let url = url.unwrap_or(DEFAULT_MANAGEMENT_URL);
+    let authority = authority(url)?;
+    exchange(&authority, method, path, token, body).map_err(|source| ClientError::Io {
+        url: url.to_owned(),
+        source,
+    })
 }
 
 /// `HOST:PORT` of an `http://` URL (port 80 when absent).

@@ -87,6 +87,7 @@ impl Harness {
                 control: crate::control::OverrideControl::new(evaluator.store().clone(), None),
                 tokens: Arc::new(crate::protocols::admin::auth::AdminTokens::new(None)),
                 journal: Arc::new(crate::journal::Journal::new(Metrics::new(), None)),
+                evaluator: evaluator.clone(),
             },
             &RouterOptions {
                 cors_origins: Vec::new(),

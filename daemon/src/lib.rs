@@ -15,6 +15,7 @@ pub mod admin_client;
 pub mod config;
 pub mod control;
 pub mod eval;
+pub mod explain_cli;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;

@@ -50,6 +50,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Action::Explain(args) => {
+            let mut out = std::io::stdout().lock();
+            match flagpole::explain_cli::run(&args, &mut out) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("flagpole: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Action::Validate { files, strict } => {
             let mut stdout = std::io::stdout().lock();
             match flagpole::validate::validate_files(&files, strict, &mut stdout) {

@@ -255,6 +255,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         control: overrides.clone(),
         tokens: Arc::new(AdminTokens::new(config.admin_token_file.clone())),
         journal,
+        evaluator: evaluator.clone(),
     };
     tokio::spawn(overrides.run_expiry(sources_stop.clone()));
     let routers = Routers::new(

@@ -91,6 +91,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Set, clear or list overrides (the kill switch) of a running daemon through its admin API.
     Override(OverrideArgs),
+    /// Explain an evaluation: the answer and the path its targeting took, from flag files or from a
+    /// running daemon.
+    Explain(ExplainArgs),
     /// Print the version.
     Version,
 }
@@ -142,6 +145,45 @@ pub enum OverrideCommand {
     },
     /// List the overrides in force.
     List,
+}
+
+/// `flagpole explain` (docs/admin.md#explain).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExplainArgs {
+    /// The flag key.
+    #[arg(long, value_name = "KEY")]
+    pub flag: String,
+    /// The evaluation context, a JSON object. [default: {}]
+    #[arg(long, value_name = "JSON")]
+    pub context: Option<String>,
+    /// A selector, as in the Flagd-Selector header (flagSetId=…, source=…).
+    #[arg(long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// A request header for the daemon's -H mappings (NAME=VALUE; repeatable; with a daemon only).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    pub headers: Vec<String>,
+    /// Output: text (a tree) or json (the admin API's answer).
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    pub format: ExplainFormat,
+    /// Bucketing of `fractional` when explaining files (a daemon uses its own).
+    #[arg(long, value_name = "v2|v3", default_value = "v2")]
+    pub fractional_algorithm: String,
+    /// Flag files (.json, .yaml, .yml), merged as the daemon merges its sources (a later file wins).
+    /// Without files, the daemon at --management-url explains.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The daemon's management port, when no files are given. [default: http://localhost:8014]
+    #[arg(long, env = "FLAGPOLE_MANAGEMENT_URL", value_name = "URL")]
+    pub management_url: Option<String>,
+}
+
+/// How `flagpole explain` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    /// A tree for people.
+    Text,
+    /// JSON for tools.
+    Json,
 }
 
 /// `flagpole validate`.

@@ -103,6 +103,8 @@ pub enum Action {
     },
     /// Talk to a running daemon's admin API.
     Override(Box<OverrideArgs>),
+    /// Explain an evaluation.
+    Explain(Box<ExplainArgs>),
     /// Print the version.
     Version,
 }
@@ -381,6 +383,7 @@ impl TryFrom<Args> for Invocation {
                 )
             }
             Command::Override(args) => (LogFormat::Console, Action::Override(Box::new(args))),
+            Command::Explain(args) => (LogFormat::Console, Action::Explain(Box::new(args))),
             Command::Version => (LogFormat::Console, Action::Version),
         };
         if let Some(file) = &file {

@@ -10,6 +10,7 @@
 //! view; each protocol in `crate::protocols` converts at its own edge (gRPC to `Struct`, OFREP to JSON).
 //! Nothing here blocks or locks: a request reads the store's current snapshot.
 
+pub mod explain;
 pub mod metadata;
 pub mod request;
 pub mod resolve;
@@ -115,6 +116,12 @@ impl Evaluator {
         options: &EvalOptions,
     ) -> Outcome<'f> {
         flagpole_engine::evaluate(flag, context, options)
+    }
+
+    /// Explains an evaluation against the current snapshot, as this evaluator would answer it (no
+    /// metrics); `None` when the flag is not in the selection.
+    pub fn explain(&self, input: &explain::ExplainInput) -> Option<serde_json::Value> {
+        explain::explain(&self.snapshot(), &self.inner.config, input, &self.options())
     }
 
     /// Records an evaluation in the metrics. flagd records the gRPC evaluation services (v1, v2, schema.v1

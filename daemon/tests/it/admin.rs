@@ -15,7 +15,13 @@ const FLAGS: &str = r#"{"flags": {
 }}"#;
 
 /// One HTTP/1.1 request to a local port: (status, body as JSON or `Value::Null`).
-fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))

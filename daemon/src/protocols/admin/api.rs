@@ -4,7 +4,8 @@
 //! - `PUT /api/v1/overrides/{flagKey}` with `{"variant": "off"}` or `{"state": "DISABLED"}`, and optionally
 //!   `"reason"` and either `"expiresAt"` (RFC 3339) or `"ttl"` (a Go duration): the kill switch;
 //! - `DELETE /api/v1/overrides/{flagKey}`: lifts it;
-//! - `GET /api/v1/changes?since=UNIX&flag=KEY&limit=N`: the change journal (`crate::journal`).
+//! - `GET /api/v1/changes?since=UNIX&flag=KEY&limit=N`: the change journal (`crate::journal`);
+//! - `POST /api/v1/explain`: an evaluation with the path its targeting took (`super::explain`).
 //!
 //! Writes need a bearer token from `--admin-token-file` ([`super::auth`]). Answers are JSON; an error is
 //! `{"error": "…"}` with 400 (malformed), 401/403 (token), 404 (no such override), 409 (no such flag),
@@ -17,13 +18,14 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{AdminTokens, AuthError};
 use crate::control::{ControlError, OverrideControl};
+use crate::eval::Evaluator;
 use crate::journal::Journal;
 use crate::overrides::{Action, Override, OverrideError};
 use crate::protocols::body;
@@ -41,12 +43,15 @@ pub struct AdminApi {
     pub tokens: Arc<AdminTokens>,
     /// The change journal.
     pub journal: Arc<Journal>,
+    /// The evaluation core (for explanations).
+    pub evaluator: Evaluator,
 }
 
 /// The admin routes.
 pub fn routes(api: AdminApi) -> Router {
     Router::new()
         .route("/api/v1/changes", get(changes))
+        .route("/api/v1/explain", post(super::explain::explain))
         .route("/api/v1/overrides", get(list))
         .route("/api/v1/overrides/{key}", get(show).put(set).delete(clear))
         .with_state(api)
@@ -244,6 +249,6 @@ fn control_error(failed: &ControlError) -> Response {
     error(status, failed.to_string())
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(super) fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(json!({"error": message}))).into_response()
 }

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+mod explain;
 
 use axum::Router;
 use axum::extract::{Request, State};
