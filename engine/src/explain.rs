@@ -1,7 +1,7 @@
 //! Explaining an evaluation: the answer a real evaluation gives, and the path its targeting took
 //! (`docs/admin.md#explain`).
 //!
-//! The answer is [`crate::evaluate`]'s own, so an explanation never disagrees with what a client gets;
+//! The answer is [`crate::evaluate()`]'s own, so an explanation never disagrees with what a client gets;
 //! the path is a separate walk over the rule as written ([`Step`]), which normal evaluation never runs.
 
 use serde_json::{Value, json};
