@@ -88,6 +88,7 @@ impl Harness {
                 tokens: Arc::new(crate::protocols::admin::auth::AdminTokens::new(None)),
                 journal: Arc::new(crate::journal::Journal::new(Metrics::new(), None)),
                 evaluator: evaluator.clone(),
+                stale_after: crate::lifecycle::DEFAULT_STALE_AFTER,
             },
             &RouterOptions {
                 cors_origins: Vec::new(),

@@ -19,6 +19,7 @@ pub mod explain_cli;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;
+pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod memory;
@@ -32,6 +33,7 @@ pub mod sources;
 pub mod state_dir;
 pub mod store;
 pub mod transport;
+pub mod usage;
 pub mod validate;
 
 pub use run::{BoundAddrs, DRAIN_TIMEOUT, Daemon, RunError, SYNC_STARTUP_GATE, StartError, run};

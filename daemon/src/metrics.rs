@@ -196,6 +196,8 @@ struct Inner {
     fetch_error: Bounded<Gauge>,
     fetch_failures: Bounded<Gauge>,
     overdue: Bounded<Gauge>,
+    /// Flags with a stale marker, by reason.
+    stale: Bounded<Gauge>,
     /// The same state by source, for the `/readyz` body (one entry per configured remote source).
     fetch_states: std::sync::Mutex<std::collections::BTreeMap<String, FetchState>>,
 }
@@ -312,6 +314,12 @@ impl Metrics {
             "Polling sources: 1 while no good update arrived for three intervals plus the poll deadline",
             overdue.clone(),
         );
+        let stale = Family::<Labels, Gauge>::default();
+        registry.register(
+            "flagpole_stale_flags",
+            "Flags with a stale marker, by reason (expired, unused, single_variant, settled_fractional, long_override)",
+            stale.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -329,6 +337,7 @@ impl Metrics {
                 fetch_error: Bounded::new(fetch_error),
                 fetch_failures: Bounded::new(fetch_failures),
                 overdue: Bounded::new(overdue),
+                stale: Bounded::new(stale),
                 fetch_states: std::sync::Mutex::default(),
             }),
         }
@@ -483,6 +492,15 @@ impl Metrics {
             Some(state) => f(state),
             None => f(states.entry(source.to_owned()).or_default()),
         }
+    }
+
+    /// How many flags carry the stale marker `reason` (`flagpole_stale_flags`).
+    pub fn set_stale_flags(&self, reason: &str, count: usize) {
+        self.inner
+            .stale
+            .with(vec![("reason", reason.to_owned())], |g| {
+                g.set(i64::try_from(count).unwrap_or(i64::MAX));
+            });
     }
 
     /// Whether a polling source's data is overdue (`flagpole_source_overdue`, and `/readyz`).

@@ -38,6 +38,7 @@ use crate::sources::{self, SourceError};
 use crate::state_dir::StateDir;
 use crate::store::Store;
 use crate::transport::{HttpLimits, Listener, ReloadingTls, UnixSocket};
+use crate::usage::Usage;
 
 /// How long the sync server waits for every source's first load before it serves anyway (flagd: 5 s).
 pub const SYNC_STARTUP_GATE: Duration = Duration::from_secs(5);
@@ -225,13 +226,18 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     };
     let journal = Arc::new(Journal::new(metrics.clone(), state_dir.as_ref()));
     store.set_journal(journal.clone());
-    let overrides = OverrideControl::new(store.clone(), state_dir);
+    let usage = Arc::new(Usage::default());
+    if let Some(state) = &state_dir {
+        usage.restore(state);
+    }
+    store.set_usage(usage.clone());
+    let overrides = OverrideControl::new(store.clone(), state_dir.clone());
     overrides.restore();
     let (readiness, latches) = Readiness::new(config.sources.len());
     let shutdown = CancellationToken::new();
     // The sources get their own token so that they keep updating the store while the servers drain.
     let sources_stop = CancellationToken::new();
-    let source_tasks = sources::start(
+    let mut source_tasks = sources::start(
         &config.sources,
         config.load,
         &store,
@@ -240,6 +246,15 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         &sources_stop,
     )
     .await?;
+    // Stopped with the sources, so that the usage is written after the last evaluation.
+    source_tasks.push(tokio::spawn(crate::lifecycle::run(
+        store.clone(),
+        usage,
+        metrics.clone(),
+        state_dir,
+        config.stale_after,
+        sources_stop.clone(),
+    )));
 
     let evaluator = Evaluator::new(store.clone(), eval_config(&config), metrics.clone());
     let services = Services::new(evaluator.clone(), service_config(&config), shutdown.clone());
@@ -256,6 +271,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         tokens: Arc::new(AdminTokens::new(config.admin_token_file.clone())),
         journal,
         evaluator: evaluator.clone(),
+        stale_after: config.stale_after,
     };
     tokio::spawn(overrides.run_expiry(sources_stop.clone()));
     let routers = Routers::new(

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::journal::{Entry, Journal, Kind, digest};
 use crate::overrides::Overrides;
+use crate::usage::Usage;
 
 /// The merged view of all sources.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub struct Store {
     changes: watch::Sender<Arc<Snapshot>>,
     /// Where reloads are recorded, once the runtime sets one.
     journal: OnceLock<Arc<Journal>>,
+    /// The usage counters, kept in step with every published snapshot once the runtime sets them.
+    usage: OnceLock<Arc<Usage>>,
 }
 
 impl Store {
@@ -47,7 +50,22 @@ impl Store {
             }),
             changes,
             journal: OnceLock::new(),
+            usage: OnceLock::new(),
         }
+    }
+
+    /// Keeps `usage` in step with every later snapshot (and the current one); a second call is ignored.
+    pub fn set_usage(&self, usage: Arc<Usage>) {
+        // Under the lock, so that no snapshot is published between the first sync and the setting.
+        let _layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
+        usage.sync(&self.current.load(), crate::unix_now());
+        let _ = self.usage.set(usage);
+    }
+
+    /// The usage counters, when set.
+    #[inline]
+    pub fn usage(&self) -> Option<&Arc<Usage>> {
+        self.usage.get()
     }
 
     /// Records every later reload (per flag) in `journal`; a second call is ignored.
@@ -117,6 +135,10 @@ impl Store {
 
     fn publish(&self, layers: &Layers) {
         let snapshot = Arc::new(Snapshot::new(layers.overrides.apply(&layers.sources)));
+        // Before the snapshot is visible, so that no evaluation of it misses its counters.
+        if let Some(usage) = self.usage.get() {
+            usage.sync(&snapshot, crate::unix_now());
+        }
         self.current.store(snapshot.clone());
         self.changes.send_replace(snapshot);
     }

@@ -139,6 +139,11 @@ impl Variants {
             .map(|i| (&*self.0[i].0, &self.0[i].1))
     }
 
+    /// The position of variant `name` in name order.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.0.binary_search_by(|(key, _)| (**key).cmp(name)).ok()
+    }
+
     /// Whether `name` is a variant.
     pub fn contains_key(&self, name: &str) -> bool {
         self.get_key_value(name).is_some()

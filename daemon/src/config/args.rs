@@ -388,9 +388,15 @@ pub struct StartArgs {
     #[arg(long, env = "FLAGPOLE_ADMIN_TOKEN_FILE", value_name = "PATH")]
     pub admin_token_file: Option<String>,
 
-    /// flagpole: the directory for what survives a restart (overrides); none keeps it in memory only.
+    /// flagpole: the directory for what survives a restart (overrides, the change journal, flag usage);
+    /// none keeps it in memory only.
     #[arg(long, env = "FLAGPOLE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<String>,
+
+    /// flagpole: how long before a flag is marked stale (not evaluated, one variant served to everyone,
+    /// overridden), as a Go duration. [default: 720h]
+    #[arg(long, env = "FLAGPOLE_STALE_AFTER", value_name = "DURATION")]
+    pub stale_after: Option<String>,
 
     /// flagpole: reject flag files with schema violations (flagd only warns). [default: false]
     #[arg(long, env = "FLAGD_STRICT", value_parser = BoolishValueParser::new(),

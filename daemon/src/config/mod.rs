@@ -211,8 +211,10 @@ pub struct Config {
     pub telemetry: TelemetryOptions,
     /// `--admin-token-file`: who may write through the admin API (none: read-only).
     pub admin_token_file: Option<PathBuf>,
-    /// `--state-dir`: where overrides survive a restart (none: in memory only).
+    /// `--state-dir`: where overrides, the journal and usage survive a restart (none: in memory only).
     pub state_dir: Option<PathBuf>,
+    /// `--stale-after`: when a flag is marked stale.
+    pub stale_after: Duration,
 }
 
 impl Config {
@@ -238,6 +240,7 @@ impl Config {
             telemetry: TelemetryOptions::default(),
             admin_token_file: None,
             state_dir: None,
+            stale_after: crate::lifecycle::DEFAULT_STALE_AFTER,
         }
     }
 }
@@ -513,6 +516,18 @@ fn start_config(
         Some(text) => parse_go_duration("keep-alive-min-time", &text)?,
         None => Duration::from_secs(30),
     };
+    let stale_after = match pick!(args.stale_after, "stale-after", string) {
+        Some(text) => match parse_go_duration("stale-after", &text)? {
+            Duration::ZERO => {
+                return Err(ConfigError::InvalidValue {
+                    key: "stale-after",
+                    message: format!("{text:?} (must be longer than zero)"),
+                });
+            }
+            after => after,
+        },
+        None => crate::lifecycle::DEFAULT_STALE_AFTER,
+    };
     if let Some(text) = pick!(args.otel_reload_interval, "otel-reload-interval", string) {
         parse_go_duration("otel-reload-interval", &text)?;
     }
@@ -649,6 +664,7 @@ fn start_config(
         admin_token_file: non_empty(pick!(args.admin_token_file, "admin-token-file", string))
             .map(PathBuf::from),
         state_dir: non_empty(pick!(args.state_dir, "state-dir", string)).map(PathBuf::from),
+        stale_after,
     })
 }
 

@@ -108,14 +108,23 @@ impl Evaluator {
         }
     }
 
-    /// Evaluates one flag with a request's `options` (no metrics).
+    /// Evaluates one flag with a request's `options`, counting it in the flag's usage (not in the
+    /// metrics: see [`Evaluator::record`]).
     pub fn evaluate<'f>(
         &self,
         flag: &'f Flag,
         context: &Context,
         options: &EvalOptions,
     ) -> Outcome<'f> {
-        flagpole_engine::evaluate(flag, context, options)
+        let outcome = flagpole_engine::evaluate(flag, context, options);
+        if let Some(usage) = self.inner.store.usage() {
+            usage.hit(
+                &flag.key,
+                outcome.variant(),
+                u64::try_from(options.timestamp).unwrap_or(0),
+            );
+        }
+        outcome
     }
 
     /// Explains an evaluation against the current snapshot, as this evaluator would answer it (no

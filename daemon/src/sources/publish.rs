@@ -131,7 +131,12 @@ impl SourceContext {
         }
         match outcome {
             Ok((flags, (warnings, notes), kept)) => {
-                for note in &notes {
+                // An expired or malformed `metadata.expires` is warned about once a day by
+                // `crate::lifecycle`, not at every load.
+                for note in notes
+                    .iter()
+                    .filter(|n| !n.path.ends_with("/metadata/expires"))
+                {
                     tracing::warn!(source = %self.identity, %note, "flag document loaded with a problem");
                 }
                 for warning in &warnings {

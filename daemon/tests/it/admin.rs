@@ -14,14 +14,8 @@ const FLAGS: &str = r#"{"flags": {
                "targeting": {"if": [{"==": [{"var": "plan"}, "free"]}, "off", "on"]}}
 }}"#;
 
-/// One HTTP/1.1 request to a local port: (status, body as JSON or `Value::Null`).
-pub(crate) fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, Value) {
+/// One HTTP/1.1 request to a local port: (status, body text).
+fn exchange(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -43,7 +37,24 @@ pub(crate) fn request(
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    (status, body.to_owned())
+}
+
+/// One HTTP/1.1 request to a local port: (status, body as JSON or `Value::Null`).
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let (status, body) = exchange(port, method, path, token, body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// `GET path` on a local port: (status, body text).
+pub(crate) fn get_text(port: u16, path: &str) -> (u16, String) {
+    exchange(port, "GET", path, None, "")
 }
 
 /// `checkout` resolved over Connect JSON on the evaluation port.

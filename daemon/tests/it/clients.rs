@@ -214,6 +214,18 @@ impl ChildDaemon {
     }
 }
 
+impl ChildDaemon {
+    /// Stops the daemon with SIGTERM (its graceful shutdown) and waits for it to exit.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        self.child.wait().expect("wait for the daemon")
+    }
+}
+
 impl Drop for ChildDaemon {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -10,6 +10,7 @@ mod explain;
 mod file_watch;
 mod fuzz_corpus;
 mod hostile;
+mod lifecycle;
 mod ofrep;
 mod ofrep_clients;
 mod runtime_daemon;

@@ -602,7 +602,7 @@ fn expired(flags: &[Arc<Flag>], today: i64) -> Vec<Warning> {
 }
 
 /// Days since 1970-01-01 of a text starting with `YYYY-MM-DD`.
-fn iso_day(text: &str) -> Option<i64> {
+pub fn iso_day(text: &str) -> Option<i64> {
     let date = text.get(..10)?;
     let mut parts = date.split('-');
     let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);

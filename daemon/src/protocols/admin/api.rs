@@ -5,7 +5,9 @@
 //!   `"reason"` and either `"expiresAt"` (RFC 3339) or `"ttl"` (a Go duration): the kill switch;
 //! - `DELETE /api/v1/overrides/{flagKey}`: lifts it;
 //! - `GET /api/v1/changes?since=UNIX&flag=KEY&limit=N`: the change journal (`crate::journal`);
-//! - `POST /api/v1/explain`: an evaluation with the path its targeting took (`super::explain`).
+//! - `POST /api/v1/explain`: an evaluation with the path its targeting took (`super::explain`);
+//! - `GET /api/v1/flags[?stale=any|REASON]`, `GET /api/v1/flags/{flagKey}`: flags with their usage and
+//!   stale markers (`super::flags`).
 //!
 //! Writes need a bearer token from `--admin-token-file` ([`super::auth`]). Answers are JSON; an error is
 //! `{"error": "…"}` with 400 (malformed), 401/403 (token), 404 (no such override), 409 (no such flag),
@@ -43,8 +45,10 @@ pub struct AdminApi {
     pub tokens: Arc<AdminTokens>,
     /// The change journal.
     pub journal: Arc<Journal>,
-    /// The evaluation core (for explanations).
+    /// The evaluation core (for explanations and the flag list).
     pub evaluator: Evaluator,
+    /// `--stale-after`.
+    pub stale_after: std::time::Duration,
 }
 
 /// The admin routes.
@@ -52,6 +56,8 @@ pub fn routes(api: AdminApi) -> Router {
     Router::new()
         .route("/api/v1/changes", get(changes))
         .route("/api/v1/explain", post(super::explain::explain))
+        .route("/api/v1/flags", get(super::flags::flags))
+        .route("/api/v1/flags/{key}", get(super::flags::flag))
         .route("/api/v1/overrides", get(list))
         .route("/api/v1/overrides/{key}", get(show).put(set).delete(clear))
         .with_state(api)

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod auth;
 mod explain;
+mod flags;
 
 use axum::Router;
 use axum::extract::{Request, State};
