@@ -15,7 +15,7 @@ use flagpole_engine::{
 use serde_json::json;
 
 use crate::admin_client::{ClientError, call};
-use crate::config::{ExplainArgs, ExplainFormat};
+use crate::config::{ExplainArgs, OutputFormat};
 use crate::eval::EvalConfig;
 use crate::eval::explain::{ExplainInput, explain};
 
@@ -73,12 +73,12 @@ pub fn run(args: &ExplainArgs, out: &mut impl Write) -> Result<bool, ExplainErro
         return Ok(false);
     };
     match args.format {
-        ExplainFormat::Json => writeln!(
+        OutputFormat::Json => writeln!(
             out,
             "{}",
             serde_json::to_string_pretty(&explained).unwrap_or_default()
         )?,
-        ExplainFormat::Text => render(&explained, out)?,
+        OutputFormat::Text => render(&explained, out)?,
     }
     Ok(true)
 }

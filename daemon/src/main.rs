@@ -61,9 +61,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Action::Validate { files, strict } => {
+        Action::Validate {
+            files,
+            strict,
+            format,
+        } => {
             let mut stdout = std::io::stdout().lock();
-            match flagpole::validate::validate_files(&files, strict, &mut stdout) {
+            let format = match format {
+                flagpole::config::OutputFormat::Text => flagpole::validate::ReportFormat::Text,
+                flagpole::config::OutputFormat::Json => flagpole::validate::ReportFormat::Json,
+            };
+            match flagpole::validate::validate_files_as(&files, strict, format, &mut stdout) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(error) => {

@@ -9,7 +9,9 @@
 //! variants, an `if` without an else, unreachable variants) and, given several files, reports a key defined
 //! by more than one and which file wins (`docs/admin.md#semantic-lint`).
 //!
-//! What it does not do: evaluate targeting against contexts, or watch.
+//! `--format json` prints the same findings as one JSON document for tools.
+//!
+//! What it does not do: evaluate targeting against contexts (that is `flagpole explain`), or watch.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -17,6 +19,93 @@ use std::path::Path;
 
 use flagpole_engine::load::Location;
 use flagpole_engine::{Format, LoadError, LoadOptions, Warning, check_document};
+use serde::Serialize;
+
+/// How `flagpole validate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReportFormat {
+    /// `FILE:LINE:COLUMN: error|warning: message` lines and a summary line per file.
+    #[default]
+    Text,
+    /// One JSON object (`docs/admin.md#semantic-lint`).
+    Json,
+}
+
+/// What validating one file found.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FileReport {
+    file: String,
+    /// Whether the daemon would load it.
+    accepted: bool,
+    /// Flags in an accepted file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flags: Option<usize>,
+    findings: Vec<Finding>,
+    /// The text format's closing line.
+    #[serde(skip)]
+    summary: String,
+    #[serde(skip)]
+    keys: Vec<String>,
+}
+
+/// One problem.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Finding {
+    /// `error` (the file is rejected) or `warning`.
+    severity: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+    /// The flag concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flag: Option<String>,
+    /// A JSON pointer into the document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    message: String,
+    /// The text format's line.
+    #[serde(skip)]
+    text: String,
+}
+
+impl Finding {
+    fn new(severity: &'static str, at: Option<Location>, message: String) -> Finding {
+        let at = at.filter(|at| at.line > 0);
+        Finding {
+            severity,
+            line: at.map(|at| at.line),
+            column: at.map(|at| at.column),
+            flag: None,
+            path: None,
+            text: message.clone(),
+            message,
+        }
+    }
+
+    fn of(severity: &'static str, text: &str, warning: &Warning) -> Finding {
+        let at = warning
+            .flag
+            .as_deref()
+            .and_then(|flag| locate_key(text, flag));
+        Finding {
+            flag: warning.flag.clone(),
+            path: Some(warning.path.clone()),
+            text: warning.to_string(),
+            ..Finding::new(severity, at, warning.message.clone())
+        }
+    }
+}
+
+/// A key defined by several files.
+#[derive(Debug, Serialize)]
+struct Duplicate {
+    key: String,
+    files: Vec<String>,
+    winner: String,
+}
 
 /// Validates every file and writes the report to `out`. Returns whether every file was accepted.
 pub fn validate_files(
@@ -24,113 +113,176 @@ pub fn validate_files(
     strict: bool,
     out: &mut impl Write,
 ) -> io::Result<bool> {
-    let mut all_ok = true;
+    validate_files_as(files, strict, ReportFormat::Text, out)
+}
+
+/// [`validate_files`] in the given format.
+pub fn validate_files_as(
+    files: &[impl AsRef<Path>],
+    strict: bool,
+    format: ReportFormat,
+    out: &mut impl Write,
+) -> io::Result<bool> {
+    let reports: Vec<FileReport> = files
+        .iter()
+        .map(|file| validate_file(file.as_ref(), strict))
+        .collect();
     // Which file defines each key, in order: given several files, a later one wins a duplicated key, as a
     // later `--uri` source does.
-    let mut defined: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for file in files {
-        let mut keys = Vec::new();
-        all_ok &= validate_file(file.as_ref(), strict, out, &mut keys)?;
-        for key in keys {
-            defined
-                .entry(key)
-                .or_default()
-                .push(file.as_ref().display().to_string());
+    let mut defined: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for report in &reports {
+        for key in &report.keys {
+            defined.entry(key).or_default().push(&report.file);
         }
     }
-    for (key, files) in defined.iter().filter(|(_, files)| files.len() > 1) {
-        let winner = files.last().map_or("", String::as_str);
-        writeln!(
-            out,
-            "warning: flag `{key}` is defined by {}: {winner} wins (a later source wins)",
-            files.join(", ")
-        )?;
+    let duplicates: Vec<Duplicate> = defined
+        .into_iter()
+        .filter(|(_, files)| files.len() > 1)
+        .map(|(key, files)| Duplicate {
+            key: key.to_owned(),
+            winner: files.last().map_or("", |f| f).to_owned(),
+            files: files.into_iter().map(str::to_owned).collect(),
+        })
+        .collect();
+    let all_ok = reports.iter().all(|r| r.accepted);
+    match format {
+        ReportFormat::Text => {
+            for report in &reports {
+                for finding in &report.findings {
+                    let shown = match (finding.line, finding.column) {
+                        (Some(line), Some(column)) => format!("{}:{line}:{column}", report.file),
+                        _ => report.file.clone(),
+                    };
+                    writeln!(out, "{shown}: {}: {}", finding.severity, finding.text)?;
+                }
+                writeln!(out, "{}", report.summary)?;
+            }
+            for duplicate in &duplicates {
+                writeln!(
+                    out,
+                    "warning: flag `{}` is defined by {}: {} wins (a later source wins)",
+                    duplicate.key,
+                    duplicate.files.join(", "),
+                    duplicate.winner
+                )?;
+            }
+        }
+        ReportFormat::Json => {
+            let report = serde_json::json!({
+                "ok": all_ok,
+                "files": reports,
+                "duplicates": duplicates,
+            });
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(io::Error::other)?
+            )?;
+        }
     }
     Ok(all_ok)
 }
 
-fn validate_file(
-    path: &Path,
-    strict: bool,
-    out: &mut impl Write,
-    keys: &mut Vec<String>,
-) -> io::Result<bool> {
-    let shown = path.display();
+fn validate_file(path: &Path, strict: bool) -> FileReport {
+    let shown = path.display().to_string();
+    let mut report = FileReport {
+        file: shown.clone(),
+        accepted: false,
+        flags: None,
+        findings: Vec::new(),
+        summary: String::new(),
+        keys: Vec::new(),
+    };
+    let reject = |report: &mut FileReport, message: String, summary: String| {
+        report.findings.push(Finding::new("error", None, message));
+        report.summary = summary;
+    };
     let Some(format) = Format::from_path(path) else {
-        writeln!(
-            out,
-            "{shown}: error: unsupported file format (use .json, .yaml or .yml)"
-        )?;
-        return Ok(false);
+        reject(
+            &mut report,
+            "unsupported file format (use .json, .yaml or .yml)".to_owned(),
+            format!("{shown}: rejected"),
+        );
+        return report;
     };
     let bytes = match flagpole_engine::file::read_flag_file(path) {
         Ok(bytes) => bytes,
         Err(error) => {
-            writeln!(out, "{shown}: error: cannot read: {error}")?;
-            writeln!(out, "{shown}: rejected")?;
-            return Ok(false);
+            reject(
+                &mut report,
+                format!("cannot read: {error}"),
+                format!("{shown}: rejected"),
+            );
+            return report;
         }
     };
     let text = match std::str::from_utf8(&bytes) {
         Ok(text) if text.trim().is_empty() => {
-            writeln!(
-                out,
-                "{shown}: error: the file is empty (the daemon rejects it)"
-            )?;
-            writeln!(out, "{shown}: rejected")?;
-            return Ok(false);
+            reject(
+                &mut report,
+                "the file is empty (the daemon rejects it)".to_owned(),
+                format!("{shown}: rejected"),
+            );
+            return report;
         }
         Ok(text) => text,
         Err(error) => {
-            writeln!(out, "{shown}: error: not UTF-8: {error}")?;
-            writeln!(out, "{shown}: rejected")?;
-            return Ok(false);
+            reject(
+                &mut report,
+                format!("not UTF-8: {error}"),
+                format!("{shown}: rejected"),
+            );
+            return report;
         }
     };
     match check_document(text, format, &LoadOptions { strict }) {
         Ok(loaded) => {
-            for warning in by_position(text, &loaded.warnings) {
-                report_warning(out, path, text, "warning", warning)?;
-            }
             let lint = flagpole_engine::lint::lint(&loaded.flags);
-            for note in by_position(text, &loaded.notes) {
-                report_warning(out, path, text, "warning", note)?;
+            for warning in by_position(text, &loaded.warnings)
+                .into_iter()
+                .chain(by_position(text, &loaded.notes))
+                .chain(by_position(text, &lint))
+            {
+                report.findings.push(Finding::of("warning", text, warning));
             }
-            for finding in by_position(text, &lint) {
-                report_warning(out, path, text, "warning", finding)?;
-            }
-            writeln!(
-                out,
+            report.accepted = true;
+            report.flags = Some(loaded.flags.len());
+            report.summary = format!(
                 "{shown}: ok: {} flags, {} warnings",
                 loaded.flags.len(),
-                loaded.warnings.len() + loaded.notes.len() + lint.len()
-            )?;
-            keys.extend(loaded.flags.iter().map(|flag| flag.key.to_string()));
-            Ok(true)
+                report.findings.len()
+            );
+            report.keys = loaded
+                .flags
+                .iter()
+                .map(|flag| flag.key.to_string())
+                .collect();
         }
         Err(errors) => {
             if let [LoadError::Schema { violations }] = errors.as_slice() {
                 for violation in by_position(text, violations) {
-                    report_warning(out, path, text, "error", violation)?;
+                    report.findings.push(Finding::of("error", text, violation));
                 }
-                writeln!(
-                    out,
+                report.summary = format!(
                     "{shown}: rejected: {} schema violations (--strict)",
                     violations.len()
-                )?;
-                return Ok(false);
+                );
+                return report;
             }
             for error in &errors {
-                let position = load_error_location(error);
-                writeln!(out, "{}: error: {error}", prefix(path, position))?;
+                report.findings.push(Finding::new(
+                    "error",
+                    load_error_location(error),
+                    error.to_string(),
+                ));
             }
-            match errors.len() {
-                1 => writeln!(out, "{shown}: rejected")?,
-                n => writeln!(out, "{shown}: rejected: {n} errors")?,
-            }
-            Ok(false)
+            report.summary = match errors.len() {
+                1 => format!("{shown}: rejected"),
+                n => format!("{shown}: rejected: {n} errors"),
+            };
         }
     }
+    report
 }
 
 /// The warnings in document order (by the position of their flag; unlocated ones first, stable).
@@ -149,28 +301,6 @@ fn by_position<'w>(text: &str, warnings: &'w [Warning]) -> Vec<&'w Warning> {
         .collect();
     sorted.sort_by_key(|(at, _)| *at);
     sorted.into_iter().map(|(_, w)| w).collect()
-}
-
-fn report_warning(
-    out: &mut impl Write,
-    path: &Path,
-    text: &str,
-    level: &str,
-    warning: &Warning,
-) -> io::Result<()> {
-    let position = warning
-        .flag
-        .as_deref()
-        .and_then(|flag| locate_key(text, flag));
-    writeln!(out, "{}: {level}: {warning}", prefix(path, position))
-}
-
-/// `FILE:LINE:COLUMN` when the position is known, else `FILE`.
-fn prefix(path: &Path, position: Option<Location>) -> String {
-    match position {
-        Some(at) if at.line > 0 => format!("{}:{}:{}", path.display(), at.line, at.column),
-        _ => path.display().to_string(),
-    }
 }
 
 /// The position a load error carries, if any.

@@ -163,8 +163,8 @@ pub struct ExplainArgs {
     #[arg(long = "header", value_name = "NAME=VALUE")]
     pub headers: Vec<String>,
     /// Output: text (a tree) or json (the admin API's answer).
-    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
-    pub format: ExplainFormat,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
     /// Bucketing of `fractional` when explaining files (a daemon uses its own).
     #[arg(long, value_name = "v2|v3", default_value = "v2")]
     pub fractional_algorithm: String,
@@ -177,9 +177,9 @@ pub struct ExplainArgs {
     pub management_url: Option<String>,
 }
 
-/// How `flagpole explain` prints.
+/// How `flagpole explain` and `flagpole validate` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExplainFormat {
+pub enum OutputFormat {
     /// A tree for people.
     Text,
     /// JSON for tools.
@@ -195,6 +195,9 @@ pub struct ValidateArgs {
     /// Also reject files with schema violations (otherwise reported as warnings, as the daemon loads them).
     #[arg(long)]
     pub strict: bool,
+    /// Output: text (one line per problem) or json (for tools).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 /// `flagpole start`: every `flagd start` flag. Flags marked "not effective yet" are accepted and checked so

@@ -100,6 +100,8 @@ pub enum Action {
         files: Vec<PathBuf>,
         /// Reject schema violations.
         strict: bool,
+        /// Text or JSON.
+        format: OutputFormat,
     },
     /// Talk to a running daemon's admin API.
     Override(Box<OverrideArgs>),
@@ -382,6 +384,7 @@ impl TryFrom<Args> for Invocation {
                     Action::Validate {
                         files: validate.files,
                         strict: validate.strict,
+                        format: validate.format,
                     },
                 )
             }

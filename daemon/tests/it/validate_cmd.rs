@@ -218,3 +218,70 @@ fn the_semantic_lint_and_keys_defined_twice_are_reported() {
         "{text}"
     );
 }
+
+#[test]
+fn the_json_format_carries_every_finding_for_tools() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("base.json");
+    std::fs::write(
+        &first,
+        r#"{"flags": {
+  "color": {"state": "ENABLED", "variants": {"red": 1, "blue": 2}, "defaultVariant": "red",
+            "targetting": {}, "metadata": {"expires": "2024-01-01"}},
+  "shared": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}}}"#,
+    )
+    .expect("write");
+    let second = dir.path().join("second.yaml");
+    std::fs::write(
+        &second,
+        "flags:\n  shared:\n    state: ENABLED\n    variants: {on: true}\n    defaultVariant: on\n",
+    )
+    .expect("write");
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\n  \"flags\": {,}\n}\n").expect("write");
+    let output = crate::runtime_support::flagpole_command()
+        .args(["validate", "--format", "json"])
+        .args([&first, &second, &broken])
+        .output()
+        .expect("run flagpole validate");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a rejected file fails the run"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON document");
+    assert_eq!(report["ok"], false);
+    let files = report["files"].as_array().expect("files");
+    assert_eq!(files.len(), 3);
+    assert_eq!(files[0]["accepted"], true);
+    assert_eq!(files[0]["flags"], 2);
+    let findings = files[0]["findings"].as_array().expect("findings");
+    let messages: Vec<&str> = findings
+        .iter()
+        .filter_map(|f| f["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("did you mean `targeting`")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("expired on 2024-01-01")),
+        "{messages:?}"
+    );
+    for finding in findings {
+        assert_eq!(finding["severity"], "warning");
+        assert_eq!(finding["flag"], "color");
+        assert_eq!(finding["line"], 2, "{finding}");
+    }
+    assert_eq!(files[2]["accepted"], false);
+    assert_eq!(files[2]["findings"][0]["severity"], "error");
+    assert_eq!(files[2]["findings"][0]["line"], 2);
+    assert_eq!(report["duplicates"][0]["key"], "shared");
+    assert_eq!(
+        report["duplicates"][0]["winner"],
+        second.display().to_string()
+    );
+}
