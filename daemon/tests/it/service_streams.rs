@@ -121,14 +121,20 @@ async fn event_stream_with_a_bad_selector_is_invalid_argument() {
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
+/// A short keep-alive, so that the timing tests run in real time (the daemon's default is 20 s,
+/// `ServiceConfig::default`).
+const KEEP_ALIVE: Duration = Duration::from_millis(400);
+
 #[tokio::test]
-async fn keep_alive_follows_twenty_silent_seconds_and_restarts_after_each_send() {
-    let h = Harness::start(Settings::default()).await;
+async fn keep_alive_follows_silence_and_restarts_after_each_send() {
+    let h = Harness::start(Settings {
+        event_keep_alive: KEEP_ALIVE,
+        ..Settings::default()
+    })
+    .await;
     let subscribed = tokio::time::Instant::now();
     let mut events = v1_events(&h, &[]).await;
     assert_eq!(next(&mut events).await.0, "provider_ready");
-    // Connections are set up on real time; from here the clock only moves when everything is idle.
-    tokio::time::pause();
     let message = timeout(WAIT, events.message())
         .await
         .unwrap()
@@ -139,19 +145,19 @@ async fn keep_alive_follows_twenty_silent_seconds_and_restarts_after_each_send()
         ("keep_alive", None)
     );
     assert!(
-        subscribed.elapsed() >= Duration::from_secs(20),
+        subscribed.elapsed() >= KEEP_ALIVE,
         "keep_alive after {:?}",
         subscribed.elapsed()
     );
 
-    // A change 10 s later restarts the timer: the next keep_alive is 20 s after the change.
-    tokio::time::advance(Duration::from_secs(10)).await;
+    // A change half-way restarts the timer: the next keep_alive is a whole keep-alive after the change.
+    tokio::time::sleep(KEEP_ALIVE / 2).await;
     h.store.replace_source(0, edited_source_a());
     assert_eq!(next(&mut events).await.0, "configuration_change");
     let changed = tokio::time::Instant::now();
     assert_eq!(next(&mut events).await.0, "keep_alive");
     assert!(
-        changed.elapsed() >= Duration::from_secs(20),
+        changed.elapsed() >= KEEP_ALIVE * 9 / 10,
         "keep_alive after {:?}",
         changed.elapsed()
     );
@@ -197,7 +203,8 @@ async fn shutdown_sends_provider_shutdown_on_every_protocol() {
 #[tokio::test]
 async fn stream_deadline_ends_v1_streams_but_not_schema_v1() {
     let h = Harness::start(Settings {
-        stream_deadline: Some(Duration::from_secs(30)),
+        stream_deadline: Some(KEEP_ALIVE * 3 / 2),
+        event_keep_alive: KEEP_ALIVE,
         ..Settings::default()
     })
     .await;
@@ -217,7 +224,6 @@ async fn stream_deadline_ends_v1_streams_but_not_schema_v1() {
             .r#type,
         "provider_ready"
     );
-    tokio::time::pause();
     assert_eq!(next(&mut events).await.0, "keep_alive");
     let status = timeout(WAIT, events.message()).await.unwrap().unwrap_err();
     assert_eq!(
@@ -488,4 +494,59 @@ async fn sync_flags_streams_end_cleanly_on_shutdown() {
         timeout(WAIT, stream.message()).await.unwrap(),
         Ok(None)
     ));
+}
+
+/// The `flagpole_event_subscribers` gauge.
+fn event_subscribers(h: &Harness) -> i64 {
+    h.metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with("flagpole_event_subscribers "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_slows_nobody() {
+    let h = Harness::start(Settings::default()).await;
+    let mut stalled = v1_events(&h, &[]).await;
+    let mut reader = v1_events(&h, &[]).await;
+    assert_eq!(next(&mut stalled).await.0, "provider_ready");
+    assert_eq!(next(&mut reader).await.0, "provider_ready");
+    assert_eq!(event_subscribers(&h), 2);
+    // Far more events than the stalled client's HTTP/2 window holds: the reader gets every one at once.
+    for i in 0..600 {
+        let flags = if i % 2 == 0 {
+            edited_source_a()
+        } else {
+            source_a()
+        };
+        h.store.replace_source(0, flags);
+        assert_eq!(
+            timeout(Duration::from_secs(5), reader.message())
+                .await
+                .expect("the reader is not slowed")
+                .expect("ok")
+                .expect("open")
+                .r#type,
+            "configuration_change"
+        );
+    }
+    // The stalled one still works: it drains what its HTTP/2 window held (bounded by the window, not by
+    // the daemon), then gets the next change.
+    while let Ok(Ok(Some(_))) = timeout(Duration::from_millis(300), stalled.message()).await {}
+    h.store.replace_source(0, edited_source_a());
+    assert_eq!(next(&mut stalled).await.0, "configuration_change");
+    // Gone clients are counted out.
+    drop(stalled);
+    drop(reader);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while event_subscribers(&h) != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscribers still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -27,6 +27,7 @@ pub struct Settings {
     pub stream_deadline: Option<std::time::Duration>,
     pub disable_sync_metadata: bool,
     pub max_request_body: usize,
+    pub event_keep_alive: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -38,6 +39,7 @@ impl Default for Settings {
             stream_deadline: grpc.stream_deadline,
             disable_sync_metadata: grpc.disable_sync_metadata,
             max_request_body: grpc.max_request_body,
+            event_keep_alive: grpc.event_keep_alive,
         }
     }
 }
@@ -57,9 +59,9 @@ impl Settings {
     pub fn grpc(&self) -> ServiceConfig {
         ServiceConfig {
             stream_deadline: self.stream_deadline,
+            event_keep_alive: self.event_keep_alive,
             disable_sync_metadata: self.disable_sync_metadata,
             max_request_body: self.max_request_body,
-            ..ServiceConfig::default()
         }
     }
 }

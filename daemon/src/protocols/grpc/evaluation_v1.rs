@@ -6,6 +6,7 @@
 //! flag's metadata. The handler bodies are `v1_answers`', shared with schema.v1; this module holds v1's
 //! [`Rules`] and its types.
 
+use super::events::EventStream;
 use flagpole_proto::evaluation_v1::service_server::Service;
 use flagpole_proto::evaluation_v1::{
     AnyFlag, EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveAllResponse,
@@ -13,7 +14,6 @@ use flagpole_proto::evaluation_v1::{
     ResolveIntRequest, ResolveIntResponse, ResolveObjectRequest, ResolveObjectResponse,
     ResolveStringRequest, ResolveStringResponse, any_flag,
 };
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::Services;
@@ -96,7 +96,7 @@ impl Service for EvaluationV1 {
         typed(&self.services, RULES, request)
     }
 
-    type EventStreamStream = ReceiverStream<Result<EventStreamResponse, Status>>;
+    type EventStreamStream = EventStream<EventStreamResponse>;
 
     async fn event_stream(
         &self,

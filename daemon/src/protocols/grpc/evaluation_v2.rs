@@ -4,6 +4,7 @@
 //! unset; an empty variant is left out too (`docs/protocols.md#answers-per-protocol`). There is no ResolveAll. The request reading is
 //! `typed`'s and the resolving `crate::eval`'s; this module holds v2's handlers, rendering and types.
 
+use super::events::EventStream;
 use flagpole_engine::{Outcome, Reason, Selector};
 use flagpole_proto::evaluation_v2::service_server::Service;
 use flagpole_proto::evaluation_v2::{
@@ -12,7 +13,6 @@ use flagpole_proto::evaluation_v2::{
     ResolveObjectRequest, ResolveObjectResponse, ResolveStringRequest, ResolveStringResponse,
 };
 use prost_types::Struct;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::Services;
@@ -126,7 +126,7 @@ impl Service for EvaluationV2 {
         self.typed(request)
     }
 
-    type EventStreamStream = ReceiverStream<Result<EventStreamResponse, Status>>;
+    type EventStreamStream = EventStream<EventStreamResponse>;
 
     async fn event_stream(
         &self,

@@ -1,20 +1,25 @@
-//! EventStream (v1, v2, schema.v1): one task per subscriber.
+//! EventStream (v1, v2, schema.v1): the response stream itself waits for changes — no task and no
+//! channel per subscriber, so a change reaches each subscriber with one wake-up of its HTTP/2 stream.
 //!
-//! The task sends `provider_ready`, then waits on whichever comes first: the client going away, a new store
-//! snapshot, the keep-alive timer, the stream deadline or shutdown. A new snapshot is diffed against the
-//! subscriber's own last snapshot, filtered by its selector, so coalesced store updates are harmless and an
-//! empty diff sends nothing. `keep_alive` follows 20 s (configurable) without any message; the timer restarts
-//! after every send. Sends are awaited (a slow client slows only its own task) and never unwrapped.
+//! The stream yields `provider_ready`, then whichever comes first: a new store snapshot, the keep-alive
+//! timer, the stream deadline or shutdown. A new snapshot is diffed against the subscriber's own last
+//! snapshot, filtered by its selector (the diff shared per selector by `super::fanout`), so coalesced store
+//! updates are harmless and an empty diff sends nothing. `keep_alive` follows 20 s (configurable) without
+//! any message; the timer restarts after every message. The stream is polled only when the client's
+//! HTTP/2 window has room: a subscriber that stops reading is simply not polled (its next message is the
+//! diff from what it last got), and never slows other subscribers or the store. When the client goes
+//! away, the server drops the stream.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::pin::Pin;
 
-use flagpole_engine::Selector;
+use flagpole_engine::{Selector, Snapshot};
+use futures::Stream;
 use prost_types::value::Kind;
 use prost_types::{Struct, Value as ProtoValue};
-use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until, timeout};
-use tokio_stream::wrappers::ReceiverStream;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -24,34 +29,30 @@ use flagpole_engine::ChangeKind;
 use super::status::deadline_exceeded;
 use crate::metrics::Metrics;
 
-/// Messages buffered per subscriber before its task waits for the client to read.
-pub const EVENT_CHANNEL_CAPACITY: usize = 16;
+/// An EventStream response.
+pub type EventStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>;
 
-/// How long the `provider_shutdown` message may wait for room in a slow subscriber's buffer.
-pub const SHUTDOWN_SEND_GRACE: Duration = Duration::from_secs(1);
-
-/// An `EventStreamResponse` of one of the three protocols.
+/// A message type of one of the EventStream services (v1, v2, schema.v1 each have their own).
 pub trait EventMessage: Send + 'static {
-    /// A message of `kind` (`provider_ready`, ...) with `data`.
+    /// A message of `kind` with optional data.
     fn event(kind: &str, data: Option<Struct>) -> Self;
 }
 
-/// Whether `--stream-deadline` applies (not on schema.v1).
+/// Whether the stream ends at `--stream-deadline` (v1 and v2) or never (schema.v1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamDeadline {
-    /// Use the configured deadline, if any.
+    /// End with DEADLINE_EXCEEDED at the configured deadline, if any.
     Configured,
-    /// Never end the stream on time.
+    /// No deadline.
     Never,
 }
 
-/// Starts a subscriber task and returns its stream.
+/// Opens an EventStream for `selector`.
 pub fn subscribe<M: EventMessage>(
     services: &Services,
     selector: Selector,
     deadline: StreamDeadline,
-) -> ReceiverStream<Result<M, Status>> {
-    let (tx, rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+) -> EventStream<M> {
     let deadline = match deadline {
         StreamDeadline::Configured => services
             .config()
@@ -59,11 +60,28 @@ pub fn subscribe<M: EventMessage>(
             .map(|d| Instant::now() + d),
         StreamDeadline::Never => None,
     };
-    tokio::spawn(run(services.clone(), selector, deadline, tx));
-    ReceiverStream::new(rx)
+    let mut watch = services.store().subscribe();
+    let last = watch.borrow_and_update().clone();
+    tracing::debug!(selector = ?selector, "event stream opened");
+    let state = Subscriber {
+        _gauge: SubscriberGauge::new(services.metrics()),
+        shutdown: services.shutdown().clone(),
+        keep_alive: services.config().event_keep_alive,
+        services: services.clone(),
+        selector,
+        deadline,
+        watch,
+        last,
+        idle_until: Instant::now(),
+        phase: Phase::Start,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        let item = state.next::<M>().await?;
+        Some((item, state))
+    }))
 }
 
-/// Keeps the subscriber gauge right however the task ends.
+/// Counts open subscribers in the metrics for as long as it lives.
 struct SubscriberGauge(Metrics);
 
 impl SubscriberGauge {
@@ -79,61 +97,85 @@ impl Drop for SubscriberGauge {
     }
 }
 
-async fn run<M: EventMessage>(
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `provider_ready` is next.
+    Start,
+    /// Waiting for what comes next.
+    Open,
+    /// The last message was sent.
+    Done,
+}
+
+/// One subscriber's state.
+struct Subscriber {
+    _gauge: SubscriberGauge,
     services: Services,
     selector: Selector,
     deadline: Option<Instant>,
-    tx: mpsc::Sender<Result<M, Status>>,
-) {
-    let _gauge = SubscriberGauge::new(services.metrics());
-    let mut watch = services.store().subscribe();
-    let mut last = watch.borrow_and_update().clone();
-    let keep_alive = services.config().event_keep_alive;
-    let shutdown = services.shutdown().clone();
-    tracing::debug!(selector = ?selector, "event stream opened");
-
-    let ready = Ok(M::event("provider_ready", Some(Struct::default())));
-    let mut sent = send_or_shutdown(&tx, ready, &shutdown).await;
-    let mut idle_until = Instant::now() + keep_alive;
-    let end = loop {
-        match sent {
-            Sent::Delivered => {}
-            Sent::ClientGone => break "client gone",
-            Sent::ShuttingDown => {
-                let shutdown = Ok(M::event("provider_shutdown", Some(Struct::default())));
-                let _ = timeout(SHUTDOWN_SEND_GRACE, tx.send(shutdown)).await;
-                break "shutdown";
-            }
-        }
-        let message = tokio::select! {
-            () = tx.closed() => break "client gone",
-            () = shutdown.cancelled() => {
-                sent = Sent::ShuttingDown;
-                continue;
-            }
-            () = sleep_until_opt(deadline) => {
-                let _ = send_or_shutdown(&tx, Err(deadline_exceeded()), &shutdown).await;
-                break "deadline";
-            }
-            () = sleep_until(idle_until) => M::event("keep_alive", None),
-            changed = watch.changed() => {
-                if changed.is_err() {
-                    break "store gone";
-                }
-                let new = watch.borrow_and_update().clone();
-                let data = services.fanout().change_data(&last, &new, &selector);
-                last = new;
-                let Some(data) = data else { continue };
-                M::event("configuration_change", Some(Struct::clone(&data)))
-            }
-        };
-        sent = send_or_shutdown(&tx, Ok(message), &shutdown).await;
-        idle_until = Instant::now() + keep_alive;
-    };
-    tracing::debug!(selector = ?selector, end, "event stream closed");
+    watch: watch::Receiver<Arc<Snapshot>>,
+    /// The snapshot this subscriber last announced.
+    last: Arc<Snapshot>,
+    keep_alive: std::time::Duration,
+    idle_until: Instant,
+    shutdown: CancellationToken,
+    phase: Phase,
 }
 
-/// What became of a message handed to a subscriber's buffer.
+impl Subscriber {
+    /// The next message, or `None` when the stream ends.
+    async fn next<M: EventMessage>(&mut self) -> Option<Result<M, Status>> {
+        let message = match self.phase {
+            Phase::Done => return None,
+            Phase::Start => {
+                self.phase = Phase::Open;
+                M::event("provider_ready", Some(Struct::default()))
+            }
+            Phase::Open => loop {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => {
+                        self.end("shutdown");
+                        break M::event("provider_shutdown", Some(Struct::default()));
+                    }
+                    () = sleep_until_opt(self.deadline) => {
+                        self.end("deadline");
+                        return Some(Err(deadline_exceeded()));
+                    }
+                    () = sleep_until(self.idle_until) => break M::event("keep_alive", None),
+                    changed = self.watch.changed() => {
+                        if changed.is_err() {
+                            self.end("store gone");
+                            return None;
+                        }
+                        let new = self.watch.borrow_and_update().clone();
+                        let data = self.services.fanout().change_data(&self.last, &new, &self.selector);
+                        self.last = new;
+                        if let Some(data) = data {
+                            break M::event("configuration_change", Some(Struct::clone(&data)));
+                        }
+                    }
+                }
+            },
+        };
+        self.idle_until = Instant::now() + self.keep_alive;
+        Some(Ok(message))
+    }
+
+    fn end(&mut self, why: &'static str) {
+        self.phase = Phase::Done;
+        tracing::debug!(selector = ?self.selector, end = why, "event stream closed");
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if self.phase != Phase::Done {
+            tracing::debug!(selector = ?self.selector, end = "client gone", "event stream closed");
+        }
+    }
+}
+
+/// What became of a message handed to a stream's buffer (the sync service's streams).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     /// It is in the buffer.

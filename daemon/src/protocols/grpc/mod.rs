@@ -5,7 +5,8 @@
 //! What it owns: the protobuf edge of evaluation (a `Struct` context in, a `Struct` of metadata and typed
 //! values out, `convert`), each package's answers and fallbacks (v2 in `evaluation_v2`, v1 and schema.v1 in
 //! `v1_answers`), the one error → status map (`status`), and the long-lived streams (EventStream in
-//! `events`, SyncFlags in `sync`) with one task per subscriber and work shared per selector (`fanout`).
+//! `events`, a response stream that waits on the store itself; SyncFlags in `sync`, a task per stream) with
+//! work shared per selector (`fanout`).
 //!
 //! What it does not do: read selectors and contexts or resolve flags (the neutral core in `crate::eval`
 //! does, for every protocol alike), bind sockets, TLS, or translate Connect.

@@ -6,6 +6,7 @@
 //! (docs/protocols.md). A disabled flag is a success with the zero value and reason DISABLED, as on v1. The
 //! handler bodies are `v1_answers`', shared with v1; this module holds schema.v1's [`Rules`] and its types.
 
+use super::events::EventStream;
 use flagpole_proto::schema_v1::service_server::Service;
 use flagpole_proto::schema_v1::{
     AnyFlag, EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveAllResponse,
@@ -13,7 +14,6 @@ use flagpole_proto::schema_v1::{
     ResolveIntRequest, ResolveIntResponse, ResolveObjectRequest, ResolveObjectResponse,
     ResolveStringRequest, ResolveStringResponse, any_flag,
 };
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::Services;
@@ -92,7 +92,7 @@ impl Service for SchemaV1 {
         typed(&self.services, RULES, request)
     }
 
-    type EventStreamStream = ReceiverStream<Result<EventStreamResponse, Status>>;
+    type EventStreamStream = EventStream<EventStreamResponse>;
 
     async fn event_stream(
         &self,

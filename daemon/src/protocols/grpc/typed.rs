@@ -6,9 +6,9 @@
 //! ([`read_typed`]), take the snapshot, resolve (`crate::eval::resolve`), record, render (each package's own
 //! `render`). The macros only generate trait impls for generated types; no control flow passes through them.
 
+use super::events::EventStream;
 use flagpole_engine::{TypedValue, ValueType};
 use prost_types::Struct;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -127,7 +127,7 @@ pub fn event_stream<M: EventMessage>(
     services: &Services,
     metadata: &MetadataMap,
     deadline: StreamDeadline,
-) -> Result<Response<ReceiverStream<Result<M, Status>>>, Status> {
+) -> Result<Response<EventStream<M>>, Status> {
     let selector = selector(metadata.as_ref()).map_err(|e| grpc_status(e.into()))?;
     Ok(Response::new(subscribe(services, selector, deadline)))
 }
