@@ -93,6 +93,7 @@ impl Harness {
             &RouterOptions {
                 cors_origins: Vec::new(),
                 max_request_body: MAX_REQUEST_BODY,
+                ofrep_sse: None,
             },
         );
         Ok(Harness { evaluation, ofrep })

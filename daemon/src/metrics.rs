@@ -186,6 +186,7 @@ struct Inner {
     sync_active_streams: Bounded<Gauge>,
     sync_stream_duration: Bounded<Histogram>,
     event_subscribers: Gauge,
+    sse_streams: Gauge,
     flags: Gauge,
     reloads: Bounded<Counter>,
     rejected: Bounded<Counter>,
@@ -265,6 +266,12 @@ impl Metrics {
             "Open EventStream subscriptions (all protocols)",
             event_subscribers.clone(),
         );
+        let sse_streams = Gauge::default();
+        registry.register(
+            "flagpole_ofrep_sse_streams",
+            "Open OFREP change streams (server-sent events)",
+            sse_streams.clone(),
+        );
         let flags = Gauge::default();
         registry.register(
             "flagpole_flags",
@@ -329,6 +336,7 @@ impl Metrics {
                 sync_active_streams: Bounded::new(sync_active_streams),
                 sync_stream_duration: Bounded::new(sync_stream_duration),
                 event_subscribers,
+                sse_streams,
                 flags,
                 reloads: Bounded::new(reloads),
                 rejected: Bounded::new(rejected),
@@ -442,6 +450,16 @@ impl Metrics {
     /// An EventStream subscriber went away.
     pub fn event_subscriber_removed(&self) {
         self.inner.event_subscribers.dec();
+    }
+
+    /// An OFREP change stream opened.
+    pub fn sse_stream_opened(&self) {
+        self.inner.sse_streams.inc();
+    }
+
+    /// An OFREP change stream closed.
+    pub fn sse_stream_closed(&self) {
+        self.inner.sse_streams.dec();
     }
 
     /// The number of flags now loaded (set by the store after each change).

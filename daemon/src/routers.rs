@@ -27,6 +27,8 @@ pub struct RouterOptions {
     pub cors_origins: Vec<String>,
     /// `--max-request-body` for the HTTP protocols (Connect, OFREP; `usize::MAX`: no limit).
     pub max_request_body: usize,
+    /// OFREP change streams, with `--ofrep-sse-enabled`.
+    pub ofrep_sse: Option<ofrep::sse::SseOptions>,
 }
 
 /// The routers of the four ports.
@@ -67,6 +69,7 @@ impl Routers {
             &ofrep::OfrepOptions {
                 cors_origins: options.cors_origins.clone(),
                 max_request_body: options.max_request_body,
+                sse: options.ofrep_sse.clone(),
             },
         );
         Routers {

@@ -282,6 +282,13 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         &RouterOptions {
             cors_origins: config.serving.cors_origins.clone(),
             max_request_body: max_request_body(&config),
+            ofrep_sse: config.ofrep_sse.as_ref().map(|sse| {
+                crate::protocols::ofrep::sse::SseOptions {
+                    inactivity_delay: sse.inactivity_delay,
+                    public_url: sse.public_url.clone(),
+                    shutdown: shutdown.clone(),
+                }
+            }),
         },
     );
 

@@ -226,14 +226,14 @@ pub struct StartArgs {
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub ofrep_tls: Option<bool>,
 
-    /// OFREP change streams (server-sent events): accepted, not effective yet (the bulk answer advertises no
-    /// stream). [default: false]
+    /// OFREP change streams (server-sent events): the bulk answer advertises a stream per selector that
+    /// announces each change. [default: false]
     #[arg(long, env = "FLAGD_OFREP_SSE_ENABLED", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub ofrep_sse_enabled: Option<bool>,
 
-    /// How long an idle OFREP change stream stays open (a Go duration): accepted and checked, not effective
-    /// yet.
+    /// How long clients keep an OFREP change stream open while idle (hidden), advertised as
+    /// inactivityDelaySec (a Go duration). [default: 120s]
     #[arg(
         long,
         env = "FLAGD_OFREP_SSE_INACTIVITY_DELAY",
@@ -241,7 +241,8 @@ pub struct StartArgs {
     )]
     pub ofrep_sse_inactivity_delay: Option<String>,
 
-    /// The public URL advertised for OFREP change streams: accepted, not effective yet.
+    /// The public URL (origin and path prefix) clients reach the OFREP port at, used in the advertised
+    /// stream URL; without it the stream is advertised as a path on the same origin.
     #[arg(long, env = "FLAGD_OFREP_SSE_PUBLIC_URL", value_name = "URL")]
     pub ofrep_sse_public_url: Option<String>,
 

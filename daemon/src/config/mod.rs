@@ -217,6 +217,17 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// `--stale-after`: when a flag is marked stale.
     pub stale_after: Duration,
+    /// `--ofrep-sse-enabled` with its settings: OFREP change streams.
+    pub ofrep_sse: Option<OfrepSse>,
+}
+
+/// OFREP change streams' settings (`docs/protocols.md#ofrep-change-streams`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfrepSse {
+    /// `--ofrep-sse-inactivity-delay`, advertised to clients.
+    pub inactivity_delay: Duration,
+    /// `--ofrep-sse-public-url`.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -243,6 +254,7 @@ impl Config {
             admin_token_file: None,
             state_dir: None,
             stale_after: crate::lifecycle::DEFAULT_STALE_AFTER,
+            ofrep_sse: None,
         }
     }
 }
@@ -589,28 +601,37 @@ fn start_config(
     };
     // Newer flagd flags for what flagpole does not serve yet (OFREP change streams, sync over HTTP): read,
     // checked, and reported as not effective when they ask for something (docs/cli.md).
-    if pick!(args.ofrep_sse_enabled, "ofrep-sse-enabled", bool) == Some(true) {
-        warnings
-            .push("--ofrep-sse-enabled is accepted but not effective yet in flagpole".to_owned());
-    }
-    if let Some(text) = pick!(
+    let ofrep_sse_enabled =
+        pick!(args.ofrep_sse_enabled, "ofrep-sse-enabled", bool).unwrap_or(false);
+    let inactivity_delay = match pick!(
         args.ofrep_sse_inactivity_delay,
         "ofrep-sse-inactivity-delay",
         string
     ) {
-        parse_go_duration("ofrep-sse-inactivity-delay", &text)?;
-    }
-    if non_empty(pick!(
+        Some(text) => parse_go_duration("ofrep-sse-inactivity-delay", &text)?,
+        None => crate::protocols::ofrep::sse::DEFAULT_INACTIVITY_DELAY,
+    };
+    let public_url = non_empty(pick!(
         args.ofrep_sse_public_url,
         "ofrep-sse-public-url",
         string
-    ))
-    .is_some()
+    ));
+    if let Some(url) = &public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
     {
-        warnings.push(
-            "--ofrep-sse-public-url is accepted but not effective yet in flagpole".to_owned(),
-        );
+        return Err(ConfigError::InvalidValue {
+            key: "ofrep-sse-public-url",
+            message: format!("{url:?} (use http://HOST[:PORT][/PATH] or https://…)"),
+        });
     }
+    if !ofrep_sse_enabled && public_url.is_some() {
+        warnings
+            .push("--ofrep-sse-public-url has no effect without --ofrep-sse-enabled".to_owned());
+    }
+    let ofrep_sse = ofrep_sse_enabled.then_some(OfrepSse {
+        inactivity_delay,
+        public_url,
+    });
     if pick!(args.sync_http_enabled, "sync-http-enabled", bool) == Some(true) {
         warnings
             .push("--sync-http-enabled is accepted but not effective yet in flagpole".to_owned());
@@ -668,6 +689,7 @@ fn start_config(
             .map(PathBuf::from),
         state_dir: non_empty(pick!(args.state_dir, "state-dir", string)).map(PathBuf::from),
         stale_after,
+        ofrep_sse,
     })
 }
 

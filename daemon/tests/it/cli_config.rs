@@ -433,7 +433,7 @@ fn max_connections_comes_from_the_flag_the_environment_or_the_config_file() {
 }
 
 #[test]
-fn newer_flagd_flags_are_accepted_checked_and_reported_as_not_effective() {
+fn newer_flagd_flags_are_accepted_and_the_ofrep_stream_settings_take_effect() {
     let inv = invocation(&[
         "start",
         "-f",
@@ -446,20 +446,24 @@ fn newer_flagd_flags_are_accepted_checked_and_reported_as_not_effective() {
         "--sync-http-enabled=true",
     ])
     .expect("a newer flagd command line starts flagpole");
-    for flag in [
-        "--ofrep-sse-enabled",
-        "--ofrep-sse-public-url",
-        "--sync-http-enabled",
-    ] {
-        assert!(
-            inv.warnings
-                .iter()
-                .any(|w| w.contains(flag) && w.contains("not effective yet")),
-            "{flag}: {:?}",
-            inv.warnings
-        );
-    }
-    // Off is silent; a malformed delay is still an error.
+    let Action::Start(config) = &inv.action else {
+        panic!("not a start: {:?}", inv.action);
+    };
+    assert_eq!(
+        config.ofrep_sse,
+        Some(flagpole::config::OfrepSse {
+            inactivity_delay: Duration::from_secs(150),
+            public_url: Some("https://flags.example/ofrep".into()),
+        })
+    );
+    assert_eq!(
+        inv.warnings
+            .iter()
+            .filter(|w| w.contains("not effective yet"))
+            .collect::<Vec<_>>(),
+        ["--sync-http-enabled is accepted but not effective yet in flagpole"]
+    );
+    // Off is silent; a public URL without streams says it does nothing; bad values are errors.
     let quiet = invocation(&[
         "start",
         "-f",
@@ -467,15 +471,36 @@ fn newer_flagd_flags_are_accepted_checked_and_reported_as_not_effective() {
         "--sync-http-enabled=false",
     ])
     .expect("parses");
-    assert!(!quiet.warnings.iter().any(|w| w.contains("sync-http")));
-    assert!(matches!(
-        invocation(&[
-            "start",
-            "-f",
-            "file:flags.json",
-            "--ofrep-sse-inactivity-delay",
-            "soon",
-        ]),
-        Err(ConfigError::InvalidValue { .. })
-    ));
+    assert!(quiet.warnings.is_empty(), "{:?}", quiet.warnings);
+    let Action::Start(config) = &quiet.action else {
+        panic!("not a start");
+    };
+    assert_eq!(config.ofrep_sse, None);
+    let idle = invocation(&[
+        "start",
+        "-f",
+        "file:flags.json",
+        "--ofrep-sse-public-url",
+        "https://flags.example",
+    ])
+    .expect("parses");
+    assert!(
+        idle.warnings
+            .iter()
+            .any(|w| w.contains("no effect without --ofrep-sse-enabled")),
+        "{:?}",
+        idle.warnings
+    );
+    for bad in [
+        ["--ofrep-sse-inactivity-delay", "soon"],
+        ["--ofrep-sse-public-url", "flags.example"],
+    ] {
+        assert!(
+            matches!(
+                invocation(&["start", "-f", "file:flags.json", bad[0], bad[1]]),
+                Err(ConfigError::InvalidValue { .. })
+            ),
+            "{bad:?}"
+        );
+    }
 }

@@ -243,3 +243,211 @@ fn count_304(metrics: &str) -> u64 {
         .map(|n| n as u64)
         .sum()
 }
+
+#[test]
+fn web_ofrep_provider_hears_a_change_over_server_sent_events() {
+    use std::io::BufRead;
+
+    let node_dir = node_client_dir("@openfeature/ofrep-web-provider");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.json");
+    write_atomic(
+        &path,
+        &crate::runtime_support::one_flag("web-flag", "before"),
+    );
+    let daemon = crate::clients::ChildDaemon::start(&path, dir.path(), &["--ofrep-sse-enabled"]);
+    let base_url = format!("http://127.0.0.1:{}", daemon.ports.ofrep);
+    let mut child = std::process::Command::new("node")
+        .current_dir(&node_dir)
+        .args([
+            "--experimental-eventsource",
+            "--no-warnings",
+            "ofrep-web-sse-check.mjs",
+            &base_url,
+            "web-flag",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || -> Value {
+        let line = lines_rx
+            .recv_timeout(CLIENT_TIMEOUT)
+            .expect("the web provider printed a line in time (see its stderr)");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    };
+    assert_eq!(
+        next_line(),
+        json!({"event": "ready", "value": "before", "variant": "v", "reason": "STATIC"})
+    );
+    // The provider holds one change stream, and polls nothing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, page) = crate::admin::get_text(daemon.ports.management, "/metrics");
+        if page.contains("flagpole_ofrep_sse_streams 1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stream open:\n{page}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    write_atomic(
+        &path,
+        &crate::runtime_support::one_flag("web-flag", "after"),
+    );
+    assert_eq!(
+        next_line(),
+        json!({"event": "changed", "value": "after", "variant": "v", "reason": "STATIC"})
+    );
+    let status = child.wait().expect("node exits");
+    assert!(status.success(), "{status}");
+}
+
+/// Reads one server-sent event's `data:` line from `reader` (comments and blank lines skipped).
+fn next_sse_data(reader: &mut impl std::io::BufRead) -> Value {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line).expect("read the stream");
+        assert!(read > 0, "the stream ended");
+        if let Some(data) = line.trim_end().strip_prefix("data:") {
+            return serde_json::from_str(data.trim()).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn change_streams_are_advertised_per_selector_and_announce_only_their_flags() {
+    use std::io::{BufRead, Write};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.json");
+    let flags = |a: &str, b: &str| {
+        json!({"flags": {
+            "a": {"state": "ENABLED", "variants": {"v": a}, "defaultVariant": "v", "metadata": {"flagSetId": "one"}},
+            "b": {"state": "ENABLED", "variants": {"v": b}, "defaultVariant": "v", "metadata": {"flagSetId": "two"}}
+        }})
+        .to_string()
+    };
+    write_atomic(&path, &flags("1", "1"));
+    let mut daemon = crate::clients::ChildDaemon::start(
+        &path,
+        dir.path(),
+        &["--ofrep-sse-enabled", "--ofrep-sse-inactivity-delay", "45s"],
+    );
+    let port = daemon.ports.ofrep;
+    let post_bulk = |selector: &str| -> Value {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let body = r#"{"context": {}}"#;
+        write!(
+            stream,
+            "POST /ofrep/v1/evaluate/flags HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nFlagd-Selector: {selector}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).expect("read");
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{answer}: {e}"))
+    };
+    let bulk = post_bulk("flagSetId=one");
+    assert_eq!(
+        bulk["eventStreams"],
+        json!([{"type": "sse", "inactivityDelaySec": 45,
+                "endpoint": {"requestUri": "/ofrep/v1/events?selector=flagSetId%3Done"}}])
+    );
+    let open = |uri: &str| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            stream,
+            "GET {uri} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .expect("write");
+        let mut reader = std::io::BufReader::new(stream);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read head");
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/event-stream"),
+            "{head}"
+        );
+        reader
+    };
+    let mut one = open("/ofrep/v1/events?selector=flagSetId%3Done");
+    let mut all = open("/ofrep/v1/events");
+    // A change to `b` reaches the unselected stream only; then a change to `a` reaches both.
+    write_atomic(&path, &flags("1", "2"));
+    assert_eq!(
+        next_sse_data(&mut all),
+        json!({"type": "refetchEvaluation", "flags": ["b"]})
+    );
+    write_atomic(&path, &flags("2", "2"));
+    assert_eq!(
+        next_sse_data(&mut one),
+        json!({"type": "refetchEvaluation", "flags": ["a"]}),
+        "the first event on the flagSetId=one stream is the change to `a`"
+    );
+    assert_eq!(
+        next_sse_data(&mut all),
+        json!({"type": "refetchEvaluation", "flags": ["a"]})
+    );
+    // Bad requests.
+    let (status, _) =
+        crate::admin::request(port, "GET", "/ofrep/v1/events?selector=nope%3D1", None, "");
+    assert_eq!(status, 400);
+    let (status, _) = crate::admin::request(port, "GET", "/ofrep/v1/events?typo=1", None, "");
+    assert_eq!(status, 400);
+    // Open streams end at shutdown; they do not hold it up.
+    let stopping = std::time::Instant::now();
+    assert!(daemon.terminate().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut all, &mut rest);
+}
+
+#[test]
+fn without_the_flag_nothing_is_advertised_and_the_route_is_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flags.json");
+    write_atomic(&path, &crate::runtime_support::one_flag("f", "x"));
+    let daemon = crate::clients::ChildDaemon::start(&path, dir.path(), &[]);
+    let (status, bulk) = crate::admin::request(
+        daemon.ports.ofrep,
+        "POST",
+        "/ofrep/v1/evaluate/flags",
+        None,
+        r#"{"context": {}}"#,
+    );
+    assert_eq!(status, 200, "{bulk}");
+    assert!(bulk.get("eventStreams").is_none(), "{bulk}");
+    let (status, answer) =
+        crate::admin::request(daemon.ports.ofrep, "GET", "/ofrep/v1/events", None, "");
+    assert_eq!(status, 404, "{answer}");
+}

@@ -20,6 +20,7 @@
 pub mod etag;
 pub mod failure;
 pub mod request;
+pub mod sse;
 pub mod wire;
 
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct OfrepOptions {
     pub cors_origins: Vec<String>,
     /// `--max-request-body`: the largest request body read, in bytes.
     pub max_request_body: usize,
+    /// `--ofrep-sse-enabled`: change streams and their settings.
+    pub sse: Option<sse::SseOptions>,
 }
 
 impl Default for OfrepOptions {
@@ -73,6 +76,7 @@ impl Default for OfrepOptions {
         OfrepOptions {
             cors_origins: Vec::new(),
             max_request_body: crate::config::DEFAULT_MAX_REQUEST_BYTES as usize,
+            sse: None,
         }
     }
 }
@@ -82,6 +86,8 @@ struct Ofrep {
     evaluator: Evaluator,
     max_request_body: usize,
     configuration: Arc<Configuration>,
+    /// Change streams, with `--ofrep-sse-enabled`.
+    sse: Option<sse::SseOptions>,
 }
 
 #[derive(Debug)]
@@ -106,12 +112,14 @@ pub fn router(evaluator: Evaluator, options: &OfrepOptions) -> Router {
             etag: etag::etag(&config_body),
             body: Bytes::from(config_body),
         }),
+        sse: options.sse.clone(),
     };
     Router::new()
         .route(FLAG_ROUTE, post(evaluate_flag))
         .route(BULK_ROUTE, post(evaluate_all))
         .route("/ofrep/v1/evaluate/flags/", post(evaluate_all))
         .route(CONFIGURATION_ROUTE, get(configuration))
+        .route(sse::EVENTS_ROUTE, get(sse::events))
         .layer(middleware::from_fn_with_state(metrics, record_request))
         .layer(crate::protocols::cors::layer(&options.cors_origins))
         .with_state(state)
@@ -190,6 +198,10 @@ async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body
             })
             .collect(),
         metadata: GoMetadata(ResponseMetadata::reflection(&request.selector)),
+        event_streams: state
+            .sse
+            .as_ref()
+            .map(|options| sse::advertisement(options, &request.selector)),
     };
     match serde_json::to_vec(&bulk) {
         Ok(body) => tagged(&headers, &etag::etag(&body), Bytes::from(body)),

@@ -104,6 +104,9 @@ pub struct Bulk<'a> {
     pub flags: Vec<Entry<'a>>,
     /// The selector reflection.
     pub metadata: GoMetadata<'a>,
+    /// The change streams (`sse::advertisement`), with `--ofrep-sse-enabled`.
+    #[serde(rename = "eventStreams", skip_serializing_if = "Option::is_none")]
+    pub event_streams: Option<serde_json::Value>,
 }
 
 /// Renders one evaluation: a success object, or a failure with its status.
