@@ -287,6 +287,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
                     inactivity_delay: sse.inactivity_delay,
                     public_url: sse.public_url.clone(),
                     shutdown: shutdown.clone(),
+                    diffs: Arc::default(),
                 }
             }),
         },

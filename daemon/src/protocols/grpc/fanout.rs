@@ -1,11 +1,6 @@
 //! Work shared between subscribers: after a store change, every EventStream subscriber with the same
-//! selector computes the same diff, and every SyncFlags stream with the same selector the same payload.
-//! These small caches let the first subscriber do the work and the others reuse it, so publishing a change
-//! to thousands of subscribers costs one diff per selector instead of one per subscriber.
-//!
-//! Entries are keyed by snapshot identity (`Arc` pointer, kept alive by the entry itself, so a pointer is
-//! never reused while cached) and selector. A subscriber whose last snapshot differs (it coalesced several
-//! updates) simply misses and computes its own.
+//! selector needs the same `configuration_change` data (`crate::protocols::diffs`), and every SyncFlags
+//! stream with the same selector the same payload. The first subscriber does the work, the others reuse it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,20 +9,14 @@ use flagpole_engine::{Selector, Snapshot};
 use prost_types::Struct;
 
 use super::events::change_data;
+use crate::protocols::diffs::SharedDiffs;
 
-/// Cached diffs / payloads kept at once (distinct selectors and snapshot pairs in flight).
+/// Cached payloads kept at once (distinct selectors and snapshots in flight).
 pub const SHARED_CACHE_ENTRIES: usize = 16;
 
 /// The `configuration_change` data from one snapshot to the next for one selector; `None` when the
 /// selection did not change.
 pub type ChangeData = Option<Arc<Struct>>;
-
-struct DiffEntry {
-    old: Arc<Snapshot>,
-    new: Arc<Snapshot>,
-    selector: Selector,
-    data: ChangeData,
-}
 
 struct PayloadEntry {
     snapshot: Arc<Snapshot>,
@@ -38,7 +27,7 @@ struct PayloadEntry {
 /// The caches of one set of services.
 #[derive(Default)]
 pub struct Fanout {
-    diffs: Mutex<VecDeque<DiffEntry>>,
+    diffs: SharedDiffs<Arc<Struct>>,
     payloads: Mutex<VecDeque<PayloadEntry>>,
 }
 
@@ -56,24 +45,8 @@ impl Fanout {
         new: &Arc<Snapshot>,
         selector: &Selector,
     ) -> ChangeData {
-        // The lock is held while computing so that concurrent subscribers wait for one result instead of
-        // all computing it; a diff takes microseconds.
-        let mut diffs = self.diffs.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = diffs.iter().find(|e| {
-            Arc::ptr_eq(&e.old, old) && Arc::ptr_eq(&e.new, new) && &e.selector == selector
-        }) {
-            return entry.data.clone();
-        }
-        let diff = Snapshot::changes(old, new, selector);
-        let data = (!diff.is_empty()).then(|| Arc::new(change_data(&diff)));
-        diffs.push_front(DiffEntry {
-            old: old.clone(),
-            new: new.clone(),
-            selector: selector.clone(),
-            data: data.clone(),
-        });
-        diffs.truncate(SHARED_CACHE_ENTRIES);
-        data
+        self.diffs
+            .get(old, new, selector, |diff| Arc::new(change_data(diff)))
     }
 
     /// The sync payload of `snapshot` under `selector` (computed once per distinct key).

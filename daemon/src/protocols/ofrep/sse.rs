@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Ofrep;
+use crate::protocols::diffs::SharedDiffs;
 
 /// The change-stream route.
 pub const EVENTS_ROUTE: &str = "/ofrep/v1/events";
@@ -59,6 +60,8 @@ pub struct SseOptions {
     pub public_url: Option<String>,
     /// Ends every stream at shutdown.
     pub shutdown: CancellationToken,
+    /// Each change's event text, computed once per selector for every stream.
+    pub diffs: Arc<SharedDiffs<Arc<str>>>,
 }
 
 /// The `eventStreams` entry of a bulk answer for `selector`.
@@ -126,6 +129,7 @@ pub(super) async fn events(
     let mut watch = state.evaluator.store().subscribe();
     let last = watch.borrow_and_update().clone();
     let stream = Subscriber {
+        diffs: options.diffs.clone(),
         watch,
         last,
         selector,
@@ -164,6 +168,7 @@ impl Drop for SseGauge {
 }
 
 struct Subscriber {
+    diffs: Arc<SharedDiffs<Arc<str>>>,
     watch: watch::Receiver<Arc<Snapshot>>,
     last: Arc<Snapshot>,
     selector: Selector,
@@ -184,20 +189,23 @@ fn changes(subscriber: Subscriber) -> impl Stream<Item = Result<Event, Infallibl
                         return None;
                     }
                     let new = s.watch.borrow_and_update().clone();
-                    let diff = Snapshot::changes(&s.last, &new, &s.selector);
+                    let data = s.diffs.get(&s.last, &new, &s.selector, event_data);
                     s.last = new;
-                    if diff.is_empty() {
-                        continue;
-                    }
-                    let mut data = json!({"type": "refetchEvaluation"});
-                    if diff.len() <= MAX_EVENT_FLAG_KEYS {
-                        data["flags"] = json!(diff.keys().collect::<Vec<_>>());
-                    }
-                    return Some((Ok(Event::default().data(data.to_string())), s));
+                    let Some(data) = data else { continue };
+                    return Some((Ok(Event::default().data(&*data)), s));
                 }
             }
         }
     })
+}
+
+/// A change's event: `{"type": "refetchEvaluation", "flags": [KEYS]}`.
+fn event_data(diff: &std::collections::BTreeMap<String, flagpole_engine::ChangeKind>) -> Arc<str> {
+    let mut data = json!({"type": "refetchEvaluation"});
+    if diff.len() <= MAX_EVENT_FLAG_KEYS {
+        data["flags"] = json!(diff.keys().collect::<Vec<_>>());
+    }
+    Arc::from(data.to_string())
 }
 
 #[cfg(test)]
@@ -210,6 +218,7 @@ mod tests {
             inactivity_delay: Duration::from_secs(90),
             public_url: None,
             shutdown: CancellationToken::new(),
+            diffs: Arc::default(),
         };
         assert_eq!(
             advertisement(&options, &Selector::All),
