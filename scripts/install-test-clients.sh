@@ -10,6 +10,7 @@
 #     the Node @openfeature/ofrep-provider and the browser @openfeature/ofrep-web-provider in clients/node
 #   - Go flagd provider (go-sdk-contrib): clients/go built into one binary (go.sum pins every module)
 #   - Java flagd provider (java-sdk-contrib): the class path of clients/java/pom.xml (exact versions)
+#   - the dashboard's browser test: Debian's chromium (apt, once) and playwright-core (npm, in clients/node)
 # Everything comes from the package registries with their ordinary clients. Idempotent: a part whose pinned
 # inputs did not change since its last successful install is left alone, so running this before every
 # `cargo test` costs a second.
@@ -47,6 +48,19 @@ install_python_venv() {
 
 install_python_venv python-latest "$root/clients/python/requirements-latest.txt"
 install_python_venv python-v1 "$root/clients/python/requirements-v1.txt"
+
+# Chromium for the dashboard's browser test (daemon/tests/it/dashboard.rs, driven by playwright-core from
+# npm): Debian's package, installed once if missing (never a browser downloaded by a test tool).
+if [[ ! -x /usr/bin/chromium ]]; then
+  if command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+    echo "install-test-clients: apt-get install chromium"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; }
+  else
+    echo "install-test-clients: /usr/bin/chromium is missing; install Debian's chromium package" >&2
+    exit 1
+  fi
+fi
 
 # Node: node_modules lives in clients/node (git-ignored); the stamp sits beside it.
 node_stamp="$root/clients/node/node_modules/.flagpole-stamp"

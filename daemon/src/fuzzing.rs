@@ -89,6 +89,7 @@ impl Harness {
                 journal: Arc::new(crate::journal::Journal::new(Metrics::new(), None)),
                 evaluator: evaluator.clone(),
                 stale_after: crate::lifecycle::DEFAULT_STALE_AFTER,
+                shutdown: CancellationToken::new(),
             },
             &RouterOptions {
                 cors_origins: Vec::new(),

@@ -156,6 +156,8 @@ pub struct Journal {
     memory: Mutex<Memory>,
     file: Option<Mutex<JournalFile>>,
     metrics: Metrics,
+    /// The newest entry's `seq`, for live readers ([`Journal::subscribe`]).
+    latest: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -174,6 +176,7 @@ impl Journal {
     /// A journal counting into `metrics`, appending to the state directory's journal file when given.
     pub fn new(metrics: Metrics, state: Option<&StateDir>) -> Journal {
         Journal {
+            latest: tokio::sync::watch::Sender::new(0),
             memory: Mutex::new(Memory {
                 entries: VecDeque::new(),
                 next_seq: 1,
@@ -214,6 +217,7 @@ impl Journal {
                     memory.entries.pop_front();
                 }
             }
+            self.latest.send_replace(memory.next_seq - 1);
         }
         for entry in &entries {
             self.metrics.change_recorded(entry.kind.as_str());
@@ -226,6 +230,23 @@ impl Journal {
                 file.file = None;
             }
         }
+    }
+
+    /// Notified with the newest `seq` after every record.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
+    /// The entries after `seq`, oldest first, at most `limit` (the oldest of them).
+    pub fn after(&self, seq: u64, limit: usize) -> Vec<Entry> {
+        let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        memory
+            .entries
+            .iter()
+            .filter(|e| e.seq > seq)
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// The entries with `time >= since` about `flag` (any when `None`), the newest `limit` of them, oldest

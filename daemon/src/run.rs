@@ -272,6 +272,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         journal,
         evaluator: evaluator.clone(),
         stale_after: config.stale_after,
+        shutdown: shutdown.clone(),
     };
     tokio::spawn(overrides.run_expiry(sources_stop.clone()));
     let routers = Routers::new(

@@ -107,6 +107,17 @@ impl Store {
         }
     }
 
+    /// Every source's identity (ascending priority) and how many flags it holds now.
+    pub fn sources(&self) -> Vec<(Arc<str>, usize)> {
+        self.layers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sources
+            .iter()
+            .map(|source| (source.source.clone(), source.flags.len()))
+            .collect()
+    }
+
     /// The overrides in force.
     pub fn overrides(&self) -> Overrides {
         self.layers

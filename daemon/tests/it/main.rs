@@ -6,6 +6,7 @@ mod cli_docs;
 mod clients;
 mod clients_tls_socket;
 mod curl;
+mod dashboard;
 mod explain;
 mod file_watch;
 mod fuzz_corpus;

@@ -49,6 +49,8 @@ pub struct AdminApi {
     pub evaluator: Evaluator,
     /// `--stale-after`.
     pub stale_after: std::time::Duration,
+    /// Ends the live streams at shutdown.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The admin routes.
@@ -60,7 +62,8 @@ pub fn routes(api: AdminApi) -> Router {
         .route("/api/v1/flags/{key}", get(super::flags::flag))
         .route("/api/v1/overrides", get(list))
         .route("/api/v1/overrides/{key}", get(show).put(set).delete(clear))
-        .with_state(api)
+        .with_state(api.clone())
+        .merge(super::dashboard::routes(api))
 }
 
 /// A PUT body.

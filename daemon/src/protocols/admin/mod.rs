@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 mod explain;
 mod flags;
 
