@@ -11,6 +11,7 @@
 #   - Go flagd provider (go-sdk-contrib): clients/go built into one binary (go.sum pins every module)
 #   - Java flagd provider (java-sdk-contrib): the class path of clients/java/pom.xml (exact versions)
 #   - the dashboard's browser test: Debian's chromium (apt, once) and playwright-core (npm, in clients/node)
+#   - the example web app's packages: `npm ci` in examples/web
 # Everything comes from the package registries with their ordinary clients. Idempotent: a part whose pinned
 # inputs did not change since its last successful install is left alone, so running this before every
 # `cargo test` costs a second.
@@ -71,6 +72,18 @@ else
   echo "install-test-clients: npm ci in clients/node"
   (cd "$root/clients/node" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$node_want" >"$node_stamp"
+fi
+
+# The example web app (examples/web): React, the OpenFeature React SDK, the OFREP web provider and Vite,
+# pinned by its package-lock.json; built by daemon/tests/it/web_example.rs.
+web_stamp="$root/examples/web/node_modules/.flagpole-stamp"
+web_want="$(inputs_hash "$root/examples/web/package.json" "$root/examples/web/package-lock.json")"
+if [[ -f "$web_stamp" && "$(cat "$web_stamp")" == "$web_want" ]]; then
+  echo "install-test-clients: examples/web is up to date"
+else
+  echo "install-test-clients: npm ci in examples/web"
+  (cd "$root/examples/web" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$web_want" >"$web_stamp"
 fi
 
 # Go: the flagd provider's generated protobuf modules are not in the public checksum database, so they are

@@ -29,3 +29,4 @@ mod transport_tls;
 mod transport_unix;
 mod validate_cmd;
 mod web_client;
+mod web_example;

@@ -201,7 +201,7 @@ function killSwitch(key, flag) {
   return el('section', {},
     el('h3', { text: 'Kill switch' }),
     current,
-    token() ? null : el('p', { class: 'muted', text: 'Enter an admin token above to change it.' }),
+    el('p', { id: 'token-hint', class: 'muted', hidden: Boolean(token()), text: 'Enter an admin token above to change it.' }),
     el('div', { class: 'row' },
       el('div', { class: 'field' }, el('label', { for: 'override-choice', text: 'Override' }), choice),
       el('div', { class: 'field' }, el('label', { for: 'override-reason', text: 'Reason' }), reason),
@@ -343,6 +343,8 @@ async function render() {
 
 function tokenState() {
   document.getElementById('token-state').textContent = token() ? 'Token set for this tab.' : 'Read-only.';
+  const hint = document.getElementById('token-hint');
+  if (hint) hint.hidden = Boolean(token());
 }
 
 document.getElementById('token-use').addEventListener('click', () => {
@@ -350,12 +352,10 @@ document.getElementById('token-use').addEventListener('click', () => {
   if (input.value) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
   input.value = '';
   tokenState();
-  render();
 });
 document.getElementById('token-forget').addEventListener('click', () => {
   sessionStorage.removeItem(TOKEN_KEY);
   tokenState();
-  render();
 });
 document.getElementById('token').addEventListener('keydown', (event) => {
   if (event.key === 'Enter') document.getElementById('token-use').click();
@@ -377,7 +377,7 @@ function follow() {
     refresh = setTimeout(() => {
       const typing = main.contains(document.activeElement) && /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
       if (!typing) render();
-    }, 150);
+    }, 50);
   });
 }
 
