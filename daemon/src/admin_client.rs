@@ -61,9 +61,11 @@ pub fn run(
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let (method, path, body) = match &args.action {
         OverrideCommand::List => ("GET", "/api/v1/overrides".to_owned(), None),
-        OverrideCommand::Clear { key } => {
-            ("DELETE", format!("/api/v1/overrides/{}", encode(key)), None)
-        }
+        OverrideCommand::Clear { key } => (
+            "DELETE",
+            format!("/api/v1/overrides/{}", crate::percent_encode(key)),
+            None,
+        ),
         OverrideCommand::Set {
             key,
             variant,
@@ -83,7 +85,7 @@ pub fn run(
             }
             (
                 "PUT",
-                format!("/api/v1/overrides/{}", encode(key)),
+                format!("/api/v1/overrides/{}", crate::percent_encode(key)),
                 Some(body.to_string()),
             )
         }
@@ -171,19 +173,6 @@ fn read_token(path: &Path) -> Result<String, ClientError> {
         .ok_or_else(|| fail("the file holds no token".to_owned()))
 }
 
-/// Percent-encodes a flag key for a path segment.
-fn encode(key: &str) -> String {
-    let mut out = String::new();
-    for byte in key.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 /// One HTTP/1.1 exchange: (status, body).
 fn exchange(
     authority: &str,
@@ -265,7 +254,7 @@ mod tests {
         assert!(authority("https://x:1").is_err());
         assert!(authority("http://user@x:1").is_err());
         assert!(authority("http://x:1/path").is_err());
-        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+        assert_eq!(crate::percent_encode("a b/c"), "a%20b%2Fc");
         assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
     }
 }

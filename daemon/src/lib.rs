@@ -38,6 +38,20 @@ pub mod validate;
 
 pub use run::{BoundAddrs, DRAIN_TIMEOUT, Daemon, RunError, SYNC_STARTUP_GATE, StartError, run};
 
+/// Percent-encodes `text` for a URL path segment or query value (every byte but RFC 3986's unreserved
+/// characters).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// The current time in unix seconds (0 before 1970), for state, journal and metrics timestamps.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

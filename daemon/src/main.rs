@@ -41,26 +41,12 @@ fn main() -> ExitCode {
         }
         Action::Override(args) => {
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-            match flagpole::admin_client::run(&args, &mut out, &mut err) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(error) => {
-                    eprintln!("flagpole: {error}");
-                    ExitCode::FAILURE
-                }
-            }
+            command_exit(flagpole::admin_client::run(&args, &mut out, &mut err))
         }
-        Action::Explain(args) => {
-            let mut out = std::io::stdout().lock();
-            match flagpole::explain_cli::run(&args, &mut out) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(error) => {
-                    eprintln!("flagpole: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Action::Explain(args) => command_exit(flagpole::explain_cli::run(
+            &args,
+            &mut std::io::stdout().lock(),
+        )),
         Action::Validate {
             files,
             strict,
@@ -71,14 +57,12 @@ fn main() -> ExitCode {
                 flagpole::config::OutputFormat::Text => flagpole::validate::ReportFormat::Text,
                 flagpole::config::OutputFormat::Json => flagpole::validate::ReportFormat::Json,
             };
-            match flagpole::validate::validate_files_as(&files, strict, format, &mut stdout) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(error) => {
-                    eprintln!("flagpole: {error}");
-                    ExitCode::FAILURE
-                }
-            }
+            command_exit(flagpole::validate::validate_files_as(
+                &files,
+                strict,
+                format,
+                &mut stdout,
+            ))
         }
         Action::Start(config) => {
             flagpole::logging::init(invocation.log);
@@ -104,6 +88,19 @@ fn main() -> ExitCode {
 }
 
 /// How long the runtime waits for blocking work at exit before the process ends anyway.
+/// The exit status of a command that succeeds (`Ok(true)`), finds a problem (`Ok(false)`: 1) or cannot
+/// run (its error on stderr, 1).
+fn command_exit(result: Result<bool, impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("flagpole: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn start(config: flagpole::config::Config) -> ExitCode {

@@ -115,6 +115,11 @@ fn the_example_app_and_the_dashboard_follow_the_kill_switch_and_file_edits() {
             .is_some_and(|r| r.contains("Not set")),
         "{stdout}"
     );
+    assert_eq!(
+        check("shop-state")["streams"],
+        "1",
+        "the shop holds one change stream"
+    );
     let kill = check("kill-switch");
     assert_eq!(kill["before"], false);
     assert!(kill["shopMs"].as_u64() < Some(1000), "{kill}");

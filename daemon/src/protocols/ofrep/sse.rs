@@ -68,7 +68,10 @@ pub struct SseOptions {
 pub fn advertisement(options: &SseOptions, selector: &Selector) -> Value {
     let request_uri = match selector {
         Selector::All => EVENTS_ROUTE.to_owned(),
-        other => format!("{EVENTS_ROUTE}?selector={}", encode(&other.to_string())),
+        other => format!(
+            "{EVENTS_ROUTE}?selector={}",
+            crate::percent_encode(&other.to_string())
+        ),
     };
     let mut stream = json!({
         "type": "sse",
@@ -81,19 +84,6 @@ pub fn advertisement(options: &SseOptions, selector: &Selector) -> Value {
         None => stream["endpoint"] = json!({"requestUri": request_uri}),
     }
     json!([stream])
-}
-
-/// Percent-encodes a query value.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// `GET /ofrep/v1/events` query parameters.
