@@ -36,6 +36,11 @@ try {
   check('headers', { csp: response.headers()['content-security-policy'] });
   await page.getByRole('link', { name: flag, exact: true }).waitFor();
   check('flag-listed');
+  // A flag whose key, variant and owner are markup: shown as text, never parsed.
+  await page.getByRole('link', { name: '<img src=x onerror=alert(1)>', exact: true }).waitFor();
+  check('hostile-names', {
+    injected: await page.locator('main img, main b, main script').count(),
+  });
   // The first Tab reaches the skip link; the token field has a name.
   await page.keyboard.press('Tab');
   check('first-tab', { focused: await page.evaluate(() => document.activeElement.textContent) });

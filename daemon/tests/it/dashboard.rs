@@ -11,6 +11,8 @@ use crate::clients::ChildDaemon;
 use crate::runtime_support::node_client_dir;
 
 const FLAGS: &str = r#"{"flags": {
+  "<img src=x onerror=alert(1)>": {"state": "ENABLED", "variants": {"<b>v</b>": 1}, "defaultVariant": "<b>v</b>",
+               "metadata": {"owner": "<script>alert(2)</script>"}},
   "checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on",
                "metadata": {"owner": "payments"},
                "targeting": {"if": [{"==": [{"var": "plan"}, "free"]}, "off", "on"]}}
@@ -71,6 +73,11 @@ fn an_operator_uses_the_dashboard_in_a_real_browser() {
         flagpole::protocols::admin::dashboard::CONTENT_SECURITY_POLICY
     );
     assert_eq!(check("first-tab")["focused"], "Skip to content");
+    assert_eq!(
+        check("hostile-names")["injected"],
+        0,
+        "names from the flag file are text, never markup"
+    );
     let explain = check("explain");
     assert!(
         explain["answer"]
