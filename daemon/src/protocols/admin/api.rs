@@ -143,24 +143,9 @@ async fn set(
         Ok(actor) => actor,
         Err(refused) => return auth_error(&refused),
     };
-    let bytes = match body::read(&headers, body, MAX_ADMIN_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(body::BodyError::TooLarge(_)) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large".to_owned(),
-            );
-        }
-        Err(failed) => return error(StatusCode::BAD_REQUEST, failed.to_string()),
-    };
-    let request: SetRequest = match serde_json::from_slice(&bytes) {
+    let request: SetRequest = match read_json(&headers, body).await {
         Ok(request) => request,
-        Err(malformed) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("malformed body: {malformed}"),
-            );
-        }
+        Err(refused) => return refused,
     };
     let candidate = match candidate(request, actor) {
         Ok(candidate) => candidate,
@@ -256,6 +241,30 @@ fn control_error(failed: &ControlError) -> Response {
         ControlError::Persist(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, failed.to_string())
+}
+
+/// An admin request's JSON body, read within [`MAX_ADMIN_BODY_BYTES`]; the answer to send instead when it
+/// is too large (413) or malformed (400).
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    request_body: Body,
+) -> Result<T, Response> {
+    let bytes = match body::read(headers, request_body, MAX_ADMIN_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(body::BodyError::TooLarge(_)) => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large".to_owned(),
+            ));
+        }
+        Err(failed) => return Err(error(StatusCode::BAD_REQUEST, failed.to_string())),
+    };
+    serde_json::from_slice(&bytes).map_err(|malformed| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed body: {malformed}"),
+        )
+    })
 }
 
 pub(super) fn error(status: StatusCode, message: String) -> Response {

@@ -10,9 +10,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::api::{AdminApi, MAX_ADMIN_BODY_BYTES, error};
+use super::api::{AdminApi, error, read_json};
 use crate::eval::explain::ExplainInput;
-use crate::protocols::body;
 
 /// An explain request.
 #[derive(Debug, Deserialize)]
@@ -32,24 +31,9 @@ pub(super) async fn explain(
     headers: HeaderMap,
     request_body: Body,
 ) -> Response {
-    let bytes = match body::read(&headers, request_body, MAX_ADMIN_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(body::BodyError::TooLarge(_)) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large".to_owned(),
-            );
-        }
-        Err(failed) => return error(StatusCode::BAD_REQUEST, failed.to_string()),
-    };
-    let request: ExplainRequest = match serde_json::from_slice(&bytes) {
+    let request: ExplainRequest = match read_json(&headers, request_body).await {
         Ok(request) => request,
-        Err(malformed) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("malformed body: {malformed}"),
-            );
-        }
+        Err(refused) => return refused,
     };
     let input = match input(request) {
         Ok(input) => input,
