@@ -110,6 +110,8 @@ pub fn stale(
     if let Some(variant) = flag
         .raw_targeting
         .as_ref()
+        // Parsing the rule text is only worth it when it mentions the operator.
+        .filter(|raw| raw.as_str().contains("\"fractional\""))
         .and_then(|raw| settled_fractional(&raw.to_value()))
     {
         found.push(Stale {
@@ -253,7 +255,7 @@ pub async fn run(
         };
         let now = crate::unix_now();
         let snapshot = store.snapshot();
-        let flags = list(&snapshot, &usage, &store.overrides(), now, after);
+        let flags = marked(&snapshot, &usage, &store.overrides(), now, after);
         for warning in report(&flags, &metrics, &mut warned, now) {
             tracing::warn!(flag = %warning.key, owner = ?warning.owner, "{}", warning.message);
         }
@@ -280,10 +282,48 @@ struct Warning {
     message: String,
 }
 
+/// A flag with what the periodic pass needs of it.
+struct Marked<'s> {
+    key: &'s str,
+    owner: Option<&'s str>,
+    expires: Option<&'s str>,
+    stale: Vec<Stale>,
+}
+
+/// Every flag of `snapshot` with its stale markers.
+fn marked<'s>(
+    snapshot: &'s Snapshot,
+    usage: &Usage,
+    overrides: &Overrides,
+    now: u64,
+    after: Duration,
+) -> Vec<Marked<'s>> {
+    let all = usage.all();
+    snapshot
+        .select(&flagpole_engine::Selector::All)
+        .map(|record| {
+            let flag = &record.flag;
+            let text = |key: &str| flag.metadata.get(key).and_then(Value::as_str);
+            Marked {
+                key: &flag.key,
+                owner: text("owner"),
+                expires: text("expires"),
+                stale: stale(
+                    flag,
+                    all.get(&*flag.key),
+                    overrides.0.get(&*flag.key),
+                    now,
+                    after,
+                ),
+            }
+        })
+        .collect()
+}
+
 /// Sets the gauges; returns the warnings due: one per flag per day about an expired or malformed
 /// `metadata.expires` (`warned` remembers the day of each flag's last one).
 fn report(
-    flags: &[Value],
+    flags: &[Marked<'_>],
     metrics: &Metrics,
     warned: &mut HashMap<Arc<str>, u64>,
     now: u64,
@@ -293,23 +333,22 @@ fn report(
     let today = now / DAY;
     let mut present = std::collections::HashSet::new();
     for flag in flags {
-        let key = flag["key"].as_str().unwrap_or_default();
-        present.insert(key);
-        let reasons = flag["stale"].as_array().map_or(&[][..], Vec::as_slice);
-        for reason in reasons {
-            if let Some(count) = reason["reason"].as_str().and_then(|r| counts.get_mut(r)) {
+        present.insert(flag.key);
+        for marker in &flag.stale {
+            if let Some(count) = counts.get_mut(marker.reason) {
                 *count += 1;
             }
         }
-        let expires = flag["expires"].as_str();
-        let expired = reasons.iter().any(|r| r["reason"] == "expired");
-        let malformed = expires.is_some_and(|e| flagpole_engine::load::iso_day(e).is_none());
-        if (expired || malformed) && warned.get(key) != Some(&today) {
-            warned.insert(Arc::from(key), today);
-            let expires = expires.unwrap_or_default();
+        let expired = flag.stale.iter().any(|m| m.reason == "expired");
+        let malformed = flag
+            .expires
+            .is_some_and(|e| flagpole_engine::load::iso_day(e).is_none());
+        if (expired || malformed) && warned.get(flag.key) != Some(&today) {
+            warned.insert(Arc::from(flag.key), today);
+            let expires = flag.expires.unwrap_or_default();
             due.push(Warning {
-                key: key.to_owned(),
-                owner: flag["owner"].as_str().map(str::to_owned),
+                key: flag.key.to_owned(),
+                owner: flag.owner.map(str::to_owned),
                 message: if expired {
                     format!("flag expired on {expires}: remove it, or move metadata.expires")
                 } else {
@@ -449,10 +488,24 @@ mod tests {
     fn gauges_count_reasons_and_expiry_warns_once_a_day() {
         let metrics = Metrics::new();
         let mut warned = HashMap::new();
+        let marker = |reason| Stale {
+            reason,
+            detail: String::new(),
+        };
+        let flag = |key, expires, stale| Marked {
+            key,
+            owner: None,
+            expires,
+            stale,
+        };
         let flags = vec![
-            json!({"key": "x", "expires": "2024-01-01", "stale": [{"reason": "expired"}, {"reason": "unused"}]}),
-            json!({"key": "y", "stale": [{"reason": "unused"}]}),
-            json!({"key": "z", "expires": "soon", "stale": []}),
+            flag(
+                "x",
+                Some("2024-01-01"),
+                vec![marker("expired"), marker("unused")],
+            ),
+            flag("y", None, vec![marker("unused")]),
+            flag("z", Some("soon"), vec![]),
         ];
         let due = report(&flags, &metrics, &mut warned, NOW);
         assert_eq!(
