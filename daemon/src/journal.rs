@@ -240,13 +240,15 @@ impl Journal {
     /// The entries after `seq`, oldest first, at most `limit` (the oldest of them).
     pub fn after(&self, seq: u64, limit: usize) -> Vec<Entry> {
         let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-        memory
-            .entries
-            .iter()
-            .filter(|e| e.seq > seq)
-            .take(limit)
-            .cloned()
-            .collect()
+        // Entries are in `seq` order.
+        let first = memory.entries.partition_point(|e| e.seq <= seq);
+        memory.entries.range(first..).take(limit).cloned().collect()
+    }
+
+    /// The newest entry that `matches`, if any (without copying the others).
+    pub fn newest(&self, matches: impl Fn(&Entry) -> bool) -> Option<Entry> {
+        let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        memory.entries.iter().rev().find(|e| matches(e)).cloned()
     }
 
     /// The entries with `time >= since` about `flag` (any when `None`), the newest `limit` of them, oldest
@@ -345,6 +347,23 @@ fn log(entries: &[Entry]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_readers_get_what_follows_their_seq_and_the_newest_match() {
+        let journal = Journal::new(Metrics::new(), None);
+        let mut latest = journal.subscribe();
+        for i in 0..5 {
+            journal.record(vec![Entry::new(Kind::Write, "s", Some(&format!("f{i}")))]);
+        }
+        assert_eq!(*latest.borrow_and_update(), 5);
+        let seqs = |entries: Vec<Entry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(journal.after(2, 2)), [3, 4]);
+        assert_eq!(seqs(journal.after(4, 10)), [5]);
+        assert!(journal.after(5, 10).is_empty());
+        let newest = journal.newest(|e| e.flag.as_deref().is_some_and(|f| f < "f3"));
+        assert_eq!(newest.map(|e| e.seq), Some(3));
+        assert!(journal.newest(|e| e.kind == Kind::Rejected).is_none());
+    }
 
     #[test]
     fn memory_is_bounded_and_queries_filter_by_time_and_flag() {

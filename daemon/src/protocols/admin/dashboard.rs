@@ -16,7 +16,6 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::api::AdminApi;
-use crate::journal::Entry;
 
 /// The page.
 const INDEX_HTML: &str = include_str!("ui/index.html");
@@ -93,12 +92,6 @@ async fn sources(State(api): State<AdminApi>) -> Response {
         .source_fetch_states()
         .into_iter()
         .collect();
-    let rejected: Vec<Entry> = api
-        .journal
-        .query(None, None, crate::journal::JOURNAL_MEMORY_ENTRIES)
-        .into_iter()
-        .filter(|e| e.kind == crate::journal::Kind::Rejected)
-        .collect();
     let list: Vec<serde_json::Value> = api
         .evaluator
         .store()
@@ -107,7 +100,9 @@ async fn sources(State(api): State<AdminApi>) -> Response {
         .enumerate()
         .map(|(priority, (source, flags))| {
             let fetch = states.get(&*source);
-            let last_rejected = rejected.iter().rev().find(|e| *e.source == *source);
+            let last_rejected = api
+                .journal
+                .newest(|e| e.kind == crate::journal::Kind::Rejected && *e.source == *source);
             json!({
                 "source": &*source,
                 "priority": priority,
@@ -138,11 +133,12 @@ async fn live_changes(State(api): State<AdminApi>) -> impl IntoResponse {
                     if changed.is_err() {
                         return None;
                     }
+                    let newest = *latest.borrow_and_update();
                     let entries = api.journal.after(seen, MAX_LIVE_ENTRIES);
                     let Some(last) = entries.last() else { continue };
                     seen = last.seq;
-                    if !entries.is_empty() && seen < *latest.borrow_and_update() {
-                        // More than one event's worth: mark the receiver changed so the rest follows.
+                    if seen < newest {
+                        // More than one event's worth: the rest follows in the next event.
                         latest.mark_changed();
                     }
                     let event = Event::default()
