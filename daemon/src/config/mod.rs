@@ -616,13 +616,27 @@ fn start_config(
         "ofrep-sse-public-url",
         string
     ));
-    if let Some(url) = &public_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(ConfigError::InvalidValue {
-            key: "ofrep-sse-public-url",
-            message: format!("{url:?} (use http://HOST[:PORT][/PATH] or https://…)"),
-        });
+    if let Some(url) = &public_url {
+        // Advertised to every client: credentials in it would be handed out, so they are refused (and not
+        // repeated in the error).
+        let authority = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        let problem = match authority {
+            None => Some("use http://HOST[:PORT][/PATH] or https://…"),
+            Some(authority) if authority.contains('@') => {
+                Some("credentials would be sent to every client; leave them out")
+            }
+            Some("") => Some("the host is missing"),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::InvalidValue {
+                key: "ofrep-sse-public-url",
+                message: format!("{:?} ({problem})", flagpole_engine::redact_credentials(url)),
+            });
+        }
     }
     if !ofrep_sse_enabled && public_url.is_some() {
         warnings

@@ -494,6 +494,7 @@ fn newer_flagd_flags_are_accepted_and_the_ofrep_stream_settings_take_effect() {
     for bad in [
         ["--ofrep-sse-inactivity-delay", "soon"],
         ["--ofrep-sse-public-url", "flags.example"],
+        ["--ofrep-sse-public-url", "https://"],
     ] {
         assert!(
             matches!(
@@ -503,4 +504,18 @@ fn newer_flagd_flags_are_accepted_and_the_ofrep_stream_settings_take_effect() {
             "{bad:?}"
         );
     }
+    // Credentials in the advertised URL would reach every client: refused, and not repeated.
+    let Err(error) = invocation(&[
+        "start",
+        "-f",
+        "file:flags.json",
+        "--ofrep-sse-enabled",
+        "--ofrep-sse-public-url",
+        "https://user:s3cret@flags.example/ofrep",
+    ]) else {
+        panic!("credentials in the public URL were accepted");
+    };
+    let message = error.to_string();
+    assert!(message.contains("credentials"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
 }
