@@ -39,6 +39,9 @@ pub const STALE_REASONS: [&str; 5] = [
 
 const DAY: u64 = 86_400;
 
+/// After a change, the pass waits this long for further changes before it runs.
+pub const LIFECYCLE_COALESCE: Duration = Duration::from_secs(1);
+
 /// One stale marker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Stale {
@@ -227,8 +230,8 @@ pub fn list(
         .collect()
 }
 
-/// Keeps the stale gauges and the daily expiry warnings current (on every change and every
-/// [`USAGE_PERSIST_INTERVAL`]) and writes the usage to the state directory on each interval and when
+/// Keeps the stale gauges and the daily expiry warnings current (after each burst of changes, coalesced
+/// over [`LIFECYCLE_COALESCE`], and every [`USAGE_PERSIST_INTERVAL`]) and writes the usage to the state directory on each interval and when
 /// `stop` fires.
 pub async fn run(
     store: Arc<Store>,
@@ -239,7 +242,10 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut changes = store.subscribe();
-    let mut ticks = tokio::time::interval(USAGE_PERSIST_INTERVAL);
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + USAGE_PERSIST_INTERVAL,
+        USAGE_PERSIST_INTERVAL,
+    );
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned: HashMap<Arc<str>, u64> = HashMap::new();
     loop {
@@ -250,6 +256,12 @@ pub async fn run(
                 if changed.is_err() {
                     break;
                 }
+                // A burst of changes (a start, a churning source) makes one pass, not one per change.
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(LIFECYCLE_COALESCE) => {}
+                }
+                changes.borrow_and_update();
                 false
             }
         };

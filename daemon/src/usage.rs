@@ -281,8 +281,11 @@ impl Usage {
                 return;
             }
         };
+        // Beyond the bound, the most recently evaluated keys are the ones kept (as at run time).
+        let mut flags: Vec<(String, FlagUsage)> = file.flags.into_iter().collect();
+        flags.sort_unstable_by_key(|(_, usage)| std::cmp::Reverse(usage.last_evaluated));
         let mut dormant = self.dormant.lock().unwrap_or_else(PoisonError::into_inner);
-        for (key, usage) in file.flags.into_iter().take(MAX_DORMANT_FLAGS) {
+        for (key, usage) in flags.into_iter().take(MAX_DORMANT_FLAGS) {
             dormant.insert(Arc::from(key), usage);
         }
     }
@@ -417,6 +420,33 @@ mod tests {
                 .to_string_lossy()
                 .starts_with("usage.json.corrupt-")
         }));
+    }
+
+    #[test]
+    fn a_restored_file_beyond_the_bound_keeps_the_most_recently_evaluated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("state dir");
+        let flags = (0..=MAX_DORMANT_FLAGS)
+            .map(|i| {
+                let usage = FlagUsage {
+                    last_evaluated: i as u64 + 1,
+                    ..FlagUsage::default()
+                };
+                (format!("k{i:05}"), usage)
+            })
+            .collect();
+        state
+            .write_json(STATE_FILE, &UsageFile { saved_at: 1, flags })
+            .expect("written");
+        let usage = Usage::default();
+        usage.restore(&state);
+        let dormant = usage.dormant.lock().expect("lock");
+        assert_eq!(dormant.len(), MAX_DORMANT_FLAGS);
+        assert!(
+            !dormant.contains_key("k00000"),
+            "the least recently evaluated goes"
+        );
+        assert!(dormant.contains_key(&*format!("k{MAX_DORMANT_FLAGS:05}")));
     }
 
     #[test]

@@ -178,7 +178,8 @@ fn stale_markers_appear_after_stale_after_and_reach_the_gauges() {
     let (_, only) = flags(&daemon, "?stale=long_override");
     assert_eq!(only["flags"].as_array().map(Vec::len), Some(1));
 
-    // The gauges follow the next change (or the periodic pass).
+    // The gauges follow the next change (coalesced for a second, or the periodic pass) and agree with the
+    // markers the API lists. By then every flag is unused (--stale-after 1s).
     let (status, _) = request(
         daemon.ports.management,
         "DELETE",
@@ -190,7 +191,7 @@ fn stale_markers_appear_after_stale_after_and_reach_the_gauges() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, page) = crate::admin::get_text(daemon.ports.management, "/metrics");
-        if page.contains(r#"flagpole_stale_flags{reason="unused"} 3"#)
+        if page.contains(r#"flagpole_stale_flags{reason="unused"} 4"#)
             && page.contains(r#"flagpole_stale_flags{reason="expired"} 1"#)
             && page.contains(r#"flagpole_stale_flags{reason="settled_fractional"} 1"#)
         {
