@@ -218,6 +218,15 @@ fn the_explain_command_asks_a_daemon_or_reads_files() {
     let (code, out, _) = run(&["--flag", "nope", "--management-url", &url]);
     assert_eq!(code, Some(1));
     assert!(out.contains("not found"), "{out}");
+    // A daemon that is not there is a clear error naming it, not a hang.
+    let (code, _, err) = run(&[
+        "--flag",
+        "checkout",
+        "--management-url",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("127.0.0.1:1"), "{err}");
 
     // From files: a later file wins a duplicated key, as a later source does.
     let first = dir.path().join("first.json");
