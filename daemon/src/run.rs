@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -294,15 +295,16 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         },
     );
 
-    // Each listener may hold its share of the file descriptors, so that a flood of one port leaves the
-    // others (the management port above all) their own.
-    let max_connections = connection_budget(config.max_connections);
+    // The listeners share the file descriptors so that a flood of one port leaves the others (the
+    // management port above all) their own.
+    let budget = connection_budget(config.max_connections);
     let header_limit = config
         .max_request_header
         .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
     let limits = HttpLimits {
         max_header_bytes: header_limit,
-        max_connections,
+        max_connections: budget.per_listener,
+        shared: budget.pool.clone(),
         ..HttpLimits::DEFAULT
     };
 
@@ -315,7 +317,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         None,
         routers.management,
         HttpLimits {
-            max_connections,
+            max_connections: budget.management,
             ..HttpLimits::DEFAULT
         },
         management_stop.clone(),
@@ -328,7 +330,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         Listener::Tcp(ofrep),
         tls.clone().filter(|_| config.ofrep_tls),
         routers.ofrep,
-        limits,
+        limits.clone(),
         shutdown.clone(),
     ));
     servers.spawn(serve_transport(
@@ -352,7 +354,8 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
                 () = shutdown.cancelled() => return Ok(()),
             }
             let limits = HttpLimits {
-                max_connections,
+                max_connections: budget.per_listener,
+                shared: budget.pool,
                 ..HttpLimits::DEFAULT
             };
             serve_transport("sync", sync, tls, sync_router, limits, shutdown).await
@@ -481,26 +484,64 @@ fn local_addr(
 /// source connections, logs.
 pub const RESERVED_FDS: u64 = 256;
 
-/// The listeners that share the file-descriptor budget (evaluation, OFREP, sync, management).
-const LISTENERS: u64 = 4;
+/// The management port's reserve: this fraction of the descriptors left after [`RESERVED_FDS`], for it
+/// alone, so that health checks and the admin API answer during a flood of the other ports.
+const MANAGEMENT_SHARE: u64 = 16;
 
-/// The connection limit of each listener: `--max-connections`, lowered to an equal share of the file
-/// descriptors the process may open (after raising its soft limit to the hard one, as Go does for flagd)
-/// so that a flood of one port never starves the others.
-fn connection_budget(configured: usize) -> usize {
+/// How many connections each listener may hold.
+#[derive(Debug, Clone)]
+struct ConnectionBudget {
+    /// The management port's own limit.
+    management: usize,
+    /// The limit of each of the evaluation, OFREP and sync listeners.
+    per_listener: usize,
+    /// The pool those three share (`None` when the open-file limit is unknown or unlimited).
+    pool: Option<Arc<Semaphore>>,
+}
+
+/// The connection limits: `--max-connections` per listener, within what the process may open (after
+/// raising its soft open-file limit to the hard one, as Go does for flagd). See [`budget_for`].
+fn connection_budget(configured: usize) -> ConnectionBudget {
     let Some(descriptors) = crate::limits::raise_open_files() else {
-        return configured;
+        return ConnectionBudget {
+            management: configured,
+            per_listener: configured,
+            pool: None,
+        };
     };
-    let share = descriptors.saturating_sub(RESERVED_FDS) / LISTENERS;
-    let share = usize::try_from(share).unwrap_or(usize::MAX).max(1);
-    if share < configured {
+    let (management, pool, per_listener) = budget_for(descriptors, configured);
+    if per_listener < configured {
         tracing::info!(
-            max_connections = share,
+            max_connections = per_listener,
+            shared = pool,
             open_files = descriptors,
             "the open-file limit lowers the connection limit per listener"
         );
     }
-    share.min(configured)
+    ConnectionBudget {
+        management,
+        per_listener,
+        pool: Some(Arc::new(Semaphore::new(pool))),
+    }
+}
+
+/// `(management, pool, per_listener)` for a process that may open `descriptors` files: [`RESERVED_FDS`]
+/// stay aside, the management port keeps a [`MANAGEMENT_SHARE`]th of the rest for itself, and the
+/// evaluation, OFREP and sync listeners share what remains, each taking at most two thirds of it (and at
+/// most `configured`), so that a flood of one of them leaves the other two at least a third.
+fn budget_for(descriptors: u64, configured: usize) -> (usize, usize, usize) {
+    let usable = descriptors.saturating_sub(RESERVED_FDS).max(4);
+    let management = (usable / MANAGEMENT_SHARE).max(1);
+    let pool = usable - management;
+    let to_usize = |n: u64| {
+        usize::try_from(n).map_or(Semaphore::MAX_PERMITS, |n| n.min(Semaphore::MAX_PERMITS))
+    };
+    let per_listener = to_usize(pool * 2 / 3).max(1).min(configured);
+    (
+        to_usize(management).min(configured),
+        to_usize(pool),
+        per_listener,
+    )
 }
 
 /// Serves `router` through `crate::transport` (TCP or unix socket, optional TLS) until `stop` is cancelled.
@@ -584,5 +625,28 @@ fn server_failure(
             what: "a",
             source: std::io::Error::other(join.to_string()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::budget_for;
+
+    #[test]
+    fn the_connection_budget_keeps_descriptors_aside_and_a_share_for_each_port() {
+        // This machine's limit: 10,000 connections on one port fit.
+        let (management, pool, per_listener) = budget_for(20_000, 10_000);
+        assert_eq!((management, pool, per_listener), (1_234, 18_510, 10_000));
+        // A larger --max-connections is lowered to two thirds of the pool.
+        assert_eq!(budget_for(20_000, 15_000).2, 12_340);
+        // A small limit: a flood of one port leaves a third of the pool to the others.
+        let (management, pool, per_listener) = budget_for(600, 10_000);
+        assert_eq!((management, pool, per_listener), (21, 323, 215));
+        assert!(pool - per_listener >= pool / 3);
+        // --max-connections below the share is kept, for every port.
+        assert_eq!(budget_for(20_000, 50), (50, 18_510, 50));
+        // Nothing left after the reserve still allows a connection per port.
+        let (management, pool, per_listener) = budget_for(100, 10_000);
+        assert!(management >= 1 && pool >= 1 && per_listener >= 1);
     }
 }

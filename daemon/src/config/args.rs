@@ -383,8 +383,9 @@ pub struct StartArgs {
     pub keep_alive_permit_without_stream: Option<bool>,
 
     /// flagpole: open connections allowed per listener (evaluation, OFREP, sync, management); further
-    /// connections are closed at once. Lowered to a quarter of the open-file limit (less 256) when that is
-    /// smaller. [default: 10000]
+    /// connections are closed at once. Within the open-file limit: 256 descriptors stay aside, the
+    /// management port keeps a sixteenth of the rest, and one of the other three may take at most two
+    /// thirds of what remains. [default: 10000]
     #[arg(long, env = "FLAGD_MAX_CONNECTIONS", value_name = "COUNT")]
     pub max_connections: Option<usize>,
 

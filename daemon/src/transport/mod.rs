@@ -159,7 +159,7 @@ pub enum Listener {
 }
 
 /// HTTP settings of one server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// The largest request header block, in bytes (HTTP/1.1: the read buffer, beyond which hyper answers
     /// 431; HTTP/2: the header list size advertised to the client). `None`: hyper's defaults.
@@ -170,6 +170,9 @@ pub struct HttpLimits {
     pub first_request_timeout: Duration,
     /// Open connections allowed at once ([`DEFAULT_MAX_CONNECTIONS`]).
     pub max_connections: usize,
+    /// A pool of connections this listener shares with others (each of its connections takes one slot of
+    /// it as well as one of its own `max_connections`); `None`: its own limit only.
+    pub shared: Option<Arc<Semaphore>>,
 }
 
 impl HttpLimits {
@@ -180,6 +183,7 @@ impl HttpLimits {
         header_read_timeout: Some(HEADER_READ_TIMEOUT),
         first_request_timeout: FIRST_REQUEST_TIMEOUT,
         max_connections: DEFAULT_MAX_CONNECTIONS,
+        shared: None,
     };
 }
 
@@ -193,7 +197,7 @@ pub async fn serve(
     limits: HttpLimits,
     stop: CancellationToken,
 ) -> io::Result<()> {
-    let builder = builder(limits);
+    let builder = builder(&limits);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -221,7 +225,19 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let slot = slots
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .and_then(|own| match &limits.shared {
+                None => Some((own, None)),
+                Some(pool) => pool
+                    .clone()
+                    .try_acquire_owned()
+                    .ok()
+                    .map(|shared| (own, Some(shared))),
+            });
+        let Some(slot) = slot else {
             // Closing at once (rather than leaving it in the backlog) tells the client straight away.
             drop(io);
             if limit_logged.is_none_or(|at| at.elapsed() >= LIMIT_LOG_INTERVAL) {
@@ -274,7 +290,7 @@ pub async fn serve(
 }
 
 /// The HTTP/1.1 + HTTP/2 connection builder.
-fn builder(limits: HttpLimits) -> Builder<TokioExecutor> {
+fn builder(limits: &HttpLimits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     {
         let mut http1 = builder.http1();
@@ -350,7 +366,11 @@ struct Connection {
     watcher: hyper_util::server::graceful::Watcher,
     first_request_timeout: Duration,
     /// The listener's connection slot, given back when the connection ends.
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    /// Its place under the listener's own limit and, when it shares a pool, in the pool.
+    _slot: (
+        tokio::sync::OwnedSemaphorePermit,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ),
 }
 
 impl Connection {

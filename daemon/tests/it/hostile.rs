@@ -215,7 +215,8 @@ fn idle_connections_are_closed_and_a_flood_leaves_the_management_port_answering(
     let dir = tempfile::tempdir().expect("tempdir");
     let flags = dir.path().join("flags.json");
     std::fs::write(&flags, one_flag("f", "v")).expect("write");
-    // 600 descriptors: 256 kept aside, 86 connections per listener.
+    // 600 descriptors: 256 kept aside, 21 for the management port, 323 shared by the other three, at
+    // most 215 for one of them.
     let daemon = ChildDaemon::start_under(&flags, dir.path(), &[], "-n 600");
     let mut idle = Vec::new();
     for _ in 0..400 {
@@ -224,7 +225,8 @@ fn idle_connections_are_closed_and_a_flood_leaves_the_management_port_answering(
         }
     }
     std::thread::sleep(Duration::from_millis(300));
-    // The flood holds the evaluation port's share only: the management port answers.
+    // The flood holds the evaluation port's share only: the management port answers, and so does the
+    // OFREP port from the part of the shared pool the flood cannot take.
     for path in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(
             http_status(daemon.ports.management, path),
@@ -233,6 +235,23 @@ fn idle_connections_are_closed_and_a_flood_leaves_the_management_port_answering(
             daemon.stderr()
         );
     }
+    let mut ofrep =
+        TcpStream::connect(("127.0.0.1", daemon.ports.ofrep)).expect("connect to OFREP");
+    ofrep
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    ofrep
+        .write_all(
+            b"POST /ofrep/v1/evaluate/flags/f HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .expect("OFREP request");
+    let mut answer = String::new();
+    let _ = ofrep.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "OFREP during the flood: {answer}"
+    );
     assert!(
         daemon
             .stderr()
