@@ -13,6 +13,7 @@
 //! bind TCP ports (the runtime does, with its IPv6 fallback), or decide which server gets TLS (the runtime
 //! follows flagd: evaluation and sync only).
 
+mod batching;
 mod listener;
 mod tls;
 
@@ -365,7 +366,6 @@ struct Connection {
     service: TowerToHyperService<Router>,
     watcher: hyper_util::server::graceful::Watcher,
     first_request_timeout: Duration,
-    /// The listener's connection slot, given back when the connection ends.
     /// Its place under the listener's own limit and, when it shares a pool, in the pool.
     _slot: (
         tokio::sync::OwnedSemaphorePermit,
@@ -386,8 +386,9 @@ impl Connection {
         let connection = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let served = self.watcher.watch(connection.into_owned());
-        tokio::pin!(served);
+        let watched = self.watcher.watch(connection.into_owned());
+        tokio::pin!(watched);
+        let mut served = batching::YieldOnWake::new(watched);
         let result = tokio::select! {
             result = &mut served => result,
             () = tokio::time::sleep(self.first_request_timeout) => {
