@@ -204,7 +204,8 @@ pub struct ValidateArgs {
 /// that existing command lines work, and a warning at start says they have no effect.
 #[derive(Debug, Default, clap::Args)]
 pub struct StartArgs {
-    /// Evaluation port: gRPC (flagd.evaluation.v1, v2, schema.v1). [default: 8013]
+    /// Evaluation port: gRPC (flagd.evaluation.v1, v2, schema.v1), Connect (HTTP/1.1 and HTTP/2, JSON or
+    /// protobuf) and gRPC-Web on the same port. [default: 8013]
     #[arg(short = 'p', long, env = "FLAGD_PORT")]
     pub port: Option<u16>,
 

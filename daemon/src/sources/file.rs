@@ -123,11 +123,17 @@ impl FileSource {
                         "flag file removed; keeping its last flags until it comes back"
                     );
                     self.present = false;
+                    self.context
+                        .metrics
+                        .source_fetch_failed(&self.context.identity);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "cannot read flag file; keeping its last flags");
                 self.context.metrics.source_rejected(&self.context.identity);
+                self.context
+                    .metrics
+                    .source_fetch_failed(&self.context.identity);
             }
         }
     }
@@ -160,6 +166,9 @@ impl FileSource {
             match self.context.publish(WORDING, bytes, self.format).await {
                 Ok(_) => {
                     self.last_hash = Some(hash);
+                    self.context
+                        .metrics
+                        .source_fetch_succeeded(&self.context.identity);
                     return;
                 }
                 Err(PublishError::Aborted(error)) => return self.aborted(&error),
@@ -174,6 +183,9 @@ impl FileSource {
             }
         };
         self.last_hash = Some(hash);
+        self.context
+            .metrics
+            .source_fetch_failed(&self.context.identity);
         tracing::error!(%error, "rejected flag file; the source keeps its last good flags");
     }
 

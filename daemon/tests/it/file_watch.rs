@@ -115,6 +115,21 @@ async fn invalid_content_keeps_the_last_good_flags() {
         value("red"),
         "last good flags lost"
     );
+    // The broken file is named among the sources of /readyz (its body lists these states).
+    let file_state = || {
+        daemon
+            .metrics()
+            .source_fetch_states()
+            .into_iter()
+            .find(|(source, _)| source.ends_with("flags.json"))
+            .map(|(_, state)| state)
+    };
+    let broken = file_state().expect("the file source's state");
+    assert!(broken.consecutive_failures >= 1, "{broken:?}");
+    assert!(
+        broken.last_error.is_some() && broken.last_success.is_some(),
+        "{broken:?}"
+    );
 
     std::fs::write(&path, "").expect("empty file");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -129,6 +144,18 @@ async fn invalid_content_keeps_the_last_good_flags() {
         default_value(s, "color") == value("blue")
     })
     .await;
+    // The state is updated just after the snapshot is published.
+    for _ in 0..100 {
+        if file_state().expect("state").consecutive_failures == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        file_state().expect("state").consecutive_failures,
+        0,
+        "a good load ends the failure streak"
+    );
     daemon.shutdown().await.expect("clean shutdown");
 }
 

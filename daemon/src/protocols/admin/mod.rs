@@ -2,7 +2,7 @@
 //!
 //! `/healthz` is liveness (200 while the process serves). `/readyz` follows [`Readiness`]: 412 until every
 //! source has loaded once, 200 after, and 412 again while shutting down; its body says `ready` or
-//! `not ready` and then one line per remote source (consecutive failures, unix times of the last success and
+//! `not ready` and then one line per source (consecutive failures, unix times of the last success and
 //! the last error). `/metrics` is the Prometheus text
 //! exposition of [`Metrics`]. gRPC health answers SERVING for the whole server and, as in flagd, does not
 //! follow readiness; a request with `content-type: application/grpc*` goes to it, everything else to the
@@ -74,7 +74,7 @@ async fn healthz() -> StatusCode {
     StatusCode::OK
 }
 
-/// The status is what probes read; the body adds, for people, the state of each remote source.
+/// The status is what probes read; the body adds, for people, the state of each source.
 async fn readyz(State(state): State<ManagementState>) -> (StatusCode, String) {
     let (status, mut body) = if state.readiness.is_ready() {
         (StatusCode::OK, String::from("ready\n"))
