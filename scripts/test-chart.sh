@@ -166,6 +166,49 @@ for want in '- start' 'path: /healthz' 'path: /readyz' '"file:/etc/flagpole/flag
         fail "default: renders '$want'"
     fi
 done
+# The Service leaves the sync port (the whole flag configuration) out unless asked; the pod knows its own
+# name for `$(POD_NAME)` in arguments (a per-pod intervalSeed).
+service_ports() { # NAME: the Service's port names, comma-separated
+    "$TOOLS/venv/bin/python" - "$OUT/$1.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Service"]
+print(",".join(p["name"] for p in docs[0]["spec"]["ports"]))
+PY
+}
+if [[ $(service_ports default) == "evaluation,management,ofrep" ]] &&
+    [[ $(service_ports all-features) == "evaluation,management,sync" ]]; then
+    pass "Service: the sync port only when service.expose.sync is set"
+else
+    fail "Service: the sync port only when service.expose.sync is set ($(service_ports default); $(service_ports all-features))"
+fi
+if grep -qF 'fieldPath: metadata.name' "$OUT/default.yaml" &&
+    grep -qF '\"intervalSeed\":\"$(POD_NAME)\"' "$OUT/all-features.yaml"; then
+    pass "POD_NAME from the downward API, usable as \$(POD_NAME) in a source's intervalSeed"
+else
+    fail "POD_NAME from the downward API, usable as \$(POD_NAME) in a source's intervalSeed"
+fi
+# The NetworkPolicy: none by default; with it, one ingress rule per port that has peers, and none for
+# the sync port unless peers are listed.
+policy_rules() { # NAME: "port=peer-kinds" per ingress rule
+    "$TOOLS/venv/bin/python" - "$OUT/$1.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "NetworkPolicy"]
+for d in docs:
+    assert d["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "flagpole", d["spec"]
+    assert d["spec"]["policyTypes"] == ["Ingress"], d["spec"]
+    for rule in d["spec"]["ingress"]:
+        kinds = "+".join(sorted(k for peer in rule["from"] for k in peer))
+        print(f'{rule["ports"][0]["port"]}={kinds}')
+PY
+}
+if [[ -z $(policy_rules default) ]] && expect_kinds all-features NetworkPolicy &&
+    [[ $(policy_rules all-features | paste -sd' ') == "evaluation=podSelector ofrep=podSelector management=namespaceSelector sync=namespaceSelector+podSelector" ]] &&
+    render netpol-default --set networkPolicy.enabled=true && check netpol-default &&
+    [[ $(policy_rules netpol-default | paste -sd' ') == "evaluation=podSelector ofrep=podSelector" ]]; then
+    pass "NetworkPolicy: off by default; on, only the listed peers per port, sync and management closed unless listed"
+else
+    fail "NetworkPolicy: off by default; on, only the listed peers per port ($(policy_rules all-features | paste -sd' '))"
+fi
 # A ConfigMap made outside the chart: mounted and read, none rendered.
 if render existing --set flags.existingConfigMap.name=app-flags \
     --set 'flags.existingConfigMap.keys={b.yaml,a.json}' && check existing &&
