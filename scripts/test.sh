@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: formatting, lints, docs, unit and integration tests, the flagd-testbed
 # suites (engine and provider/daemon, see docs/conformance.md) and the real-client tests (Python, Node, Go,
-# Java flagd providers against the daemon) and the Helm chart checks. Installs its own test clients from the package registries when
-# they are absent (scripts/install-test-clients.sh; idempotent, a second run costs about a second).
+# Java flagd providers against the daemon), the Helm chart checks and the supply-chain checks (cargo-deny,
+# the third-party notice, packaging of the published crates: scripts/supply-chain.sh). Installs its own
+# test clients from the package registries when they are absent (scripts/install-test-clients.sh;
+# idempotent, a second run costs about a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +23,4 @@ cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
 ./scripts/test-chart.sh
+./scripts/supply-chain.sh

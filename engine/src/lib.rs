@@ -51,3 +51,8 @@ pub use serde_json::Value;
 
 /// An evaluation context: the attributes a client sends with a request.
 pub type Context = serde_json::Map<String, Value>;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

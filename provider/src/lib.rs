@@ -340,3 +340,8 @@ impl FeatureProvider for FlagdProvider {
         typed(self.resolve(key, ValueType::Object, ctx).await?)
     }
 }
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
