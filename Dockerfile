@@ -9,10 +9,11 @@
 # Build:   docker build -t flagpole:0.1.0 .
 # Run:     docker run --rm -p 8013-8016:8013-8016 -v "$PWD/examples:/flags:ro" flagpole:0.1.0 \
 #              start --uri file:/flags/flags.json
-# No container engine runs in this project's CI. The build step's cargo command was run by hand on the
-# development machine (Debian 12, musl-tools, `rustup target add x86_64-unknown-linux-musl`): it gives a
-# static-pie binary that serves the example flags; BENCHMARKS.md has its idle RSS and throughput. The static
-# build allocates with mimalloc (daemon/src/main.rs), since musl's allocator halves the throughput.
+# No container engine runs in this project's CI: scripts/test-image.sh checks this file's runtime stage,
+# runs the build step's cargo command below for the machine's musl target, checks that the binary is
+# static, and runs it as user 65532 in this layout (a chroot holding only the binary and a flag file).
+# The static build allocates with mimalloc (daemon/src/main.rs), since musl's allocator halves the
+# throughput.
 
 ARG RUST_VERSION=1.95
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: formatting, lints, docs, unit and integration tests, the flagd-testbed
 # suites (engine and provider/daemon, see docs/conformance.md) and the real-client tests (Python, Node, Go,
-# Java flagd providers against the daemon), the Helm chart checks and the supply-chain checks (cargo-deny,
+# Java flagd providers against the daemon), the Helm chart checks, the image checks (scripts/test-image.sh:
+# the Dockerfile's static build, entrypoint and user) and the supply-chain checks (cargo-deny,
 # the third-party notice, packaging of the published crates: scripts/supply-chain.sh). Installs its own
 # test clients from the package registries when they are absent (scripts/install-test-clients.sh;
 # idempotent, a second run costs about a second).
@@ -23,4 +24,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
 ./scripts/test-chart.sh
+./scripts/test-image.sh
 ./scripts/supply-chain.sh
