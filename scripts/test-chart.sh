@@ -209,6 +209,74 @@ if [[ -z $(policy_rules default) ]] && expect_kinds all-features NetworkPolicy &
 else
     fail "NetworkPolicy: off by default; on, only the listed peers per port ($(policy_rules all-features | paste -sd' '))"
 fi
+# mode: sidecar. Alone, the chart renders the flag ConfigMap only; a parent chart that depends on it puts
+# the container (a native sidecar) and its volume into its own Deployment.
+if render sidecar-alone --set mode=sidecar && check sidecar-alone &&
+    [[ $(grep '^kind: ' "$OUT/sidecar-alone.yaml" | sort | paste -sd,) == "kind: ConfigMap" ]]; then
+    pass "mode=sidecar alone: only the flag ConfigMap, no Deployment, Service or ServiceAccount"
+else
+    fail "mode=sidecar alone: only the flag ConfigMap ($(grep '^kind: ' "$OUT/sidecar-alone.yaml" | paste -sd,))"
+fi
+parent_render() { # NAME [helm args...]: a parent chart "shop" with flagpole as its dependency, rendered
+    local name=$1 parent="$OUT/parent-$1"
+    shift
+    rm -rf "$parent"
+    mkdir -p "$parent/templates" "$parent/charts"
+    cp -r "$CHART" "$parent/charts/flagpole"
+    printf 'apiVersion: v2\nname: shop\nversion: 1.0.0\n' >"$parent/Chart.yaml"
+    printf 'flagpole:\n  mode: sidecar\n' >"$parent/values.yaml"
+    cat >"$parent/templates/deployment.yaml" <<'TPL'
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+spec:
+  selector:
+    matchLabels: {app: shop}
+  template:
+    metadata:
+      labels: {app: shop}
+    spec:
+      initContainers:
+        {{- include "flagpole.sidecar.container" .Subcharts.flagpole | nindent 8 }}
+      containers:
+        - name: shop
+          image: registry.example.com/shop:1.0
+          env:
+            - {name: FLAGD_HOST, value: localhost}
+      volumes:
+        {{- include "flagpole.sidecar.volumes" .Subcharts.flagpole | nindent 8 }}
+TPL
+    "$HELM" template shop "$parent" --namespace flags --kube-version "$KUBERNETES_VERSION" "$@" \
+        >"$OUT/$name.yaml" 2>"$OUT/$name.err"
+}
+sidecar_pod() { # NAME: checks the parent's pod; prints what it found
+    "$TOOLS/venv/bin/python" - "$OUT/$1.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = sorted(d["kind"] for d in docs)
+assert kinds == ["ConfigMap", "Deployment"], kinds
+pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+side = pod["initContainers"][0]
+assert side["name"] == "flagpole" and side["args"][0] == "start", side
+assert side["readinessProbe"]["httpGet"]["path"] == "/readyz", side
+assert any(e["name"] == "POD_NAME" for e in side["env"]), side
+mount = next(m for m in side["volumeMounts"] if m["name"] == "flags")
+volume = next(v for v in pod["volumes"] if v["name"] == "flags")
+configmap = next(d for d in docs if d["kind"] == "ConfigMap")["metadata"]["name"]
+assert volume["configMap"]["name"] == configmap, (volume, configmap)
+print(f'restartPolicy={side.get("restartPolicy", "none")} mount={mount["mountPath"]} configmap={configmap}')
+PY
+}
+if parent_render sidecar-parent && check sidecar-parent &&
+    [[ $(sidecar_pod sidecar-parent) == "restartPolicy=Always mount=/etc/flagpole/flags configmap=shop-flagpole-flags" ]] &&
+    parent_render sidecar-classic --set flagpole.sidecar.native=false && check sidecar-classic &&
+    [[ $(sidecar_pod sidecar-classic) == "restartPolicy=none mount=/etc/flagpole/flags configmap=shop-flagpole-flags" ]]; then
+    pass "mode=sidecar in a parent chart: its pod gets the flagpole container (native sidecar or not) and the flag volume"
+else
+    cat "$OUT"/sidecar-parent.err "$OUT"/sidecar-classic.err >&2 2>/dev/null || true
+    fail "mode=sidecar in a parent chart: $(sidecar_pod sidecar-parent 2>&1 | tail -1)"
+fi
 # A ConfigMap made outside the chart: mounted and read, none rendered.
 if render existing --set flags.existingConfigMap.name=app-flags \
     --set 'flags.existingConfigMap.keys={b.yaml,a.json}' && check existing &&
@@ -302,6 +370,8 @@ refused "unknown top-level value" --set bogus=1
 refused "replicaCount of the wrong type" --set replicaCount=many
 refused "port out of range" --set ports.management=70000
 refused "unknown logFormat" --set logFormat=xml
+refused "an unknown mode" --set mode=daemonset
+refused "sidecar mode with rbac.create but no ServiceAccount to bind" --set mode=sidecar --set rbac.create=true
 refused "flag file name without .json/.yaml" --set-string 'flags.files.flags\.txt=x'
 refused "source without provider" --set-json 'sources=[{"uri":"https://x/f.json"}]'
 refused "source with an unknown key" --set-json 'sources=[{"uri":"https://x/f.json","provider":"http","bearerToken":"t"}]'
