@@ -197,6 +197,7 @@ struct Inner {
     fetch_error: Bounded<Gauge>,
     fetch_failures: Bounded<Gauge>,
     overdue: Bounded<Gauge>,
+    source_stale: Bounded<Gauge>,
     /// Flags with a stale marker, by reason.
     stale: Bounded<Gauge>,
     /// The same state by source, for the `/readyz` body (one entry per configured remote source).
@@ -214,6 +215,9 @@ pub struct FetchState {
     pub consecutive_failures: u64,
     /// Whether the source's data is overdue (no good update for longer than it promised).
     pub overdue: bool,
+    /// While the source serves its last-known-good payload from the state directory: when that payload
+    /// was received (unix seconds).
+    pub stale_since: Option<i64>,
 }
 
 impl Default for Metrics {
@@ -321,6 +325,12 @@ impl Metrics {
             "Polling sources: 1 while no good update arrived for three intervals plus the poll deadline",
             overdue.clone(),
         );
+        let source_stale = Family::<Labels, Gauge>::default();
+        registry.register(
+            "flagpole_source_stale",
+            "Remote sources: 1 while the source serves its last known good flags from the state directory (it has not answered since the start)",
+            source_stale.clone(),
+        );
         let stale = Family::<Labels, Gauge>::default();
         registry.register(
             "flagpole_stale_flags",
@@ -345,6 +355,7 @@ impl Metrics {
                 fetch_error: Bounded::new(fetch_error),
                 fetch_failures: Bounded::new(fetch_failures),
                 overdue: Bounded::new(overdue),
+                source_stale: Bounded::new(source_stale),
                 stale: Bounded::new(stale),
                 fetch_states: std::sync::Mutex::default(),
             }),
@@ -494,13 +505,37 @@ impl Metrics {
         self.inner.fetch_failures.with(labels, |g| {
             g.set(0);
         });
-        self.update_fetch_state(source, |state| {
+        let was_stale = self.update_fetch_state(source, |state| {
             state.last_success = Some(now);
             state.consecutive_failures = 0;
+            state.stale_since.take().is_some()
         });
+        if was_stale {
+            self.inner
+                .source_stale
+                .with(vec![("source", source.to_owned())], |g| {
+                    g.set(0);
+                });
+            tracing::info!(
+                source,
+                "the source answered; its last known good flags are replaced"
+            );
+        }
     }
 
-    fn update_fetch_state(&self, source: &str, f: impl FnOnce(&mut FetchState)) {
+    /// The source serves its last-known-good payload, received at `saved_at` (`flagpole_source_stale`,
+    /// and `/readyz`), until its next success.
+    pub fn source_stale(&self, source: &str, saved_at: u64) {
+        self.inner
+            .source_stale
+            .with(vec![("source", source.to_owned())], |g| {
+                g.set(1);
+            });
+        let saved_at = i64::try_from(saved_at).unwrap_or(i64::MAX);
+        self.update_fetch_state(source, |state| state.stale_since = Some(saved_at));
+    }
+
+    fn update_fetch_state<R>(&self, source: &str, f: impl FnOnce(&mut FetchState) -> R) -> R {
         let mut states = self
             .inner
             .fetch_states

@@ -244,6 +244,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         &store,
         &metrics,
         latches,
+        state_dir.as_ref(),
         &sources_stop,
     )
     .await?;

@@ -78,6 +78,13 @@ impl StateDir {
     /// Writes `value` as JSON to `name`, atomically.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> io::Result<()> {
         let text = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+        if text.len() as u64 >= MAX_STATE_FILE_BYTES {
+            // It could not be read back: keep the previous file instead.
+            return Err(io::Error::other(format!(
+                "{name} would be {} bytes, over the {MAX_STATE_FILE_BYTES}-byte limit of a state file",
+                text.len()
+            )));
+        }
         let target = self.path.join(name);
         let temporary = self
             .path
@@ -118,6 +125,17 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["x.json"]);
+    }
+
+    #[test]
+    fn a_file_too_large_to_read_back_is_not_written_and_the_previous_one_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("opens");
+        state.write_json("x.json", &"small").expect("writes");
+        let huge = "x".repeat(MAX_STATE_FILE_BYTES as usize);
+        let error = state.write_json("x.json", &huge).expect_err("refused");
+        assert!(error.to_string().contains("limit"), "{error}");
+        assert!(matches!(state.read_json::<String>("x.json"), Loaded::Found(v) if v == "small"));
     }
 
     #[test]

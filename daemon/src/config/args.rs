@@ -394,8 +394,9 @@ pub struct StartArgs {
     #[arg(long, env = "FLAGPOLE_ADMIN_TOKEN_FILE", value_name = "PATH")]
     pub admin_token_file: Option<String>,
 
-    /// flagpole: the directory for what survives a restart (overrides, the change journal, flag usage);
-    /// none keeps it in memory only.
+    /// flagpole: the directory for what survives a restart (overrides, the change journal, flag usage,
+    /// remote sources' last good flags, served when a source is down at start); none keeps it in memory
+    /// only.
     #[arg(long, env = "FLAGPOLE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<String>,
 

@@ -394,6 +394,9 @@ impl GrpcSource {
         shutdown: CancellationToken,
     ) -> Result<JoinHandle<()>, SourceError> {
         let first = if self.config.lazy {
+            self.context
+                .restore_last_good(WORDING, "the source is lazy")
+                .await;
             None
         } else {
             match self.open().await {
@@ -402,7 +405,12 @@ impl GrpcSource {
                     self.context
                         .metrics
                         .source_fetch_failed(&self.context.identity);
-                    return Err(SourceError::Grpc(Box::new(error)));
+                    let why = error.to_string();
+                    if !self.context.restore_last_good(WORDING, &why).await {
+                        return Err(SourceError::Grpc(Box::new(error)));
+                    }
+                    // Served from the state directory; the stream is reopened with back-off.
+                    None
                 }
             }
         };

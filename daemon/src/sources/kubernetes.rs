@@ -452,7 +452,11 @@ impl KubernetesSource {
         let client = self.client().await.map_err(fail)?;
         let api: Api<DynamicObject> =
             Api::namespaced_with(client, &self.config.namespace, &feature_flag_resource());
-        if !self.config.lazy {
+        if self.config.lazy {
+            self.context
+                .restore_last_good(WORDING, "the source is lazy")
+                .await;
+        } else {
             match self.first_fetch(&api).await {
                 Ok(_) => {}
                 // As for files and http (and flagd): an object whose spec does not load leaves the source
@@ -460,7 +464,12 @@ impl KubernetesSource {
                 Err(error) if error.is_payload() => {
                     tracing::error!(%error, "rejected the FeatureFlag's first flag spec; the source is not ready");
                 }
-                Err(error) => return Err(fail(error)),
+                Err(error) => {
+                    let why = error.to_string();
+                    if !self.context.restore_last_good(WORDING, &why).await {
+                        return Err(fail(error));
+                    }
+                }
             }
         }
         Ok(tokio::spawn(async move { self.watch(api, shutdown).await }))

@@ -8,7 +8,8 @@
 //! Remote sources ([`http`], [`grpc`], [`kubernetes`]) follow the same rule: a failed fetch, a broken
 //! stream or watch, or a deleted `FeatureFlag` keeps the last good flags of that source only, and is
 //! reported in the per-source metrics and the `/readyz` body. Their first fetch failing is a startup
-//! error unless the source is `lazy`.
+//! error unless the source is `lazy` or, with a state directory, has a last-known-good payload to serve
+//! ([`last_good`]).
 //!
 //! What it does not do: merge sources (the store and engine snapshot do), or the blob sources (`gs://`,
 //! `azblob://`, `s3://`: the configuration rejects them as not supported yet).
@@ -17,6 +18,7 @@ pub mod file;
 pub mod grpc;
 pub mod http;
 pub mod kubernetes;
+pub mod last_good;
 pub mod options;
 pub mod publish;
 pub mod spec;
@@ -105,7 +107,8 @@ pub enum SourceError {
     },
 }
 
-/// Starts every source: each loads once (a source that cannot be read fails the whole start) and then
+/// Starts every source: each loads once (a source that cannot be read fails the whole start, unless it
+/// is lazy or, with a state directory, a remote source with a last-known-good payload to serve) and then
 /// keeps its slot of `store` up to date until `shutdown` is cancelled.
 pub async fn start(
     sources: &[SourceConfig],
@@ -113,6 +116,7 @@ pub async fn start(
     store: &Arc<Store>,
     metrics: &Metrics,
     latches: Vec<ReadyLatch>,
+    state: Option<&crate::state_dir::StateDir>,
     shutdown: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, SourceError> {
     let mut tasks = Vec::with_capacity(sources.len() + 1);
@@ -121,6 +125,13 @@ pub async fn start(
         source,
     })?;
     for ((index, source), latch) in sources.iter().enumerate().zip(latches) {
+        // Remote sources keep their last good payload; a grpc source with incremental updates does not,
+        // since one of its payloads is only part of its flags.
+        let remote = match &source.kind {
+            SourceKind::File { .. } => false,
+            SourceKind::Grpc(config) => !config.incremental,
+            SourceKind::Http(_) | SourceKind::Kubernetes(_) => true,
+        };
         let context = SourceContext {
             index,
             identity: source.identity.clone(),
@@ -128,6 +139,9 @@ pub async fn start(
             metrics: metrics.clone(),
             latch,
             options,
+            last_good: state
+                .filter(|_| remote)
+                .map(|state| last_good::LastGood::new(state, &source.identity)),
         };
         let task = match &source.kind {
             SourceKind::File { path, .. } => match FileSource::new(path.clone(), context) {

@@ -36,6 +36,8 @@ pub struct SourceContext {
     pub latch: ReadyLatch,
     /// Load options.
     pub options: LoadOptions,
+    /// Where a remote source keeps its last good payload (with `--state-dir`); `None` for files.
+    pub last_good: Option<super::last_good::LastGood>,
 }
 
 /// How a source words the two log lines of a good load.
@@ -85,6 +87,45 @@ impl SourceContext {
             .await
     }
 
+    /// At start, before the source has delivered anything: publishes its last-known-good payload from the
+    /// state directory, if there is one that loads, and marks the source stale (metrics, `/readyz`, a
+    /// warning). Returns whether it did; the source's first fresh payload replaces these flags.
+    pub async fn restore_last_good(&mut self, wording: Wording, why: &str) -> bool {
+        let Some(last_good) = self.last_good.clone() else {
+            return false;
+        };
+        let Ok(Some(restored)) = tokio::task::spawn_blocking(move || last_good.load()).await else {
+            return false;
+        };
+        let saved_at = restored.saved_at;
+        match self
+            .publish_inner(
+                wording,
+                restored.payload,
+                restored.format,
+                false,
+                |loaded| (loaded.flags, ()),
+            )
+            .await
+        {
+            Ok(published) => {
+                self.metrics.source_stale(&self.identity, saved_at);
+                tracing::warn!(
+                    source = %self.identity,
+                    saved_at,
+                    flags = published.flags,
+                    reason = why,
+                    "serving the source's last known good flags from the state directory until it answers"
+                );
+                true
+            }
+            Err(error) => {
+                tracing::error!(source = %self.identity, %error, "the source's last known good flags do not load; not serving them");
+                false
+            }
+        }
+    }
+
     /// As [`publish`](Self::publish), but `shape` (run on the blocking pool) decides from the loaded
     /// document which flags to publish, and what to keep back for the source ([`Published::kept`]).
     pub async fn publish_shaped<P, K, S>(
@@ -99,6 +140,26 @@ impl SourceContext {
         K: Send + 'static,
         S: FnOnce(Loaded) -> (Vec<Arc<Flag>>, K) + Send + 'static,
     {
+        self.publish_inner(wording, payload, format, true, shape)
+            .await
+    }
+
+    /// The one path: `save` keeps a good payload as the source's last known good (when it has a state
+    /// directory).
+    async fn publish_inner<P, K, S>(
+        &mut self,
+        wording: Wording,
+        payload: P,
+        format: Format,
+        save: bool,
+        shape: S,
+    ) -> Result<Published<K>, PublishError>
+    where
+        P: AsRef<[u8]> + Send + 'static,
+        K: Send + 'static,
+        S: FnOnce(Loaded) -> (Vec<Arc<Flag>>, K) + Send + 'static,
+    {
+        let last_good = self.last_good.clone().filter(|_| save);
         let options = self.options;
         let (store, index) = (self.store.clone(), self.index);
         let (metrics, identity) = (self.metrics.clone(), self.identity.clone());
@@ -119,6 +180,10 @@ impl SourceContext {
             metrics.set_flag_count(after);
             if before.saturating_sub(after) >= crate::memory::LARGE_FLAG_DROP {
                 crate::memory::request_release();
+            }
+            // After publishing: the flags are served first, the disk is written second.
+            if let Some(last_good) = last_good {
+                last_good.save(text, format);
             }
             Ok((count, (warnings, notes), kept))
         });

@@ -343,3 +343,70 @@ fn remote_source_keys_are_read_case_insensitively_from_sources() {
         other => panic!("not grpc: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_sidecar_restarted_while_its_hub_is_down_serves_the_last_known_good_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state dir");
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, one_flag("kept", "from-hub")).expect("write flags");
+    let hub = start_with_files(&[&path]).await;
+    let sync = hub.addrs().sync;
+    let sidecar_config = || {
+        let mut config = local_config(vec![grpc_source(sync, RemoteOptions::default())]);
+        config.state_dir = Some(state.path().to_owned());
+        config
+    };
+    let sidecar = match flagpole::run(sidecar_config()).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("sidecar did not start: {error}"),
+    };
+    wait_for(&sidecar, "the first load", |s| {
+        default_value(s, "kept") == value("from-hub")
+    })
+    .await;
+    let _ = sidecar.shutdown().await;
+    let _ = hub.shutdown().await;
+
+    // Hub down, sidecar restarted: it starts, ready, with the hub's last flags, marked stale.
+    let sidecar = match flagpole::run(sidecar_config()).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("the sidecar must start from its last known good flags: {error}"),
+    };
+    assert!(sidecar.readiness().is_ready());
+    assert_eq!(
+        default_value(&sidecar.store().snapshot(), "kept"),
+        value("from-hub")
+    );
+    let identity = format!("127.0.0.1:{}", sync.port());
+    assert!(
+        sidecar
+            .metrics()
+            .encode()
+            .contains(&format!("flagpole_source_stale{{source=\"{identity}\"}} 1"))
+    );
+
+    // The hub comes back with an edit: the stream reopens and the fresh flags replace the saved ones.
+    write_atomic(&path, &one_flag("kept", "hub-again"));
+    let mut config = local_config(vec![file_source(&path)]);
+    config.listen.sync = sync;
+    let hub = match flagpole::run(config).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("the hub did not restart: {error}"),
+    };
+    wait_for(&sidecar, "the reconnection", |s| {
+        default_value(s, "kept") == value("hub-again")
+    })
+    .await;
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    while sidecar
+        .metrics()
+        .encode()
+        .contains(&format!("flagpole_source_stale{{source=\"{identity}\"}} 1"))
+    {
+        assert!(Instant::now() < deadline, "still stale");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = sidecar.shutdown().await;
+    let _ = hub.shutdown().await;
+}

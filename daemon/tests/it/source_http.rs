@@ -1070,3 +1070,130 @@ async fn a_fifo_as_an_oauth_secret_file_fails_the_poll_instead_of_hanging_it() {
         .expect("shutdown")
         .expect("clean shutdown");
 }
+
+/// The `/readyz` line of `url` right now.
+async fn readyz_now(management: SocketAddr, url: &str) -> String {
+    let (_, _, body) = http_get(management, "/readyz").await;
+    body.lines()
+        .find(|l| l.starts_with(&format!("source {url}: ")))
+        .unwrap_or_else(|| panic!("no line for {url}: {body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_restart_while_the_source_is_down_serves_its_last_known_good_flags() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let (addr, shared) = serve(Served {
+        body: one_flag("kept", "saved"),
+        status: 200,
+        content_type: "application/json".into(),
+        ..Served::default()
+    })
+    .await;
+    let url = format!("http://{addr}/flags.json");
+    let config = |state_dir: &std::path::Path| {
+        let mut config = local_config(vec![http_source(&url, fast(RemoteOptions::default()))]);
+        config.state_dir = Some(state_dir.to_owned());
+        config
+    };
+    let stale_metric = format!("flagpole_source_stale{{source=\"{url}\"}} 1");
+
+    // A first run keeps the good payload in the state directory.
+    let daemon = start_config(config(state.path())).await;
+    let saved = std::fs::read_dir(state.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("last-good-"))
+        .expect("a last-good file");
+    let text = std::fs::read_to_string(saved.path()).expect("read");
+    assert!(
+        text.contains("saved") && text.contains(&addr.to_string()),
+        "{text}"
+    );
+    let _ = daemon.shutdown().await;
+
+    // Restarted while the source is down: it starts (flagd would not), ready, with the saved flags,
+    // marked stale.
+    lock(&shared).status = 500;
+    let daemon = start_config(config(state.path())).await;
+    assert!(daemon.readiness().is_ready());
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "kept"),
+        value("saved")
+    );
+    let line = readyz_now(daemon.addrs().management, &url).await;
+    assert!(line.contains(" stale_since="), "{line}");
+    assert!(failures(&line) >= 1, "{line}");
+    assert!(daemon.metrics().encode().contains(&stale_metric));
+
+    // The source comes back: its fresh flags replace the saved ones, and nothing is stale any more.
+    {
+        let mut served = lock(&shared);
+        served.status = 200;
+        served.body = one_flag("kept", "fresh");
+    }
+    wait_for(&daemon, "the fresh payload", |s| {
+        default_value(s, "kept") == value("fresh")
+    })
+    .await;
+    let line = readyz_line(daemon.addrs().management, &url, "stale to clear", |l| {
+        !l.contains("stale_since")
+    })
+    .await;
+    assert_eq!(failures(&line), 0, "{line}");
+    assert!(!daemon.metrics().encode().contains(&stale_metric));
+    let _ = daemon.shutdown().await;
+
+    // A source that answers at start is never served from the state directory: the saved payload
+    // ("fresh") is older than what the source now says.
+    lock(&shared).body = one_flag("kept", "newest");
+    let daemon = start_config(config(state.path())).await;
+    assert_eq!(
+        default_value(&daemon.store().snapshot(), "kept"),
+        value("newest")
+    );
+    assert!(
+        !readyz_now(daemon.addrs().management, &url)
+            .await
+            .contains("stale_since")
+    );
+    let _ = daemon.shutdown().await;
+
+    // A corrupt saved payload is set aside, and the outage fails the start as without one.
+    let saved_name = saved.file_name();
+    std::fs::write(state.path().join(&saved_name), "{not json").expect("corrupt it");
+    lock(&shared).status = 500;
+    let error =
+        match tokio::time::timeout(CHANGE_TIMEOUT, flagpole::run(config(state.path()))).await {
+            Ok(Ok(_)) => panic!("a corrupt last-good file must not be served"),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => panic!("start timed out"),
+        };
+    assert!(error.contains("status 500"), "{error}");
+    assert!(!state.path().join(&saved_name).exists(), "set aside");
+    // A readable file whose payload no longer loads is not served either.
+    std::fs::write(
+        state.path().join(&saved_name),
+        r#"{"source": "x", "savedAt": 1, "format": "json", "payload": "{\"flags\": 1}"}"#,
+    )
+    .expect("write");
+    match tokio::time::timeout(CHANGE_TIMEOUT, flagpole::run(config(state.path()))).await {
+        Ok(Ok(_)) => panic!("a payload that does not load must not be served"),
+        Ok(Err(error)) => assert!(error.to_string().contains("status 500"), "{error}"),
+        Err(_) => panic!("start timed out"),
+    }
+    assert!(
+        std::fs::read_dir(state.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+    );
+}
+
+async fn start_config(config: flagpole::config::Config) -> flagpole::Daemon {
+    match tokio::time::timeout(CHANGE_TIMEOUT, flagpole::run(config)).await {
+        Ok(Ok(daemon)) => daemon,
+        Ok(Err(error)) => panic!("daemon did not start: {error}"),
+        Err(_) => panic!("daemon start timed out"),
+    }
+}

@@ -981,3 +981,45 @@ fn sources_entries_and_uris_configure_the_kubernetes_source() {
         Some(Path::new("/etc/kube/config"))
     );
 }
+
+#[tokio::test]
+async fn a_restart_while_the_api_server_is_down_serves_the_last_known_good_flags() {
+    let (addr, api) = fake_api_server().await;
+    api.put(NAME, color_spec("saved"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state dir");
+    let kubeconfig = write_kubeconfig(dir.path(), &format!("http://{addr}"));
+    let config = || {
+        let mut config = local_config(vec![kubernetes_source(&kubeconfig, false)]);
+        config.state_dir = Some(state.path().to_owned());
+        config
+    };
+    let daemon = match flagpole::run(config()).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("did not start: {error}"),
+    };
+    let _ = daemon.shutdown().await;
+
+    api.change(|c| c.down = true);
+    let daemon = match flagpole::run(config()).await {
+        Ok(daemon) => daemon,
+        Err(error) => panic!("must start from the last known good flags: {error}"),
+    };
+    assert!(daemon.readiness().is_ready());
+    let mut clients = Clients::connect(&daemon).await;
+    assert_eq!(clients.color().await.as_deref(), Some("saved"));
+    assert_eq!(source_metric(&daemon, "flagpole_source_stale"), Some(1));
+    assert!(readyz(&daemon).await.1.contains("stale_since="));
+
+    api.change(|c| c.down = false);
+    api.put(NAME, color_spec("fresh"));
+    wait_until("the fresh flags", async || {
+        clients.color().await.as_deref() == Some("fresh")
+    })
+    .await;
+    wait_until("stale cleared", async || {
+        source_metric(&daemon, "flagpole_source_stale") == Some(0)
+    })
+    .await;
+    let _ = daemon.shutdown().await;
+}

@@ -2,7 +2,8 @@
 //!
 //! `/healthz` is liveness (200 while the process serves). `/readyz` follows [`Readiness`]: 412 until every
 //! source has loaded once, 200 after, and 412 again while shutting down; its body says `ready` or
-//! `not ready` and then one line per source (consecutive failures, unix times of the last success and
+//! `not ready` and then one line per source (consecutive failures, `stale_since` while it serves its
+//! last-known-good flags, unix times of the last success and
 //! the last error). `/metrics` is the Prometheus text
 //! exposition of [`Metrics`]. gRPC health answers SERVING for the whole server and, as in flagd, does not
 //! follow readiness; a request with `content-type: application/grpc*` goes to it, everything else to the
@@ -83,8 +84,12 @@ async fn readyz(State(state): State<ManagementState>) -> (StatusCode, String) {
     };
     let time = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), |t| t.to_string());
     for (source, fetch) in state.metrics.source_fetch_states() {
+        let stale = fetch
+            .stale_since
+            .map(|t| format!(" stale_since={t}"))
+            .unwrap_or_default();
         body.push_str(&format!(
-            "source {source}: consecutive_failures={} last_success={} last_error={}{}\n",
+            "source {source}: consecutive_failures={} last_success={} last_error={}{}{stale}\n",
             fetch.consecutive_failures,
             time(fetch.last_success),
             time(fetch.last_error),

@@ -247,7 +247,11 @@ impl HttpSource {
         mut self,
         shutdown: CancellationToken,
     ) -> Result<JoinHandle<()>, SourceError> {
-        if !self.config.lazy {
+        if self.config.lazy {
+            self.context
+                .restore_last_good(WORDING, "the source is lazy")
+                .await;
+        } else {
             match self.poll(false).await {
                 Ok(()) => {}
                 // As for files (and flagd): a payload that arrives but does not load leaves the source
@@ -255,7 +259,14 @@ impl HttpSource {
                 Err(error) if error.is_payload() => {
                     tracing::error!(%error, "rejected the first http payload; the source is not ready");
                 }
-                Err(error) => return Err(SourceError::Http(Box::new(error))),
+                Err(error) => {
+                    let why = error.to_string();
+                    if !self.context.restore_last_good(WORDING, &why).await {
+                        return Err(SourceError::Http(Box::new(error)));
+                    }
+                    // Served from the state directory: keep trying at once, as a lazy source does.
+                    self.config.lazy = true;
+                }
             }
         }
         Ok(tokio::spawn(async move {
