@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use flagpole_proto::evaluation_v1::service_client::ServiceClient;
-use flagpole_proto::evaluation_v1::{ResolveBooleanRequest, ResolveStringRequest};
+use flagpole_proto::evaluation_v1::{
+    ResolveAllRequest, ResolveBooleanRequest, ResolveStringRequest,
+};
 use hdrhistogram::Histogram;
 use prost_types::value::Kind;
 use prost_types::{Struct, Value};
@@ -56,6 +58,8 @@ enum Rpc {
     Bool,
     /// `ResolveString`.
     String,
+    /// `ResolveAll` (every flag of the document, 100 by default).
+    All,
     /// EventStream change propagation (needs `--flag-file`).
     Events,
 }
@@ -179,6 +183,10 @@ async fn call(client: &mut ServiceClient<Channel>, rpc: Rpc, flag: &str, user: u
                 flag_key: flag.to_owned(),
                 context,
             })
+            .await
+            .is_ok(),
+        Rpc::All => client
+            .resolve_all(ResolveAllRequest { context })
             .await
             .is_ok(),
     }
@@ -461,7 +469,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let flag = args.flag.clone().unwrap_or_else(|| match args.rpc {
         Rpc::Bool => "loadgen-bool".to_owned(),
-        Rpc::String | Rpc::Events => "loadgen-string".to_owned(),
+        Rpc::String | Rpc::Events | Rpc::All => "loadgen-string".to_owned(),
     });
     let connections = args.connections.max(1);
     let concurrency = args.concurrency.max(1);

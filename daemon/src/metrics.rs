@@ -20,8 +20,10 @@
 //! evaluation port's `http_route` comes from a closed set ([`evaluation_route`]): a request for any other
 //! path is counted as `unmatched`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -122,7 +124,7 @@ where
 
     /// Applies `f` to the series for `labels` (values capped), or to the overflow series once the family
     /// is full.
-    fn with(&self, mut labels: Labels, f: impl Fn(&M)) {
+    fn with(&self, mut labels: Labels, mut f: impl FnMut(&M)) {
         for (_, value) in &mut labels {
             if value.len() > MAX_LABEL_VALUE_BYTES {
                 *value = capped(std::mem::take(value));
@@ -139,6 +141,47 @@ where
         };
         f(&self.family.get_or_create(&labels));
     }
+
+    /// The series for `labels` itself (a handle that shares its value), for callers that keep it.
+    fn handle(&self, labels: Labels) -> M
+    where
+        M: Clone,
+    {
+        let mut handle = None;
+        self.with(labels, |m| handle = Some(m.clone()));
+        // `with` always calls `f` once.
+        handle.unwrap_or_else(|| unreachable!("Bounded::with calls f"))
+    }
+}
+
+/// Each [`Metrics`] gets its own number, so that a thread's cache of counter handles never serves the
+/// counters of another daemon in the same process (tests run several).
+static NEXT_METRICS_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Per flag key cached by one thread at most; beyond it the cache starts over (a flood of distinct keys
+/// must not grow it without bound).
+const COUNTER_CACHE_KEYS: usize = 4_096;
+
+/// The two counters one successful evaluation increments.
+#[derive(Clone)]
+struct EvaluationCounters {
+    variant: Box<str>,
+    reason: Box<str>,
+    impressions: Counter,
+    result_reasons: Counter,
+}
+
+/// One thread's handles to the evaluation counters of one [`Metrics`], by flag key: counting an
+/// evaluation then costs a hash of the key and two atomic increments, instead of building two label
+/// sets (seven strings) and looking each up in its family under a lock.
+#[derive(Default)]
+struct CounterCache {
+    metrics_id: u64,
+    by_key: HashMap<Box<str>, Vec<EvaluationCounters>, foldhash::fast::RandomState>,
+}
+
+thread_local! {
+    static COUNTER_CACHE: RefCell<CounterCache> = RefCell::new(CounterCache::default());
 }
 
 /// Why a sync stream ended (flagd's `reason` label values).
@@ -179,6 +222,8 @@ impl std::fmt::Debug for Metrics {
 }
 
 struct Inner {
+    /// See [`NEXT_METRICS_ID`].
+    id: u64,
     registry: Registry,
     impressions: Bounded<Counter>,
     result_reasons: Bounded<Counter>,
@@ -339,6 +384,7 @@ impl Metrics {
         );
         Metrics {
             inner: Arc::new(Inner {
+                id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
                 registry,
                 impressions: Bounded::new(impressions),
                 result_reasons: Bounded::new(result_reasons),
@@ -374,23 +420,41 @@ impl Metrics {
         let inner = &self.inner;
         match error_code {
             None => {
-                inc(
-                    &inner.impressions,
-                    vec![
-                        ("feature_flag_key", flag_key.to_owned()),
-                        ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
-                        ("feature_flag_reason", reason.to_owned()),
-                        ("feature_flag_result_variant", variant.to_owned()),
-                    ],
-                );
-                inc(
-                    &inner.result_reasons,
-                    vec![
-                        ("feature_flag_key", flag_key.to_owned()),
-                        ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
-                        ("feature_flag_reason", reason.to_owned()),
-                    ],
-                );
+                let counted = COUNTER_CACHE.try_with(|cache| {
+                    let mut cache = cache.borrow_mut();
+                    if cache.metrics_id != inner.id {
+                        cache.by_key.clear();
+                        cache.metrics_id = inner.id;
+                    }
+                    if let Some(counters) = cache.by_key.get(flag_key).and_then(|entries| {
+                        entries
+                            .iter()
+                            .find(|c| &*c.variant == variant && &*c.reason == reason)
+                    }) {
+                        counters.impressions.inc();
+                        counters.result_reasons.inc();
+                        return;
+                    }
+                    let counters = self.evaluation_counters(flag_key, variant, reason);
+                    counters.impressions.inc();
+                    counters.result_reasons.inc();
+                    if cache.by_key.len() >= COUNTER_CACHE_KEYS
+                        && !cache.by_key.contains_key(flag_key)
+                    {
+                        cache.by_key.clear();
+                    }
+                    cache
+                        .by_key
+                        .entry(Box::from(flag_key))
+                        .or_default()
+                        .push(counters);
+                });
+                if counted.is_err() {
+                    // The thread is exiting (no cache): count through the families.
+                    let counters = self.evaluation_counters(flag_key, variant, reason);
+                    counters.impressions.inc();
+                    counters.result_reasons.inc();
+                }
             }
             Some(code) => inc(
                 &inner.result_reasons,
@@ -400,6 +464,31 @@ impl Metrics {
                     ("feature_flag_reason", reason.to_owned()),
                 ],
             ),
+        }
+    }
+
+    /// The counters of a successful evaluation of `flag_key` (impressions and result reasons).
+    fn evaluation_counters(
+        &self,
+        flag_key: &str,
+        variant: &str,
+        reason: &str,
+    ) -> EvaluationCounters {
+        let inner = &self.inner;
+        EvaluationCounters {
+            variant: Box::from(variant),
+            reason: Box::from(reason),
+            impressions: inner.impressions.handle(vec![
+                ("feature_flag_key", flag_key.to_owned()),
+                ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
+                ("feature_flag_reason", reason.to_owned()),
+                ("feature_flag_result_variant", variant.to_owned()),
+            ]),
+            result_reasons: inner.result_reasons.handle(vec![
+                ("feature_flag_key", flag_key.to_owned()),
+                ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
+                ("feature_flag_reason", reason.to_owned()),
+            ]),
         }
     }
 
@@ -740,6 +829,57 @@ mod tests {
         );
         assert_eq!(evaluation_route("/schema.v1.Service/Nope"), UNMATCHED_ROUTE);
         assert_eq!(evaluation_route("/"), UNMATCHED_ROUTE);
+    }
+
+    #[test]
+    fn cached_counters_count_every_evaluation_in_their_own_daemon() {
+        let impressions = |metrics: &Metrics, variant: &str| -> u64 {
+            let text = metrics.encode();
+            let series = format!(
+                "feature_flag_flagd_impression_total{{feature_flag_key=\"f\",feature_flag_provider_name=\"flagd\",feature_flag_reason=\"TARGETING_MATCH\",feature_flag_result_variant=\"{variant}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .map_or(0, |n| n.parse().expect("a count"))
+        };
+        let first = Metrics::new();
+        let second = Metrics::new();
+        for _ in 0..5 {
+            first.record_evaluation("f", "a", "TARGETING_MATCH", None);
+            first.record_evaluation("f", "b", "TARGETING_MATCH", None);
+            // The same key, variant and reason in another daemon on the same thread: its own counter.
+            second.record_evaluation("f", "a", "TARGETING_MATCH", None);
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(|| first.record_evaluation("f", "a", "TARGETING_MATCH", None));
+        });
+        first.record_evaluation("f", "a", "TARGETING_MATCH", None);
+        assert_eq!(impressions(&first, "a"), 7);
+        assert_eq!(impressions(&first, "b"), 5);
+        assert_eq!(impressions(&second, "a"), 5);
+        // Far more keys than a thread caches (and than a family keeps): still every one counted, in its
+        // series or the overflow series.
+        let many = Metrics::new();
+        let total = |metrics: &Metrics| -> u64 {
+            metrics
+                .encode()
+                .lines()
+                .filter(|l| l.starts_with("feature_flag_flagd_impression_total{"))
+                .map(|l| {
+                    l.rsplit(' ')
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
+        let keys = COUNTER_CACHE_KEYS + 100;
+        for round in 1..=2u64 {
+            for i in 0..keys {
+                many.record_evaluation(&format!("k{i}"), "on", "STATIC", None);
+            }
+            assert_eq!(total(&many), round * keys as u64);
+        }
     }
 
     #[test]
