@@ -2,10 +2,9 @@
 //!
 //! `/healthz` is liveness (200 while the process serves). `/readyz` follows [`Readiness`]: 412 until every
 //! source has loaded once, 200 after, and 412 again while shutting down; its body says `ready` or
-//! `not ready` and then one line per source (consecutive failures, `stale_since` while it serves its
-//! last-known-good flags, unix times of the last success and
-//! the last error). `/metrics` is the Prometheus text
-//! exposition of [`Metrics`]. gRPC health answers SERVING for the whole server and, as in flagd, does not
+//! `not ready` and then one line per source (consecutive failures, unix times of the last success and the
+//! last error, `overdue`, and `stale_since` while it serves its last-known-good flags). `/metrics` is the
+//! Prometheus text exposition of [`Metrics`]. gRPC health answers SERVING for the whole server and, as in flagd, does not
 //! follow readiness; a request with `content-type: application/grpc*` goes to it, everything else to the
 //! HTTP routes, on the same HTTP/2-capable listener (as flagd routes it).
 //!
