@@ -3,8 +3,10 @@
 //! The watch (shared by all file sources, see [`super::watch`]) is on the file's *parent directory*, not
 //! the file, so that every way a file gets replaced is
 //! noticed: in-place writes, atomic rename-replace (editors, the testbed's launchpad), delete-then-recreate,
-//! editor temp files, and the Kubernetes ConfigMap swap of the `..data` symlink. Events are debounced for
-//! [`DEBOUNCE`], then the file is re-read; a SHA-1 of the content skips identical rewrites.
+//! editor temp files, and the Kubernetes ConfigMap swap of the `..data` symlink. An event that shows the
+//! file complete (renamed into place, or closed after writing) is read at once; any other is debounced for
+//! [`DEBOUNCE`] first, so that a burst (truncate, write, close) is read once. A SHA-1 of the content skips
+//! identical rewrites.
 //!
 //! On a bad payload the source keeps its last good flags and the error (path, line, column) is logged. A
 //! deleted file also keeps its last flags, and is picked up again when it comes back (flagd loses it:
@@ -24,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use super::watch::DirWatcher;
 use super::{PublishError, SourceContext, SourceError, Wording};
 
-/// How long to wait after a file-system event before re-reading, so that a burst (truncate then write,
-/// delete then create, the several events of a rename) is read once.
+/// How long to wait after a file-system event that does not show the file complete before re-reading, so
+/// that a burst (truncate then write, delete then create) is read once.
 pub const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// Wording of a good load's log lines.
@@ -95,11 +97,13 @@ impl FileSource {
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = changed.notified() => {}
+                    () = changed.notify.notified() => {}
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(DEBOUNCE) => {}
+                if !changed.take_complete() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(DEBOUNCE) => {}
+                    }
                 }
                 self.reload().await;
             }

@@ -1,8 +1,10 @@
 //! One file-system watcher per daemon, shared by every file source.
 //!
-//! Each file source registers its parent directory and file name and gets a [`Notify`] that is woken when
-//! an event names that file, or a `..`-prefixed entry (the Kubernetes ConfigMap `..data` symlink swap), or
-//! when the watcher reports lost events. Matching is by file name only: a spurious wake-up costs one
+//! Each file source registers its parent directory and file name and gets a [`FileWake`] that is woken
+//! when an event names that file, or a `..`-prefixed entry (the Kubernetes ConfigMap `..data` symlink
+//! swap), or when the watcher reports lost events. The wake-up also says whether the event shows the
+//! file complete ([`is_complete`]: renamed into place, or closed after writing), so that the source can
+//! read it at once instead of waiting for the rest of a burst. Matching is by file name only: a spurious wake-up costs one
 //! re-read, which the content hash turns into a no-op, while a missed one would lose a change.
 //!
 //! Why shared: inotify instances are limited per user (128 by default on Linux), and every watcher is
@@ -13,13 +15,37 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
 /// Subscribers: a file name and the wake-up for its source.
-type Subscribers = Arc<Mutex<Vec<(OsString, Arc<Notify>)>>>;
+type Subscribers = Arc<Mutex<Vec<(OsString, Arc<FileWake>)>>>;
+
+/// A file source's wake-up.
+#[derive(Debug, Default)]
+pub struct FileWake {
+    /// Woken on every event that may change the file.
+    pub notify: Notify,
+    /// Set when one of the events since the source last looked showed the file complete.
+    complete: AtomicBool,
+}
+
+impl FileWake {
+    /// Whether an event since the last call showed the file complete (and forgets it).
+    pub fn take_complete(&self) -> bool {
+        self.complete.swap(false, Ordering::AcqRel)
+    }
+
+    fn wake(&self, complete: bool) {
+        if complete {
+            self.complete.store(true, Ordering::Release);
+        }
+        self.notify.notify_one();
+    }
+}
 
 /// The shared watcher.
 pub struct DirWatcher {
@@ -44,29 +70,30 @@ impl DirWatcher {
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let subscribers = for_events.lock().unwrap_or_else(PoisonError::into_inner);
             match event {
-                Ok(event) if event.need_rescan() => wake_all(&subscribers),
+                Ok(event) if event.need_rescan() => wake_all(&subscribers, false),
                 // Opening, reading and closing a file unchanged are the source's own reads: reacting to
                 // them would re-read the file in a loop (a close after writing is a change).
                 Ok(event) if !may_change_content(&event.kind) => {}
                 Ok(event) => {
+                    let complete = is_complete(&event.kind);
                     for path in &event.paths {
                         let Some(name) = path.file_name() else {
                             continue;
                         };
                         if name.to_str().is_some_and(|n| n.starts_with("..")) {
-                            wake_all(&subscribers);
+                            wake_all(&subscribers, complete);
                             return;
                         }
-                        for (watched, notify) in subscribers.iter() {
+                        for (watched, wake) in subscribers.iter() {
                             if watched == name {
-                                notify.notify_one();
+                                wake.wake(complete);
                             }
                         }
                     }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "file watch error; re-reading every file");
-                    wake_all(&subscribers);
+                    wake_all(&subscribers, false);
                 }
             }
         })?;
@@ -78,7 +105,7 @@ impl DirWatcher {
     }
 
     /// Watches `path`'s parent directory and returns the wake-up for `path`.
-    pub fn watch(&mut self, path: &Path) -> Result<Arc<Notify>, (PathBuf, notify::Error)> {
+    pub fn watch(&mut self, path: &Path) -> Result<Arc<FileWake>, (PathBuf, notify::Error)> {
         let dir = parent_dir(path);
         if !self.watched.contains(&dir) {
             self.watcher
@@ -86,13 +113,13 @@ impl DirWatcher {
                 .map_err(|e| (dir.clone(), e))?;
             self.watched.insert(dir);
         }
-        let notify = Arc::new(Notify::new());
+        let wake = Arc::new(FileWake::default());
         let name = path.file_name().map(OsString::from).unwrap_or_default();
         self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((name, notify.clone()));
-        Ok(notify)
+            .push((name, wake.clone()));
+        Ok(wake)
     }
 }
 
@@ -106,9 +133,21 @@ pub fn may_change_content(kind: &notify::EventKind) -> bool {
     }
 }
 
-fn wake_all(subscribers: &[(OsString, Arc<Notify>)]) {
-    for (_, notify) in subscribers {
-        notify.notify_one();
+/// Whether an event shows its file complete: renamed into place (an atomic replace, the ConfigMap
+/// `..data` swap), or closed by a writer. Any other change (a create, a truncate, a write, a delete) may be
+/// the start of a burst.
+pub fn is_complete(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
+}
+
+fn wake_all(subscribers: &[(OsString, Arc<FileWake>)], complete: bool) {
+    for (_, wake) in subscribers {
+        wake.wake(complete);
     }
 }
 
@@ -145,6 +184,37 @@ mod tests {
         ] {
             assert!(may_change_content(&change), "{change:?}");
         }
+    }
+
+    #[test]
+    fn only_a_rename_into_place_or_a_close_after_writing_shows_a_file_complete() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RemoveKind,
+            RenameMode,
+        };
+        for complete in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+        ] {
+            assert!(is_complete(&complete), "{complete:?}");
+        }
+        for partial in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ] {
+            assert!(!is_complete(&partial), "{partial:?}");
+        }
+        let wake = FileWake::default();
+        wake.wake(false);
+        assert!(!wake.take_complete());
+        wake.wake(true);
+        wake.wake(false);
+        assert!(wake.take_complete(), "kept until the source looks");
+        assert!(!wake.take_complete(), "and forgotten then");
     }
 
     #[test]
