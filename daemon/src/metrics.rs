@@ -124,33 +124,21 @@ where
 
     /// Applies `f` to the series for `labels` (values capped), or to the overflow series once the family
     /// is full.
-    fn with(&self, mut labels: Labels, mut f: impl FnMut(&M)) {
+    fn with<R>(&self, mut labels: Labels, f: impl FnOnce(&M) -> R) -> R {
         for (_, value) in &mut labels {
             if value.len() > MAX_LABEL_VALUE_BYTES {
                 *value = capped(std::mem::take(value));
             }
         }
         if let Some(metric) = self.family.get(&labels) {
-            f(&metric);
-            return;
+            return f(&metric);
         }
         let labels = if self.series.fetch_add(1, Ordering::Relaxed) < MAX_SERIES_PER_FAMILY {
             labels
         } else {
             overflow_labels()
         };
-        f(&self.family.get_or_create(&labels));
-    }
-
-    /// The series for `labels` itself (a handle that shares its value), for callers that keep it.
-    fn handle(&self, labels: Labels) -> M
-    where
-        M: Clone,
-    {
-        let mut handle = None;
-        self.with(labels, |m| handle = Some(m.clone()));
-        // `with` always calls `f` once.
-        handle.unwrap_or_else(|| unreachable!("Bounded::with calls f"))
+        f(&self.family.get_or_create(&labels))
     }
 }
 
@@ -163,12 +151,18 @@ static NEXT_METRICS_ID: AtomicU64 = AtomicU64::new(1);
 const COUNTER_CACHE_KEYS: usize = 4_096;
 
 /// The two counters one successful evaluation increments.
-#[derive(Clone)]
 struct EvaluationCounters {
     variant: Box<str>,
     reason: Box<str>,
     impressions: Counter,
     result_reasons: Counter,
+}
+
+impl EvaluationCounters {
+    fn count(&self) {
+        self.impressions.inc();
+        self.result_reasons.inc();
+    }
 }
 
 /// One thread's handles to the evaluation counters of one [`Metrics`], by flag key: counting an
@@ -178,6 +172,42 @@ struct EvaluationCounters {
 struct CounterCache {
     metrics_id: u64,
     by_key: HashMap<Box<str>, Vec<EvaluationCounters>, foldhash::fast::RandomState>,
+}
+
+impl CounterCache {
+    /// Counts an evaluation of `key` in the daemon `metrics_id`, with the counters cached for it or, the
+    /// first time, those `make` gives (then kept).
+    fn count(
+        &mut self,
+        metrics_id: u64,
+        key: &str,
+        variant: &str,
+        reason: &str,
+        make: impl FnOnce() -> EvaluationCounters,
+    ) {
+        if self.metrics_id != metrics_id {
+            self.by_key.clear();
+            self.metrics_id = metrics_id;
+        }
+        let cached = self.by_key.get(key).and_then(|entries| {
+            entries
+                .iter()
+                .find(|c| &*c.variant == variant && &*c.reason == reason)
+        });
+        if let Some(counters) = cached {
+            counters.count();
+            return;
+        }
+        if self.by_key.len() >= COUNTER_CACHE_KEYS && !self.by_key.contains_key(key) {
+            self.by_key.clear();
+        }
+        let counters = make();
+        counters.count();
+        self.by_key
+            .entry(Box::from(key))
+            .or_default()
+            .push(counters);
+    }
 }
 
 thread_local! {
@@ -420,40 +450,15 @@ impl Metrics {
         let inner = &self.inner;
         match error_code {
             None => {
-                let counted = COUNTER_CACHE.try_with(|cache| {
-                    let mut cache = cache.borrow_mut();
-                    if cache.metrics_id != inner.id {
-                        cache.by_key.clear();
-                        cache.metrics_id = inner.id;
-                    }
-                    if let Some(counters) = cache.by_key.get(flag_key).and_then(|entries| {
-                        entries
-                            .iter()
-                            .find(|c| &*c.variant == variant && &*c.reason == reason)
-                    }) {
-                        counters.impressions.inc();
-                        counters.result_reasons.inc();
-                        return;
-                    }
-                    let counters = self.evaluation_counters(flag_key, variant, reason);
-                    counters.impressions.inc();
-                    counters.result_reasons.inc();
-                    if cache.by_key.len() >= COUNTER_CACHE_KEYS
-                        && !cache.by_key.contains_key(flag_key)
-                    {
-                        cache.by_key.clear();
-                    }
+                let make = || self.evaluation_counters(flag_key, variant, reason);
+                let cached = COUNTER_CACHE.try_with(|cache| {
                     cache
-                        .by_key
-                        .entry(Box::from(flag_key))
-                        .or_default()
-                        .push(counters);
+                        .borrow_mut()
+                        .count(inner.id, flag_key, variant, reason, make)
                 });
-                if counted.is_err() {
-                    // The thread is exiting (no cache): count through the families.
-                    let counters = self.evaluation_counters(flag_key, variant, reason);
-                    counters.impressions.inc();
-                    counters.result_reasons.inc();
+                if cached.is_err() {
+                    // The thread is exiting (no cache left): count through the families.
+                    make().count();
                 }
             }
             Some(code) => inc(
@@ -478,17 +483,23 @@ impl Metrics {
         EvaluationCounters {
             variant: Box::from(variant),
             reason: Box::from(reason),
-            impressions: inner.impressions.handle(vec![
-                ("feature_flag_key", flag_key.to_owned()),
-                ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
-                ("feature_flag_reason", reason.to_owned()),
-                ("feature_flag_result_variant", variant.to_owned()),
-            ]),
-            result_reasons: inner.result_reasons.handle(vec![
-                ("feature_flag_key", flag_key.to_owned()),
-                ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
-                ("feature_flag_reason", reason.to_owned()),
-            ]),
+            impressions: inner.impressions.with(
+                vec![
+                    ("feature_flag_key", flag_key.to_owned()),
+                    ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
+                    ("feature_flag_reason", reason.to_owned()),
+                    ("feature_flag_result_variant", variant.to_owned()),
+                ],
+                Counter::clone,
+            ),
+            result_reasons: inner.result_reasons.with(
+                vec![
+                    ("feature_flag_key", flag_key.to_owned()),
+                    ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
+                    ("feature_flag_reason", reason.to_owned()),
+                ],
+                Counter::clone,
+            ),
         }
     }
 
