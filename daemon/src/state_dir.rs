@@ -66,9 +66,19 @@ impl StateDir {
     }
 
     fn set_aside<T>(&self, path: &Path, error: String) -> Loaded<T> {
-        let mut set_aside = path.as_os_str().to_owned();
-        set_aside.push(format!(".corrupt-{}", crate::unix_now()));
-        let set_aside = PathBuf::from(set_aside);
+        // NAME.corrupt-UNIXTIME, or NAME.corrupt-UNIXTIME-N when that is taken (two in one second), so an
+        // earlier corrupt file is never overwritten.
+        let mut base = path.as_os_str().to_owned();
+        base.push(format!(".corrupt-{}", crate::unix_now()));
+        let numbered = |n: u32| {
+            let mut name = base.clone();
+            name.push(format!("-{n}"));
+            PathBuf::from(name)
+        };
+        let set_aside = std::iter::once(PathBuf::from(&base))
+            .chain((1..).map(numbered))
+            .find(|candidate| !candidate.exists())
+            .unwrap_or_else(|| PathBuf::from(&base));
         if let Err(rename) = fs::rename(path, &set_aside) {
             tracing::error!(file = %path.display(), %rename, "cannot set a corrupt state file aside");
         }

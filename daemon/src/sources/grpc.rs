@@ -405,10 +405,10 @@ impl GrpcSource {
                     self.context
                         .metrics
                         .source_fetch_failed(&self.context.identity);
-                    let why = error.to_string();
-                    if !self.context.restore_last_good(WORDING, &why).await {
-                        return Err(SourceError::Grpc(Box::new(error)));
-                    }
+                    self.context
+                        .fall_back(WORDING, error)
+                        .await
+                        .map_err(|error| SourceError::Grpc(Box::new(error)))?;
                     // Served from the state directory; the stream is reopened with back-off.
                     None
                 }

@@ -464,12 +464,7 @@ impl KubernetesSource {
                 Err(error) if error.is_payload() => {
                     tracing::error!(%error, "rejected the FeatureFlag's first flag spec; the source is not ready");
                 }
-                Err(error) => {
-                    let why = error.to_string();
-                    if !self.context.restore_last_good(WORDING, &why).await {
-                        return Err(fail(error));
-                    }
-                }
+                Err(error) => self.context.fall_back(WORDING, error).await.map_err(fail)?,
             }
         }
         Ok(tokio::spawn(async move { self.watch(api, shutdown).await }))

@@ -39,9 +39,35 @@ struct Saved {
     /// When the payload was received (unix seconds).
     saved_at: u64,
     /// `json` or `yaml`.
-    format: String,
+    format: SavedFormat,
     /// The payload as received.
     payload: String,
+}
+
+/// [`Format`] as written in the file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SavedFormat {
+    Json,
+    Yaml,
+}
+
+impl From<Format> for SavedFormat {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Json => SavedFormat::Json,
+            Format::Yaml => SavedFormat::Yaml,
+        }
+    }
+}
+
+impl From<SavedFormat> for Format {
+    fn from(format: SavedFormat) -> Self {
+        match format {
+            SavedFormat::Json => Format::Json,
+            SavedFormat::Yaml => Format::Yaml,
+        }
+    }
 }
 
 /// A payload read back from the state directory.
@@ -78,7 +104,7 @@ impl LastGood {
         let saved = Saved {
             source: self.shown.clone(),
             saved_at: crate::unix_now(),
-            format: format_name(format).to_owned(),
+            format: format.into(),
             payload: payload.to_owned(),
         };
         if let Err(error) = self.state.write_json(&self.name, &saved) {
@@ -90,33 +116,16 @@ impl LastGood {
     pub fn load(&self) -> Option<Restored> {
         match self.state.read_json::<Saved>(&self.name) {
             Loaded::Missing => None,
-            Loaded::Found(saved) => {
-                let format = match saved.format.as_str() {
-                    "yaml" => Format::Yaml,
-                    "json" => Format::Json,
-                    other => {
-                        tracing::error!(source = %self.shown, file = %self.name, format = other, "a last known good file with an unknown format; ignored");
-                        return None;
-                    }
-                };
-                Some(Restored {
-                    payload: saved.payload,
-                    format,
-                    saved_at: saved.saved_at,
-                })
-            }
+            Loaded::Found(saved) => Some(Restored {
+                payload: saved.payload,
+                format: saved.format.into(),
+                saved_at: saved.saved_at,
+            }),
             Loaded::SetAside { set_aside, error } => {
                 tracing::error!(source = %self.shown, set_aside = %set_aside.display(), %error, "the source's last known good file is corrupt; set aside");
                 None
             }
         }
-    }
-}
-
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Json => "json",
-        Format::Yaml => "yaml",
     }
 }
 
@@ -155,10 +164,22 @@ mod tests {
         let last_good = LastGood::new(&state, "grpc://hub:8015");
         std::fs::write(dir.path().join(last_good.file_name()), "{\"payload\": 1").expect("write");
         assert!(last_good.load().is_none());
+        // A format it does not know is as corrupt as broken JSON.
+        std::fs::write(
+            dir.path().join(last_good.file_name()),
+            r#"{"source": "s", "savedAt": 1, "format": "xml", "payload": "<flags/>"}"#,
+        )
+        .expect("write");
+        assert!(last_good.load().is_none());
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .expect("list")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().any(|n| n.contains(".corrupt-")), "{names:?}");
+        // Both kept, though set aside within the same second.
+        assert_eq!(
+            names.iter().filter(|n| n.contains(".corrupt-")).count(),
+            2,
+            "{names:?}"
+        );
     }
 }

@@ -87,6 +87,20 @@ impl SourceContext {
             .await
     }
 
+    /// A source's first fetch at start failed with `error`: it serves its last-known-good flags if it has
+    /// some that load (`Ok`), else the error is given back to stop the start.
+    pub async fn fall_back<E: std::fmt::Display>(
+        &mut self,
+        wording: Wording,
+        error: E,
+    ) -> Result<(), E> {
+        if self.restore_last_good(wording, &error.to_string()).await {
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
     /// At start, before the source has delivered anything: publishes its last-known-good payload from the
     /// state directory, if there is one that loads, and marks the source stale (metrics, `/readyz`, a
     /// warning). Returns whether it did; the source's first fresh payload replaces these flags.

@@ -260,10 +260,10 @@ impl HttpSource {
                     tracing::error!(%error, "rejected the first http payload; the source is not ready");
                 }
                 Err(error) => {
-                    let why = error.to_string();
-                    if !self.context.restore_last_good(WORDING, &why).await {
-                        return Err(SourceError::Http(Box::new(error)));
-                    }
+                    self.context
+                        .fall_back(WORDING, error)
+                        .await
+                        .map_err(|error| SourceError::Http(Box::new(error)))?;
                     // Served from the state directory: keep trying at once, as a lazy source does.
                     self.config.lazy = true;
                 }
