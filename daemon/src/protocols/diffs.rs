@@ -92,5 +92,32 @@ mod tests {
             "two empty snapshots do not differ"
         );
         assert_eq!(renders, 0);
+
+        // A real change: rendered once for every subscriber asking with the same snapshots and selector,
+        // again for another selector.
+        let loaded = flagpole_engine::parse_document(
+            r#"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"}}}"#,
+            flagpole_engine::Format::Json,
+            &flagpole_engine::LoadOptions::default(),
+        )
+        .expect("loads");
+        let c = Arc::new(Snapshot::new(vec![flagpole_engine::SourceFlags {
+            source: Arc::from("s"),
+            flags: loaded.flags,
+        }]));
+        for _ in 0..3 {
+            let rendered = shared.get(&a, &c, &Selector::All, |diff| {
+                renders += 1;
+                u32::try_from(diff.len()).expect("small")
+            });
+            assert_eq!(rendered, Some(1));
+        }
+        assert_eq!(renders, 1, "one render for three subscribers");
+        let other = Selector::Source("s".to_owned());
+        shared.get(&a, &c, &other, |_| {
+            renders += 1;
+            0
+        });
+        assert_eq!(renders, 2, "another selector renders its own");
     }
 }
