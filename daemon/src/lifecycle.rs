@@ -231,8 +231,8 @@ pub fn list(
 }
 
 /// Keeps the stale gauges and the daily expiry warnings current (after each burst of changes, coalesced
-/// over [`LIFECYCLE_COALESCE`], and every [`USAGE_PERSIST_INTERVAL`]) and writes the usage to the state directory on each interval and when
-/// `stop` fires.
+/// over [`LIFECYCLE_COALESCE`], and every [`USAGE_PERSIST_INTERVAL`]) and writes the usage to the state
+/// directory on each interval and when `stop` fires.
 pub async fn run(
     store: Arc<Store>,
     usage: Arc<Usage>,

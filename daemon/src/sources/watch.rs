@@ -4,8 +4,9 @@
 //! when an event names that file, or a `..`-prefixed entry (the Kubernetes ConfigMap `..data` symlink
 //! swap), or when the watcher reports lost events. The wake-up also says whether the event shows the
 //! file complete ([`is_complete`]: renamed into place, or closed after writing), so that the source can
-//! read it at once instead of waiting for the rest of a burst. Matching is by file name only: a spurious wake-up costs one
-//! re-read, which the content hash turns into a no-op, while a missed one would lose a change.
+//! read it at once instead of waiting for the rest of a burst. Matching is by file name only: a spurious
+//! wake-up costs one re-read, which the content hash turns into a no-op, while a missed one would lose a
+//! change.
 //!
 //! Why shared: inotify instances are limited per user (128 by default on Linux), and every watcher is
 //! one instance; a daemon with many sources, or many daemons in one test process, would run out.

@@ -4,9 +4,9 @@
 //! source has loaded once, 200 after, and 412 again while shutting down; its body says `ready` or
 //! `not ready` and then one line per source (consecutive failures, unix times of the last success and the
 //! last error, `overdue`, and `stale_since` while it serves its last-known-good flags). `/metrics` is the
-//! Prometheus text exposition of [`Metrics`]. gRPC health answers SERVING for the whole server and, as in flagd, does not
-//! follow readiness; a request with `content-type: application/grpc*` goes to it, everything else to the
-//! HTTP routes, on the same HTTP/2-capable listener (as flagd routes it).
+//! Prometheus text exposition of [`Metrics`]. gRPC health answers SERVING for the whole server and, as in
+//! flagd, does not follow readiness; a request with `content-type: application/grpc*` goes to it,
+//! everything else to the HTTP routes, on the same HTTP/2-capable listener (as flagd routes it).
 //!
 //! Beyond flagd, the admin API (`api`: overrides, the kill switch) with its token check (`auth`), off the
 //! evaluation path (`docs/admin.md`).
