@@ -90,6 +90,7 @@ impl Harness {
                 evaluator: evaluator.clone(),
                 stale_after: crate::lifecycle::DEFAULT_STALE_AFTER,
                 shutdown: CancellationToken::new(),
+                file_sources: Arc::from([]),
             },
             &RouterOptions {
                 cors_origins: Vec::new(),

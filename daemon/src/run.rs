@@ -275,6 +275,12 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         evaluator: evaluator.clone(),
         stale_after: config.stale_after,
         shutdown: shutdown.clone(),
+        file_sources: config
+            .sources
+            .iter()
+            .filter(|s| matches!(s.kind, crate::config::SourceKind::File { .. }))
+            .map(|s| s.identity.clone())
+            .collect(),
     };
     tokio::spawn(overrides.run_expiry(sources_stop.clone()));
     let routers = Routers::new(

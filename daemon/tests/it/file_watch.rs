@@ -126,6 +126,15 @@ async fn invalid_content_keeps_the_last_good_flags() {
     };
     let broken = file_state().expect("the file source's state");
     assert!(broken.consecutive_failures >= 1, "{broken:?}");
+    // The dashboard's source list: a local source, with its health.
+    let (_, _, body) =
+        crate::runtime_support::http_get(daemon.addrs().management, "/api/v1/sources").await;
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(listed["sources"][0]["remote"], false, "{body}");
+    assert!(
+        listed["sources"][0]["consecutiveFailures"].as_u64() >= Some(1),
+        "{body}"
+    );
     assert!(
         broken.last_error.is_some() && broken.last_success.is_some(),
         "{broken:?}"

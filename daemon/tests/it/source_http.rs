@@ -1125,6 +1125,12 @@ async fn a_restart_while_the_source_is_down_serves_its_last_known_good_flags() {
     assert!(line.contains(" stale_since="), "{line}");
     assert!(failures(&line) >= 1, "{line}");
     assert!(daemon.metrics().encode().contains(&stale_metric));
+    // The dashboard's source list says so too.
+    let (_, _, body) = http_get(daemon.addrs().management, "/api/v1/sources").await;
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let source = &listed["sources"][0];
+    assert_eq!(source["remote"], true, "{body}");
+    assert!(source["staleSince"].is_u64(), "{body}");
 
     // The source comes back: its fresh flags replace the saved ones, and nothing is stale any more.
     {

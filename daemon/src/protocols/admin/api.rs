@@ -51,6 +51,8 @@ pub struct AdminApi {
     pub stale_after: std::time::Duration,
     /// Ends the live streams at shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The identities of the file sources (every other source is remote).
+    pub file_sources: Arc<[Arc<str>]>,
 }
 
 /// The admin routes.

@@ -83,8 +83,9 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-/// `GET /api/v1/sources`: each source (ascending priority) with its flag count and, for remote sources,
-/// its fetch health; the last rejected payload's error from the journal.
+/// `GET /api/v1/sources`: each source (ascending priority) with its flag count, whether it is remote, and
+/// its health once it has been read or fetched (files included); the last rejected payload's error from
+/// the journal.
 async fn sources(State(api): State<AdminApi>) -> Response {
     let states: std::collections::BTreeMap<String, crate::metrics::FetchState> = api
         .evaluator
@@ -107,11 +108,12 @@ async fn sources(State(api): State<AdminApi>) -> Response {
                 "source": &*source,
                 "priority": priority,
                 "flags": flags,
-                "remote": fetch.is_some(),
+                "remote": !api.file_sources.contains(&source),
                 "lastSuccess": fetch.and_then(|f| f.last_success),
                 "lastError": fetch.and_then(|f| f.last_error),
                 "consecutiveFailures": fetch.map(|f| f.consecutive_failures),
                 "overdue": fetch.is_some_and(|f| f.overdue),
+                "staleSince": fetch.and_then(|f| f.stale_since),
                 "lastRejected": last_rejected.map(|e| json!({"time": e.time, "error": e.error})),
             })
         })

@@ -300,6 +300,13 @@ function step(node, taken) {
   return item;
 }
 
+function health(s) {
+  if (s.consecutiveFailures === null || s.consecutiveFailures === undefined) return s.remote ? 'not fetched yet' : 'local';
+  if (s.staleSince) return `serving its last good flags from ${when(s.staleSince)}`;
+  if (s.overdue) return 'overdue';
+  return s.consecutiveFailures ? `${s.consecutiveFailures} failures in a row` : 'healthy';
+}
+
 async function sourcesView() {
   const data = await api('/api/v1/sources');
   const rows = data.sources.map((s) =>
@@ -307,8 +314,8 @@ async function sourcesView() {
       el('td', { text: s.source }),
       el('td', { text: String(s.priority) }),
       el('td', { text: String(s.flags) }),
-      el('td', { class: s.overdue || s.consecutiveFailures ? 'error' : 'done', text: s.remote ? (s.overdue ? 'overdue' : s.consecutiveFailures ? `${s.consecutiveFailures} failures in a row` : 'healthy') : 'local' }),
-      el('td', { text: s.remote ? when(s.lastSuccess) : '—' }),
+      el('td', { class: s.overdue || s.consecutiveFailures || s.staleSince ? 'error' : 'done', text: health(s) }),
+      el('td', { text: s.lastSuccess ? when(s.lastSuccess) : '—' }),
       el('td', { text: s.lastRejected ? `${when(s.lastRejected.time)}: ${s.lastRejected.error}` : s.lastError ? when(s.lastError) : '—' })));
   show('Sources',
     el('table', {},
