@@ -32,6 +32,7 @@ mod run;
 pub mod sources;
 pub mod state_dir;
 pub mod store;
+pub mod telemetry;
 pub mod transport;
 pub mod usage;
 pub mod validate;

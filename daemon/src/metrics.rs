@@ -9,9 +9,9 @@
 //! `feature_flag.key` → label `feature_flag_key`). flagd's `ExceptionTypeKeyName` label spelling is kept so
 //! that dashboards built on flagd keep working.
 //!
-//! What it does not do: OTLP push (`--metrics-exporter otel`), Go runtime metrics, tracing. The standard
-//! `process_*` gauges (resident and virtual memory, open file descriptors, threads) are read from `/proc`
-//! on each scrape where it exists (Linux).
+//! What it does not do: OTLP push (`crate::telemetry` converts [`Metrics::metric_families`]), Go runtime
+//! metrics, tracing. The standard `process_*` metrics (resident and virtual memory, open file
+//! descriptors, threads, CPU seconds) are read from `/proc` on each scrape where it exists (Linux).
 //!
 //! Cardinality: flag keys, variants, selectors and provider ids come from files and clients, so every
 //! labelled family is capped at [`MAX_SERIES_PER_FAMILY`]; label sets beyond the cap are counted under one
@@ -29,7 +29,7 @@ use std::time::Duration;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -94,6 +94,9 @@ const PROVIDER_NAME: &str = "flagd";
 const HTTP_DURATION_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Buckets of `http_server_response_body_size_bytes` (flagd's: 100 bytes to 1 GB by powers of ten).
+const HTTP_SIZE_BUCKETS: [f64; 8] = [100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
 /// Buckets of `feature_flag_flagd_sync_stream_duration_seconds` (flagd's values, in seconds).
 const SYNC_STREAM_DURATION_BUCKETS: [f64; 10] = [
@@ -212,6 +215,30 @@ impl CounterCache {
 
 thread_local! {
     static COUNTER_CACHE: RefCell<CounterCache> = RefCell::new(CounterCache::default());
+    static REQUEST_CACHE: RefCell<RequestCache> = RefCell::new(RequestCache::default());
+}
+
+/// Label sets of one request's histograms: route, method, status, scheme.
+type RequestKey = (Box<str>, Box<str>, u16, &'static str);
+
+/// One thread's handles to the HTTP request instruments of one [`Metrics`] (as [`CounterCache`] for
+/// evaluations): recording a request then costs a hash of its route and method, not four label strings
+/// built and looked up under a lock per instrument. At most [`COUNTER_CACHE_KEYS`] label sets.
+#[derive(Default)]
+struct RequestCache {
+    metrics_id: u64,
+    histograms: HashMap<RequestKey, (Histogram, Histogram), foldhash::fast::RandomState>,
+    active: Vec<(Box<str>, &'static str, Gauge)>,
+}
+
+impl RequestCache {
+    fn reset_for(&mut self, metrics_id: u64) {
+        if self.metrics_id != metrics_id {
+            self.histograms.clear();
+            self.active.clear();
+            self.metrics_id = metrics_id;
+        }
+    }
 }
 
 /// Why a sync stream ended (flagd's `reason` label values).
@@ -258,6 +285,10 @@ struct Inner {
     impressions: Bounded<Counter>,
     result_reasons: Bounded<Counter>,
     http_duration: Bounded<Histogram>,
+    http_response_size: Bounded<Histogram>,
+    http_active: Bounded<Gauge>,
+    /// Telemetry items (spans, metric points) that were not exported, by signal and reason.
+    otel_dropped: Bounded<Counter>,
     sync_active_streams: Bounded<Gauge>,
     sync_stream_duration: Bounded<Histogram>,
     event_subscribers: Gauge,
@@ -277,6 +308,9 @@ struct Inner {
     stale: Bounded<Gauge>,
     /// The same state by source, for the `/readyz` body (one entry per configured remote source).
     fetch_states: std::sync::Mutex<std::collections::BTreeMap<String, FetchState>>,
+    /// Where spans go, once trace export is on (`crate::telemetry`): everything that records metrics can
+    /// open spans through the same handle.
+    tracer: std::sync::OnceLock<crate::telemetry::Tracer>,
 }
 
 /// A remote source's fetch state, as reported in the `/readyz` body.
@@ -324,6 +358,26 @@ impl Metrics {
             "Duration of requests to the evaluation and OFREP servers",
             Unit::Seconds,
             http_duration.clone(),
+        );
+        let http_response_size =
+            Family::<Labels, Histogram>::new_with_constructor(http_size_constructor);
+        registry.register_with_unit(
+            "http_server_response_body_size",
+            "Size of the response bodies of the evaluation and OFREP servers",
+            Unit::Bytes,
+            http_response_size.clone(),
+        );
+        let http_active = Family::<Labels, Gauge>::default();
+        registry.register(
+            "http_server_active_requests",
+            "Requests to the evaluation and OFREP servers being served",
+            http_active.clone(),
+        );
+        let otel_dropped = Family::<Labels, Counter>::default();
+        registry.register(
+            "flagpole_otel_dropped",
+            "OpenTelemetry spans and metric points not exported, by signal and reason (queue_full, export_failed)",
+            otel_dropped.clone(),
         );
         let sync_active_streams = Family::<Labels, Gauge>::default();
         registry.register(
@@ -419,6 +473,9 @@ impl Metrics {
                 impressions: Bounded::new(impressions),
                 result_reasons: Bounded::new(result_reasons),
                 http_duration: Bounded::new(http_duration),
+                http_response_size: Bounded::new(http_response_size),
+                http_active: Bounded::new(http_active),
+                otel_dropped: Bounded::new(otel_dropped),
                 sync_active_streams: Bounded::new(sync_active_streams),
                 sync_stream_duration: Bounded::new(sync_stream_duration),
                 event_subscribers,
@@ -434,6 +491,7 @@ impl Metrics {
                 source_stale: Bounded::new(source_stale),
                 stale: Bounded::new(stale),
                 fetch_states: std::sync::Mutex::default(),
+                tracer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -504,24 +562,142 @@ impl Metrics {
     }
 
     /// Records one HTTP/gRPC request to the evaluation or OFREP server. `route` is the URL path (8013) or
-    /// route template (OFREP); `scheme` is `http` or `https`.
+    /// route template (OFREP); `scheme` is `http` or `https`; `response_bytes` is the body's size.
     pub fn record_http_request(
         &self,
         route: &str,
         method: &str,
         status: u16,
-        scheme: &str,
+        scheme: &'static str,
         duration: Duration,
+        response_bytes: u64,
     ) {
+        let record = |duration_histogram: &Histogram, size_histogram: &Histogram| {
+            duration_histogram.observe(duration.as_secs_f64());
+            size_histogram.observe(response_bytes as f64);
+        };
+        let cached = REQUEST_CACHE.try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            cache.reset_for(self.inner.id);
+            let key = (Box::from(route), Box::from(method), status, scheme);
+            if let Some((d, s)) = cache.histograms.get(&key) {
+                record(d, s);
+                return;
+            }
+            if cache.histograms.len() >= COUNTER_CACHE_KEYS {
+                cache.histograms.clear();
+            }
+            let handles = self.request_histograms(route, method, status, scheme);
+            record(&handles.0, &handles.1);
+            cache.histograms.insert(key, handles);
+        });
+        if cached.is_err() {
+            let (d, s) = self.request_histograms(route, method, status, scheme);
+            record(&d, &s);
+        }
+    }
+
+    fn request_histograms(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        scheme: &str,
+    ) -> (Histogram, Histogram) {
         let labels = vec![
             ("http_request_method", method.to_owned()),
             ("http_response_status_code", status.to_string()),
             ("http_route", route.to_owned()),
             ("url_scheme", scheme.to_owned()),
         ];
-        self.inner
-            .http_duration
-            .with(labels, |h| h.observe(duration.as_secs_f64()));
+        (
+            self.inner
+                .http_duration
+                .with(labels.clone(), Histogram::clone),
+            self.inner.http_response_size.with(labels, Histogram::clone),
+        )
+    }
+
+    /// A request to the evaluation or OFREP server started (`+1`) or ended (`-1`):
+    /// `http_server_active_requests` by method and scheme (the semantic conventions' attributes).
+    pub fn active_request(&self, method: &str, scheme: &'static str, delta: i64) {
+        let apply = |gauge: &Gauge| {
+            gauge.inc_by(delta);
+        };
+        let make = || {
+            self.inner.http_active.with(
+                vec![
+                    ("http_request_method", method.to_owned()),
+                    ("url_scheme", scheme.to_owned()),
+                ],
+                Gauge::clone,
+            )
+        };
+        let cached = REQUEST_CACHE.try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            cache.reset_for(self.inner.id);
+            if let Some((_, _, gauge)) = cache
+                .active
+                .iter()
+                .find(|(m, s, _)| &**m == method && *s == scheme)
+            {
+                apply(gauge);
+                return;
+            }
+            if cache.active.len() >= 64 {
+                cache.active.clear();
+            }
+            let gauge = make();
+            apply(&gauge);
+            cache.active.push((Box::from(method), scheme, gauge));
+        });
+        if cached.is_err() {
+            apply(&make());
+        }
+    }
+
+    /// Telemetry that was not exported: `count` spans or metric points of `signal` (`traces`,
+    /// `metrics`), for `reason` (`queue_full`, `export_failed`).
+    pub fn otel_dropped(&self, signal: &str, reason: &str, count: u64) {
+        self.inner.otel_dropped.with(
+            vec![("reason", reason.to_owned()), ("signal", signal.to_owned())],
+            |c| {
+                c.inc_by(count);
+            },
+        );
+    }
+
+    /// The counter of spans dropped for a full queue (handed to the tracer once).
+    pub fn otel_queue_full_counter(&self) -> Counter {
+        self.inner.otel_dropped.with(
+            vec![
+                ("reason", "queue_full".to_owned()),
+                ("signal", "traces".to_owned()),
+            ],
+            Counter::clone,
+        )
+    }
+
+    /// Turns span recording on (once; a second tracer is ignored).
+    pub fn set_tracer(&self, tracer: crate::telemetry::Tracer) {
+        let _ = self.inner.tracer.set(tracer);
+    }
+
+    /// The tracer, when trace export is on.
+    pub fn tracer(&self) -> Option<&crate::telemetry::Tracer> {
+        self.inner.tracer.get()
+    }
+
+    /// Every metric in the Prometheus data model (for the OTLP exporter).
+    pub fn metric_families(
+        &self,
+    ) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily>
+    {
+        prometheus_client::encoding::prometheus_protobuf::encode(&self.inner.registry)
+            .unwrap_or_else(|_| {
+                tracing::warn!("metrics encoding failed");
+                Vec::new()
+            })
     }
 
     /// A `SyncFlags` stream opened. `provider_id` may be empty (then it is not a label, as in flagd).
@@ -755,12 +931,47 @@ impl Collector for ProcessCollector {
                 gauge.encode(metric)?;
             }
         }
+        if let Some(seconds) = cpu_seconds() {
+            let counter = ConstCounter::new(seconds);
+            let metric = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                counter.metric_type(),
+            )?;
+            counter.encode(metric)?;
+        }
         Ok(())
     }
 }
 
+/// User plus system CPU time of the process, from `/proc/self/stat` (fields 14 and 15, in clock ticks).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / clock_ticks_per_second())
+}
+
+#[cfg(target_os = "linux")]
+fn clock_ticks_per_second() -> f64 {
+    rustix::param::clock_ticks_per_second() as f64
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
 fn http_duration_constructor() -> Histogram {
     Histogram::new(HTTP_DURATION_BUCKETS)
+}
+
+fn http_size_constructor() -> Histogram {
+    Histogram::new(HTTP_SIZE_BUCKETS)
 }
 
 fn sync_duration_constructor() -> Histogram {
@@ -819,6 +1030,7 @@ mod tests {
                 404,
                 "http",
                 Duration::ZERO,
+                0,
             );
         }
         metrics.record_http_request(
@@ -827,6 +1039,7 @@ mod tests {
             200,
             "http",
             Duration::ZERO,
+            0,
         );
         let text = metrics.encode();
         assert!(text.len() < 64 * 1024, "{} bytes", text.len());

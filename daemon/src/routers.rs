@@ -117,18 +117,17 @@ impl RequestLog {
 async fn record_request(State(log): State<RequestLog>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let path = request.uri().path().to_owned();
-    let method = request.method().clone();
     let id = log.next_id.fetch_add(1, Ordering::Relaxed);
-    let response = next.run(request).await;
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    log.metrics.record_http_request(
-        crate::metrics::evaluation_route(&path),
-        method.as_str(),
-        status,
-        "http",
-        elapsed,
-    );
-    tracing::debug!(request_id = id, %path, status, elapsed_us = elapsed.as_micros() as u64, "request");
+    let info = crate::telemetry::observe::RequestInfo {
+        route: crate::metrics::evaluation_route(&path),
+        span_name: crate::telemetry::observe::evaluation_span_name(&path),
+    };
+    let response =
+        crate::telemetry::observe::observe_request(&log.metrics, info, request, next).await;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let status = response.status().as_u16();
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        tracing::debug!(request_id = id, %path, status, elapsed_us, "request");
+    }
     response
 }

@@ -214,6 +214,16 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
     };
 
     let metrics = Metrics::new();
+    // Started first, so that the sources' first loads are traced too.
+    let telemetry_stop = CancellationToken::new();
+    let (telemetry_settings, telemetry_warnings) =
+        crate::telemetry::settings::resolve(&config.telemetry, &|name| std::env::var(name).ok());
+    for warning in telemetry_warnings {
+        tracing::warn!("OpenTelemetry: {warning}");
+    }
+    let telemetry = crate::telemetry::start(telemetry_settings, &metrics, &telemetry_stop);
+    // A start that fails below stops the export tasks again.
+    let telemetry_guard = telemetry_stop.clone().drop_guard();
     let store = Arc::new(Store::new(
         config.sources.iter().map(|s| s.identity.clone()),
     ));
@@ -380,6 +390,7 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         "flagpole started"
     );
 
+    telemetry_guard.disarm();
     let supervisor = tokio::spawn(supervise(Supervised {
         shutdown: shutdown.clone(),
         readiness: readiness.clone(),
@@ -388,6 +399,8 @@ pub async fn run(config: Config) -> Result<Daemon, StartError> {
         management_stop,
         sources: source_tasks,
         sources_stop,
+        telemetry,
+        telemetry_stop,
     }));
     Ok(Daemon {
         addrs,
@@ -575,6 +588,9 @@ struct Supervised {
     management_stop: CancellationToken,
     sources: Vec<JoinHandle<()>>,
     sources_stop: CancellationToken,
+    /// The OpenTelemetry export tasks (none when nothing is exported).
+    telemetry: Vec<JoinHandle<()>>,
+    telemetry_stop: CancellationToken,
 }
 
 /// Waits for shutdown (or a server failure) and stops everything in order.
@@ -614,6 +630,15 @@ async fn supervise(mut s: Supervised) -> Result<(), RunError> {
         let abort = source.abort_handle();
         if tokio::time::timeout(DRAIN_TIMEOUT, source).await.is_err() {
             tracing::warn!("a source did not stop within {DRAIN_TIMEOUT:?}; abandoning it");
+            abort.abort();
+        }
+    }
+    // Last, so that the spans and metrics of the shutdown itself leave too.
+    s.telemetry_stop.cancel();
+    for task in s.telemetry {
+        let abort = task.abort_handle();
+        let limit = crate::telemetry::SHUTDOWN_FLUSH + Duration::from_secs(1);
+        if tokio::time::timeout(limit, task).await.is_err() {
             abort.abort();
         }
     }

@@ -290,7 +290,8 @@ pub struct StartArgs {
     #[arg(short = 'z', long, env = "FLAGD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
 
-    /// Metrics exporter: empty for Prometheus on /metrics, `otel` for OTLP push (not effective yet).
+    /// Metrics exporter: empty for Prometheus on /metrics only, `otel` to push them over OTLP as well
+    /// (`OTEL_EXPORTER_OTLP_*` or --otel-collector-uri say where).
     #[arg(
         short = 't',
         long,
@@ -299,7 +300,8 @@ pub struct StartArgs {
     )]
     pub metrics_exporter: Option<String>,
 
-    /// OpenTelemetry collector URI for OTLP metrics and traces (not effective yet).
+    /// OpenTelemetry collector for OTLP metrics and traces over gRPC (`host:port` or a URL); setting it turns
+    /// trace export on. `OTEL_EXPORTER_OTLP_ENDPOINT` wins over it, as in flagd.
     #[arg(
         short = 'o',
         long,
@@ -308,19 +310,21 @@ pub struct StartArgs {
     )]
     pub otel_collector_uri: Option<String>,
 
-    /// Accepted and ignored: flagd parses it but nothing reads it.
+    /// Client certificate (PEM) presented to the OTel collector, with --otel-key-path (ignored by flagd).
     #[arg(short = 'D', long, env = "FLAGD_OTEL_CERT_PATH", value_name = "PATH")]
     pub otel_cert_path: Option<String>,
 
-    /// Accepted and ignored: flagd parses it but nothing reads it.
+    /// Private key (PEM) of --otel-cert-path (ignored by flagd).
     #[arg(short = 'K', long, env = "FLAGD_OTEL_KEY_PATH", value_name = "PATH")]
     pub otel_key_path: Option<String>,
 
-    /// Accepted and ignored: flagd parses it but nothing reads it.
+    /// CA certificate(s) (PEM) the OTel collector's certificate is checked against; implies TLS (ignored by
+    /// flagd).
     #[arg(short = 'A', long, env = "FLAGD_OTEL_CA_PATH", value_name = "PATH")]
     pub otel_ca_path: Option<String>,
 
-    /// Accepted and ignored: flagd parses it but nothing reads it. [default: 1h]
+    /// How often the --otel-* certificate files are read again; a changed file replaces the collector
+    /// connection (ignored by flagd). [default: 1h]
     #[arg(short = 'I', long, value_name = "DURATION")]
     pub otel_reload_interval: Option<String>,
 

@@ -272,13 +272,39 @@ pub struct ServingOptions {
     pub cors_origins: Vec<String>,
 }
 
-/// The OTel metrics exporter options: parsed and kept, not effective yet (a warning at start says so).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The OpenTelemetry options of the command line (`crate::telemetry` lays the standard `OTEL_*` variables
+/// over them; `docs/observability.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryOptions {
-    /// `--metrics-exporter`.
+    /// `--metrics-exporter`: `otel` pushes metrics over OTLP (besides `/metrics`).
     pub metrics_exporter: Option<String>,
-    /// `--otel-collector-uri`.
+    /// `--otel-collector-uri`: the collector for metrics and traces (OTLP gRPC); setting it turns traces on.
     pub otel_collector_uri: Option<String>,
+    /// `--otel-cert-path`: client certificate (PEM) presented to the collector.
+    pub otel_cert_path: Option<PathBuf>,
+    /// `--otel-key-path`: its private key (PEM).
+    pub otel_key_path: Option<PathBuf>,
+    /// `--otel-ca-path`: the CA certificate(s) (PEM) the collector's certificate is checked against.
+    pub otel_ca_path: Option<PathBuf>,
+    /// `--otel-reload-interval`: how often the three files are read again (a changed file replaces the
+    /// connection).
+    pub otel_reload_interval: Duration,
+}
+
+/// `--otel-reload-interval`'s default (flagd's).
+pub const DEFAULT_OTEL_RELOAD_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl Default for TelemetryOptions {
+    fn default() -> Self {
+        TelemetryOptions {
+            metrics_exporter: None,
+            otel_collector_uri: None,
+            otel_cert_path: None,
+            otel_key_path: None,
+            otel_ca_path: None,
+            otel_reload_interval: DEFAULT_OTEL_RELOAD_INTERVAL,
+        }
+    }
 }
 
 /// Why the command line or config file cannot be used. main maps every variant to exit code 64.
@@ -543,9 +569,11 @@ fn start_config(
         },
         None => crate::lifecycle::DEFAULT_STALE_AFTER,
     };
-    if let Some(text) = pick!(args.otel_reload_interval, "otel-reload-interval", string) {
-        parse_go_duration("otel-reload-interval", &text)?;
-    }
+    let otel_reload_interval =
+        match pick!(args.otel_reload_interval, "otel-reload-interval", string) {
+            Some(text) => parse_go_duration("otel-reload-interval", &text)?,
+            None => DEFAULT_OTEL_RELOAD_INTERVAL,
+        };
     let max_request_body =
         pick!(args.max_request_body, "max-request-body", u64).unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
     let max_request_header = pick!(args.max_request_header, "max-request-header", u64)
@@ -598,7 +626,26 @@ fn start_config(
     let telemetry = TelemetryOptions {
         metrics_exporter: non_empty(pick!(args.metrics_exporter, "metrics-exporter", string)),
         otel_collector_uri: non_empty(pick!(args.otel_collector_uri, "otel-collector-uri", string)),
+        otel_cert_path: non_empty(pick!(args.otel_cert_path, "otel-cert-path", string))
+            .map(PathBuf::from),
+        otel_key_path: non_empty(pick!(args.otel_key_path, "otel-key-path", string))
+            .map(PathBuf::from),
+        otel_ca_path: non_empty(pick!(args.otel_ca_path, "otel-ca-path", string))
+            .map(PathBuf::from),
+        otel_reload_interval,
     };
+    if telemetry.otel_cert_path.is_some() != telemetry.otel_key_path.is_some() {
+        return Err(ConfigError::InvalidValue {
+            key: "otel-cert-path",
+            message: "--otel-cert-path and --otel-key-path go together".to_owned(),
+        });
+    }
+    if telemetry.otel_reload_interval.is_zero() {
+        return Err(ConfigError::InvalidValue {
+            key: "otel-reload-interval",
+            message: "must be longer than zero".to_owned(),
+        });
+    }
     // Newer flagd flags for what flagpole does not serve yet (OFREP change streams, sync over HTTP): read,
     // checked, and reported as not effective when they ask for something (docs/cli.md).
     let ofrep_sse_enabled =
@@ -650,12 +697,6 @@ fn start_config(
         warnings
             .push("--sync-http-enabled is accepted but not effective yet in flagpole".to_owned());
     }
-    // The dead --otel-* TLS flags are read (so a bad config value is still reported) and dropped.
-    let _ = (
-        pick!(args.otel_cert_path, "otel-cert-path", string),
-        pick!(args.otel_key_path, "otel-key-path", string),
-        pick!(args.otel_ca_path, "otel-ca-path", string),
-    );
     let ofrep_tls = pick!(args.ofrep_tls, "ofrep-tls", bool).unwrap_or(false);
     if ofrep_tls && serving.tls.is_none() {
         return Err(ConfigError::InvalidValue {
@@ -708,20 +749,14 @@ fn start_config(
 }
 
 fn warn_telemetry(telemetry: &TelemetryOptions, warnings: &mut Vec<String>) {
-    let mut note = |what: &str| {
-        warnings.push(format!(
-            "{what} is accepted but not effective yet in flagpole"
-        ))
-    };
-    if telemetry
+    if let Some(exporter) = telemetry
         .metrics_exporter
         .as_deref()
-        .is_some_and(|e| e != "prometheus")
+        .filter(|e| !matches!(*e, "otel" | "prometheus"))
     {
-        note("--metrics-exporter");
-    }
-    if telemetry.otel_collector_uri.is_some() {
-        note("--otel-collector-uri");
+        warnings.push(format!(
+            "--metrics-exporter {exporter:?} is not otel: metrics are served on /metrics only"
+        ));
     }
 }
 

@@ -47,6 +47,7 @@ pub fn resolve_typed<'s>(
             .typed(ty),
     };
     trace(key, &request.context, &outcome);
+    note(key, flag, &request.context, &outcome);
     Resolved { outcome, flag }
 }
 
@@ -95,6 +96,7 @@ pub fn resolve_bulk_typed<'s>(
     if tracing::enabled!(tracing::Level::DEBUG) {
         tracing::debug!(flags = resolved.len(), context_keys = ?context_keys(&request.context), "resolved all flags");
     }
+    crate::telemetry::note_bulk(resolved.len(), &request.context);
     resolved
 }
 
@@ -105,6 +107,18 @@ fn outcome_label<V>(outcome: &Outcome<'_, V>) -> &'static str {
         Outcome::Failed { error, .. } => error.code.as_str(),
         other => other.reason().as_str(),
     }
+}
+
+/// Notes an evaluation on the request's span (when one is recorded).
+pub fn note<V>(key: &str, flag: Option<&Flag>, context: &Context, outcome: &Outcome<'_, V>) {
+    crate::telemetry::note_evaluation(
+        key,
+        flag.and_then(|f| f.flag_set_id.as_deref()),
+        context,
+        outcome.variant(),
+        outcome.reason().as_str(),
+        outcome.error_code().map(flagpole_engine::ErrorCode::as_str),
+    );
 }
 
 fn trace<V>(key: &str, context: &Context, outcome: &Outcome<'_, V>) {

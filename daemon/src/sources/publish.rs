@@ -173,6 +173,18 @@ impl SourceContext {
         K: Send + 'static,
         S: FnOnce(Loaded) -> (Vec<Arc<Flag>>, K) + Send + 'static,
     {
+        // flagd's `flagSync` span, one per payload, with its outcome.
+        let mut span = self
+            .metrics
+            .tracer()
+            .and_then(|tracer| tracer.start(RELOAD_SPAN, crate::telemetry::Kind::Internal, None));
+        if let Some(span) = &mut span {
+            span.set("feature_flag.source", self.identity.to_string());
+            span.set_int(
+                "feature_flag.payload.size",
+                i64::try_from(payload.as_ref().len()).unwrap_or(i64::MAX),
+            );
+        }
         let last_good = self.last_good.clone().filter(|_| save);
         let options = self.options;
         let (store, index) = (self.store.clone(), self.index);
@@ -222,10 +234,21 @@ impl SourceContext {
                     tracing::warn!(source = %self.identity, %warning, "{}", wording.violation);
                 }
                 self.latch.release();
+                if let Some(mut span) = span {
+                    span.set("flagpole.reload.outcome", "loaded");
+                    span.set_int(
+                        "feature_flag.count",
+                        i64::try_from(flags).unwrap_or(i64::MAX),
+                    );
+                }
                 tracing::info!(source = %self.identity, flags, "{}", wording.loaded);
                 Ok(Published { flags, kept })
             }
             Err(error) => {
+                if let Some(mut span) = span {
+                    span.set("flagpole.reload.outcome", "rejected");
+                    span.fail(error.to_string());
+                }
                 self.metrics.source_rejected(&self.identity);
                 if let Some(journal) = self.store.journal() {
                     let mut entry = crate::journal::Entry::new(
@@ -241,3 +264,6 @@ impl SourceContext {
         }
     }
 }
+
+/// The span of one payload handed to the store (flagd's name).
+const RELOAD_SPAN: &str = "flagSync";

@@ -26,6 +26,7 @@ use super::status::{deadline_exceeded, grpc_status};
 use crate::eval::RequestError;
 use crate::eval::request::SELECTOR_HEADER;
 use crate::metrics::StreamCloseReason;
+use crate::telemetry::ActiveSpan;
 
 /// Messages buffered per SyncFlags stream before its task waits for the client to read.
 pub const SYNC_CHANNEL_CAPACITY: usize = 4;
@@ -81,6 +82,11 @@ impl FlagSyncService for SyncService {
         let (headers, _, body) = request.into_parts();
         #[allow(deprecated)]
         let selector = sync_selector(&headers, &body.selector)?;
+        // One span per stream, from its start to its end, continuing the caller's trace.
+        let span =
+            self.services.metrics().tracer().and_then(|tracer| {
+                tracer.start_request(SYNC_SPAN, &headers.clone().into_headers())
+            });
         let (tx, rx) = mpsc::channel(SYNC_CHANNEL_CAPACITY);
         let deadline = self
             .services
@@ -94,6 +100,7 @@ impl FlagSyncService for SyncService {
             self.sync_context(),
             deadline,
             tx,
+            span,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -130,6 +137,7 @@ async fn run(
     sync_context: Struct,
     deadline: Option<Instant>,
     tx: mpsc::Sender<Result<SyncFlagsResponse, Status>>,
+    span: Option<ActiveSpan>,
 ) {
     let metrics = services.metrics().clone();
     metrics.sync_stream_opened(&selector.text, &provider_id);
@@ -182,4 +190,21 @@ async fn run(
         "sync stream closed"
     );
     metrics.sync_stream_closed(&selector.text, &provider_id, reason, started.elapsed());
+    if let Some(mut span) = span {
+        span.set("rpc.system", "grpc");
+        span.set("rpc.service", "flagd.sync.v1.FlagSyncService");
+        span.set("rpc.method", "SyncFlags");
+        span.set("feature_flag.selector", selector.text.as_str());
+        if !provider_id.is_empty() {
+            span.set("feature_flag.provider_id", provider_id.as_str());
+        }
+        span.set("feature_flag.sync.close_reason", reason.as_str());
+        if reason == StreamCloseReason::Error {
+            span.fail(reason.as_str());
+        }
+        span.end();
+    }
 }
+
+/// The name of a SyncFlags stream's span (the gRPC method, as gRPC instrumentation names it).
+const SYNC_SPAN: &str = "flagd.sync.v1.FlagSyncService/SyncFlags";

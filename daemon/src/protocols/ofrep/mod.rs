@@ -38,7 +38,6 @@ use flagpole_engine::{
 use http::header::{CONTENT_TYPE, ETAG};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
-use tokio::time::Instant;
 
 use crate::eval::Evaluator;
 use crate::eval::metadata::ResponseMetadata;
@@ -163,6 +162,7 @@ async fn evaluate_flag(
     let snapshot = state.evaluator.snapshot();
     let Some(flag) = snapshot.get(&key, &request.selector) else {
         let not_found = Outcome::failed(EvalError::not_found(&key));
+        crate::eval::resolve::note(&key, None, &request.context, &not_found);
         let metadata = ResponseMetadata::reflection(&request.selector);
         let (status, entry) = wire::entry(&key, &not_found, metadata);
         return json(status, &entry);
@@ -170,6 +170,7 @@ async fn evaluate_flag(
     let outcome = state
         .evaluator
         .evaluate(flag, &request.context, &state.evaluator.options());
+    crate::eval::resolve::note(&key, Some(flag), &request.context, &outcome);
     let metadata = ResponseMetadata::of_flag(&request.selector, &flag.metadata);
     let (status, entry) = wire::entry(&key, &outcome, metadata);
     json(status, &entry)
@@ -188,6 +189,7 @@ async fn evaluate_all(State(state): State<Ofrep>, headers: HeaderMap, body: Body
         .iter()
         .map(|flag| bulk_outcome(&state.evaluator, flag, &request.context, &options))
         .collect();
+    crate::telemetry::note_bulk(outcomes.len(), &request.context);
     let bulk = Bulk {
         flags: flags
             .iter()
@@ -293,16 +295,18 @@ fn json_bytes(status: StatusCode, body: Bytes) -> Response {
         .into_response()
 }
 
-/// The HTTP request histogram, labelled with the route template.
+/// The request instruments and span (`crate::telemetry::observe`), labelled with the route template.
 async fn record_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(String::new, |path| path.as_str().to_owned());
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    metrics.record_http_request(&route, method.as_str(), status, "http", started.elapsed());
-    response
+    let info = crate::telemetry::observe::RequestInfo {
+        route: &route,
+        span_name: OFREP_SPAN,
+    };
+    crate::telemetry::observe::observe_request(&metrics, info, request, next).await
 }
+
+/// The name of an OFREP request's span (flagd's).
+const OFREP_SPAN: &str = "flagd.ofrep";

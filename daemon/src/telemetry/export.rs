@@ -1,0 +1,343 @@
+//! Sending OTLP to a collector: gRPC (tonic, the collector's own service definitions) or HTTP/protobuf
+//! (`POST <endpoint>` with a protobuf body), with the configured headers, a deadline per export, and TLS
+//! from `--otel-ca-path`/`--otel-cert-path`/`--otel-key-path` (or `OTEL_EXPORTER_OTLP_*CERTIFICATE`),
+//! read again every `--otel-reload-interval` (`docs/observability.md#tls-to-the-collector`).
+//!
+//! An export that fails is reported to the caller, which drops the batch and counts it: nothing is
+//! retried, so a collector that is down costs one failed connection attempt per batch and no memory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::ConfigBuilderExt;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The largest collector response body read over HTTP (it only carries a partial-success note).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// How OTLP travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `grpc`.
+    Grpc,
+    /// `http/protobuf`.
+    HttpProtobuf,
+}
+
+/// The PEM files of the collector connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate(s) the collector's certificate is checked against (else the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and its key, presented to the collector.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where one signal goes.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// gRPC: the collector's address; HTTP: the full URL posted to.
+    pub endpoint: Uri,
+    /// gRPC or HTTP/protobuf.
+    pub protocol: Protocol,
+    /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`); values are marked sensitive.
+    pub headers: HeaderMap,
+    /// The deadline of one export (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+    pub timeout: Duration,
+    /// TLS files (used when the endpoint is `https`).
+    pub tls: TlsFiles,
+}
+
+impl Destination {
+    /// The endpoint without credentials, for logs.
+    pub fn display(&self) -> String {
+        flagpole_engine::redact_credentials(&self.endpoint.to_string())
+    }
+}
+
+/// What an export could not do (the message never holds header values).
+pub type ExportError = String;
+
+type HttpClient = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+enum Client {
+    Grpc(Channel),
+    Http(Box<HttpClient>),
+}
+
+/// One signal's connection to the collector.
+pub struct Exporter {
+    destination: Destination,
+    reload_interval: Duration,
+    /// The client and the TLS file contents it was built from; `None` until it can be built.
+    client: Option<(Client, Vec<Vec<u8>>)>,
+    checked: Instant,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("endpoint", &self.destination.display())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exporter {
+    /// An exporter to `destination`; its TLS files are read now and every `reload_interval`.
+    pub fn new(destination: Destination, reload_interval: Duration) -> Exporter {
+        let mut exporter = Exporter {
+            destination,
+            reload_interval,
+            client: None,
+            checked: Instant::now(),
+        };
+        if let Err(error) = exporter.rebuild() {
+            tracing::warn!(endpoint = %exporter.destination.display(), %error, "cannot set up the OpenTelemetry exporter yet; retrying at each export");
+        }
+        exporter
+    }
+
+    /// Sends spans.
+    pub async fn export_traces(
+        &mut self,
+        request: ExportTraceServiceRequest,
+    ) -> Result<(), ExportError> {
+        match self.client()? {
+            Client::Grpc(channel) => {
+                let mut client = TraceServiceClient::new(channel.clone());
+                let request = self.grpc_request(request);
+                let response = client.export(request).await.map_err(grpc_error)?;
+                if let Some(partial) = response.into_inner().partial_success
+                    && partial.rejected_spans > 0
+                {
+                    return Err(format!(
+                        "the collector rejected {} spans: {}",
+                        partial.rejected_spans, partial.error_message
+                    ));
+                }
+                Ok(())
+            }
+            Client::Http(client) => {
+                let client = (**client).clone();
+                self.post(client, request.encode_to_vec()).await
+            }
+        }
+    }
+
+    /// Sends metric points.
+    pub async fn export_metrics(
+        &mut self,
+        request: ExportMetricsServiceRequest,
+    ) -> Result<(), ExportError> {
+        match self.client()? {
+            Client::Grpc(channel) => {
+                let mut client = MetricsServiceClient::new(channel.clone());
+                let request = self.grpc_request(request);
+                let response = client.export(request).await.map_err(grpc_error)?;
+                if let Some(partial) = response.into_inner().partial_success
+                    && partial.rejected_data_points > 0
+                {
+                    return Err(format!(
+                        "the collector rejected {} data points: {}",
+                        partial.rejected_data_points, partial.error_message
+                    ));
+                }
+                Ok(())
+            }
+            Client::Http(client) => {
+                let client = (**client).clone();
+                self.post(client, request.encode_to_vec()).await
+            }
+        }
+    }
+
+    /// The client, rebuilt first when the reload interval has passed and a TLS file changed, or when
+    /// there is none yet.
+    fn client(&mut self) -> Result<&Client, ExportError> {
+        if self.client.is_none() || self.checked.elapsed() >= self.reload_interval {
+            self.checked = Instant::now();
+            if let Err(error) = self.rebuild() {
+                if self.client.is_none() {
+                    return Err(error);
+                }
+                // Keep the working connection; a broken file is reported again at the next check.
+                tracing::warn!(endpoint = %self.destination.display(), %error, "cannot reload the OpenTelemetry TLS files; keeping the current connection");
+            }
+        }
+        Ok(&self.client.as_ref().expect("built above").0)
+    }
+
+    /// Reads the TLS files and builds a new client when they differ from the current one's.
+    fn rebuild(&mut self) -> Result<(), ExportError> {
+        let tls = &self.destination.tls;
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let mut contents = Vec::new();
+        if let Some(ca) = &tls.ca {
+            contents.push(read(ca)?);
+        }
+        if let Some((cert, key)) = &tls.client {
+            contents.push(read(cert)?);
+            contents.push(read(key)?);
+        }
+        if self
+            .client
+            .as_ref()
+            .is_some_and(|(_, current)| *current == contents)
+        {
+            return Ok(());
+        }
+        let client = match self.destination.protocol {
+            Protocol::Grpc => Client::Grpc(self.grpc_channel(&contents)?),
+            Protocol::HttpProtobuf => Client::Http(Box::new(self.http_client(&contents)?)),
+        };
+        if self.client.is_some() {
+            tracing::info!(endpoint = %self.destination.display(), "OpenTelemetry TLS files changed; new collector connection");
+        }
+        self.client = Some((client, contents));
+        Ok(())
+    }
+
+    fn https(&self) -> bool {
+        self.destination.endpoint.scheme_str() == Some("https")
+    }
+
+    fn grpc_channel(&self, contents: &[Vec<u8>]) -> Result<Channel, ExportError> {
+        let destination = &self.destination;
+        let mut endpoint = Endpoint::from(destination.endpoint.clone())
+            .timeout(destination.timeout)
+            .connect_timeout(destination.timeout);
+        if self.https() {
+            let mut tls = ClientTlsConfig::new();
+            let mut files = contents.iter();
+            tls = match destination.tls.ca {
+                Some(_) => tls.ca_certificate(Certificate::from_pem(files.next().expect("read"))),
+                None => tls.with_enabled_roots(),
+            };
+            if destination.tls.client.is_some() {
+                let cert = files.next().expect("read");
+                let key = files.next().expect("read");
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("TLS settings: {e}"))?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
+
+    fn http_client(&self, contents: &[Vec<u8>]) -> Result<HttpClient, ExportError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let mut files = contents.iter();
+        let builder = if self.destination.tls.ca.is_some() {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in
+                rustls::pki_types::CertificateDer::pem_slice_iter(files.next().expect("read"))
+            {
+                roots
+                    .add(cert.map_err(|e| format!("CA certificate: {e}"))?)
+                    .map_err(|e| format!("CA certificate: {e}"))?;
+            }
+            builder.with_root_certificates(roots)
+        } else {
+            match builder.clone().with_native_roots() {
+                Ok(builder) => builder,
+                Err(error) => {
+                    tracing::warn!(%error, "no system root certificates; an https collector cannot be verified");
+                    builder.with_root_certificates(rustls::RootCertStore::empty())
+                }
+            }
+        };
+        let config = if self.destination.tls.client.is_some() {
+            let chain =
+                rustls::pki_types::CertificateDer::pem_slice_iter(files.next().expect("read"))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("client certificate: {e}"))?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(files.next().expect("read"))
+                .map_err(|e| format!("client key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(self.destination.timeout));
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(HyperClient::builder(TokioExecutor::new()).build(connector))
+    }
+
+    fn grpc_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        for (name, value) in &self.destination.headers {
+            if let Ok(name) = tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes())
+                && let Ok(value) = tonic::metadata::MetadataValue::try_from(value.as_bytes())
+            {
+                request.metadata_mut().insert(name, value);
+            }
+        }
+        request.set_timeout(self.destination.timeout);
+        request
+    }
+
+    async fn post(&self, client: HttpClient, body: Vec<u8>) -> Result<(), ExportError> {
+        let destination = &self.destination;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(destination.endpoint.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        request.headers_mut().extend(destination.headers.clone());
+        let exchange = async {
+            let response = client.request(request).await.map_err(|e| {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    message = format!("{message}: {cause}");
+                    source = cause.source();
+                }
+                message
+            })?;
+            let status = response.status();
+            // Read (a bounded amount of) the body so the connection can be reused.
+            let _ = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!("the collector answered {status}"))
+            }
+        };
+        tokio::time::timeout(destination.timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {:?}", destination.timeout))?
+    }
+}
+
+fn grpc_error(status: tonic::Status) -> ExportError {
+    format!("{:?}: {}", status.code(), status.message())
+}
