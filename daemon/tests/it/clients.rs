@@ -122,9 +122,20 @@ impl ChildDaemon {
         extra: &[&str],
         limits: &str,
     ) -> ChildDaemon {
+        ChildDaemon::start_with_env(flags, log_dir, extra, limits, &[])
+    }
+
+    /// [`ChildDaemon::start_under`] with these environment variables added.
+    pub(crate) fn start_with_env(
+        flags: &Path,
+        log_dir: &Path,
+        extra: &[&str],
+        limits: &str,
+        env: &[(&str, &str)],
+    ) -> ChildDaemon {
         let mut last_failure = String::new();
         for attempt in 0..START_ATTEMPTS {
-            let mut daemon = ChildDaemon::spawn(flags, log_dir, extra, limits, attempt);
+            let mut daemon = ChildDaemon::spawn(flags, log_dir, extra, limits, env, attempt);
             match daemon.wait_ready() {
                 Ok(()) => return daemon,
                 Err(failure) => last_failure = failure,
@@ -138,6 +149,7 @@ impl ChildDaemon {
         log_dir: &Path,
         extra: &[&str],
         limits: &str,
+        env: &[(&str, &str)],
         attempt: usize,
     ) -> ChildDaemon {
         let ports = Ports {
@@ -159,6 +171,7 @@ impl ChildDaemon {
             .args(["-g", &ports.sync.to_string()])
             .args(["-r", &ports.ofrep.to_string()])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);

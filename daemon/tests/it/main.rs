@@ -14,6 +14,7 @@ mod hostile;
 mod lifecycle;
 mod ofrep;
 mod ofrep_clients;
+mod otel;
 mod runtime_daemon;
 mod runtime_lifecycle;
 mod runtime_support;
