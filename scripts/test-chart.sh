@@ -43,11 +43,12 @@ render() {
             "$@" >"$OUT/$name.yaml" 2>"$OUT/$name.err"
 }
 
-# check NAME: kubeconform -strict on $OUT/NAME.yaml. Only the ServiceMonitor (a prometheus-operator CRD,
-# no schema shipped) is skipped, by its exact group/version/kind; any other kind without a schema fails.
+# check NAME: kubeconform -strict on $OUT/NAME.yaml. Only the ServiceMonitor and the PrometheusRule
+# (prometheus-operator CRDs, no schema shipped) are skipped, by their exact group/version/kind; any other
+# kind without a schema fails. The PrometheusRule's content is checked below instead.
 check() {
     "$KUBECONFORM" -strict -summary -kubernetes-version "$KUBERNETES_VERSION" \
-        -schema-location "$SCHEMA_LOCATION" -skip monitoring.coreos.com/v1/ServiceMonitor \
+        -schema-location "$SCHEMA_LOCATION" -skip monitoring.coreos.com/v1/ServiceMonitor,monitoring.coreos.com/v1/PrometheusRule \
         "$OUT/$1.yaml" >"$OUT/$1.kubeconform" 2>&1
 }
 
@@ -82,15 +83,16 @@ for case in default all-features; do
     fi
 done
 if expect_kinds default Deployment Service ConfigMap ServiceAccount &&
-    ! grep -qE '^kind: (ServiceMonitor|PodDisruptionBudget|HorizontalPodAutoscaler|Role|RoleBinding)$' \
+    ! grep -qE '^kind: (ServiceMonitor|PrometheusRule|PodDisruptionBudget|HorizontalPodAutoscaler|Role|RoleBinding)$' \
         "$OUT/default.yaml" &&
     [[ $(grep -c 'automountServiceAccountToken: false' "$OUT/default.yaml") == 2 ]]; then
     pass "default: Deployment, Service, ConfigMap, ServiceAccount, no optional resource, no API token"
 else
     fail "default: resource kinds"
 fi
-if expect_kinds all-features Deployment Service ConfigMap ServiceAccount ServiceMonitor \
-    PodDisruptionBudget HorizontalPodAutoscaler; then
+if expect_kinds all-features Deployment Service ServiceAccount ServiceMonitor PrometheusRule \
+    PodDisruptionBudget HorizontalPodAutoscaler &&
+    [[ $(grep -c '^kind: ConfigMap$' "$OUT/all-features.yaml") == 2 ]]; then
     pass "all-features: every optional resource is rendered"
 else
     fail "all-features: resource kinds"
@@ -339,7 +341,7 @@ import os, sys, yaml
 
 os.makedirs(sys.argv[2], exist_ok=True)
 for doc in yaml.safe_load_all(open(sys.argv[1])):
-    if doc and doc["kind"] == "ConfigMap":
+    if doc and doc["kind"] == "ConfigMap" and not doc["metadata"]["name"].endswith("-dashboard"):
         for name, text in doc["data"].items():
             with open(os.path.join(sys.argv[2], name), "w") as out:
                 out.write(text)
@@ -351,6 +353,43 @@ if cargo build --quiet -p flagpole --bin flagpole &&
 else
     cat "$OUT/validate.log" >&2 || true
     fail "flag files in the rendered ConfigMap pass flagpole validate --strict"
+fi
+
+# The operators' kit: the dashboard ConfigMap (its JSON parses and is the shipped file, Grafana's sidecar
+# label, the annotations) and the PrometheusRule (every alert of docs/observability.md, each with an
+# expression, a severity and a summary; the values reach them). That every metric they use is one flagpole
+# registers is the daemon's test `metrics::tests::the_charts_dashboard_and_alerts_use_registered_metrics`.
+if "$TOOLS/venv/bin/python" - "$OUT/all-features.yaml" "$CHART/dashboards/flagpole.json" <<'PY'
+import json, re, sys, yaml
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+dashboard_cm = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+assert len(dashboard_cm) == 1, "one dashboard ConfigMap"
+meta = dashboard_cm[0]["metadata"]
+assert meta["labels"]["grafana_dashboard"] == "1", meta
+assert meta["annotations"] == {"grafana_folder": "Flags"}, meta
+dashboard = json.loads(dashboard_cm[0]["data"]["flagpole.json"])
+assert dashboard == json.load(open(sys.argv[2])), "the ConfigMap holds the shipped dashboard"
+exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+assert len(exprs) >= 20, len(exprs)
+rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+assert len(rules) == 1
+assert rules[0]["metadata"]["labels"]["release"] == "prometheus"
+alerts = {r["alert"]: r for g in rules[0]["spec"]["groups"] for r in g["rules"]}
+want = {"FlagpoleSourceFailing", "FlagpoleSourceOverdue", "FlagpoleServingLastKnownGood",
+        "FlagpolePayloadsRejected", "FlagpoleFlagErrorRate", "FlagpoleStaleFlags", "FlagpoleTelemetryDropped"}
+assert set(alerts) == want, set(alerts) ^ want
+for name, rule in alerts.items():
+    assert rule["expr"].strip() and rule["labels"]["severity"] and rule["annotations"]["summary"], name
+    assert 'job=~"flagpole-all"' in rule["expr"], (name, rule["expr"])
+    exprs.append(rule["expr"])
+assert ">= 5" in alerts["FlagpoleSourceFailing"]["expr"], "sourceFailures reaches the rule"
+print(f"{len(dashboard['panels'])} panels, {len(alerts)} alerts")
+PY
+then
+    pass "monitoring: the dashboard ConfigMap and the PrometheusRule render from the values"
+else
+    fail "monitoring: dashboard and alert rules"
 fi
 
 # Values that must be refused: by values.schema.json, by a template's own check, or by kubeconform on the
@@ -383,6 +422,8 @@ refused "a kubernetes source with an unknown key" \
     --set-json 'sources=[{"uri":"flags/app-flags","provider":"kubernetes","namespace":"flags"}]'
 refused "minReplicas above maxReplicas" --set autoscaling.enabled=true --set autoscaling.minReplicas=5 \
     --set autoscaling.maxReplicas=2
+refused "an alert error ratio above 1" --set monitoring.alerts.errorRatio=2
+refused "an alert duration that is not one" --set monitoring.alerts.staleFlagsFor=soon
 refused "an invalid volume mount (caught by kubeconform)" \
     --set-json 'extraVolumeMounts=[{"name":"x","mountPath":"/x","readonly":true}]' \
     --set-json 'extraVolumes=[{"name":"x","emptyDir":{}}]'

@@ -284,6 +284,7 @@ struct Inner {
     registry: Registry,
     impressions: Bounded<Counter>,
     result_reasons: Bounded<Counter>,
+    evaluation_errors: Bounded<Counter>,
     http_duration: Bounded<Histogram>,
     http_response_size: Bounded<Histogram>,
     http_active: Bounded<Gauge>,
@@ -350,6 +351,12 @@ impl Metrics {
             "feature_flag_flagd_result_reason",
             "Flag evaluations by reason (and error code on failure)",
             result_reasons.clone(),
+        );
+        let evaluation_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "flagpole_evaluation_errors",
+            "Failed flag evaluations by flag key and error code (flagd's result reason counter has no key on errors)",
+            evaluation_errors.clone(),
         );
         let http_duration =
             Family::<Labels, Histogram>::new_with_constructor(http_duration_constructor);
@@ -472,6 +479,7 @@ impl Metrics {
                 registry,
                 impressions: Bounded::new(impressions),
                 result_reasons: Bounded::new(result_reasons),
+                evaluation_errors: Bounded::new(evaluation_errors),
                 http_duration: Bounded::new(http_duration),
                 http_response_size: Bounded::new(http_response_size),
                 http_active: Bounded::new(http_active),
@@ -519,14 +527,24 @@ impl Metrics {
                     make().count();
                 }
             }
-            Some(code) => inc(
-                &inner.result_reasons,
-                vec![
-                    ("ExceptionTypeKeyName", code.to_owned()),
-                    ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
-                    ("feature_flag_reason", reason.to_owned()),
-                ],
-            ),
+            Some(code) => {
+                inc(
+                    &inner.result_reasons,
+                    vec![
+                        ("ExceptionTypeKeyName", code.to_owned()),
+                        ("feature_flag_provider_name", PROVIDER_NAME.to_owned()),
+                        ("feature_flag_reason", reason.to_owned()),
+                    ],
+                );
+                // flagd's error series has no flag key; this one does (error rate per flag).
+                inc(
+                    &inner.evaluation_errors,
+                    vec![
+                        ("error_type", code.to_owned()),
+                        ("feature_flag_key", flag_key.to_owned()),
+                    ],
+                );
+            }
         }
     }
 
@@ -1154,4 +1172,87 @@ mod tests {
             "{text}"
         );
     }
+
+    /// The chart's dashboard and alert rules (`charts/flagpole`) query only metrics flagpole registers: a
+    /// renamed or removed metric fails here. Every sample name a family produces counts (`_total`,
+    /// `_bucket`, `_count`, `_sum`), plus the one name only a collector shows (`process.cpu.time`).
+    #[test]
+    fn the_charts_dashboard_and_alerts_use_registered_metrics() {
+        let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/flagpole");
+        let read = |path: &str| {
+            std::fs::read_to_string(chart.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&read("dashboards/flagpole.json")).expect("dashboard JSON");
+        let mut queries: Vec<String> = dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+            .collect();
+        assert!(queries.len() >= 20, "{} dashboard queries", queries.len());
+        queries.push(read("templates/prometheusrule.yaml"));
+        // A family shows once it has a series: give every one a sample.
+        let metrics = Metrics::new();
+        metrics.record_evaluation("f", "on", "STATIC", None);
+        metrics.record_evaluation("f", "", "ERROR", Some("GENERAL"));
+        metrics.record_http_request("/r", "POST", 200, "http", Duration::ZERO, 1);
+        metrics.active_request("POST", "http", 1);
+        metrics.sync_stream_opened("", "");
+        metrics.sync_stream_closed("", "", StreamCloseReason::Error, Duration::ZERO);
+        metrics.source_reloaded("s");
+        metrics.source_rejected("s");
+        metrics.source_fetch_failed("s");
+        metrics.source_fetch_succeeded("s");
+        metrics.source_stale("s", 1);
+        metrics.source_overdue("s", true);
+        metrics.set_stale_flags("unused", 1);
+        metrics.change_recorded("write");
+        metrics.otel_dropped("traces", "queue_full", 1);
+        let mut exported: std::collections::BTreeSet<String> = metrics
+            .metric_families()
+            .into_iter()
+            .flat_map(|family| {
+                let name = family.name;
+                match family.r#type {
+                    4 => vec![
+                        format!("{name}_bucket"),
+                        format!("{name}_count"),
+                        format!("{name}_sum"),
+                    ],
+                    _ => vec![name],
+                }
+            })
+            .collect();
+        exported.insert("process_cpu_time_seconds_total".to_owned());
+        assert!(
+            exported.contains("feature_flag_flagd_impression_total"),
+            "{exported:?}"
+        );
+        let mut used = std::collections::BTreeSet::new();
+        for query in &queries {
+            for word in query.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                let metric = ["feature_flag_", "flagpole_", "http_server_", "process_"]
+                    .iter()
+                    .any(|prefix| word.starts_with(prefix));
+                // Label names share some prefixes (feature_flag_key, ...): metrics are the words that
+                // precede a selector or a range, or stand alone in an expression.
+                if metric && !LABEL_NAMES.contains(&word) {
+                    used.insert(word.to_owned());
+                }
+            }
+        }
+        let missing: Vec<&String> = used.iter().filter(|m| !exported.contains(*m)).collect();
+        assert!(missing.is_empty(), "not registered: {missing:?}");
+        assert!(used.len() >= 15, "{used:?}");
+    }
+
+    /// Label names that look like metric names.
+    const LABEL_NAMES: [&str; 4] = [
+        "feature_flag_key",
+        "feature_flag_result_variant",
+        "feature_flag_reason",
+        "feature_flag_provider_name",
+    ];
 }

@@ -26,7 +26,7 @@ use rustls::pki_types::pem::PemObject;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// The largest collector response body read over HTTP (it only carries a partial-success note).
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// How OTLP travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
