@@ -47,32 +47,39 @@ pub const MAX_LABEL_VALUE_BYTES: usize = 256;
 /// The `http_route` of a request for a path the evaluation port does not serve.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// The services the evaluation port serves and their methods (the same seven in each).
-const EVALUATION_SERVICES: [&str; 3] = [
-    "flagd.evaluation.v1.Service",
-    "flagd.evaluation.v2.Service",
-    "schema.v1.Service",
-];
-const EVALUATION_METHODS: [&str; 7] = [
-    "ResolveBoolean",
-    "ResolveString",
-    "ResolveFloat",
-    "ResolveInt",
-    "ResolveObject",
-    "ResolveAll",
-    "EventStream",
+/// Every path the evaluation port serves: three services, the same seven methods in each.
+const EVALUATION_ROUTES: [&str; 21] = [
+    "/flagd.evaluation.v1.Service/ResolveBoolean",
+    "/flagd.evaluation.v1.Service/ResolveString",
+    "/flagd.evaluation.v1.Service/ResolveFloat",
+    "/flagd.evaluation.v1.Service/ResolveInt",
+    "/flagd.evaluation.v1.Service/ResolveObject",
+    "/flagd.evaluation.v1.Service/ResolveAll",
+    "/flagd.evaluation.v1.Service/EventStream",
+    "/flagd.evaluation.v2.Service/ResolveBoolean",
+    "/flagd.evaluation.v2.Service/ResolveString",
+    "/flagd.evaluation.v2.Service/ResolveFloat",
+    "/flagd.evaluation.v2.Service/ResolveInt",
+    "/flagd.evaluation.v2.Service/ResolveObject",
+    "/flagd.evaluation.v2.Service/ResolveAll",
+    "/flagd.evaluation.v2.Service/EventStream",
+    "/schema.v1.Service/ResolveBoolean",
+    "/schema.v1.Service/ResolveString",
+    "/schema.v1.Service/ResolveFloat",
+    "/schema.v1.Service/ResolveInt",
+    "/schema.v1.Service/ResolveObject",
+    "/schema.v1.Service/ResolveAll",
+    "/schema.v1.Service/EventStream",
 ];
 
 /// The `http_route` label of a request path on the evaluation port: the path itself when it names one
-/// of the served RPCs (21 values), else [`UNMATCHED_ROUTE`].
-pub fn evaluation_route(path: &str) -> &str {
-    let known = path
-        .strip_prefix('/')
-        .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(service, method)| {
-            EVALUATION_SERVICES.contains(&service) && EVALUATION_METHODS.contains(&method)
-        });
-    if known { path } else { UNMATCHED_ROUTE }
+/// of the served RPCs (21 values), else [`UNMATCHED_ROUTE`]. Static, so recording never copies it.
+pub fn evaluation_route(path: &str) -> &'static str {
+    EVALUATION_ROUTES
+        .iter()
+        .find(|route| **route == path)
+        .copied()
+        .unwrap_or(UNMATCHED_ROUTE)
 }
 
 /// `value` cut to at most [`MAX_LABEL_VALUE_BYTES`] at a character boundary.
@@ -218,16 +225,25 @@ thread_local! {
     static REQUEST_CACHE: RefCell<RequestCache> = RefCell::new(RequestCache::default());
 }
 
-/// Label sets of one request's histograms: route, method, status, scheme.
-type RequestKey = (Box<str>, Box<str>, u16, &'static str);
+/// One cached label set of the request histograms: route, method, status, scheme, and the two handles.
+struct RequestEntry {
+    route: &'static str,
+    method: Box<str>,
+    status: u16,
+    scheme: &'static str,
+    duration: Histogram,
+    size: Histogram,
+}
 
 /// One thread's handles to the HTTP request instruments of one [`Metrics`] (as [`CounterCache`] for
-/// evaluations): recording a request then costs a hash of its route and method, not four label strings
-/// built and looked up under a lock per instrument. At most [`COUNTER_CACHE_KEYS`] label sets.
+/// evaluations): recording a request then costs a hash and a compare of its labels, not four label
+/// strings built and looked up under a lock per instrument. At most [`COUNTER_CACHE_KEYS`] label sets.
 #[derive(Default)]
 struct RequestCache {
     metrics_id: u64,
-    histograms: HashMap<RequestKey, (Histogram, Histogram), foldhash::fast::RandomState>,
+    /// By a hash of the labels (collisions share the list).
+    histograms: HashMap<u64, Vec<RequestEntry>, foldhash::fast::RandomState>,
+    entries: usize,
     active: Vec<(Box<str>, &'static str, Gauge)>,
 }
 
@@ -235,6 +251,7 @@ impl RequestCache {
     fn reset_for(&mut self, metrics_id: u64) {
         if self.metrics_id != metrics_id {
             self.histograms.clear();
+            self.entries = 0;
             self.active.clear();
             self.metrics_id = metrics_id;
         }
@@ -583,7 +600,7 @@ impl Metrics {
     /// route template (OFREP); `scheme` is `http` or `https`; `response_bytes` is the body's size.
     pub fn record_http_request(
         &self,
-        route: &str,
+        route: &'static str,
         method: &str,
         status: u16,
         scheme: &'static str,
@@ -597,17 +614,44 @@ impl Metrics {
         let cached = REQUEST_CACHE.try_with(|cache| {
             let mut cache = cache.borrow_mut();
             cache.reset_for(self.inner.id);
-            let key = (Box::from(route), Box::from(method), status, scheme);
-            if let Some((d, s)) = cache.histograms.get(&key) {
-                record(d, s);
+            let hash = {
+                use std::hash::BuildHasher;
+                cache
+                    .histograms
+                    .hasher()
+                    .hash_one((route, method, status, scheme))
+            };
+            let found = cache.histograms.get(&hash).and_then(|entries| {
+                entries.iter().find(|e| {
+                    e.route == route
+                        && &*e.method == method
+                        && e.status == status
+                        && e.scheme == scheme
+                })
+            });
+            if let Some(entry) = found {
+                record(&entry.duration, &entry.size);
                 return;
             }
-            if cache.histograms.len() >= COUNTER_CACHE_KEYS {
+            if cache.entries >= COUNTER_CACHE_KEYS {
                 cache.histograms.clear();
+                cache.entries = 0;
             }
-            let handles = self.request_histograms(route, method, status, scheme);
-            record(&handles.0, &handles.1);
-            cache.histograms.insert(key, handles);
+            let (duration_histogram, size) = self.request_histograms(route, method, status, scheme);
+            record(&duration_histogram, &size);
+            cache.entries += 1;
+            cache
+                .histograms
+                .entry(hash)
+                .or_default()
+                .push(RequestEntry {
+                    route,
+                    method: Box::from(method),
+                    status,
+                    scheme,
+                    duration: duration_histogram,
+                    size,
+                });
         });
         if cached.is_err() {
             let (d, s) = self.request_histograms(route, method, status, scheme);
@@ -1031,8 +1075,17 @@ mod tests {
         assert!(text.contains(
             "feature_flag_flagd_result_reason_total{ExceptionTypeKeyName=\"FLAG_NOT_FOUND\",feature_flag_provider_name=\"flagd\",feature_flag_reason=\"ERROR\"} 1"
         ), "{text}");
-        // No impression for the failed evaluation.
-        assert!(!text.contains("feature_flag_key=\"missing\""), "{text}");
+        // No impression for the failed evaluation; the error counter with a key has it.
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("feature_flag_flagd_impression_total")
+                    && l.contains("feature_flag_key=\"missing\"")),
+            "{text}"
+        );
+        assert!(text.contains(
+            "flagpole_evaluation_errors_total{error_type=\"FLAG_NOT_FOUND\",feature_flag_key=\"missing\"} 1"
+        ), "{text}");
     }
 
     #[test]

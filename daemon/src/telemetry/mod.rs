@@ -29,7 +29,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -125,13 +125,13 @@ fn unix_nanos_now() -> u64 {
 /// one export at a time (spans that arrive meanwhile wait in the bounded queue).
 async fn export_spans(
     mut exporter: Exporter,
-    mut queue: mpsc::Receiver<Span>,
+    mut queue: mpsc::Receiver<spans::SpanRecord>,
     batching: settings::Batching,
     resource: Resource,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    let mut batch: Vec<Span> = Vec::with_capacity(batching.max_batch);
+    let mut batch: Vec<spans::SpanRecord> = Vec::with_capacity(batching.max_batch);
     loop {
         let deadline = Instant::now() + batching.delay;
         let closing = loop {
@@ -157,7 +157,7 @@ async fn export_spans(
         }
         while !batch.is_empty() {
             let take = batch.len().min(batching.max_batch);
-            let spans: Vec<Span> = batch.drain(..take).collect();
+            let spans: Vec<spans::SpanRecord> = batch.drain(..take).collect();
             send_spans(&mut exporter, spans, &resource, &metrics, closing).await;
         }
         if closing {
@@ -168,7 +168,7 @@ async fn export_spans(
 
 async fn send_spans(
     exporter: &mut Exporter,
-    spans: Vec<Span>,
+    spans: Vec<spans::SpanRecord>,
     resource: &Resource,
     metrics: &Metrics,
     closing: bool,
@@ -179,7 +179,10 @@ async fn send_spans(
             resource: Some(resource.clone()),
             scope_spans: vec![ScopeSpans {
                 scope: Some(scope()),
-                spans,
+                spans: spans
+                    .into_iter()
+                    .map(spans::SpanRecord::into_proto)
+                    .collect(),
                 ..ScopeSpans::default()
             }],
             ..ResourceSpans::default()

@@ -15,9 +15,9 @@ use crate::metrics::Metrics;
 
 /// What the request middleware of a port needs to know about a request.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestInfo<'a> {
+pub struct RequestInfo {
     /// The `http.route` (a served path or template from a closed set).
-    pub route: &'a str,
+    pub route: &'static str,
     /// The span's name.
     pub span_name: &'static str,
 }
@@ -27,7 +27,7 @@ pub struct RequestInfo<'a> {
 /// caller's trace and carries what the evaluation core notes ([`note_evaluation`]).
 pub async fn observe_request(
     metrics: &Metrics,
-    info: RequestInfo<'_>,
+    info: RequestInfo,
     request: Request,
     next: Next,
 ) -> Response {
@@ -40,7 +40,7 @@ pub async fn observe_request(
     let response = match span {
         None => next.run(request).await,
         Some(mut span) => {
-            span.set("http.request.method", method.as_str());
+            span.set("http.request.method", method_name(&method));
             span.set("http.route", info.route);
             let (response, span) = super::spans::in_span(span, next.run(request)).await;
             if let Some(mut span) = span {
@@ -55,7 +55,7 @@ pub async fn observe_request(
                     .filter(|code| code.as_bytes() != b"0")
                     .and_then(|code| code.to_str().ok())
                 {
-                    span.set("rpc.grpc.status_code", code);
+                    span.set("rpc.grpc.status_code", code.to_owned());
                     span.fail(format!("grpc-status {code}"));
                 }
                 span.end();
@@ -82,7 +82,7 @@ pub async fn observe_request(
             // A streamed body: its size is known when it ends.
             let record = Recorded {
                 metrics: metrics.clone(),
-                route: info.route.to_owned(),
+                route: info.route,
                 method,
                 status,
                 elapsed,
@@ -96,7 +96,7 @@ pub async fn observe_request(
 /// Records a streamed response's request when its body is done (or dropped).
 struct Recorded {
     metrics: Metrics,
-    route: String,
+    route: &'static str,
     method: http::Method,
     status: u16,
     elapsed: Duration,
@@ -106,7 +106,7 @@ struct Recorded {
 impl Drop for Recorded {
     fn drop(&mut self) {
         self.metrics.record_http_request(
-            &self.route,
+            self.route,
             self.method.as_str(),
             self.status,
             "http",
@@ -149,8 +149,31 @@ impl http_body::Body for CountedBody {
 }
 
 /// The semantic conventions' reason values are the OpenFeature reasons in lowercase.
-fn reason_value(reason: &str) -> String {
-    reason.to_ascii_lowercase()
+fn reason_value(reason: &str) -> std::borrow::Cow<'static, str> {
+    const REASONS: [(&str, &str); 9] = [
+        ("STATIC", "static"),
+        ("DEFAULT", "default"),
+        ("TARGETING_MATCH", "targeting_match"),
+        ("SPLIT", "split"),
+        ("CACHED", "cached"),
+        ("DISABLED", "disabled"),
+        ("UNKNOWN", "unknown"),
+        ("STALE", "stale"),
+        ("ERROR", "error"),
+    ];
+    match REASONS.iter().find(|(wire, _)| *wire == reason) {
+        Some((_, value)) => std::borrow::Cow::Borrowed(value),
+        None => std::borrow::Cow::Owned(reason.to_ascii_lowercase()),
+    }
+}
+
+/// A request method's name, without a copy for the standard ones.
+fn method_name(method: &http::Method) -> std::borrow::Cow<'static, str> {
+    const STANDARD: [&str; 5] = ["POST", "GET", "OPTIONS", "PUT", "DELETE"];
+    match STANDARD.iter().find(|m| **m == method.as_str()) {
+        Some(name) => std::borrow::Cow::Borrowed(name),
+        None => std::borrow::Cow::Owned(method.as_str().to_owned()),
+    }
 }
 
 /// Notes one flag evaluation on the current request's span (if it records one): flag key, provider,
@@ -165,25 +188,25 @@ pub fn note_evaluation(
     error: Option<&str>,
 ) {
     annotate(|span| {
-        span.set("feature_flag.key", key);
+        span.set("feature_flag.key", key.to_owned());
         span.set("feature_flag.provider.name", "flagd");
         if let Some(variant) = variant {
-            span.set("feature_flag.result.variant", variant);
+            span.set("feature_flag.result.variant", variant.to_owned());
         }
         span.set("feature_flag.result.reason", reason_value(reason));
         if let Some(set) = flag_set {
-            span.set("feature_flag.set.id", set);
+            span.set("feature_flag.set.id", set.to_owned());
         }
         if let Some(id) = context
             .get("targetingKey")
             .and_then(|v| v.as_str())
             .filter(|id| !id.is_empty())
         {
-            span.set("feature_flag.context.id", id);
+            span.set("feature_flag.context.id", id.to_owned());
         }
         if let Some(error) = error {
-            span.set("error.type", error);
-            span.fail(error);
+            span.set("error.type", error.to_owned());
+            span.fail(error.to_owned());
         }
     });
 }
@@ -201,7 +224,7 @@ pub fn note_bulk(count: usize, context: &flagpole_engine::Context) {
             .and_then(|v| v.as_str())
             .filter(|id| !id.is_empty())
         {
-            span.set("feature_flag.context.id", id);
+            span.set("feature_flag.context.id", id.to_owned());
         }
     });
 }

@@ -13,6 +13,75 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status, span, status};
+
+/// An attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A string (static ones are not copied).
+    Text(Cow<'static, str>),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// An ended span as recorded on the request path: ids as arrays, attribute keys static, values copied only
+/// when they are not static. The export task turns it into OTLP ([`SpanRecord::into_proto`]), off the
+/// request path.
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    trace_state: Option<Box<str>>,
+    name: Cow<'static, str>,
+    kind: Kind,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    attributes: Vec<(&'static str, Value)>,
+    error: Option<Cow<'static, str>>,
+}
+
+impl SpanRecord {
+    /// The OTLP span.
+    pub fn into_proto(self) -> Span {
+        Span {
+            trace_id: self.trace_id.to_vec(),
+            span_id: self.span_id.to_vec(),
+            parent_span_id: self.parent.map(|p| p.to_vec()).unwrap_or_default(),
+            trace_state: self.trace_state.map(String::from).unwrap_or_default(),
+            name: self.name.into_owned(),
+            kind: match self.kind {
+                Kind::Internal => span::SpanKind::Internal,
+                Kind::Server => span::SpanKind::Server,
+            } as i32,
+            start_time_unix_nano: self.start_unix_nano,
+            end_time_unix_nano: self.end_unix_nano,
+            // The sampled flag, and "the parent is remote" where there is one (OTLP's span flags).
+            flags: 0x101 | if self.parent.is_some() { 0x200 } else { 0 },
+            attributes: self
+                .attributes
+                .into_iter()
+                .map(|(key, value)| KeyValue {
+                    key: key.to_owned(),
+                    value: Some(AnyValue {
+                        value: Some(match value {
+                            Value::Text(text) => any_value::Value::StringValue(text.into_owned()),
+                            Value::Int(i) => any_value::Value::IntValue(i),
+                            Value::Bool(b) => any_value::Value::BoolValue(b),
+                        }),
+                    }),
+                    ..KeyValue::default()
+                })
+                .collect(),
+            status: self.error.map(|message| Status {
+                code: status::StatusCode::Error as i32,
+                message: message.into_owned(),
+            }),
+            ..Span::default()
+        }
+    }
+}
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
@@ -25,6 +94,9 @@ use super::context::{
 /// only guards the code itself).
 const MAX_ATTRIBUTES: usize = 32;
 
+/// Room made for attributes when a span starts (a request span carries about ten).
+const EXPECTED_ATTRIBUTES: usize = 12;
+
 /// Where spans go: the sampler and the export queue. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Tracer {
@@ -34,7 +106,7 @@ pub struct Tracer {
 #[derive(Debug)]
 struct Inner {
     sampler: Sampler,
-    queue: mpsc::Sender<Span>,
+    queue: mpsc::Sender<SpanRecord>,
     /// Spans dropped because the queue was full.
     dropped: Counter,
 }
@@ -50,7 +122,7 @@ pub enum Kind {
 
 impl Tracer {
     /// A tracer sending ended spans into `queue`; `dropped` counts the ones the full queue refused.
-    pub fn new(sampler: Sampler, queue: mpsc::Sender<Span>, dropped: Counter) -> Tracer {
+    pub fn new(sampler: Sampler, queue: mpsc::Sender<SpanRecord>, dropped: Counter) -> Tracer {
         Tracer {
             inner: Arc::new(Inner {
                 sampler,
@@ -77,7 +149,7 @@ impl Tracer {
                 .filter(|v| v.len() <= MAX_TRACESTATE_BYTES)
                 .and_then(|v| v.to_str().ok())
         {
-            active.span.trace_state = state.to_owned();
+            active.span.trace_state = Some(state.into());
         }
         Some(active)
     }
@@ -93,20 +165,17 @@ impl Tracer {
         if !self.inner.sampler.sample(&trace_id, parent) {
             return None;
         }
-        let span_id: SpanId = new_span_id();
-        let span = Span {
-            trace_id: trace_id.to_vec(),
-            span_id: span_id.to_vec(),
-            parent_span_id: parent.map(|p| p.span_id.to_vec()).unwrap_or_default(),
-            name: name.into().into_owned(),
-            kind: match kind {
-                Kind::Internal => span::SpanKind::Internal,
-                Kind::Server => span::SpanKind::Server,
-            } as i32,
-            start_time_unix_nano: unix_nanos(SystemTime::now()),
-            // The sampled flag, and "the parent is remote" where there is one (OTLP's span flags).
-            flags: 0x100 | if parent.is_some() { 0x200 } else { 0 } | 1,
-            ..Span::default()
+        let span = SpanRecord {
+            trace_id,
+            span_id: new_span_id(),
+            parent: parent.map(|p| p.span_id),
+            trace_state: None,
+            name: name.into(),
+            kind,
+            start_unix_nano: unix_nanos(SystemTime::now()),
+            end_unix_nano: 0,
+            attributes: Vec::with_capacity(EXPECTED_ATTRIBUTES),
+            error: None,
         };
         Some(ActiveSpan {
             tracer: self.clone(),
@@ -115,7 +184,7 @@ impl Tracer {
         })
     }
 
-    fn send(&self, span: Span) {
+    fn send(&self, span: SpanRecord) {
         if self.inner.queue.try_send(span).is_err() {
             self.inner.dropped.inc();
         }
@@ -126,49 +195,42 @@ impl Tracer {
 #[derive(Debug)]
 pub struct ActiveSpan {
     tracer: Tracer,
-    span: Span,
+    span: SpanRecord,
     started: Instant,
 }
 
 impl ActiveSpan {
-    /// Sets a string attribute.
-    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
-        self.push(key, any_value::Value::StringValue(value.into()));
+    /// Sets a string attribute (a static value is not copied).
+    pub fn set(&mut self, key: &'static str, value: impl Into<Cow<'static, str>>) {
+        self.push(key, Value::Text(value.into()));
     }
 
     /// Sets an integer attribute.
     pub fn set_int(&mut self, key: &'static str, value: i64) {
-        self.push(key, any_value::Value::IntValue(value));
+        self.push(key, Value::Int(value));
     }
 
     /// Sets a boolean attribute.
     pub fn set_bool(&mut self, key: &'static str, value: bool) {
-        self.push(key, any_value::Value::BoolValue(value));
+        self.push(key, Value::Bool(value));
     }
 
-    fn push(&mut self, key: &'static str, value: any_value::Value) {
+    fn push(&mut self, key: &'static str, value: Value) {
         let attributes = &mut self.span.attributes;
-        if let Some(existing) = attributes.iter_mut().find(|kv| kv.key == key) {
-            existing.value = Some(AnyValue { value: Some(value) });
+        if let Some(existing) = attributes.iter_mut().find(|(k, _)| *k == key) {
+            existing.1 = value;
         } else if attributes.len() < MAX_ATTRIBUTES {
-            attributes.push(KeyValue {
-                key: key.to_owned(),
-                value: Some(AnyValue { value: Some(value) }),
-                ..KeyValue::default()
-            });
+            attributes.push((key, value));
         }
     }
 
     /// Marks the span failed, with a message (an error code, never a request's data).
-    pub fn fail(&mut self, message: impl Into<String>) {
-        self.span.status = Some(Status {
-            code: status::StatusCode::Error as i32,
-            message: message.into(),
-        });
+    pub fn fail(&mut self, message: impl Into<Cow<'static, str>>) {
+        self.span.error = Some(message.into());
     }
 
     /// The span's trace id.
-    pub fn trace_id(&self) -> &[u8] {
+    pub fn trace_id(&self) -> &TraceId {
         &self.span.trace_id
     }
 
@@ -181,9 +243,28 @@ impl ActiveSpan {
 impl Drop for ActiveSpan {
     fn drop(&mut self) {
         let elapsed = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.span.end_time_unix_nano = self.span.start_time_unix_nano.saturating_add(elapsed);
-        let span = std::mem::take(&mut self.span);
+        let placeholder = self.span.clone_ids();
+        let mut span = std::mem::replace(&mut self.span, placeholder);
+        span.end_unix_nano = span.start_unix_nano.saturating_add(elapsed);
         self.tracer.send(span);
+    }
+}
+
+impl SpanRecord {
+    /// A copy without the owned parts (what a dropped span leaves behind).
+    fn clone_ids(&self) -> SpanRecord {
+        SpanRecord {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent: self.parent,
+            trace_state: None,
+            name: Cow::Borrowed(""),
+            kind: self.kind,
+            start_unix_nano: self.start_unix_nano,
+            end_unix_nano: 0,
+            attributes: Vec::new(),
+            error: None,
+        }
     }
 }
 
@@ -224,7 +305,7 @@ pub fn annotate(f: impl FnOnce(&mut ActiveSpan)) {
 mod tests {
     use super::*;
 
-    fn tracer(sampler: Sampler, capacity: usize) -> (Tracer, mpsc::Receiver<Span>, Counter) {
+    fn tracer(sampler: Sampler, capacity: usize) -> (Tracer, mpsc::Receiver<SpanRecord>, Counter) {
         let (tx, rx) = mpsc::channel(capacity);
         let dropped = Counter::default();
         (Tracer::new(sampler, tx, dropped.clone()), rx, dropped)
@@ -244,12 +325,13 @@ mod tests {
         let span = tracer.start_request("resolveBoolean", &headers).unwrap();
         let (answer, span) = in_span(span, async {
             annotate(|s| s.set("feature_flag.key", "my-flag"));
+            annotate(|s| s.fail("FLAG_NOT_FOUND"));
             42
         })
         .await;
         assert_eq!(answer, 42);
         span.expect("handed back").end();
-        let span = rx.recv().await.unwrap();
+        let span = rx.recv().await.unwrap().into_proto();
         assert_eq!(span.name, "resolveBoolean");
         assert_eq!(
             super::super::context::hex(&span.trace_id),
@@ -263,6 +345,8 @@ mod tests {
         assert_eq!(span.kind, span::SpanKind::Server as i32);
         assert_eq!(span.attributes[0].key, "feature_flag.key");
         assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+        assert_eq!(span.flags, 0x301, "sampled, with a remote parent");
+        assert_eq!(span.status.unwrap().message, "FLAG_NOT_FOUND");
         // Outside a request nothing happens.
         annotate(|_| panic!("no current span"));
     }

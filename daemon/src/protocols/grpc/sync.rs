@@ -194,9 +194,9 @@ async fn run(
         span.set("rpc.system", "grpc");
         span.set("rpc.service", "flagd.sync.v1.FlagSyncService");
         span.set("rpc.method", "SyncFlags");
-        span.set("feature_flag.selector", selector.text.as_str());
+        span.set("feature_flag.selector", selector.text.clone());
         if !provider_id.is_empty() {
-            span.set("feature_flag.provider_id", provider_id.as_str());
+            span.set("feature_flag.provider_id", provider_id.clone());
         }
         span.set("feature_flag.sync.close_reason", reason.as_str());
         if reason == StreamCloseReason::Error {

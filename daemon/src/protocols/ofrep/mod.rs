@@ -50,6 +50,8 @@ use wire::{Bulk, DetailsOnly, GoMetadata, RequestFailure};
 pub const FLAG_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key}";
 /// The bulk route.
 pub const BULK_ROUTE: &str = "/ofrep/v1/evaluate/flags";
+/// The bulk route with a trailing slash (some clients send it).
+const BULK_ROUTE_SLASH: &str = "/ofrep/v1/evaluate/flags/";
 /// The configuration route.
 pub const CONFIGURATION_ROUTE: &str = "/ofrep/v1/configuration";
 
@@ -116,7 +118,7 @@ pub fn router(evaluator: Evaluator, options: &OfrepOptions) -> Router {
     Router::new()
         .route(FLAG_ROUTE, post(evaluate_flag))
         .route(BULK_ROUTE, post(evaluate_all))
-        .route("/ofrep/v1/evaluate/flags/", post(evaluate_all))
+        .route(BULK_ROUTE_SLASH, post(evaluate_all))
         .route(CONFIGURATION_ROUTE, get(configuration))
         .route(sse::EVENTS_ROUTE, get(sse::events))
         .layer(middleware::from_fn_with_state(metrics, record_request))
@@ -297,16 +299,27 @@ fn json_bytes(status: StatusCode, body: Bytes) -> Response {
 
 /// The request instruments and span (`crate::telemetry::observe`), labelled with the route template.
 async fn record_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(String::new, |path| path.as_str().to_owned());
+    let matched = request.extensions().get::<MatchedPath>();
+    let route = OFREP_ROUTES
+        .iter()
+        .find(|route| matched.is_some_and(|m| m.as_str() == **route))
+        .copied()
+        .unwrap_or("");
     let info = crate::telemetry::observe::RequestInfo {
-        route: &route,
+        route,
         span_name: OFREP_SPAN,
     };
     crate::telemetry::observe::observe_request(&metrics, info, request, next).await
 }
+
+/// The route templates the OFREP router serves (an unmatched request has the route "", as before).
+const OFREP_ROUTES: [&str; 5] = [
+    FLAG_ROUTE,
+    BULK_ROUTE,
+    BULK_ROUTE_SLASH,
+    CONFIGURATION_ROUTE,
+    sse::EVENTS_ROUTE,
+];
 
 /// The name of an OFREP request's span (flagd's).
 const OFREP_SPAN: &str = "flagd.ofrep";
