@@ -25,6 +25,9 @@ use prost::Message;
 use rustls::pki_types::pem::PemObject;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+/// The largest certificate or key file read (PEM bundles are kilobytes).
+pub const MAX_TLS_FILE_BYTES: u64 = 1024 * 1024;
+
 /// The largest collector response body read over HTTP (it only carries a partial-success note).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -183,8 +186,11 @@ impl Exporter {
     /// Reads the TLS files and builds a new client when they differ from the current one's.
     fn rebuild(&mut self) -> Result<(), ExportError> {
         let tls = &self.destination.tls;
+        // Bounded, non-blocking, regular files only: a FIFO or a device given as a certificate must not
+        // stall the export task.
         let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            flagpole_engine::file::read_regular_file(path, MAX_TLS_FILE_BYTES)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
         };
         let mut contents = Vec::new();
         if let Some(ca) = &tls.ca {
@@ -340,4 +346,83 @@ impl Exporter {
 
 fn grpc_error(status: tonic::Status) -> ExportError {
     format!("{:?}: {}", status.code(), status.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn destination(endpoint: &str, protocol: Protocol, tls: TlsFiles) -> Destination {
+        Destination {
+            endpoint: endpoint.parse().unwrap(),
+            protocol,
+            headers: HeaderMap::new(),
+            timeout: Duration::from_secs(2),
+            tls,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fifo_given_as_a_certificate_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.pem");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let tls = TlsFiles {
+            ca: Some(fifo),
+            client: None,
+        };
+        let mut exporter = Exporter::new(
+            destination("https://127.0.0.1:1", Protocol::Grpc, tls),
+            Duration::from_secs(3600),
+        );
+        let error = exporter
+            .export_traces(ExportTraceServiceRequest::default())
+            .await
+            .expect_err("no usable CA");
+        assert!(error.contains("not a regular file"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_http_collector_that_refuses_or_rambles_fails_the_export_boundedly() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_owned(),
+                // 200 with an endless body: read up to the limit, then the export is done.
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_owned(),
+            ] {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut buffer = vec![0u8; 65536];
+                let _ = stream.read(&mut buffer).await;
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                if answer.contains("chunked") {
+                    let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+                    while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+                }
+            }
+        });
+        let mut exporter = Exporter::new(
+            destination(
+                &format!("http://{addr}/v1/traces"),
+                Protocol::HttpProtobuf,
+                TlsFiles::default(),
+            ),
+            Duration::from_secs(3600),
+        );
+        let refused = exporter
+            .export_traces(ExportTraceServiceRequest::default())
+            .await
+            .expect_err("503");
+        assert!(refused.contains("503"), "{refused}");
+        exporter
+            .export_traces(ExportTraceServiceRequest::default())
+            .await
+            .expect("a 200 counts even when its body never ends (read up to the limit)");
+    }
 }

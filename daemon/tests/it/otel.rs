@@ -276,7 +276,7 @@ fn tag<'a>(span: &'a Value, key: &str) -> &'a Value {
         .map_or(&Value::Null, |t| &t["value"])
 }
 
-fn parent(span: &Value) -> &Value {
+fn parent_of(span: &Value) -> &Value {
     &span["references"][0]["spanID"]
 }
 
@@ -382,7 +382,7 @@ async fn spans_and_metrics_reach_a_real_collector_over_grpc() {
 
     let span = &jaeger.trace(&connect_trace, 1)[0];
     assert_eq!(span["operationName"], "resolveString");
-    assert_eq!(parent(span), connect_caller.as_str());
+    assert_eq!(parent_of(span), connect_caller.as_str());
     assert_eq!(tag(span, "span.kind"), "server");
     assert_eq!(tag(span, "feature_flag.key"), "color");
     assert_eq!(tag(span, "feature_flag.provider.name"), "flagd");
@@ -401,14 +401,14 @@ async fn spans_and_metrics_reach_a_real_collector_over_grpc() {
 
     let span = &jaeger.trace(&ofrep_trace, 1)[0];
     assert_eq!(span["operationName"], "flagd.ofrep");
-    assert_eq!(parent(span), ofrep_caller.as_str());
+    assert_eq!(parent_of(span), ofrep_caller.as_str());
     assert_eq!(tag(span, "feature_flag.key"), "bool-flag");
     assert_eq!(tag(span, "feature_flag.result.reason"), "static");
     assert_eq!(tag(span, "http.route"), "/ofrep/v1/evaluate/flags/{key}");
 
     let span = &jaeger.trace(&grpc_trace, 1)[0];
     assert_eq!(span["operationName"], "resolveBoolean");
-    assert_eq!(parent(span), grpc_caller.as_str());
+    assert_eq!(parent_of(span), grpc_caller.as_str());
     assert_eq!(tag(span, "feature_flag.result.variant"), "on");
 
     let span = &jaeger.trace(&sync_trace, 1)[0];
@@ -416,7 +416,7 @@ async fn spans_and_metrics_reach_a_real_collector_over_grpc() {
         span["operationName"],
         "flagd.sync.v1.FlagSyncService/SyncFlags"
     );
-    assert_eq!(parent(span), sync_caller.as_str());
+    assert_eq!(parent_of(span), sync_caller.as_str());
     assert_eq!(
         tag(span, "feature_flag.sync.close_reason"),
         "client_disconnect"
@@ -458,7 +458,7 @@ async fn spans_and_metrics_reach_a_real_collector_over_grpc() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn http_protobuf_over_mutual_tls_follows_certificate_files_that_change() {
+async fn otlp_over_mutual_tls_http_and_grpc_follows_certificate_files_that_change() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = |name: &str| dir.path().join(name);
     let right = test_certificates(&["127.0.0.1"]);
@@ -550,6 +550,39 @@ async fn http_protobuf_over_mutual_tls_follows_certificate_files_that_change() {
     );
     // The header's value (a token) is never logged.
     assert!(!daemon.stderr().contains("otel-s3cret"));
+
+    // gRPC over the same mutual TLS: `--otel-collector-uri` with the CA and the client certificate.
+    let grpc_uri = format!("https://127.0.0.1:{}", jaeger.otlp_grpc);
+    let service = service_name("tls-grpc");
+    let mut env = FAST_EXPORT.to_vec();
+    env.push(("OTEL_SERVICE_NAME", service.as_str()));
+    let grpc_daemon = ChildDaemon::start_with_env(
+        &write_flags(dir.path()),
+        dir.path(),
+        &[
+            "--otel-collector-uri",
+            &grpc_uri,
+            "--otel-ca-path",
+            ca.to_str().unwrap(),
+            "--otel-cert-path",
+            cert.to_str().unwrap(),
+            "--otel-key-path",
+            key.to_str().unwrap(),
+        ],
+        "",
+        &env,
+    );
+    let (parent, trace, caller_span) = caller();
+    post(
+        &format!(
+            "http://127.0.0.1:{}/ofrep/v1/evaluate/flags/bool-flag",
+            grpc_daemon.ports.ofrep
+        ),
+        &parent,
+        "{}",
+    );
+    let span = &jaeger.trace(&trace, 1)[0];
+    assert_eq!(parent_of(span), caller_span.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]
