@@ -519,3 +519,62 @@ fn newer_flagd_flags_are_accepted_and_the_ofrep_stream_settings_take_effect() {
     assert!(message.contains("credentials"), "{message}");
     assert!(!message.contains("s3cret"), "{message}");
 }
+
+#[test]
+fn the_otel_flags_are_read_and_the_certificate_needs_its_key() {
+    let inv = invocation(&[
+        "start",
+        "-f",
+        "file:flags.json",
+        "--metrics-exporter",
+        "otel",
+        "--otel-collector-uri",
+        "collector:4317",
+        "--otel-ca-path",
+        "/ca.pem",
+        "-D",
+        "/client.pem",
+        "-K",
+        "/client-key.pem",
+        "-I",
+        "5m",
+    ])
+    .expect("flagd's OpenTelemetry flags start flagpole");
+    let Action::Start(config) = &inv.action else {
+        panic!("not a start: {:?}", inv.action);
+    };
+    let telemetry = &config.telemetry;
+    assert_eq!(telemetry.metrics_exporter.as_deref(), Some("otel"));
+    assert_eq!(
+        telemetry.otel_collector_uri.as_deref(),
+        Some("collector:4317")
+    );
+    assert_eq!(
+        telemetry.otel_ca_path.as_deref(),
+        Some(std::path::Path::new("/ca.pem"))
+    );
+    assert_eq!(
+        telemetry.otel_key_path.as_deref(),
+        Some(std::path::Path::new("/client-key.pem"))
+    );
+    assert_eq!(telemetry.otel_reload_interval, Duration::from_secs(300));
+    assert!(inv.warnings.is_empty(), "{:?}", inv.warnings);
+
+    let error = invocation(&[
+        "start",
+        "-f",
+        "file:flags.json",
+        "--otel-cert-path",
+        "/c.pem",
+    ])
+    .expect_err("a certificate without its key");
+    assert!(error.to_string().contains("otel-key-path"), "{error}");
+    let error = invocation(&["start", "-f", "file:flags.json", "-I", "0s"])
+        .expect_err("a zero reload interval");
+    assert!(
+        error.to_string().contains("otel-reload-interval"),
+        "{error}"
+    );
+    let other = invocation(&["start", "-f", "file:flags.json", "-t", "stdout"]).expect("starts");
+    assert_eq!(other.warnings.len(), 1, "{:?}", other.warnings);
+}
