@@ -70,7 +70,8 @@ const STREAMS_PER_CONNECTION: usize = 100;
 /// Load generator for flagd-compatible evaluation servers.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Server address.
+    /// Server address (events mode: several, comma-separated, the subscribers spread over them, e.g. a
+    /// fleet of sidecars).
     #[arg(long, default_value = "http://127.0.0.1:8013")]
     addr: String,
     /// HTTP/2 connections to open.
@@ -261,13 +262,15 @@ async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err("--rpc events needs --flag-file or --override-via".into());
     }
     let subscribers = args.subscribers.max(1);
+    let addrs: Vec<&str> = args.addr.split(',').filter(|a| !a.is_empty()).collect();
     let connections = args
         .connections
-        .max(subscribers.div_ceil(STREAMS_PER_CONNECTION));
+        .max(subscribers.div_ceil(STREAMS_PER_CONNECTION))
+        .max(addrs.len());
     let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    for i in 0..connections {
         channels.push(
-            Endpoint::from_shared(args.addr.clone())?
+            Endpoint::from_shared(addrs[i % addrs.len()].to_owned())?
                 .tcp_nodelay(true)
                 .connect()
                 .await?,
@@ -284,6 +287,8 @@ async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).ok()?;
+            // Latency of this subscriber's n-th change, for the last-subscriber-per-edit figure.
+            let mut by_change: Vec<u64> = Vec::new();
             let mut stream = client
                 .event_stream(EventStreamRequest {})
                 .await
@@ -307,12 +312,13 @@ async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                             let micros =
                                 u64::try_from(edit.elapsed().as_micros()).unwrap_or(MAX_LATENCY_US);
                             histogram.saturating_record(micros.clamp(1, MAX_LATENCY_US));
+                            by_change.push(micros);
                         }
                     }
                     _ => {}
                 }
             }
-            Some((changes, histogram))
+            Some((changes, histogram, by_change))
         }));
     }
     drop(ready_tx);
@@ -353,15 +359,34 @@ async fn events(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     stop.cancel();
     let mut total = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
     let (mut received, mut failed) = (0u64, 0usize);
+    // Per edit: when the last subscriber saw it (the slowest of all), where every subscriber saw it.
+    let mut last_per_edit: Vec<Option<u64>> = vec![Some(0); usize::try_from(args.edits)?];
     for task in tasks {
         match task.await {
-            Ok(Some((changes, h))) => {
+            Ok(Some((changes, h, by_change))) => {
                 received += changes;
                 total.add(&h)?;
+                for (edit, last) in last_per_edit.iter_mut().enumerate() {
+                    *last = match (*last, by_change.get(edit)) {
+                        (Some(a), Some(b)) => Some(a.max(*b)),
+                        _ => None,
+                    };
+                }
             }
             _ => failed += 1,
         }
     }
+    let mut last = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
+    let complete = last_per_edit.iter().flatten().count();
+    for micros in last_per_edit.into_iter().flatten() {
+        last.saturating_record(micros.clamp(1, MAX_LATENCY_US));
+    }
+    println!(
+        "last_subscriber_us edits_complete={complete} p50={} p99={} max={}",
+        last.value_at_quantile(0.50),
+        last.value_at_quantile(0.99),
+        last.max()
+    );
     println!(
         "edits={} change_events={received} expected={} failed_subscribers={failed}",
         args.edits,

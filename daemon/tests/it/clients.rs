@@ -135,7 +135,28 @@ impl ChildDaemon {
     ) -> ChildDaemon {
         let mut last_failure = String::new();
         for attempt in 0..START_ATTEMPTS {
-            let mut daemon = ChildDaemon::spawn(flags, log_dir, extra, limits, env, attempt);
+            let mut daemon =
+                ChildDaemon::spawn(Some(flags), None, log_dir, extra, limits, env, attempt);
+            match daemon.wait_ready() {
+                Ok(()) => return daemon,
+                Err(failure) => last_failure = failure,
+            }
+        }
+        panic!("{last_failure}");
+    }
+
+    /// Starts `flagpole start` with only `args` (no implicit source) on `ports` (free ones when `None`)
+    /// and waits for `/readyz`; with fixed ports there is no retry (a restart on the same ports is the
+    /// point).
+    pub(crate) fn start_with_ports(
+        ports: Option<Ports>,
+        log_dir: &Path,
+        args: &[&str],
+    ) -> ChildDaemon {
+        let attempts = if ports.is_some() { 1 } else { START_ATTEMPTS };
+        let mut last_failure = String::new();
+        for attempt in 0..attempts {
+            let mut daemon = ChildDaemon::spawn(None, ports, log_dir, args, "", &[], attempt);
             match daemon.wait_ready() {
                 Ok(()) => return daemon,
                 Err(failure) => last_failure = failure,
@@ -145,27 +166,31 @@ impl ChildDaemon {
     }
 
     fn spawn(
-        flags: &Path,
+        flags: Option<&Path>,
+        ports: Option<Ports>,
         log_dir: &Path,
         extra: &[&str],
         limits: &str,
         env: &[(&str, &str)],
         attempt: usize,
     ) -> ChildDaemon {
-        let ports = Ports {
+        let ports = ports.unwrap_or_else(|| Ports {
             evaluation: free_port(),
             management: free_port(),
             sync: free_port(),
             ofrep: free_port(),
-        };
+        });
         let stderr_path = log_dir.join(format!("flagpole-{attempt}.stderr"));
         let stderr = fs::File::create(&stderr_path)
             .unwrap_or_else(|error| panic!("create {}: {error}", stderr_path.display()));
         let mut command = flagpole_under_limits(limits);
+        command.arg("start");
+        if let Some(flags) = flags {
+            command
+                .arg("--uri")
+                .arg(format!("file:{}", flags.display()));
+        }
         command
-            .arg("start")
-            .arg("--uri")
-            .arg(format!("file:{}", flags.display()))
             .args(["-p", &ports.evaluation.to_string()])
             .args(["-m", &ports.management.to_string()])
             .args(["-g", &ports.sync.to_string()])

@@ -9,6 +9,7 @@ mod curl;
 mod dashboard;
 mod explain;
 mod file_watch;
+mod fleet;
 mod fuzz_corpus;
 mod hostile;
 mod lifecycle;
