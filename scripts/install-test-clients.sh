@@ -15,6 +15,8 @@
 #   - the OpenTelemetry backend of daemon/tests/it/otel.rs: Jaeger v1.75.0 (an OTLP receiver with a trace
 #     store and query API, and a Prometheus exporter for metrics), built from the Go module proxy with the
 #     module list pinned by clients/jaeger/go.sum (about 4 minutes, once)
+#   - a real Kubernetes API server for daemon/tests/it/source_kube_apiserver.rs: k8s.io/apiextensions-apiserver
+#     v0.37.2 (pinned by clients/kube-apiserver/go.sum, about 3 minutes, once) and Debian's etcd-server
 # Everything comes from the package registries with their ordinary clients. Idempotent: a part whose pinned
 # inputs did not change since its last successful install is left alone, so running this before every
 # `cargo test` costs a second.
@@ -113,6 +115,34 @@ else
   mkdir -p "$dest/jaeger"
   (cd "$root/clients/jaeger" && GOFLAGS="-mod=readonly -buildvcs=false" go build -o "$jaeger_bin" github.com/jaegertracing/jaeger/cmd/jaeger)
   echo "$jaeger_want" >"$jaeger_stamp"
+fi
+
+# The Kubernetes API server (apiextensions-apiserver serves CustomResourceDefinitions and their resources,
+# enough for the FeatureFlag source) and etcd, its storage.
+kube_bin="$dest/kube-apiserver/apiextensions-apiserver"
+kube_stamp="$dest/kube-apiserver.stamp"
+kube_want="$(inputs_hash "$root/clients/kube-apiserver/go.mod" "$root/clients/kube-apiserver/go.sum")"
+if [[ -x "$kube_bin" && -f "$kube_stamp" && "$(cat "$kube_stamp")" == "$kube_want" ]]; then
+  echo "install-test-clients: kube-apiserver is up to date"
+else
+  echo "install-test-clients: building k8s.io/apiextensions-apiserver from clients/kube-apiserver (Go module proxy)"
+  mkdir -p "$dest/kube-apiserver"
+  (cd "$root/clients/kube-apiserver" && GOFLAGS="-mod=readonly -buildvcs=false" go build -o "$kube_bin" k8s.io/apiextensions-apiserver)
+  echo "$kube_want" >"$kube_stamp"
+fi
+if [[ ! -x /usr/bin/etcd ]]; then
+  if command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+    echo "install-test-clients: apt-get install etcd-server"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server >/dev/null; }
+  else
+    echo "install-test-clients: /usr/bin/etcd is missing; install Debian's etcd-server package" >&2
+    exit 1
+  fi
+fi
+# etcd-server's package starts a system etcd on the default ports; the tests start their own on free ports.
+if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd 2>/dev/null || true
 fi
 
 # Java: the provider and its dependencies from Maven Central; CheckClient.java runs as a single source file on

@@ -314,6 +314,8 @@ struct Inner {
     flags: Gauge,
     reloads: Bounded<Counter>,
     rejected: Bounded<Counter>,
+    /// Kubernetes sources: expired watches listed again.
+    relists: Bounded<Counter>,
     /// Change journal entries by kind.
     changes: Bounded<Counter>,
     /// Remote sources: unix time of the last successful fetch, of the last failure, and failures in a row.
@@ -454,6 +456,12 @@ impl Metrics {
             "Payloads from a source that could not be loaded (the source kept its last good flags)",
             rejected.clone(),
         );
+        let relists = Family::<Labels, Counter>::default();
+        registry.register(
+            "flagpole_source_relists",
+            "Kubernetes sources: watches whose history was gone (410 after an etcd compaction), listed again",
+            relists.clone(),
+        );
         let fetch_success = Family::<Labels, Gauge>::default();
         registry.register(
             "flagpole_source_last_success_timestamp_seconds",
@@ -508,6 +516,7 @@ impl Metrics {
                 flags,
                 reloads: Bounded::new(reloads),
                 rejected: Bounded::new(rejected),
+                relists: Bounded::new(relists),
                 changes: Bounded::new(changes),
                 fetch_success: Bounded::new(fetch_success),
                 fetch_error: Bounded::new(fetch_error),
@@ -831,6 +840,11 @@ impl Metrics {
     /// A source's payload was rejected; the source kept its last good flags.
     pub fn source_rejected(&self, source: &str) {
         inc(&self.inner.rejected, vec![("source", source.to_owned())]);
+    }
+
+    /// A kubernetes source's watch expired (410) and it lists again.
+    pub fn source_relisted(&self, source: &str) {
+        inc(&self.inner.relists, vec![("source", source.to_owned())]);
     }
 
     /// A remote source fetched (or received) successfully: its failure streak ends.
@@ -1256,6 +1270,7 @@ mod tests {
         metrics.sync_stream_closed("", "", StreamCloseReason::Error, Duration::ZERO);
         metrics.source_reloaded("s");
         metrics.source_rejected("s");
+        metrics.source_relisted("s");
         metrics.source_fetch_failed("s");
         metrics.source_fetch_succeeded("s");
         metrics.source_stale("s", 1);

@@ -547,6 +547,7 @@ impl KubernetesSource {
                 // lists again, and the list's outcome is what counts.
                 Err(watcher::Error::WatchError(status)) if status.code == 410 => {
                     tracing::debug!(resource = %self.config.identity(), message = %status.message, "kubernetes watch expired; listing again");
+                    self.context.metrics.source_relisted(&self.context.identity);
                 }
                 Err(error) => {
                     tracing::warn!(resource = %self.config.identity(), error = %error_chain(&error), "kubernetes watch failed; keeping the last flags and retrying");

@@ -24,6 +24,7 @@ mod service_streams;
 mod service_support;
 mod source_grpc;
 mod source_http;
+mod source_kube_apiserver;
 mod source_kubernetes;
 mod testbed_start;
 mod transport_connect;

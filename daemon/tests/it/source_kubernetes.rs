@@ -45,10 +45,10 @@ use crate::runtime_support::{
 };
 
 /// The namespace the tests use.
-const NS: &str = "flags";
+pub(crate) const NS: &str = "flags";
 
 /// The FeatureFlag the daemon watches.
-const NAME: &str = "my-flags";
+pub(crate) const NAME: &str = "my-flags";
 
 /// The bearer token in the kubeconfig, checked by the fake server.
 const TOKEN: &str = "test-token";
@@ -458,7 +458,7 @@ fn write_kubeconfig_with_ca(dir: &Path, server: &str, ca: Option<&str>) -> PathB
     path
 }
 
-fn kubernetes_source(kubeconfig: &Path, lazy: bool) -> SourceConfig {
+pub(crate) fn kubernetes_source(kubeconfig: &Path, lazy: bool) -> SourceConfig {
     let options = RemoteOptions {
         kubeconfig: Some(kubeconfig.to_string_lossy().into_owned()),
         lazy: Some(lazy),
@@ -474,7 +474,7 @@ fn kubernetes_source(kubeconfig: &Path, lazy: bool) -> SourceConfig {
 }
 
 /// A flag spec with one string flag `color` whose default variant has value `value`.
-fn color_spec(value: &str) -> Value {
+pub(crate) fn color_spec(value: &str) -> Value {
     json!({
         "flags": {
             "color": {
@@ -489,13 +489,13 @@ fn color_spec(value: &str) -> Value {
 }
 
 /// The evaluation-port clients of one daemon.
-struct Clients {
+pub(crate) struct Clients {
     service: v1::service_client::ServiceClient<tonic::transport::Channel>,
     events: Streaming<v1::EventStreamResponse>,
 }
 
 impl Clients {
-    async fn connect(daemon: &Daemon) -> Clients {
+    pub(crate) async fn connect(daemon: &Daemon) -> Clients {
         let channel = evaluation_channel(daemon).await;
         let mut service = v1::service_client::ServiceClient::new(channel);
         let events = service
@@ -508,7 +508,7 @@ impl Clients {
         clients
     }
 
-    async fn next_event(&mut self) -> String {
+    pub(crate) async fn next_event(&mut self) -> String {
         match timeout(CHANGE_TIMEOUT, self.events.message()).await {
             Ok(Ok(Some(message))) => message.r#type,
             other => panic!("no event: {other:?}"),
@@ -516,7 +516,7 @@ impl Clients {
     }
 
     /// Waits for the next `configuration_change` (keep-alives are skipped).
-    async fn configuration_change(&mut self) {
+    pub(crate) async fn configuration_change(&mut self) {
         let deadline = Instant::now() + CHANGE_TIMEOUT;
         while self.next_event().await != "configuration_change" {
             assert!(Instant::now() < deadline, "no configuration_change");
@@ -524,7 +524,7 @@ impl Clients {
     }
 
     /// `color` as ResolveAll returns it.
-    async fn color(&mut self) -> Option<String> {
+    pub(crate) async fn color(&mut self) -> Option<String> {
         self.string("color").await
     }
 
@@ -544,7 +544,7 @@ impl Clients {
 }
 
 /// A sample of `metric{source="NS/NAME"}`, if present.
-fn source_metric(daemon: &Daemon, metric: &str) -> Option<i64> {
+pub(crate) fn source_metric(daemon: &Daemon, metric: &str) -> Option<i64> {
     let prefix = format!("{metric}{{source=\"{NS}/{NAME}\"}} ");
     daemon
         .metrics()
@@ -554,7 +554,7 @@ fn source_metric(daemon: &Daemon, metric: &str) -> Option<i64> {
 }
 
 /// Waits until `condition` holds; fails after [`CHANGE_TIMEOUT`] with `what`.
-async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + CHANGE_TIMEOUT;
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
