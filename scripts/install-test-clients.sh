@@ -15,6 +15,9 @@
 #   - the OpenTelemetry backend of daemon/tests/it/otel.rs: Jaeger v1.75.0 (an OTLP receiver with a trace
 #     store and query API, and a Prometheus exporter for metrics), built from the Go module proxy with the
 #     module list pinned by clients/jaeger/go.sum (about 4 minutes, once)
+#   - object-store emulators for daemon/tests/it/source_blob.rs: moto's S3 server (PyPI, with the Azure
+#     Storage SDK, in the "emulators" venv), fake-gcs-server v1.56.1 (Go module proxy, clients/fake-gcs-server)
+#     and Azurite 3.37.0 (npm, clients/azurite)
 #   - a real Kubernetes API server for daemon/tests/it/source_kube_apiserver.rs: k8s.io/apiextensions-apiserver
 #     v0.37.2 (pinned by clients/kube-apiserver/go.sum, about 3 minutes, once) and Debian's etcd-server
 # Everything comes from the package registries with their ordinary clients. Idempotent: a part whose pinned
@@ -33,14 +36,15 @@ inputs_hash() {
   cat "$@" | sha256sum | cut -d' ' -f1
 }
 
-# install_python_venv NAME REQUIREMENTS: a venv at $dest/NAME with exactly the pinned requirements.
+# install_python_venv NAME REQUIREMENTS [MODULE]: a venv at $dest/NAME with exactly the pinned requirements,
+# checked by importing MODULE (default: the flagd provider).
 install_python_venv() {
-  local name="$1" requirements="$2"
+  local name="$1" requirements="$2" module="${3:-openfeature.contrib.provider.flagd}"
   local venv="$dest/$name" stamp="$dest/$name.stamp"
   local want
   want="$(inputs_hash "$requirements")"
   if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
-    "$venv/bin/python" -c 'import openfeature.contrib.provider.flagd' 2>/dev/null; then
+    "$venv/bin/python" -c "import $module" 2>/dev/null; then
     echo "install-test-clients: $name is up to date"
     return
   fi
@@ -48,12 +52,13 @@ install_python_venv() {
   rm -rf "$venv" "$stamp"
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$requirements"
-  "$venv/bin/python" -c 'import openfeature.contrib.provider.flagd'
+  "$venv/bin/python" -c "import $module"
   echo "$want" >"$stamp"
 }
 
 install_python_venv python-latest "$root/clients/python/requirements-latest.txt"
 install_python_venv python-v1 "$root/clients/python/requirements-v1.txt"
+install_python_venv emulators "$root/clients/python/requirements-emulators.txt" "moto, azure.storage.blob"
 
 # Chromium for the dashboard's browser test (daemon/tests/it/dashboard.rs, driven by playwright-core from
 # npm): Debian's package, installed once if missing (never a browser downloaded by a test tool).
@@ -115,6 +120,28 @@ else
   mkdir -p "$dest/jaeger"
   (cd "$root/clients/jaeger" && GOFLAGS="-mod=readonly -buildvcs=false" go build -o "$jaeger_bin" github.com/jaegertracing/jaeger/cmd/jaeger)
   echo "$jaeger_want" >"$jaeger_stamp"
+fi
+
+# fake-gcs-server (Google Cloud Storage's JSON API, in memory) and Azurite (Azure Blob Storage).
+gcs_bin="$dest/fake-gcs-server/fake-gcs-server"
+gcs_stamp="$dest/fake-gcs-server.stamp"
+gcs_want="$(inputs_hash "$root/clients/fake-gcs-server/go.mod" "$root/clients/fake-gcs-server/go.sum")"
+if [[ -x "$gcs_bin" && -f "$gcs_stamp" && "$(cat "$gcs_stamp")" == "$gcs_want" ]]; then
+  echo "install-test-clients: fake-gcs-server is up to date"
+else
+  echo "install-test-clients: building fake-gcs-server from clients/fake-gcs-server (Go module proxy)"
+  mkdir -p "$dest/fake-gcs-server"
+  (cd "$root/clients/fake-gcs-server" && GOFLAGS="-mod=readonly -buildvcs=false" go build -o "$gcs_bin" github.com/fsouza/fake-gcs-server)
+  echo "$gcs_want" >"$gcs_stamp"
+fi
+azurite_stamp="$root/clients/azurite/node_modules/.flagpole-stamp"
+azurite_want="$(inputs_hash "$root/clients/azurite/package.json" "$root/clients/azurite/package-lock.json")"
+if [[ -f "$azurite_stamp" && "$(cat "$azurite_stamp")" == "$azurite_want" ]]; then
+  echo "install-test-clients: azurite is up to date"
+else
+  echo "install-test-clients: npm ci in clients/azurite"
+  (cd "$root/clients/azurite" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$azurite_want" >"$azurite_stamp"
 fi
 
 # The Kubernetes API server (apiextensions-apiserver serves CustomResourceDefinitions and their resources,

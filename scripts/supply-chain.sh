@@ -32,14 +32,15 @@ install() {
 deny=$(install cargo-deny "$CARGO_DENY_VERSION")
 about=$(install cargo-about "$CARGO_ABOUT_VERSION" --features cli)
 
+# Every crate of every platform in Cargo.lock must be on disk for the offline checks.
+cargo fetch --locked --quiet
+
 if [[ "${1:-}" == --update-notice ]]; then
     "$about" generate --offline --locked -m daemon/Cargo.toml -c about.toml -o THIRD-PARTY-LICENSES.md about.hbs
     echo "supply-chain: THIRD-PARTY-LICENSES.md regenerated"
     exit 0
 fi
 
-# Every crate of every platform in Cargo.lock must be on disk for the offline checks.
-cargo fetch --locked --quiet
 "$deny" --offline --locked check licenses bans sources
 
 notice=$(mktemp)

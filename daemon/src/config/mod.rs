@@ -147,33 +147,6 @@ impl Listen {
     }
 }
 
-/// A remote provider, parsed but not implemented yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoteProvider {
-    /// `http` / `https://`.
-    Http,
-    /// `grpc` / `grpc://`, `grpcs://`, resolver URIs.
-    Grpc,
-    /// `gcs` / `gs://`.
-    Gcs,
-    /// `azblob` / `azblob://`.
-    Azblob,
-    /// `s3` / `s3://`.
-    S3,
-}
-
-impl RemoteProvider {
-    fn name(self) -> &'static str {
-        match self {
-            RemoteProvider::Http => "http",
-            RemoteProvider::Grpc => "grpc",
-            RemoteProvider::Gcs => "gcs",
-            RemoteProvider::Azblob => "azblob",
-            RemoteProvider::S3 => "s3",
-        }
-    }
-}
-
 /// The daemon's configuration: everything `flagpole::run` needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -374,17 +347,6 @@ pub enum ConfigError {
     UnsupportedFileFormat {
         /// The path.
         path: PathBuf,
-    },
-    /// A source kind flagpole does not implement yet.
-    #[error(
-        "source {uri}: the {provider} provider is not supported yet (file, http, grpc and kubernetes \
-         sources are)"
-    )]
-    UnsupportedProvider {
-        /// The URI as given.
-        uri: String,
-        /// The provider.
-        provider: &'static str,
     },
     /// No source at all.
     #[error("no sync implementation set: give at least one --uri or --sources entry")]
@@ -871,12 +833,15 @@ mod tests {
             "invalid value for uri: uri \"core.openfeature.dev/ns\": expected \
              core.openfeature.dev/NAMESPACE/NAME or NAMESPACE/NAME"
         );
+        assert_eq!(
+            parse_uri("s3://bucket/dir/flags.json?region=eu-west-1")
+                .ok()
+                .map(|s| s.identity),
+            Some(Arc::from("s3://bucket/dir/flags.json?region=eu-west-1"))
+        );
         assert!(matches!(
-            parse_uri("gs://bucket/flags.json"),
-            Err(ConfigError::UnsupportedProvider {
-                provider: "gcs",
-                ..
-            })
+            parse_uri("gs://bucket"),
+            Err(ConfigError::UriSource(SourceConfigError::UriForm { .. }))
         ));
         assert!(matches!(
             parse_uri("ftp://x/y.json"),

@@ -1,25 +1,18 @@
 //! Source specifications: one `--uri` string, or one entry of `--sources` (JSON, or the config file's
 //! `sources` array), turned into a [`SourceConfig`].
 
+use crate::sources::blob::{BlobConfig, Cloud};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{
-    ConfigError, FileProvider, MAX_POLL_INTERVAL_SECS, RemoteProvider, SourceConfig, SourceKind,
-};
+use super::{ConfigError, FileProvider, MAX_POLL_INTERVAL_SECS, SourceConfig, SourceKind};
 use crate::sources::SourceConfigError;
 
 /// Parses one `--uri` (the table in `docs/sources.md`).
 pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
-    let remote = |provider: RemoteProvider| {
-        Err(ConfigError::UnsupportedProvider {
-            uri: uri.to_owned(),
-            provider: provider.name(),
-        })
-    };
     if let Some(path) = uri.strip_prefix("file:") {
         return file_source(path, FileProvider::File);
     }
@@ -46,14 +39,15 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
             kind: SourceKind::Grpc(Box::new(config)),
         });
     }
-    if uri.starts_with("gs://") {
-        return remote(RemoteProvider::Gcs);
-    }
-    if uri.starts_with("azblob://") {
-        return remote(RemoteProvider::Azblob);
-    }
-    if uri.starts_with("s3://") {
-        return remote(RemoteProvider::S3);
+    for (scheme, cloud) in [
+        ("gs://", Cloud::Gcs),
+        ("azblob://", Cloud::Azure),
+        ("s3://", Cloud::S3),
+    ] {
+        if uri.starts_with(scheme) {
+            return blob_source(uri, cloud, crate::sources::RemoteOptions::default())
+                .map_err(ConfigError::UriSource);
+        }
     }
     // flagpole extension: a bare path (no scheme) is a file.
     if !uri.contains("://") && supported_format(Path::new(uri)) {
@@ -67,6 +61,19 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
 /// Whether the extension is one flagd reads (.json, .yaml, .yml).
 fn supported_format(path: &Path) -> bool {
     flagpole_engine::Format::from_path(path).is_some()
+}
+
+/// An object-store source; its identity is the URI as given (flagd's, query included).
+fn blob_source(
+    uri: &str,
+    cloud: Cloud,
+    options: crate::sources::RemoteOptions,
+) -> Result<SourceConfig, SourceConfigError> {
+    let config = BlobConfig::from_options(uri, cloud, options)?;
+    Ok(SourceConfig {
+        identity: Arc::from(flagpole_engine::redact_credentials(&config.identity())),
+        kind: SourceKind::Blob(Box::new(config)),
+    })
 }
 
 /// An http(s) source; its identity is the URL as given, less any credentials in it (`***@host`).
@@ -175,12 +182,6 @@ impl SourceEntry {
             lazy: self.lazy,
             kubeconfig: self.kubeconfig,
         };
-        let remote = |provider: RemoteProvider| {
-            Err(ConfigError::UnsupportedProvider {
-                uri: uri.clone(),
-                provider: provider.name(),
-            })
-        };
         // flagd panics on a `file:` prefix here (the source string no longer matches); flagpole strips it.
         let path = uri.strip_prefix("file:").unwrap_or(&uri);
         match provider.as_str() {
@@ -202,9 +203,9 @@ impl SourceEntry {
                     })
                     .map_err(rejected)
             }
-            "gcs" => remote(RemoteProvider::Gcs),
-            "azblob" => remote(RemoteProvider::Azblob),
-            "s3" => remote(RemoteProvider::S3),
+            "gcs" => blob_source(&uri, Cloud::Gcs, options).map_err(rejected),
+            "azblob" => blob_source(&uri, Cloud::Azure, options).map_err(rejected),
+            "s3" => blob_source(&uri, Cloud::S3, options).map_err(rejected),
             other => Err(invalid(format!("invalid sync provider: {other:?}"))),
         }
     }

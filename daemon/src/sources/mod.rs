@@ -11,9 +11,9 @@
 //! error unless the source is `lazy` or, with a state directory, has a last-known-good payload to serve
 //! ([`last_good`]).
 //!
-//! What it does not do: merge sources (the store and engine snapshot do), or the blob sources (`gs://`,
-//! `azblob://`, `s3://`: the configuration rejects them as not supported yet).
+//! What it does not do: merge sources (the store and engine snapshot do).
 
+pub mod blob;
 pub mod file;
 pub mod grpc;
 pub mod http;
@@ -99,6 +99,9 @@ pub enum SourceError {
     /// not be configured.
     #[error("{0}{hint}", hint = .0.lazy_hint())]
     Kubernetes(#[source] Box<kubernetes::KubernetesError>),
+    /// The first fetch of an object-store source failed (and the source is not `lazy`).
+    #[error("object store source: {0} (set \"lazy\": true on the source to start without it)")]
+    Blob(#[source] Box<blob::BlobError>),
     /// The TLS client could not be set up.
     #[error("cannot set up the TLS client: {message}")]
     Tls {
@@ -130,7 +133,7 @@ pub async fn start(
         let remote = match &source.kind {
             SourceKind::File { .. } => false,
             SourceKind::Grpc(config) => !config.incremental,
-            SourceKind::Http(_) | SourceKind::Kubernetes(_) => true,
+            SourceKind::Http(_) | SourceKind::Kubernetes(_) | SourceKind::Blob(_) => true,
         };
         let context = SourceContext {
             index,
@@ -158,6 +161,11 @@ pub async fn start(
             },
             SourceKind::Kubernetes(config) => {
                 kubernetes::KubernetesSource::new((**config).clone(), context)
+                    .start(shutdown.clone())
+                    .await
+            }
+            SourceKind::Blob(config) => {
+                blob::BlobSource::new((**config).clone(), context)
                     .start(shutdown.clone())
                     .await
             }

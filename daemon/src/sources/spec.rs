@@ -42,4 +42,6 @@ pub enum SourceKind {
     Grpc(Box<super::grpc::GrpcConfig>),
     /// A `FeatureFlag` resource (`core.openfeature.dev/v1beta1`), watched through the Kubernetes API.
     Kubernetes(Box<super::kubernetes::KubernetesConfig>),
+    /// An object in Google Cloud Storage, S3 or Azure Blob Storage, polled.
+    Blob(Box<super::blob::BlobConfig>),
 }

@@ -199,9 +199,10 @@ fn bad_values_are_config_errors() {
             "interval must be at most 86400",
         ),
         (&["start", "-f", "grpc://sync"], "expected host:port"),
+        (&["start", "-f", "gs://bucket"], "gs://BUCKET/OBJECT"),
         (
-            &["start", "-f", "gs://bucket/flags.json"],
-            "not supported yet",
+            &["start", "-f", "s3://bucket/f.json?acl=private"],
+            "unknown: \"acl\"",
         ),
         (
             &["start", "-f", "core.openfeature.dev/only-namespace"],

@@ -153,10 +153,20 @@ impl ChildDaemon {
         log_dir: &Path,
         args: &[&str],
     ) -> ChildDaemon {
+        ChildDaemon::start_args_env(ports, log_dir, args, &[])
+    }
+
+    /// [`ChildDaemon::start_with_ports`] with these environment variables added.
+    pub(crate) fn start_args_env(
+        ports: Option<Ports>,
+        log_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ChildDaemon {
         let attempts = if ports.is_some() { 1 } else { START_ATTEMPTS };
         let mut last_failure = String::new();
         for attempt in 0..attempts {
-            let mut daemon = ChildDaemon::spawn(None, ports, log_dir, args, "", &[], attempt);
+            let mut daemon = ChildDaemon::spawn(None, ports, log_dir, args, "", env, attempt);
             match daemon.wait_ready() {
                 Ok(()) => return daemon,
                 Err(failure) => last_failure = failure,

@@ -22,6 +22,7 @@ mod runtime_support;
 mod service_evaluation;
 mod service_streams;
 mod service_support;
+mod source_blob;
 mod source_grpc;
 mod source_http;
 mod source_kube_apiserver;

@@ -287,7 +287,7 @@ async fn read_body(
 
 /// The rustls client configuration: `roots` when given, else the system's roots, or none (with a
 /// warning) when it has none.
-fn tls_config(
+pub(crate) fn tls_config(
     roots: Option<&[rustls::pki_types::CertificateDer<'static>]>,
 ) -> Result<rustls::ClientConfig, SourceError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -121,15 +121,8 @@ impl HttpConfig {
                 });
             }
         }
-        let interval = options.interval.unwrap_or(u64::from(DEFAULT_INTERVAL_SECS));
-        if interval > MAX_POLL_INTERVAL_SECS {
-            return Err(SourceConfigError::IntervalTooLong);
-        }
-        let interval_secs = u32::try_from(interval).unwrap_or(DEFAULT_INTERVAL_SECS);
-        let offset_secs = match options.interval_seed.as_deref() {
-            Some(seed) if !seed.is_empty() && interval_secs > 0 => fnv1a32(seed) % interval_secs,
-            _ => 0,
-        };
+        let (interval_secs, offset_secs) = schedule(&options)?;
+        let timeout = poll_timeout(&options)?;
         let auth_header = match options.auth_header.filter(|h| !h.is_empty()) {
             Some(value) => {
                 let mut value =
@@ -140,11 +133,6 @@ impl HttpConfig {
             None => None,
         };
         let headers = header_list(&options.headers)?;
-        let timeout = match options.timeout_s {
-            None | Some(0) => None,
-            Some(secs) if secs < 0 => return Err(SourceConfigError::Negative { key: "timeoutS" }),
-            Some(secs) => Some(Duration::from_secs(secs.unsigned_abs())),
-        };
         let oauth = options.oauth.map(oauth_config).transpose()?;
         Ok(HttpConfig {
             url: parsed,
@@ -159,6 +147,30 @@ impl HttpConfig {
             tls_roots: None,
         })
     }
+}
+
+/// `interval` (default 5 s, at most a day) and the offset `intervalSeed` gives, in seconds: the polling
+/// schedule of the http and blob sources.
+pub fn schedule(options: &RemoteOptions) -> Result<(u32, u32), SourceConfigError> {
+    let interval = options.interval.unwrap_or(u64::from(DEFAULT_INTERVAL_SECS));
+    if interval > MAX_POLL_INTERVAL_SECS {
+        return Err(SourceConfigError::IntervalTooLong);
+    }
+    let interval_secs = u32::try_from(interval).unwrap_or(DEFAULT_INTERVAL_SECS);
+    let offset_secs = match options.interval_seed.as_deref() {
+        Some(seed) if !seed.is_empty() && interval_secs > 0 => fnv1a32(seed) % interval_secs,
+        _ => 0,
+    };
+    Ok((interval_secs, offset_secs))
+}
+
+/// `timeoutS` (`None` when absent or 0).
+pub fn poll_timeout(options: &RemoteOptions) -> Result<Option<Duration>, SourceConfigError> {
+    Ok(match options.timeout_s {
+        None | Some(0) => None,
+        Some(secs) if secs < 0 => return Err(SourceConfigError::Negative { key: "timeoutS" }),
+        Some(secs) => Some(Duration::from_secs(secs.unsigned_abs())),
+    })
 }
 
 /// Validates the `headers` map as HTTP header names and values.

@@ -50,7 +50,13 @@ pub use client::{MAX_REDIRECTS, ProxyConfig, SENSITIVE_HEADERS};
 use client::{Outgoing, SendError, Transport};
 pub use config::{
     DEFAULT_INTERVAL_SECS, DEFAULT_POLL_TIMEOUT, HttpConfig, OAuthConfig, fnv1a32, next_poll_delay,
+    poll_timeout, schedule,
 };
+
+/// The rustls client configuration of the http and object-store sources: the system's roots.
+pub(crate) fn client_tls_config() -> Result<rustls::ClientConfig, String> {
+    client::tls_config(None).map_err(|error| error.to_string())
+}
 
 /// The largest flag document accepted in a response body, in bytes (the engine's document limit).
 pub const MAX_BODY_BYTES: usize = flagpole_engine::load::MAX_DOCUMENT_BYTES;
@@ -539,7 +545,7 @@ impl HttpSource {
 }
 
 /// JSON or YAML: by the URL path's extension, else by the `Content-Type` media type.
-fn format_of(path: &str, content_type: &str) -> Option<Format> {
+pub(crate) fn format_of(path: &str, content_type: &str) -> Option<Format> {
     if let Some(format) = Format::from_path(std::path::Path::new(path)) {
         return Some(format);
     }
