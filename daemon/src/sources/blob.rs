@@ -133,6 +133,17 @@ impl BlobConfig {
             }
             pairs.push((name.to_owned(), value.to_owned()));
         }
+        // Credentials come from the environment; a URL with user information in the query would be logged.
+        if pairs
+            .iter()
+            .any(|(name, value)| name == "endpoint" && value.contains('@'))
+        {
+            return Err(SourceConfigError::UriForm {
+                uri: format!("{}://{bucket}/{key}?endpoint=…", cloud.scheme()),
+                form: "an endpoint without credentials (give them in the AWS_* variables)"
+                    .to_owned(),
+            });
+        }
         let (interval_secs, offset_secs) = schedule(&options)?;
         Ok(BlobConfig {
             cloud,
@@ -552,11 +563,11 @@ impl BlobSource {
             object_store::Error::PermissionDenied { source, .. }
             | object_store::Error::Unauthenticated { source, .. } => BlobError::Denied {
                 uri,
-                message: source.to_string(),
+                message: without_url_queries(&source.to_string()),
             },
             other => BlobError::Fetch {
                 uri,
-                message: other.to_string(),
+                message: without_url_queries(&other.to_string()),
             },
         }
     }
@@ -595,6 +606,31 @@ impl BlobSource {
             error,
         })
     }
+}
+
+/// `message` with the query of every URL in it removed: the stores' errors name the request URL, and an
+/// Azure SAS token (or a presigned S3 query) travels in its query.
+fn without_url_queries(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("http") {
+        let (before, url_and_more) = rest.split_at(start);
+        out.push_str(before);
+        let end = url_and_more
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '>' || c == '<')
+            .unwrap_or(url_and_more.len());
+        let (url, after) = url_and_more.split_at(end);
+        match url.split_once('?') {
+            Some((base, _)) if url.contains("://") => {
+                out.push_str(base);
+                out.push_str("?…");
+            }
+            _ => out.push_str(url),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The HTTP client the object stores use: flagpole's hyper and rustls (ring, the system's roots), with a
@@ -699,6 +735,25 @@ mod tests {
             assert!(config(bad, Cloud::Gcs).is_err(), "{bad}");
         }
         assert!(config("s3://b/f.json?acl=public", Cloud::S3).is_err());
+    }
+
+    #[test]
+    fn error_messages_lose_url_queries_and_endpoints_their_credentials() {
+        let message = "Error performing GET https://acct.blob.core.windows.net/c/f.json?sv=2022&sig=SECRET in 5ms - 403";
+        let clean = without_url_queries(message);
+        assert!(!clean.contains("SECRET"), "{clean}");
+        assert!(
+            clean.contains("https://acct.blob.core.windows.net/c/f.json?…"),
+            "{clean}"
+        );
+        assert!(clean.ends_with("in 5ms - 403"), "{clean}");
+        assert_eq!(without_url_queries("no url here"), "no url here");
+        let error = config(
+            "s3://b/f.json?endpoint=http://user:pw@minio:9000",
+            Cloud::S3,
+        )
+        .expect_err("credentials in the endpoint");
+        assert!(!error.to_string().contains("pw"), "{error}");
     }
 
     #[test]
