@@ -55,18 +55,15 @@ impl Routers {
         options: &RouterOptions,
     ) -> Routers {
         let metrics = evaluator.metrics();
-        let log = RequestLog::new(metrics.clone());
-        let full = evaluation_router(
+        let evaluation = evaluation_router(
             grpc.evaluation_routes().into_axum_router(),
             &options.cors_origins,
             options.max_request_body,
         )
-        .layer(middleware::from_fn_with_state(log.clone(), record_request));
-        let evaluation = Router::new().fallback_service(NativeGrpcFirst {
-            grpc: grpc.evaluation_routes(),
-            full,
-            log,
-        });
+        .layer(middleware::from_fn_with_state(
+            RequestLog::new(metrics.clone()),
+            record_request,
+        ));
         let ofrep = ofrep::router(
             evaluator.clone(),
             &ofrep::OfrepOptions {
@@ -118,92 +115,19 @@ impl RequestLog {
 }
 
 async fn record_request(State(log): State<RequestLog>, request: Request, next: Next) -> Response {
-    log.record(request, |request| next.run(request)).await
-}
-
-impl RequestLog {
-    /// Serves `request` with `handle`, recorded (`crate::telemetry::observe`) and, at debug level, logged.
-    async fn record<H, F>(&self, request: Request, handle: H) -> Response
-    where
-        H: FnOnce(Request) -> F,
-        F: Future<Output = Response>,
-    {
-        let started = Instant::now();
-        let path = request.uri().path();
-        let info = crate::telemetry::observe::RequestInfo {
-            route: crate::metrics::evaluation_route(path),
-            span_name: crate::telemetry::observe::evaluation_span_name(path),
-        };
-        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| path.to_owned());
-        let response =
-            crate::telemetry::observe::observe(&self.metrics, info, request, handle).await;
-        if let Some(path) = logged {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let status = response.status().as_u16();
-            let elapsed_us = started.elapsed().as_micros() as u64;
-            tracing::debug!(request_id = id, %path, status, elapsed_us, "request");
-        }
-        response
+    let started = Instant::now();
+    let path = request.uri().path().to_owned();
+    let id = log.next_id.fetch_add(1, Ordering::Relaxed);
+    let info = crate::telemetry::observe::RequestInfo {
+        route: crate::metrics::evaluation_route(&path),
+        span_name: crate::telemetry::observe::evaluation_span_name(&path),
+    };
+    let response =
+        crate::telemetry::observe::observe_request(&log.metrics, info, request, next).await;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let status = response.status().as_u16();
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        tracing::debug!(request_id = id, %path, status, elapsed_us, "request");
     }
-}
-
-/// The evaluation port's entry: native gRPC (HTTP/2, `application/grpc`, not gRPC-Web) goes straight to
-/// the gRPC routes, with the request-body idle timeout and the request bookkeeping; everything else
-/// (Connect, gRPC-Web, CORS preflights, unknown requests) takes the full stack of [`evaluation_router`].
-/// The full stack passes native gRPC through unchanged (CORS answers browsers, which cannot speak it), so
-/// both paths answer alike; the short one skips two boxed middlewares per request.
-#[derive(Clone)]
-struct NativeGrpcFirst {
-    grpc: tonic::service::Routes,
-    full: Router,
-    log: RequestLog,
-}
-
-/// Whether a request is native gRPC.
-fn is_native_grpc(request: &Request) -> bool {
-    request.version() == http::Version::HTTP_2
-        && request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|value| {
-                let value = value.as_bytes();
-                value.starts_with(b"application/grpc")
-                    && !value.starts_with(b"application/grpc-web")
-            })
-}
-
-impl tower::Service<Request> for NativeGrpcFirst {
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        use tower::ServiceExt;
-        if is_native_grpc(&request) {
-            let grpc = self.grpc.clone();
-            let log = self.log.clone();
-            Box::pin(async move {
-                let request = crate::transport::body_idle_timeout(request);
-                let response = log
-                    .record(request, |request| async move {
-                        match grpc.oneshot(request).await {
-                            Ok(response) => response.map(axum::body::Body::new),
-                            Err(never) => match never {},
-                        }
-                    })
-                    .await;
-                Ok(response)
-            })
-        } else {
-            let full = self.full.clone();
-            Box::pin(async move { full.oneshot(request).await })
-        }
-    }
+    response
 }

@@ -31,20 +31,6 @@ pub async fn observe_request(
     request: Request,
     next: Next,
 ) -> Response {
-    observe(metrics, info, request, |request| next.run(request)).await
-}
-
-/// [`observe_request`] around any handler: `handle` serves the request.
-pub async fn observe<H, F>(
-    metrics: &Metrics,
-    info: RequestInfo,
-    request: Request,
-    handle: H,
-) -> Response
-where
-    H: FnOnce(Request) -> F,
-    F: Future<Output = Response>,
-{
     let started = Instant::now();
     let method = request.method().clone();
     metrics.active_request(method.as_str(), "http", 1);
@@ -52,11 +38,11 @@ where
         .tracer()
         .and_then(|tracer| tracer.start_request(info.span_name, request.headers()));
     let response = match span {
-        None => handle(request).await,
+        None => next.run(request).await,
         Some(mut span) => {
             span.set("http.request.method", method_name(&method));
             span.set("http.route", info.route);
-            let (response, span) = super::spans::in_span(span, handle(request)).await;
+            let (response, span) = super::spans::in_span(span, next.run(request)).await;
             if let Some(mut span) = span {
                 span.set_int(
                     "http.response.status_code",
