@@ -11,7 +11,7 @@
 //! transient errors (the next poll is the retry).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use flagpole_engine::Format;
@@ -23,13 +23,13 @@ use object_store::client::{
     HttpClient, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpResponseBody, HttpService,
 };
 use object_store::{ClientOptions, GetOptions, ObjectStore, RetryConfig};
-use sha1::{Digest, Sha1};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::SourceError;
 use super::http::{MAX_BODY_BYTES, next_poll_delay, poll_timeout, schedule};
 use super::options::{RemoteOptions, SourceConfigError};
+use super::polled::{Applied, PollState};
 use super::publish::{PublishError, SourceContext, Wording};
 
 /// The deadline of one poll when `timeoutS` is not given.
@@ -401,11 +401,8 @@ pub struct BlobSource {
     path: object_store::path::Path,
     uri: String,
     etag: Option<String>,
-    last_hash: Option<[u8; 20]>,
-    rejected: Option<String>,
-    consecutive_failures: u64,
-    last_good: Instant,
-    overdue: bool,
+    /// The last object, its rejection, failures in a row, overdue (`sources::polled`).
+    polled: PollState,
 }
 
 impl BlobSource {
@@ -420,11 +417,7 @@ impl BlobSource {
             path,
             uri,
             etag: None,
-            last_hash: None,
-            rejected: None,
-            consecutive_failures: 0,
-            last_good: Instant::now(),
-            overdue: false,
+            polled: PollState::default(),
         }
     }
 
@@ -477,7 +470,7 @@ impl BlobSource {
             outcome = self.poll() => outcome,
         };
         if let Err(error) = outcome {
-            tracing::error!(%error, failures = self.consecutive_failures, "object-store poll failed; keeping the last good flags");
+            tracing::error!(%error, failures = self.polled.consecutive_failures, "object-store poll failed; keeping the last good flags");
         }
     }
 
@@ -491,23 +484,12 @@ impl BlobSource {
                 message: format!("no answer within {:?}", self.config.timeout),
             }),
         };
-        let identity = &self.context.identity;
-        match &outcome {
-            Ok(()) => {
-                self.consecutive_failures = 0;
-                self.last_good = Instant::now();
-                self.context.metrics.source_fetch_succeeded(identity);
-            }
-            Err(_) => {
-                self.consecutive_failures += 1;
-                self.context.metrics.source_fetch_failed(identity);
-            }
-        }
-        let overdue = self.last_good.elapsed() > self.config.overdue_after();
-        if overdue != self.overdue {
-            self.overdue = overdue;
-            self.context.metrics.source_overdue(identity, overdue);
-        }
+        self.polled.record(
+            outcome.is_ok(),
+            &self.context,
+            self.config.overdue_after(),
+            "object-store source",
+        );
         outcome
     }
 
@@ -573,38 +555,32 @@ impl BlobSource {
     }
 
     fn still_rejected(&self) -> Result<(), BlobError> {
-        match &self.rejected {
+        match self.polled.still_rejected() {
             Some(reason) => Err(BlobError::StillRejected {
                 uri: self.uri.clone(),
-                reason: reason.clone(),
+                reason: reason.to_owned(),
             }),
             None => Ok(()),
         }
     }
 
     async fn apply(&mut self, body: Bytes, format: Format) -> Result<(), BlobError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            tracing::warn!(uri = %self.uri, "the object is empty; keeping the last flags");
-            return Ok(());
-        }
-        let hash: [u8; 20] = Sha1::digest(&body).into();
-        if self.last_hash == Some(hash) {
-            return self.still_rejected();
-        }
-        self.last_hash = Some(hash);
-        let published = self.context.publish(WORDING, body, format).await;
-        self.rejected = match &published {
-            Ok(_) => None,
-            Err(PublishError::Aborted(_)) => {
-                self.last_hash = None;
-                None
+        match self
+            .polled
+            .apply(&mut self.context, WORDING, body, format)
+            .await
+        {
+            Applied::Empty => {
+                tracing::warn!(uri = %self.uri, "the object is empty; keeping the last flags");
+                Ok(())
             }
-            Err(error) => Some(error.to_string()),
-        };
-        published.map(|_| ()).map_err(|error| BlobError::Payload {
-            uri: self.uri.clone(),
-            error,
-        })
+            Applied::Unchanged => self.still_rejected(),
+            Applied::Published => Ok(()),
+            Applied::Rejected(error) => Err(BlobError::Payload {
+                uri: self.uri.clone(),
+                error,
+            }),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod http;
 pub mod kubernetes;
 pub mod last_good;
 pub mod options;
+pub mod polled;
 pub mod publish;
 pub mod spec;
 pub mod watch;

@@ -35,11 +35,11 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use hyper::body::Bytes;
 use serde_json::Value;
-use sha1::{Digest, Sha1};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::polled::{Applied, PollState};
 use super::{PublishError, SourceContext, SourceError, Wording};
 
 mod client;
@@ -205,18 +205,11 @@ pub struct HttpSource {
     context: SourceContext,
     transport: Transport,
     etag: Option<HeaderValue>,
-    /// SHA-1 of the last body parsed (accepted or not): an identical body is not parsed again.
-    last_hash: Option<[u8; 20]>,
-    /// Why that body was rejected, when it was: its repeat (or a 304 for it) is a failure again.
-    rejected: Option<String>,
+    /// The last body, its rejection, failures in a row, overdue (`sources::polled`).
+    polled: PollState,
     token: Option<Token>,
-    consecutive_failures: u64,
     /// The URL as logged and reported: without credentials.
     shown: String,
-    /// When the data was last good (or when the source started): the data is overdue after
-    /// [`HttpConfig::overdue_after`].
-    last_good: Instant,
-    overdue: bool,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -237,13 +230,9 @@ impl HttpSource {
             context,
             transport,
             etag: None,
-            last_hash: None,
-            rejected: None,
+            polled: PollState::default(),
             token: None,
-            consecutive_failures: 0,
             shown,
-            last_good: Instant::now(),
-            overdue: false,
         })
     }
 
@@ -302,7 +291,7 @@ impl HttpSource {
             outcome = self.poll(conditional) => outcome,
         };
         if let Err(error) = outcome {
-            tracing::error!(%error, failures = self.consecutive_failures, "http source poll failed; keeping its last good flags");
+            tracing::error!(%error, failures = self.polled.consecutive_failures, "http source poll failed; keeping its last good flags");
         }
     }
 
@@ -316,37 +305,21 @@ impl HttpSource {
             Ok(Fetched::Body(body, format)) => self.apply(body, format).await,
             Err(error) => Err(error),
         };
-        let identity = &self.context.identity;
-        match &outcome {
-            Ok(()) => {
-                self.consecutive_failures = 0;
-                self.last_good = Instant::now();
-                self.context.metrics.source_fetch_succeeded(identity);
-            }
-            Err(_) => {
-                self.consecutive_failures += 1;
-                self.context.metrics.source_fetch_failed(identity);
-            }
-        }
-        let overdue = self.last_good.elapsed() > self.config.overdue_after();
-        if overdue != self.overdue {
-            self.overdue = overdue;
-            self.context.metrics.source_overdue(identity, overdue);
-            if overdue {
-                tracing::warn!(url = %self.shown, since_secs = self.last_good.elapsed().as_secs(), "http source data is overdue: no good poll for longer than three intervals plus the poll deadline");
-            } else {
-                tracing::info!(url = %self.shown, "http source data is current again");
-            }
-        }
+        self.polled.record(
+            outcome.is_ok(),
+            &self.context,
+            self.config.overdue_after(),
+            "http source",
+        );
         outcome
     }
 
     /// A failure when the payload the upstream still serves is the one rejected before.
     fn still_rejected(&self) -> Result<(), HttpError> {
-        match &self.rejected {
+        match self.polled.still_rejected() {
             Some(reason) => Err(HttpError::StillRejected {
                 url: self.shown.clone(),
-                reason: reason.clone(),
+                reason: reason.to_owned(),
             }),
             None => Ok(()),
         }
@@ -512,35 +485,29 @@ impl HttpSource {
     /// Parses a body and, when it changed and loads, replaces this source's flags.
     async fn apply(&mut self, body: Bytes, format: Format) -> Result<(), HttpError> {
         let url = self.shown.clone();
-        if body.iter().all(u8::is_ascii_whitespace) {
-            // flagd: "configuration deleted", ignored.
-            tracing::warn!(%url, "http source returned an empty body; keeping its last flags");
-            return Ok(());
-        }
-        let hash: [u8; 20] = Sha1::digest(&body).into();
-        if self.last_hash == Some(hash) {
-            tracing::debug!(%url, "http source body unchanged");
-            return self.still_rejected();
-        }
-        self.last_hash = Some(hash);
-        let published = self.context.publish(WORDING, body, format).await;
-        self.rejected = match &published {
-            Ok(_) => None,
-            Err(PublishError::Aborted(_)) => {
-                // Not judged: parse it again next time.
-                self.last_hash = None;
-                None
+        match self
+            .polled
+            .apply(&mut self.context, WORDING, body, format)
+            .await
+        {
+            Applied::Empty => {
+                tracing::warn!(%url, "http source returned an empty body; keeping its last flags");
+                Ok(())
             }
-            Err(error) => Some(error.to_string()),
-        };
-        published.map(|_| ()).map_err(|error| match error {
-            PublishError::NotUtf8(source) => HttpError::NotUtf8 { url, source },
-            PublishError::Load(source) => HttpError::Load { url, source },
-            PublishError::Aborted(error) => HttpError::Body {
-                url,
-                message: format!("loading failed: {error}"),
-            },
-        })
+            Applied::Unchanged => {
+                tracing::debug!(%url, "http source body unchanged");
+                self.still_rejected()
+            }
+            Applied::Published => Ok(()),
+            Applied::Rejected(error) => Err(match error {
+                PublishError::NotUtf8(source) => HttpError::NotUtf8 { url, source },
+                PublishError::Load(source) => HttpError::Load { url, source },
+                PublishError::Aborted(error) => HttpError::Body {
+                    url,
+                    message: format!("loading failed: {error}"),
+                },
+            }),
+        }
     }
 }
 
