@@ -197,13 +197,7 @@ pub fn note_evaluation(
         if let Some(set) = flag_set {
             span.set("feature_flag.set.id", set.to_owned());
         }
-        if let Some(id) = context
-            .get("targetingKey")
-            .and_then(|v| v.as_str())
-            .filter(|id| !id.is_empty())
-        {
-            span.set("feature_flag.context.id", id.to_owned());
-        }
+        note_context_id(span, context);
         if let Some(error) = error {
             span.set("error.type", error.to_owned());
             span.fail(error.to_owned());
@@ -219,13 +213,7 @@ pub fn note_bulk(count: usize, context: &flagpole_engine::Context) {
             "feature_flag.count",
             i64::try_from(count).unwrap_or(i64::MAX),
         );
-        if let Some(id) = context
-            .get("targetingKey")
-            .and_then(|v| v.as_str())
-            .filter(|id| !id.is_empty())
-        {
-            span.set("feature_flag.context.id", id.to_owned());
-        }
+        note_context_id(span, context);
     });
 }
 
@@ -240,5 +228,16 @@ pub fn evaluation_span_name(path: &str) -> &'static str {
         "ResolveAll" => "resolveAll",
         "EventStream" => "eventStream",
         _ => "request",
+    }
+}
+
+/// `feature_flag.context.id`: the context's targeting key, when it has a non-empty one.
+fn note_context_id(span: &mut super::spans::ActiveSpan, context: &flagpole_engine::Context) {
+    if let Some(id) = context
+        .get("targetingKey")
+        .and_then(|v| v.as_str())
+        .filter(|id| !id.is_empty())
+    {
+        span.set("feature_flag.context.id", id.to_owned());
     }
 }

@@ -124,10 +124,17 @@ pub fn resolve(
     let metric_interval = number(&var, "OTEL_METRIC_EXPORT_INTERVAL", &mut warnings)
         .map_or(DEFAULT_METRIC_INTERVAL, Duration::from_millis)
         .max(MIN_INTERVAL);
+    // Read (host name, variables) only when something is exported: start-up pays nothing otherwise.
+    let resource = if traces.is_some() || metrics.is_some() {
+        resource(&var, &mut warnings)
+    } else {
+        Vec::new()
+    };
     let settings = Settings {
         traces,
         metrics,
-        resource: resource(&var, &mut warnings),
+        // Read (host name, variables) only when something is exported: start-up pays nothing otherwise.
+        resource,
         sampler,
         batching: Batching {
             max_queue,
