@@ -145,9 +145,9 @@ impl OverrideControl {
 
     fn journal(&self, kind: Kind, key: &str, actor: Option<&str>, reason: Option<&str>) {
         if let Some(journal) = self.store.journal() {
-            let mut entry = Entry::new(kind, "admin", Some(key));
-            entry.actor = actor.map(str::to_owned);
-            entry.reason = reason.filter(|r| !r.is_empty()).map(str::to_owned);
+            let mut entry = Entry::new(kind, "admin".into(), Some(key.into()));
+            entry.actor = actor.map(Box::from);
+            entry.reason = reason.filter(|r| !r.is_empty()).map(Box::from);
             journal.record(vec![entry]);
         }
     }

@@ -15,11 +15,11 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use flagpole_engine::Flag;
 use serde::Serialize;
-use sha1::{Digest, Sha1};
+use sha1::{Digest as _, Sha1};
 
 use crate::metrics::Metrics;
 use crate::state_dir::StateDir;
@@ -73,6 +73,10 @@ impl Kind {
 }
 
 /// One change.
+///
+/// Kept small (a reload of 10,000 flags records 10,000 entries, and [`JOURNAL_MEMORY_ENTRIES`] of them stay
+/// in memory): the source and the flag key are shared with the store, digests are bytes, and the texts only
+/// overrides and rejections carry are boxed.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
@@ -83,36 +87,36 @@ pub struct Entry {
     /// What happened.
     pub kind: Kind,
     /// The source identity, or `admin` for overrides.
-    pub source: String,
+    pub source: Arc<str>,
     /// The flag key (none for a rejected payload).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub flag: Option<String>,
+    pub flag: Option<Arc<str>>,
     /// Digest of the definition before (update, delete).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub before: Option<String>,
+    pub before: Option<Digest>,
     /// Digest of the definition after (write, update).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    pub after: Option<Digest>,
     /// Who (overrides: the admin token's name).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
+    pub actor: Option<Box<str>>,
     /// Why (overrides).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Box<str>>,
     /// The error of a rejected payload.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Box<str>>,
 }
 
 impl Entry {
     /// An entry of `kind` about `flag` (no digests, actor or reason yet).
-    pub fn new(kind: Kind, source: &str, flag: Option<&str>) -> Entry {
+    pub fn new(kind: Kind, source: Arc<str>, flag: Option<Arc<str>>) -> Entry {
         Entry {
             seq: 0,
             time: 0,
             kind,
-            source: source.to_owned(),
-            flag: flag.map(str::to_owned),
+            source,
+            flag,
             before: None,
             after: None,
             actor: None,
@@ -122,8 +126,24 @@ impl Entry {
     }
 }
 
-/// A short digest of a flag's definition (state, default variant, variants, targeting, metadata).
-pub fn digest(flag: &Flag) -> String {
+/// A short digest of a flag's definition: the first six bytes of its SHA-1, written as twelve hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest([u8; 6]);
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The digest of a flag's definition (state, default variant, variants, targeting, metadata).
+pub fn digest(flag: &Flag) -> Digest {
     let mut hash = Sha1::new();
     hash.update(flag.state_raw.as_bytes());
     hash.update([0]);
@@ -143,11 +163,9 @@ pub fn digest(flag: &Flag) -> String {
             .unwrap_or_default()
             .as_bytes(),
     );
-    hash.finalize()
-        .iter()
-        .take(6)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    let mut short = [0; 6];
+    short.copy_from_slice(&hash.finalize()[..6]);
+    Digest(short)
 }
 
 /// The journal.
@@ -164,6 +182,20 @@ pub struct Journal {
 struct Memory {
     entries: VecDeque<Entry>,
     next_seq: u64,
+}
+
+impl Memory {
+    /// Appends `entry`, dropping the oldest beyond [`JOURNAL_MEMORY_ENTRIES`]. The list grows by doubling
+    /// up to exactly that many, not to the next power of two past it.
+    fn push(&mut self, entry: Entry) {
+        if self.entries.len() >= JOURNAL_MEMORY_ENTRIES {
+            self.entries.pop_front();
+        } else if self.entries.len() == self.entries.capacity() {
+            let grown = (self.entries.capacity() * 2).clamp(16, JOURNAL_MEMORY_ENTRIES);
+            self.entries.reserve_exact(grown - self.entries.len());
+        }
+        self.entries.push_back(entry);
+    }
 }
 
 #[derive(Debug)]
@@ -210,12 +242,9 @@ impl Journal {
                     while !error.is_char_boundary(end) {
                         end -= 1;
                     }
-                    error.truncate(end);
+                    *error = error[..end].into();
                 }
-                memory.entries.push_back(entry.clone());
-                if memory.entries.len() > JOURNAL_MEMORY_ENTRIES {
-                    memory.entries.pop_front();
-                }
+                memory.push(entry.clone());
             }
             self.latest.send_replace(memory.next_seq - 1);
         }
@@ -316,7 +345,7 @@ fn log(entries: &[Entry]) {
     match first.kind {
         Kind::Rejected => {
             tracing::warn!(
-                source = first.source,
+                source = &*first.source,
                 error = first.error.as_deref().unwrap_or(""),
                 "change: payload rejected"
             );
@@ -333,7 +362,7 @@ fn log(entries: &[Entry]) {
         Kind::Write | Kind::Update | Kind::Delete => {
             let count = |kind| entries.iter().filter(|e| e.kind == kind).count();
             tracing::info!(
-                source = first.source,
+                source = &*first.source,
                 written = count(Kind::Write),
                 updated = count(Kind::Update),
                 deleted = count(Kind::Delete),
@@ -353,7 +382,11 @@ mod tests {
         let journal = Journal::new(Metrics::new(), None);
         let mut latest = journal.subscribe();
         for i in 0..5 {
-            journal.record(vec![Entry::new(Kind::Write, "s", Some(&format!("f{i}")))]);
+            journal.record(vec![Entry::new(
+                Kind::Write,
+                "s".into(),
+                Some(format!("f{i}").into()),
+            )]);
         }
         assert_eq!(*latest.borrow_and_update(), 5);
         let seqs = |entries: Vec<Entry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
@@ -366,11 +399,58 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_is_twelve_hex_digits_of_the_definition() {
+        let load = |json: &str| {
+            flagpole_engine::parse_document(
+                json,
+                flagpole_engine::Format::Json,
+                &Default::default(),
+            )
+            .expect("flags")
+            .flags
+        };
+        let on = load(
+            r#"{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}"#,
+        );
+        let off = load(
+            r#"{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off"}}}"#,
+        );
+        let text = digest(&on[0]).to_string();
+        assert_eq!(text.len(), 12);
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(
+            serde_json::to_value(digest(&on[0])).expect("json"),
+            serde_json::json!(text)
+        );
+        assert_eq!(
+            digest(&on[0]),
+            digest(
+                &load(
+                    r#"{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}"#
+                )[0]
+            )
+        );
+        assert_ne!(digest(&on[0]), digest(&off[0]));
+    }
+
+    #[test]
     fn memory_is_bounded_and_queries_filter_by_time_and_flag() {
         let journal = Journal::new(Metrics::new(), None);
         for i in 0..JOURNAL_MEMORY_ENTRIES + 5 {
-            journal.record(vec![Entry::new(Kind::Write, "s", Some(&format!("f{i}")))]);
+            journal.record(vec![Entry::new(
+                Kind::Write,
+                "s".into(),
+                Some(format!("f{i}").into()),
+            )]);
         }
+        let capacity = journal.memory.lock().expect("memory").entries.capacity();
+        assert_eq!(
+            capacity, JOURNAL_MEMORY_ENTRIES,
+            "grown to the bound, not past it"
+        );
         let all = journal.query(None, None, usize::MAX);
         assert_eq!(all.len(), JOURNAL_MEMORY_ENTRIES);
         assert_eq!(all[0].seq, 6, "the oldest five were dropped");
@@ -392,11 +472,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = StateDir::open(dir.path()).expect("state");
         let journal = Journal::new(Metrics::new(), Some(&state));
-        let mut rejected = Entry::new(Kind::Rejected, "f.json", None);
-        rejected.error = Some("é".repeat(MAX_ERROR_BYTES));
+        let mut rejected = Entry::new(Kind::Rejected, "f.json".into(), None);
+        rejected.error = Some("é".repeat(MAX_ERROR_BYTES).into());
         journal.record(vec![rejected]);
-        let mut set = Entry::new(Kind::OverrideSet, "admin", Some("checkout"));
-        set.actor = Some("oncall".to_owned());
+        let mut set = Entry::new(Kind::OverrideSet, "admin".into(), Some("checkout".into()));
+        set.actor = Some("oncall".into());
         journal.record(vec![set]);
         let text = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).expect("file");
         let lines: Vec<serde_json::Value> = text

@@ -173,16 +173,18 @@ fn reload_entries(
             flags.iter().map(|f| (f.key.clone(), f.clone())).collect()
         };
     let (old, new) = (by_key(old), by_key(new));
+    let source: Arc<str> = source.into();
+    let entry = |kind, key: &Arc<str>| Entry::new(kind, source.clone(), Some(key.clone()));
     let mut entries = Vec::new();
     for (key, flag) in &new {
         match old.get(key) {
             None => {
-                let mut entry = Entry::new(Kind::Write, source, Some(key));
+                let mut entry = entry(Kind::Write, key);
                 entry.after = Some(digest(flag));
                 entries.push(entry);
             }
             Some(previous) if !previous.same_definition(flag) => {
-                let mut entry = Entry::new(Kind::Update, source, Some(key));
+                let mut entry = entry(Kind::Update, key);
                 entry.before = Some(digest(previous));
                 entry.after = Some(digest(flag));
                 entries.push(entry);
@@ -192,7 +194,7 @@ fn reload_entries(
     }
     for (key, flag) in &old {
         if !new.contains_key(key) {
-            let mut entry = Entry::new(Kind::Delete, source, Some(key));
+            let mut entry = entry(Kind::Delete, key);
             entry.before = Some(digest(flag));
             entries.push(entry);
         }

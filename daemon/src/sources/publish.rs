@@ -253,10 +253,10 @@ impl SourceContext {
                 if let Some(journal) = self.store.journal() {
                     let mut entry = crate::journal::Entry::new(
                         crate::journal::Kind::Rejected,
-                        &self.identity,
+                        self.identity.clone(),
                         None,
                     );
-                    entry.error = Some(error.to_string());
+                    entry.error = Some(error.to_string().into());
                     journal.record(vec![entry]);
                 }
                 Err(error)
