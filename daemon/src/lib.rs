@@ -53,6 +53,22 @@ pub fn percent_encode(text: &str) -> String {
     out
 }
 
+/// An error and its causes on one line, `outer: cause: root`, leaving out a cause whose text the line
+/// already holds (many errors repeat their source's message in their own).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The current time in unix seconds (0 before 1970), for state, journal and metrics timestamps.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -29,6 +29,7 @@
 //! read other resources of the operator (`FeatureFlagSource`), or write anything back (no status, no
 //! events, no finalizers).
 
+use crate::error_chain;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -656,21 +657,6 @@ enum Applied {
     /// Same resourceVersion or same flag spec as the last one, which was rejected: still rejected, not
     /// counted again.
     StillRejected,
-}
-
-/// An error and its causes, `: `-separated (kube's errors keep the useful part in the chain).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

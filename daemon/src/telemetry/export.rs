@@ -318,15 +318,10 @@ impl Exporter {
             .map_err(|e| e.to_string())?;
         request.headers_mut().extend(destination.headers.clone());
         let exchange = async {
-            let response = client.request(request).await.map_err(|e| {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    message = format!("{message}: {cause}");
-                    source = cause.source();
-                }
-                message
-            })?;
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| crate::error_chain(&e))?;
             let status = response.status();
             // Read (a bounded amount of) the body so the connection can be reused.
             let _ = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use http::HeaderMap;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -172,7 +172,7 @@ impl Tracer {
             trace_state: None,
             name: name.into(),
             kind,
-            start_unix_nano: unix_nanos(SystemTime::now()),
+            start_unix_nano: super::unix_nanos_now(),
             end_unix_nano: 0,
             attributes: Vec::with_capacity(EXPECTED_ATTRIBUTES),
             error: None,
@@ -266,11 +266,6 @@ impl SpanRecord {
             error: None,
         }
     }
-}
-
-fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 tokio::task_local! {

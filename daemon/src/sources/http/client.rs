@@ -14,6 +14,7 @@
 //!
 //! What it does not do: know about flags, schedules, ETags or OAuth (the source in [`super`] does).
 
+use crate::error_chain;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -510,18 +511,6 @@ impl hyper::rt::Write for ProxyStream {
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
-}
-
-/// An error and its causes, joined with `: `.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]
