@@ -149,20 +149,18 @@ pub fn digest(flag: &Flag) -> Digest {
     hash.update([0]);
     hash.update(flag.default_variant.as_deref().unwrap_or("").as_bytes());
     hash.update([0]);
+    // JSON is written straight into the hash (the same bytes `to_string` would make, without the copies;
+    // a first load digests every flag). Writing into a hash cannot fail.
     for (name, value) in flag.variants.iter() {
         hash.update(name.as_bytes());
-        hash.update(value.to_string().as_bytes());
+        let _ = serde_json::to_writer(&mut hash, value);
     }
     hash.update([0]);
     if let Some(targeting) = &flag.raw_targeting {
         hash.update(targeting.as_str().as_bytes());
     }
     hash.update([0]);
-    hash.update(
-        serde_json::to_string(&*flag.metadata)
-            .unwrap_or_default()
-            .as_bytes(),
-    );
+    let _ = serde_json::to_writer(&mut hash, &*flag.metadata);
     let mut short = [0; 6];
     short.copy_from_slice(&hash.finalize()[..6]);
     Digest(short)
@@ -248,8 +246,16 @@ impl Journal {
             }
             self.latest.send_replace(memory.next_seq - 1);
         }
+        // One count per kind for the batch (a first load records one entry per flag).
+        let mut kinds: Vec<(Kind, u64)> = Vec::new();
         for entry in &entries {
-            self.metrics.change_recorded(entry.kind.as_str());
+            match kinds.iter_mut().find(|(kind, _)| *kind == entry.kind) {
+                Some((_, count)) => *count += 1,
+                None => kinds.push((entry.kind, 1)),
+            }
+        }
+        for (kind, count) in kinds {
+            self.metrics.change_recorded(kind.as_str(), count);
         }
         log(&entries);
         if let Some(file) = &self.file {
@@ -434,6 +440,43 @@ mod tests {
             )
         );
         assert_ne!(digest(&on[0]), digest(&off[0]));
+        // The bytes hashed are the definition's JSON as `to_string` writes it (digests already in journal
+        // files stay comparable).
+        let flag = &on[0];
+        let mut bytes = format!("{}\0{}\0", flag.state_raw, "on").into_bytes();
+        for (name, value) in flag.variants.iter() {
+            bytes.extend(name.as_bytes());
+            bytes.extend(value.to_string().as_bytes());
+        }
+        bytes.extend(b"\0\0{}");
+        let expected: String = Sha1::digest(&bytes)[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(digest(flag).to_string(), expected);
+    }
+
+    #[test]
+    fn a_batch_is_counted_per_kind() {
+        let metrics = Metrics::new();
+        let journal = Journal::new(metrics.clone(), None);
+        let entry = |kind, key: &str| Entry::new(kind, "s".into(), Some(key.into()));
+        journal.record(vec![
+            entry(Kind::Write, "a"),
+            entry(Kind::Update, "b"),
+            entry(Kind::Write, "c"),
+            entry(Kind::Write, "d"),
+        ]);
+        let text = metrics.encode();
+        assert!(
+            text.contains("flagpole_changes_total{kind=\"write\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flagpole_changes_total{kind=\"update\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("kind=\"delete\""), "{text}");
     }
 
     #[test]

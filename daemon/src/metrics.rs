@@ -833,8 +833,12 @@ impl Metrics {
     }
 
     /// A change was recorded in the journal.
-    pub fn change_recorded(&self, kind: &str) {
-        inc(&self.inner.changes, vec![("kind", kind.to_owned())]);
+    pub fn change_recorded(&self, kind: &str, count: u64) {
+        self.inner
+            .changes
+            .with(vec![("kind", kind.to_owned())], |c| {
+                c.inc_by(count);
+            });
     }
 
     /// A source's payload was rejected; the source kept its last good flags.
@@ -1276,7 +1280,7 @@ mod tests {
         metrics.source_stale("s", 1);
         metrics.source_overdue("s", true);
         metrics.set_stale_flags("unused", 1);
-        metrics.change_recorded("write");
+        metrics.change_recorded("write", 1);
         metrics.otel_dropped("traces", "queue_full", 1);
         let mut exported: std::collections::BTreeSet<String> = metrics
             .metric_families()
