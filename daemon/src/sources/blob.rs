@@ -235,14 +235,15 @@ impl BlobConfig {
                 builder.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
             }
             Cloud::Gcs => {
+                // The emulator variable Google's clients (and flagd's) honour; the emulator speaks plain
+                // http and takes no credentials.
+                let emulator = env("STORAGE_EMULATOR_HOST");
                 let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&self.bucket)
                     .with_http_connector(HyperConnector)
-                    .with_client_options(client)
+                    .with_client_options(client.with_allow_http(emulator.is_some()))
                     .with_retry(retry);
-                // The emulator variable Google's clients (and flagd's) honour; the emulator takes no
-                // credentials.
-                if let Some(host) = env("STORAGE_EMULATOR_HOST") {
+                if let Some(host) = emulator {
                     let base = if host.contains("://") {
                         host
                     } else {
@@ -250,12 +251,7 @@ impl BlobConfig {
                     };
                     builder = builder
                         .with_base_url(base.trim_end_matches('/'))
-                        .with_skip_signature(true)
-                        .with_client_options(
-                            ClientOptions::new()
-                                .with_timeout(self.timeout)
-                                .with_allow_http(true),
-                        );
+                        .with_skip_signature(true);
                 }
                 builder.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
             }

@@ -7,13 +7,11 @@
 //! retried, so a collector that is down costs one failed connection attempt per batch and no memory.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::ConfigBuilderExt;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -247,30 +245,23 @@ impl Exporter {
     }
 
     fn http_client(&self, contents: &[Vec<u8>]) -> Result<HttpClient, ExportError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
         let mut files = contents.iter();
-        let builder = if self.destination.tls.ca.is_some() {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in
-                rustls::pki_types::CertificateDer::pem_slice_iter(files.next().expect("read"))
-            {
-                roots
-                    .add(cert.map_err(|e| format!("CA certificate: {e}"))?)
-                    .map_err(|e| format!("CA certificate: {e}"))?;
-            }
-            builder.with_root_certificates(roots)
-        } else {
-            match builder.clone().with_native_roots() {
-                Ok(builder) => builder,
-                Err(error) => {
-                    tracing::warn!(%error, "no system root certificates; an https collector cannot be verified");
-                    builder.with_root_certificates(rustls::RootCertStore::empty())
+        let roots = match self.destination.tls.ca {
+            Some(_) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in
+                    rustls::pki_types::CertificateDer::pem_slice_iter(files.next().expect("read"))
+                {
+                    roots
+                        .add(cert.map_err(|e| format!("CA certificate: {e}"))?)
+                        .map_err(|e| format!("CA certificate: {e}"))?;
                 }
+                Some(roots)
             }
+            None => None,
         };
+        let builder = crate::transport::tls::client_config_builder(roots, "an https collector")
+            .map_err(|e| e.to_string())?;
         let config = if self.destination.tls.client.is_some() {
             let chain =
                 rustls::pki_types::CertificateDer::pem_slice_iter(files.next().expect("read"))

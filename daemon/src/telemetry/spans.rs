@@ -243,28 +243,16 @@ impl ActiveSpan {
 impl Drop for ActiveSpan {
     fn drop(&mut self) {
         let elapsed = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let placeholder = self.span.clone_ids();
-        let mut span = std::mem::replace(&mut self.span, placeholder);
-        span.end_unix_nano = span.start_unix_nano.saturating_add(elapsed);
+        // The owned parts are taken; the ids and times are copied.
+        let span = SpanRecord {
+            name: std::mem::take(&mut self.span.name),
+            trace_state: self.span.trace_state.take(),
+            attributes: std::mem::take(&mut self.span.attributes),
+            error: self.span.error.take(),
+            end_unix_nano: self.span.start_unix_nano.saturating_add(elapsed),
+            ..self.span
+        };
         self.tracer.send(span);
-    }
-}
-
-impl SpanRecord {
-    /// A copy without the owned parts (what a dropped span leaves behind).
-    fn clone_ids(&self) -> SpanRecord {
-        SpanRecord {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            parent: self.parent,
-            trace_state: None,
-            name: Cow::Borrowed(""),
-            kind: self.kind,
-            start_unix_nano: self.start_unix_nano,
-            end_unix_nano: 0,
-            attributes: Vec::new(),
-            error: None,
-        }
     }
 }
 

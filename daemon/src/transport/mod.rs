@@ -15,7 +15,7 @@
 
 mod batching;
 mod listener;
-mod tls;
+pub(crate) mod tls;
 
 use std::io;
 use std::sync::Arc;

@@ -9,6 +9,9 @@
 //! one stays in use; it is tried again when the files change again (so a cert and key written one after
 //! the other load once both are there). Open connections keep the certificate they were accepted with.
 //!
+//! Also the one client configuration flagpole's outgoing TLS connections start from
+//! ([`client_config_builder`]: http and object-store sources, the OTLP exporter).
+//!
 //! What it does not do: client authentication (flagd has none) or TLS on the management and OFREP ports.
 
 use std::fs::Metadata;
@@ -170,4 +173,30 @@ fn pem_io_error(error: rustls::pki_types::pem::Error) -> io::Error {
         rustls::pki_types::pem::Error::Io(io) => io,
         other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
     }
+}
+
+/// The start of every outgoing TLS client configuration (ring, the safe protocol versions): trusting
+/// `roots` when given, else the system's roots; a system without any gets an empty store and a warning
+/// that `who` cannot be verified. The caller then chooses a client certificate or none.
+pub(crate) fn client_config_builder(
+    roots: Option<rustls::RootCertStore>,
+    who: &str,
+) -> Result<
+    rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    rustls::Error,
+> {
+    use hyper_rustls::ConfigBuilderExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?;
+    Ok(match roots {
+        Some(roots) => builder.with_root_certificates(roots),
+        None => match builder.clone().with_native_roots() {
+            Ok(builder) => builder,
+            Err(error) => {
+                tracing::warn!(%error, "no system root certificates: {who} cannot be verified");
+                builder.with_root_certificates(rustls::RootCertStore::empty())
+            }
+        },
+    })
 }

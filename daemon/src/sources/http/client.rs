@@ -27,7 +27,7 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector, MaybeHttpsStream};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -291,30 +291,24 @@ async fn read_body(
 pub(crate) fn tls_config(
     roots: Option<&[rustls::pki_types::CertificateDer<'static>]>,
 ) -> Result<rustls::ClientConfig, SourceError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SourceError::Tls {
-            message: e.to_string(),
-        })?;
-    if let Some(roots) = roots {
-        let mut store = rustls::RootCertStore::empty();
-        for root in roots {
-            store.add(root.clone()).map_err(|e| SourceError::Tls {
-                message: e.to_string(),
-            })?;
+    let tls = |e: rustls::Error| SourceError::Tls {
+        message: e.to_string(),
+    };
+    let store = match roots {
+        Some(roots) => {
+            let mut store = rustls::RootCertStore::empty();
+            for root in roots {
+                store.add(root.clone()).map_err(tls)?;
+            }
+            Some(store)
         }
-        return Ok(builder.with_root_certificates(store).with_no_client_auth());
-    }
-    Ok(match builder.clone().with_native_roots() {
-        Ok(builder) => builder.with_no_client_auth(),
-        Err(error) => {
-            tracing::warn!(%error, "no system root certificates; https sources cannot verify servers");
-            builder
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        }
-    })
+        None => None,
+    };
+    Ok(
+        crate::transport::tls::client_config_builder(store, "https sources")
+            .map_err(tls)?
+            .with_no_client_auth(),
+    )
 }
 
 /// `host` is `parent` or one of its subdomains (Go's rule for keeping sensitive headers). Hosts are
