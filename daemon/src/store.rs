@@ -175,7 +175,12 @@ fn reload_entries(
     let (old, new) = (by_key(old), by_key(new));
     let source: Arc<str> = source.into();
     let entry = |kind, key: &Arc<str>| Entry::new(kind, source.clone(), Some(key.clone()));
-    let mut entries = Vec::new();
+    // A first load writes every flag: sized once instead of doubled up to it.
+    let mut entries = if old.is_empty() {
+        Vec::with_capacity(new.len())
+    } else {
+        Vec::new()
+    };
     for (key, flag) in &new {
         match old.get(key) {
             None => {

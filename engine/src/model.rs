@@ -170,6 +170,19 @@ impl Variants {
     }
 }
 
+impl Variants {
+    /// From entries already sorted by name, without repeats.
+    pub(crate) fn from_sorted(entries: Vec<(String, Value)>) -> Self {
+        debug_assert!(entries.is_sorted_by(|a, b| a.0 < b.0));
+        Variants(
+            entries
+                .into_iter()
+                .map(|(key, value)| (key.into_boxed_str(), value))
+                .collect(),
+        )
+    }
+}
+
 impl From<Map<String, Value>> for Variants {
     fn from(map: Map<String, Value>) -> Self {
         // A `Map` iterates in key order, so the slice is sorted and free of duplicates.

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 const ROOT: Ptr<'static> = Ptr::ROOT;
 
@@ -54,10 +54,18 @@ pub fn validate(doc: &Value, kind: SchemaKind) -> Vec<Warning> {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FlagFields<'v> {
     pub(crate) state: Option<&'v Value>,
-    pub(crate) variants: Option<&'v Value>,
+    pub(crate) variants: Option<VariantsField<'v>>,
     pub(crate) default_variant: Option<&'v Value>,
     pub(crate) targeting: Option<&'v Value>,
     pub(crate) metadata: Option<&'v Value>,
+}
+
+/// A flag's `variants`: a value as written, or an object's entries sorted by name (the loader's form,
+/// validated exactly as the equivalent object).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum VariantsField<'v> {
+    Value(&'v Value),
+    Entries(&'v [(String, Value)]),
 }
 
 /// Validates a flagd document given as its map-form flags (sorted by key, each already split into its
@@ -255,7 +263,7 @@ impl<'d> Validator<'d> {
         };
         let fields = FlagFields {
             state: fields.get("state"),
-            variants: fields.get("variants"),
+            variants: fields.get("variants").map(VariantsField::Value),
             default_variant: fields.get("defaultVariant"),
             targeting: fields.get("targeting"),
             metadata: fields.get("metadata"),
@@ -274,8 +282,16 @@ impl<'d> Validator<'d> {
         }
         match fields.variants {
             None => self.report(path, "`variants` is required"),
-            Some(Value::Object(variants)) => self.variants(variants, &path.key("variants")),
-            Some(_) => self.report(&path.key("variants"), "`variants` must be an object"),
+            Some(VariantsField::Value(Value::Object(variants))) => {
+                self.variants(variants.iter(), &path.key("variants"));
+            }
+            Some(VariantsField::Entries(entries)) => self.variants(
+                entries.iter().map(|(name, value)| (name, value)),
+                &path.key("variants"),
+            ),
+            Some(VariantsField::Value(_)) => {
+                self.report(&path.key("variants"), "`variants` must be an object");
+            }
         }
         match fields.default_variant {
             None | Some(Value::String(_)) | Some(Value::Null) => {}
@@ -292,12 +308,17 @@ impl<'d> Validator<'d> {
         }
     }
 
-    fn variants(&mut self, variants: &Map<String, Value>, path: &Ptr<'_>) {
-        if variants.is_empty() {
+    /// `variants`: (name, value) in name order, without repeats.
+    fn variants<'v>(
+        &mut self,
+        variants: impl Iterator<Item = (&'v String, &'v Value)> + Clone,
+        path: &Ptr<'_>,
+    ) {
+        if variants.clone().next().is_none() {
             self.report(path, "a flag needs at least one variant");
             return;
         }
-        if variants.contains_key("") {
+        if variants.clone().any(|(name, _)| name.is_empty()) {
             self.report(path, "a variant name must not be empty");
         }
         let kind = |v: &Value| match v {
@@ -702,7 +723,7 @@ mod tests {
 
     #[test]
     fn violations_are_capped() {
-        let flags: Map<String, Value> = (0..MAX_VIOLATIONS + 10)
+        let flags: serde_json::Map<String, Value> = (0..MAX_VIOLATIONS + 10)
             .map(|i| (format!("f{i}"), json!(1)))
             .collect();
         let w = validate(&json!({ "flags": flags }), SchemaKind::Flagd);

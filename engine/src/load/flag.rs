@@ -44,7 +44,7 @@ pub(super) fn build_flag(
     let parts = match value {
         Value::Object(mut fields) => FlagParts {
             state: fields.remove("state"),
-            variants: fields.remove("variants"),
+            variants: fields.remove("variants").map(VariantsPart::from),
             default_variant: fields.remove("defaultVariant"),
             targeting: fields.remove("targeting"),
             metadata: fields.remove("metadata"),
@@ -74,12 +74,113 @@ pub(super) fn build_flag(
 #[derive(Debug, Default)]
 pub(super) struct FlagParts {
     pub(super) state: Option<Value>,
-    pub(super) variants: Option<Value>,
+    pub(super) variants: Option<VariantsPart>,
     pub(super) default_variant: Option<Value>,
     pub(super) targeting: Option<Value>,
     pub(super) metadata: Option<Value>,
     /// Names of the fields not read.
     pub(super) unknown: Vec<String>,
+}
+
+/// A flag's `variants` as read: an object as its entries, sorted by name with the last of a repeated name
+/// kept (what decoding it into a [`Map`] gives, without the map: a [`Map`] spends a 600-byte tree node on
+/// even one entry, and a document of 10,000 flags built 10,000 of them only to take them apart again), or
+/// any other value as it is (reported by validation and loading).
+#[derive(Debug)]
+pub(super) enum VariantsPart {
+    Entries(Vec<(String, Value)>),
+    Other(Value),
+}
+
+impl From<Value> for VariantsPart {
+    fn from(value: Value) -> Self {
+        match value {
+            // A map iterates in name order: sorted, no repeats.
+            Value::Object(map) => VariantsPart::Entries(map.into_iter().collect()),
+            other => VariantsPart::Other(other),
+        }
+    }
+}
+
+impl VariantsPart {
+    /// Sorts `entries` by name, keeping the last of a repeated name at its sorted place.
+    fn from_entries(mut entries: Vec<(String, Value)>) -> Self {
+        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+            // Stable: repeats stay in document order, and the later one replaces the earlier.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries.dedup_by(|later, earlier| {
+                let same = later.0 == earlier.0;
+                if same {
+                    std::mem::swap(later, earlier);
+                }
+                same
+            });
+        }
+        VariantsPart::Entries(entries)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for VariantsPart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PartVisitor;
+        impl<'de> serde::de::Visitor<'de> for PartVisitor {
+            type Value = VariantsPart;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<VariantsPart, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(name) = map.next_key::<String>()? {
+                    entries.push((name, map.next_value::<Value>()?));
+                }
+                Ok(VariantsPart::from_entries(entries))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<VariantsPart, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Value>()? {
+                    items.push(item);
+                }
+                Ok(VariantsPart::Other(Value::Array(items)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<VariantsPart, E> {
+                Ok(VariantsPart::Other(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<VariantsPart, E> {
+                Ok(VariantsPart::Other(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<VariantsPart, E> {
+                Ok(VariantsPart::Other(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<VariantsPart, E> {
+                Ok(VariantsPart::Other(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<VariantsPart, E> {
+                Ok(VariantsPart::Other(Value::String(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<VariantsPart, E> {
+                Ok(VariantsPart::Other(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<VariantsPart, E> {
+                Ok(VariantsPart::Other(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<VariantsPart, E> {
+                Ok(VariantsPart::Other(Value::Null))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<VariantsPart, D::Error> {
+                serde::Deserialize::deserialize(d)
+            }
+        }
+        d.deserialize_any(PartVisitor)
+    }
 }
 
 /// The names of a flag definition's fields, as [`FlagParts`] reads them.
@@ -122,7 +223,10 @@ impl FlagParts {
     pub(super) fn schema_fields(&self) -> schema::FlagFields<'_> {
         schema::FlagFields {
             state: self.state.as_ref(),
-            variants: self.variants.as_ref(),
+            variants: self.variants.as_ref().map(|variants| match variants {
+                VariantsPart::Entries(entries) => schema::VariantsField::Entries(entries),
+                VariantsPart::Other(value) => schema::VariantsField::Value(value),
+            }),
             default_variant: self.default_variant.as_ref(),
             targeting: self.targeting.as_ref(),
             metadata: self.metadata.as_ref(),
@@ -232,9 +336,10 @@ pub(super) fn build_flag_from_parts(
         }
     };
     let variants = match variants {
-        None | Some(Value::Null) => Variants::default(),
-        Some(Value::Object(variants)) => Variants::from(variants),
-        Some(other) => {
+        None | Some(VariantsPart::Other(Value::Null)) => Variants::default(),
+        Some(VariantsPart::Entries(entries)) => Variants::from_sorted(entries),
+        Some(VariantsPart::Other(Value::Object(variants))) => Variants::from(variants),
+        Some(VariantsPart::Other(other)) => {
             return Err(malformed(
                 "variants",
                 format!("must be an object, not {}", type_name(&other)),

@@ -586,7 +586,12 @@ fn plain_json_documents_load_like_the_general_path() {
         "n": {"state": "ENABLED", "variants": {"a": "1"}, "defaultVariant": null, "targeting": null},
         "bad": {"state": "SOMETIMES", "variants": {"a": [1]}, "targeting": {"nope": 1}},
         "dup": {"state": "ENABLED", "variants": {"second": "2"}},
-        "": {"variants": {}}
+        "": {"variants": {}},
+        "unsorted": {"state": "ENABLED", "variants": {"z": 1, "a": 2, "m": 3, "a": 4}, "defaultVariant": "a"},
+        "unnamed": {"state": "ENABLED", "variants": {"": true, "y": false, "": false}},
+        "objects": {"state": "ENABLED", "variants": {"b": {"k": [1, {"x": null}]}, "a": {"k": 2}}},
+        "mixed": {"state": "ENABLED", "variants": {"n": null, "s": "x"}},
+        "nullv": {"state": "ENABLED", "variants": null}
       }}"#;
     let json = parse_document(text, Format::Json, &LoadOptions::default()).expect("json loads");
     let text = text.to_owned();
@@ -605,7 +610,12 @@ fn plain_json_documents_load_like_the_general_path() {
             .map(|f| f.key.to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(keys(&json), ["", "a", "b", "bad", "dup", "n"]);
+    assert_eq!(
+        keys(&json),
+        [
+            "", "a", "b", "bad", "dup", "mixed", "n", "nullv", "objects", "unnamed", "unsorted"
+        ]
+    );
     assert_eq!(keys(&json), keys(&slow));
     for (x, y) in json.flags.iter().zip(&slow.flags) {
         assert_eq!(x.state_raw, y.state_raw);
@@ -620,11 +630,42 @@ fn plain_json_documents_load_like_the_general_path() {
         flag(&json, "dup").variants.keys().collect::<Vec<_>>(),
         ["second"]
     );
+    // Variant names sorted, the last of a repeated name kept at its sorted place.
+    let unsorted = flag(&json, "unsorted");
+    assert_eq!(
+        unsorted.variants.iter().collect::<Vec<_>>(),
+        [("a", &json!(4)), ("m", &json!(3)), ("z", &json!(1))]
+    );
+    assert_eq!(flag(&json, "unnamed").variants.get(""), Some(&json!(false)));
+    let warned = |path: &str| json.warnings.iter().any(|w| w.path == path);
+    assert!(warned("/flags/unnamed/variants"), "{:?}", json.warnings);
+    assert!(warned("/flags/mixed/variants/n"), "{:?}", json.warnings);
     let strict = LoadOptions { strict: true };
     assert_eq!(
         parse_document(&text, Format::Json, &strict).map(|_| ()),
         parse_document(&general, Format::Json, &strict).map(|_| ())
     );
+}
+
+#[test]
+fn variants_that_are_not_an_object_fail_alike_on_both_paths() {
+    for variants in ["[1, 2]", "\"on\"", "3", "true", "[]"] {
+        let text = format!(
+            r#"{{"$evaluators": {{}}, "flags": {{"f": {{"state": "ENABLED", "variants": {variants}}}}}}}"#
+        );
+        let general = text.replace(
+            r#""$evaluators": {}"#,
+            r#""$evaluators": {"unused": {"var": "x"}}"#,
+        );
+        // (The location differs by the longer `$evaluators` only.)
+        let error = |text: &str| match parse_document(text, Format::Json, &LoadOptions::default()) {
+            Err(LoadError::Malformed { path, message, .. }) => (path, message),
+            other => panic!("{variants}: {:?}", other.map(|_| ())),
+        };
+        let direct = error(&text);
+        assert_eq!(direct.0, "/flags/f/variants", "{variants}");
+        assert_eq!(direct, error(&general), "{variants}");
+    }
 }
 
 #[test]
