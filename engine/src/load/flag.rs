@@ -102,24 +102,6 @@ impl From<Value> for VariantsPart {
     }
 }
 
-impl VariantsPart {
-    /// Sorts `entries` by name, keeping the last of a repeated name at its sorted place.
-    fn from_entries(mut entries: Vec<(String, Value)>) -> Self {
-        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-            // Stable: repeats stay in document order, and the later one replaces the earlier.
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            entries.dedup_by(|later, earlier| {
-                let same = later.0 == earlier.0;
-                if same {
-                    std::mem::swap(later, earlier);
-                }
-                same
-            });
-        }
-        VariantsPart::Entries(entries)
-    }
-}
-
 impl<'de> serde::Deserialize<'de> for VariantsPart {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct PartVisitor;
@@ -136,7 +118,8 @@ impl<'de> serde::Deserialize<'de> for VariantsPart {
                 while let Some(name) = map.next_key::<String>()? {
                     entries.push((name, map.next_value::<Value>()?));
                 }
-                Ok(VariantsPart::from_entries(entries))
+                super::sort_keeping_last(&mut entries);
+                Ok(VariantsPart::Entries(entries))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,

@@ -328,15 +328,7 @@ fn parse_plain_json(
     if flags.len() > MAX_FLAGS {
         return Some(Err(LoadError::TooManyFlags { count: flags.len() }));
     }
-    // A JSON object with a repeated key keeps the last value, at the key's sorted place.
-    flags.sort_by(|a, b| a.0.cmp(&b.0));
-    flags.dedup_by(|later, earlier| {
-        let same = later.0 == earlier.0;
-        if same {
-            std::mem::swap(later, earlier);
-        }
-        same
-    });
+    sort_keeping_last(&mut flags);
 
     root.insert("flags".to_owned(), Value::Object(Map::new()));
     let root = Value::Object(root);
@@ -499,6 +491,23 @@ impl<'de> serde::de::Visitor<'de> for PlainFlagVisitor {
         }
         Ok(PlainFlag(parts))
     }
+}
+
+/// Sorts an object's entries by name the way decoding it into a map does: a repeated name keeps its last
+/// value, at the name's sorted place. (Already sorted without repeats: left as it is.)
+pub(super) fn sort_keeping_last<T>(entries: &mut Vec<(String, T)>) {
+    if entries.is_sorted_by(|a, b| a.0 < b.0) {
+        return;
+    }
+    // Stable: repeats stay in document order, and the later one replaces the earlier.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            std::mem::swap(later, earlier);
+        }
+        same
+    });
 }
 
 /// The map form of `flags`, every definition an object (boxed: the list is grown, sorted and deduplicated
