@@ -164,7 +164,7 @@ struct Layers {
 
 /// The per-flag changes of one source's reload (later definitions of a key win, as in the snapshot).
 fn reload_entries(
-    source: &str,
+    source: &Arc<str>,
     old: &[Arc<flagpole_engine::Flag>],
     new: &[Arc<flagpole_engine::Flag>],
 ) -> Vec<Entry> {
@@ -173,7 +173,6 @@ fn reload_entries(
             flags.iter().map(|f| (f.key.clone(), f.clone())).collect()
         };
     let (old, new) = (by_key(old), by_key(new));
-    let source: Arc<str> = source.into();
     let entry = |kind, key: &Arc<str>| Entry::new(kind, source.clone(), Some(key.clone()));
     // A first load writes every flag: sized once instead of doubled up to it.
     let mut entries = if old.is_empty() {
