@@ -12,7 +12,13 @@
 #   - daemon CPU per request (utime + stime over the run / requests answered) for gRPC ResolveBoolean,
 #     ResolveString with targeting on a 5-attribute context, and ResolveAll, 50 concurrent calls over 4
 #     connections, SECONDS each, after a one-second warm-up;
-#   - with the 10,000-flag document: start → first successful evaluation, and RSS three seconds later.
+#   - with the 10,000-flag document: start → first successful evaluation, and RSS three seconds later;
+#   - 1,000 EventStream subscribers (loadgen, 10 HTTP/2 connections) while the 100-flag file is replaced
+#     by rename 20 times: p99 of file write → `configuration_change` over every subscriber, and the
+#     daemon's RSS while they stay connected;
+#   - open loop, one connection (what an OpenFeature SDK holds): the daemon's maximum ResolveBoolean rate
+#     with 32 callers (loadgen, closed loop), then p99 latency at half of that rate, measured from each
+#     call's scheduled start (no coordinated omission).
 # Prints one line per measurement and a table of medians (with flagd / flagpole ratios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,6 +118,36 @@ for round in $(seq "$rounds"); do
         record "$name" start_to_first_evaluation_10k_flags_ms "$(( ($(date +%s%N) - started) / 1000000 ))"
         sleep 3
         record "$name" rss_10k_flags_kb "$(rss_kb)"
+        stop_daemon
+
+        # EventStream fan-out: the daemon watches a copy the load generator rewrites.
+        cp "$work/flags100.json" "$work/watched.json"
+        start_daemon "$bin" "$work/watched.json"
+        wait_ready
+        taskset -c 1 "$LOADGEN" --addr "http://127.0.0.1:$P" --rpc events --subscribers 1000 \
+            --flag-file "$work/watched.json" --edits 20 --hold 5 >"$work/events.out" 2>&1 &
+        events=$!
+        for _ in $(seq 600); do
+            grep -q '^holding' "$work/events.out" && break
+            sleep 0.1
+        done
+        sleep 2
+        record "$name" rss_1000_subscribers_kb "$(rss_kb)"
+        wait "$events" || { cat "$work/events.out" >&2; exit 1; }
+        grep -q ' failed_subscribers=0$' "$work/events.out" || { cat "$work/events.out" >&2; exit 1; }
+        record "$name" file_edit_to_event_1000_subscribers_p99_ms \
+            "$(sed -n 's/^write_to_event_us .*p99=\([0-9]*\) .*/\1/p' "$work/events.out" | awk '{print $1 / 1000}')"
+        stop_daemon
+
+        # Open loop at half of the daemon's own maximum rate, one connection.
+        start_daemon "$bin" "$work/flags100.json"
+        wait_ready
+        max=$(taskset -c 1 "$LOADGEN" --addr "http://127.0.0.1:$P" --connections 1 --concurrency 32 \
+            --duration "$seconds" | sed -n 's/^requests=.* throughput=\([0-9]*\) req\/s$/\1/p')
+        record "$name" max_rate_one_connection_rps "$max"
+        record "$name" open_loop_p99_at_half_max_us "$(taskset -c 1 "$LOADGEN" --addr "http://127.0.0.1:$P" \
+            --connections 1 --concurrency 32 --duration "$seconds" --rate $((max / 2)) |
+            sed -n 's/^latency_us .*p99=\([0-9]*\) .*/\1/p')"
         stop_daemon
     done
 done
