@@ -721,4 +721,66 @@ mod tests {
         );
         assert!(connect.method("no-slash").is_none());
     }
+
+    /// `prost_reflect` builds (and keeps) a global pool of every well-known type as soon as a pool it
+    /// decodes carries an option whose options message the pool does not declare. The embedded set keeps
+    /// only `map_entry` and declares `google.protobuf.MessageOptions` for it (`proto/build.rs`), and maps
+    /// still map.
+    #[test]
+    fn the_descriptors_carry_only_the_map_entry_option_and_declare_it() {
+        use prost::Message as _;
+        use prost_types::{DescriptorProto, FileDescriptorSet};
+        fn no_other_options(message: &DescriptorProto) -> bool {
+            message.options.as_ref().is_none_or(|o| {
+                *o == prost_types::MessageOptions {
+                    map_entry: o.map_entry,
+                    ..Default::default()
+                }
+            }) && message.field.iter().all(|f| f.options.is_none())
+                && message.oneof_decl.iter().all(|o| o.options.is_none())
+                && message
+                    .enum_type
+                    .iter()
+                    .all(|e| e.options.is_none() && e.value.iter().all(|v| v.options.is_none()))
+                && message.nested_type.iter().all(no_other_options)
+        }
+        let set =
+            FileDescriptorSet::decode(flagpole_proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
+        for file in &set.file {
+            assert!(file.options.is_none(), "{:?}", file.name);
+            assert!(
+                file.message_type.iter().all(no_other_options),
+                "{:?}",
+                file.name
+            );
+            assert!(
+                file.enum_type.iter().all(|e| e.options.is_none()),
+                "{:?}",
+                file.name
+            );
+            assert!(
+                file.service
+                    .iter()
+                    .all(|s| s.options.is_none() && s.method.iter().all(|m| m.options.is_none())),
+                "{:?}",
+                file.name
+            );
+        }
+        let pool = Connect::new(1024).pool().expect("pool").clone();
+        let options = pool
+            .get_message_by_name("google.protobuf.MessageOptions")
+            .expect("MessageOptions declared");
+        assert_eq!(
+            options.get_field(7).map(|f| f.name().to_owned()).as_deref(),
+            Some("map_entry")
+        );
+        let field = |message: &str, field: &str| {
+            pool.get_message_by_name(message)
+                .and_then(|m| m.get_field_by_name(field))
+                .unwrap_or_else(|| panic!("{message}.{field}"))
+        };
+        assert!(field("google.protobuf.Struct", "fields").is_map());
+        assert!(field("flagd.evaluation.v1.ResolveAllResponse", "flags").is_map());
+        assert!(!field("flagd.evaluation.v1.ResolveAllResponse", "metadata").is_map());
+    }
 }
