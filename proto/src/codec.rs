@@ -1,9 +1,12 @@
 //! The protobuf codec every generated service and client uses.
 //!
-//! It is tonic's prost codec with a smaller initial encode buffer. tonic allocates the encode buffer once per
+//! It is tonic's prost codec with smaller initial buffers. tonic allocates the encode buffer once per
 //! streaming response and keeps it for the stream's lifetime; with its default of 8 KiB, ten thousand idle
 //! `EventStream` subscribers hold 80 MB of buffers that almost never carry more than a few hundred bytes.
-//! The buffer still grows on demand for large messages (a sync payload of many flags).
+//! It allocates a decode buffer for every call, freed once the request is read: 8 KiB by default for
+//! requests of a few hundred bytes, and when many streams open at once those buffers are freed between the
+//! streams' long-lived state and leave gaps in the heap. Both buffers still grow on demand for large
+//! messages (a sync payload of many flags: the decoder reserves the announced length at once).
 
 use std::marker::PhantomData;
 
@@ -14,10 +17,14 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 /// Initial size of the per-call encode buffer, in bytes: room for a typical resolve response or event.
 pub const ENCODE_BUFFER_BYTES: usize = 256;
 
+/// Initial size of the per-call decode buffer, in bytes: room for a request with a sizeable context, and
+/// small enough for the allocator's per-thread cache.
+pub const DECODE_BUFFER_BYTES: usize = 1024;
+
 /// Encoded bytes after which tonic yields back to the runtime while streaming (tonic's default).
 pub const YIELD_THRESHOLD_BYTES: usize = 32 * 1024;
 
-/// tonic's prost codec with [`ENCODE_BUFFER_BYTES`] as the initial encode buffer.
+/// tonic's prost codec with [`ENCODE_BUFFER_BYTES`] and [`DECODE_BUFFER_BYTES`] as the initial buffers.
 #[derive(Debug, Clone)]
 pub struct LeanCodec<T, U> {
     _types: PhantomData<(T, U)>,
@@ -49,6 +56,34 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::new().decoder()
+        ProstCodec::<T, U>::raw_decoder(BufferSettings::new(
+            DECODE_BUFFER_BYTES,
+            YIELD_THRESHOLD_BYTES,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::codec::{Decoder as _, Encoder as _};
+
+    #[test]
+    fn both_buffers_start_small() {
+        let mut codec = LeanCodec::<prost_types::Struct, prost_types::Struct>::default();
+        // `BufferSettings` keeps its fields private; its `Debug` shows them.
+        let settings = |size| format!("{:?}", BufferSettings::new(size, YIELD_THRESHOLD_BYTES));
+        assert_eq!(
+            format!("{:?}", codec.encoder().buffer_settings()),
+            settings(ENCODE_BUFFER_BYTES)
+        );
+        assert_eq!(
+            format!("{:?}", codec.decoder().buffer_settings()),
+            settings(DECODE_BUFFER_BYTES)
+        );
+        assert_ne!(
+            settings(DECODE_BUFFER_BYTES),
+            format!("{:?}", BufferSettings::default())
+        );
     }
 }

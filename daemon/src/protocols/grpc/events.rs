@@ -87,6 +87,7 @@ struct SubscriberGauge(Metrics);
 impl SubscriberGauge {
     fn new(metrics: &Metrics) -> Self {
         metrics.event_subscriber_added();
+        crate::memory::stream_opened();
         SubscriberGauge(metrics.clone())
     }
 }

@@ -141,6 +141,7 @@ async fn run(
 ) {
     let metrics = services.metrics().clone();
     metrics.sync_stream_opened(&selector.text, &provider_id);
+    crate::memory::stream_opened();
     let started = Instant::now();
     let shutdown = services.shutdown().clone();
     let mut watch = services.store().subscribe();

@@ -147,6 +147,7 @@ impl SseGauge {
     fn new(state: &Ofrep) -> Self {
         let metrics = state.evaluator.metrics().clone();
         metrics.sse_stream_opened();
+        crate::memory::stream_opened();
         SseGauge(metrics)
     }
 }
