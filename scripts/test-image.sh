@@ -58,6 +58,39 @@ else
     fail "the binary has no ELF interpreter (static)"
 fi
 
+# 3b. The code a serving daemon runs is placed together (daemon/build.rs, docs/building.md): a `.text.hot`
+# section that holds, among others, the gRPC ResolveBoolean handler, the engine's evaluation, the flag
+# document loader and the Struct → JSON converter.
+placed=$(python3 - "$binary" <<'PY'
+import re, subprocess, sys
+binary = sys.argv[1]
+sections = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True, check=True).stdout
+m = re.search(r"\s\.text\.hot\s+PROGBITS\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", sections)
+if not m:
+    print("the static binary has no .text.hot section")
+    sys.exit(0)
+lo, hi = int(m.group(1), 16), int(m.group(1), 16) + int(m.group(2), 16)
+wanted = [r"<flagpole::protocols::grpc::evaluation_v1::EvaluationV1 as .*>::resolve_boolean::\{\{closure\}\}",
+          r"flagpole_engine::evaluate::evaluate", r"flagpole_engine::load::load", r"flagpole_proto::json::json_to_value"]
+symbols = []
+for line in subprocess.run(["nm", "-C", binary], capture_output=True, text=True, check=True).stdout.splitlines():
+    address, kind, name = (line.split(" ", 2) + ["", ""])[:3]
+    if kind in "tT" and address:
+        symbols.append((int(address, 16), re.sub(r"::h[0-9a-f]{16}$", "", name)))
+missing = []
+for pattern in wanted:
+    found = [a for a, name in symbols if re.fullmatch(pattern, name)]
+    if not found or not all(lo <= a < hi for a in found):
+        missing.append(f"{pattern} ({sum(lo <= a < hi for a in found)} of {len(found)} inside)")
+print(f"ok {(hi - lo) // 1024}" if not missing else "not in .text.hot: " + "; ".join(missing))
+PY
+)
+if [[ "$placed" == ok* ]]; then
+    pass "the daemon's running code is placed together: .text.hot (${placed#ok } KiB) holds the ResolveBoolean handler, evaluation, loading and the Struct converter"
+else
+    fail "the daemon's running code is placed together: $placed"
+fi
+
 # 4. The image's layout and user.
 root=$(mktemp -d)
 daemon=""
