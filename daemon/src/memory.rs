@@ -68,10 +68,18 @@ impl StreamCount {
 /// Whether a release is already scheduled.
 static PENDING: AtomicBool = AtomicBool::new(false);
 
-/// Schedules one release of free memory in [`RELEASE_DELAY`] (a no-op if one is pending, or outside a
-/// tokio runtime).
+/// Whether a release was requested again while one was pending.
+static AGAIN: AtomicBool = AtomicBool::new(false);
+
+/// How many times a pending release waits again for requests that keep coming, before it runs anyway.
+pub const RELEASE_MAX_WAITS: u32 = 10;
+
+/// Schedules one release of free memory once requests have stopped for [`RELEASE_DELAY`] (at most
+/// [`RELEASE_MAX_WAITS`] delays after the first; outside a tokio runtime, nothing happens). A burst of
+/// requests is one release, after its end rather than after its start.
 pub fn request_release() {
     if PENDING.swap(true, Ordering::AcqRel) {
+        AGAIN.store(true, Ordering::Release);
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -79,7 +87,12 @@ pub fn request_release() {
         return;
     };
     runtime.spawn(async {
-        tokio::time::sleep(RELEASE_DELAY).await;
+        for _ in 0..RELEASE_MAX_WAITS {
+            tokio::time::sleep(RELEASE_DELAY).await;
+            if !AGAIN.swap(false, Ordering::AcqRel) {
+                break;
+            }
+        }
         PENDING.store(false, Ordering::Release);
         let _ = tokio::task::spawn_blocking(release_free_memory).await;
     });
@@ -116,12 +129,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn requests_coalesce_into_one_release_after_the_delay() {
+    async fn requests_coalesce_into_one_release_after_the_last_one() {
         request_release();
         assert!(PENDING.load(Ordering::Acquire));
-        request_release();
+        // Requests keep coming for three delays: the release waits for them.
+        for _ in 0..3 {
+            tokio::time::sleep(RELEASE_DELAY - Duration::from_millis(100)).await;
+            request_release();
+            assert!(PENDING.load(Ordering::Acquire));
+        }
         tokio::time::sleep(RELEASE_DELAY + Duration::from_millis(10)).await;
         tokio::task::yield_now().await;
+        assert!(
+            PENDING.load(Ordering::Acquire),
+            "still waiting: the last request came under a delay ago"
+        );
+        tokio::time::sleep(RELEASE_DELAY).await;
+        tokio::task::yield_now().await;
         assert!(!PENDING.load(Ordering::Acquire));
+        // Requests that never stop still get a release after the most delays.
+        request_release();
+        for _ in 0..RELEASE_MAX_WAITS + 2 {
+            tokio::time::sleep(RELEASE_DELAY - Duration::from_millis(100)).await;
+            if !PENDING.load(Ordering::Acquire) {
+                return;
+            }
+            request_release();
+        }
+        panic!("a steady stream of requests held the release off");
     }
 }
