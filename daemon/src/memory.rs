@@ -11,8 +11,8 @@
 //! connections (BENCHMARKS.md, "Memory after a burst"). Opening many streams at once leaves the same kind
 //! of gaps: each request's short-lived buffers are freed between the long-lived states of the streams
 //! opened around it, and those pages stay resident until trimmed (BENCHMARKS.md, "1,000 subscribers").
-//! `malloc_trim(0)` returns the free pages of every arena. The static musl build allocates with mimalloc, which returns freed pages by itself on its next
-//! allocations; nothing is done there.
+//! `malloc_trim(0)` returns the free pages of every arena. The static musl build allocates with mimalloc,
+//! which returns freed pages by itself on its next allocations; nothing is done there.
 //!
 //! What it does not do: decide what counts as a burst of work (the callers do, with
 //! [`LARGE_PAYLOAD_BYTES`] and [`LARGE_FLOOD_CONNECTIONS`]), or shrink anything still in use.
@@ -37,8 +37,8 @@ pub const LARGE_FLAG_DROP: usize = 10_000;
 /// release.
 pub const LARGE_FLOOD_CONNECTIONS: usize = 1_000;
 
-/// Every this many long-lived streams opened request a release (a burst of them opening within
-/// [`RELEASE_DELAY`] is one release).
+/// Every this many long-lived streams opened request a release (requests during a burst of openings make
+/// one release, after the burst: [`request_release`]).
 pub const STREAM_BURST: usize = 256;
 
 /// Long-lived streams opened, counted toward [`STREAM_BURST`].
