@@ -150,10 +150,14 @@ with open(out, "w") as f:
             "   requests run. The `.text.*` prefix also takes the compiler's `.text.unlikely.` and\n"
             "   `.text.startup.` sections of the same function. */\n")
     f.write("SECTIONS {\n  .text.hot : {\n")
+    # The C a static build links, whole: the start-up object, musl's libc (not one section per function)
+    # and the allocator, mimalloc. Absent from a glibc build but for the start-up object.
+    f.write("    *crt1.o(.text .text.*)\n    *libc.a:*(.text .text.*)\n    *libmimalloc.a:*(.text .text.*)\n")
     for stem in patterns:
-        f.write(f"    *(.text.*{stem}*)\n")
-    # The static build's allocator (mimalloc, C compiled with a section per function); absent elsewhere.
-    f.write("    *(.text.mi_* .text._mi_*)\n")
+        if stem.startswith(("_ZN", "_R")):
+            f.write(f"    *(.text.*{stem}*)\n")
+        else:  # a C name (the compiler's runtime, `main`): that function alone
+            f.write(f"    *(.text.{stem} .text.*.{stem})\n")
     f.write("  }\n} INSERT BEFORE .text;\n")
 print(f"text-layout: {len(executed)} functions executed ({len(executed & started)} by the start), "
       f"{len(patterns)} patterns written to {out}")
