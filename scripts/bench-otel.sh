@@ -16,13 +16,7 @@ cd "$(dirname "$0")/.."
 
 rounds=${1:-5}
 seconds=${2:-8}
-GHZ_VERSION=v0.120.0
-tools="$PWD/target/tools/ghz-$GHZ_VERSION"
-if [[ ! -x "$tools/bin/ghz" ]]; then
-    echo "bench-otel: installing ghz $GHZ_VERSION from the Go module proxy" >&2
-    GOBIN="$tools/bin" go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION" >&2
-fi
-GHZ="$tools/bin/ghz"
+GHZ=$(scripts/ghz.sh)
 JAEGER="${FLAGPOLE_TEST_CLIENTS_DIR:-$PWD/target/test-clients}/jaeger/jaeger"
 [[ -x "$JAEGER" ]] || ./scripts/install-test-clients.sh >&2
 cargo build --release --quiet -p flagpole --bin flagpole --example loadgen

@@ -25,13 +25,7 @@ cd "$(dirname "$0")/.."
 
 rounds=${1:-5}
 seconds=${2:-10}
-GHZ_VERSION=v0.120.0
-tools="$PWD/target/tools/ghz-$GHZ_VERSION"
-if [[ ! -x "$tools/bin/ghz" ]]; then
-    echo "bench-vs-flagd: installing ghz $GHZ_VERSION from the Go module proxy" >&2
-    GOBIN="$tools/bin" go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION" >&2
-fi
-GHZ="$tools/bin/ghz"
+GHZ=$(scripts/ghz.sh)
 cargo build --release --quiet -p flagpole --bin flagpole --example loadgen
 FLAGPOLE="$PWD/target/release/flagpole"
 LOADGEN="$PWD/target/release/examples/loadgen"

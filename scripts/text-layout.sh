@@ -18,13 +18,7 @@ cd "$(dirname "$0")/.."
 
 out=daemon/layout/hot-text.ld
 command -v valgrind >/dev/null || { echo "text-layout: valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
-GHZ_VERSION=v0.120.0
-tools="$PWD/target/tools/ghz-$GHZ_VERSION"
-if [[ ! -x "$tools/bin/ghz" ]]; then
-    echo "text-layout: installing ghz $GHZ_VERSION from the Go module proxy" >&2
-    GOBIN="$tools/bin" go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION" >&2
-fi
-GHZ="$tools/bin/ghz"
+GHZ=$(scripts/ghz.sh)
 cargo build --release --quiet -p flagpole --bin flagpole --example loadgen --example ofrep_load
 bin="$PWD/target/release/flagpole"
 loadgen="$PWD/target/release/examples/loadgen"
