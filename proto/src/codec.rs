@@ -49,18 +49,17 @@ where
     type Decoder = ProstDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::raw_encoder(BufferSettings::new(
-            ENCODE_BUFFER_BYTES,
-            YIELD_THRESHOLD_BYTES,
-        ))
+        ProstCodec::<T, U>::raw_encoder(starting_at(ENCODE_BUFFER_BYTES))
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::raw_decoder(BufferSettings::new(
-            DECODE_BUFFER_BYTES,
-            YIELD_THRESHOLD_BYTES,
-        ))
+        ProstCodec::<T, U>::raw_decoder(starting_at(DECODE_BUFFER_BYTES))
     }
+}
+
+/// Buffer settings with `initial` bytes to start with and tonic's yield threshold.
+fn starting_at(initial: usize) -> BufferSettings {
+    BufferSettings::new(initial, YIELD_THRESHOLD_BYTES)
 }
 
 #[cfg(test)]
