@@ -70,7 +70,8 @@ if not m:
     print("the static binary has no .text.hot section")
     sys.exit(0)
 lo, hi = int(m.group(1), 16), int(m.group(1), 16) + int(m.group(2), 16)
-wanted = [r"<flagpole::protocols::grpc::evaluation_v1::EvaluationV1 as .*>::resolve_boolean::\{\{closure\}\}",
+# Symbols are v0-mangled (.cargo/config.toml): a closure demangles as `{closure#0}`.
+wanted = [r"<flagpole::protocols::grpc::evaluation_v1::EvaluationV1 as .*>::resolve_boolean::\{closure#0\}",
           r"flagpole_engine::evaluate::evaluate", r"flagpole_engine::load::load", r"flagpole_proto::json::json_to_value"]
 symbols = []
 for line in subprocess.run(["nm", "-C", binary], capture_output=True, text=True, check=True).stdout.splitlines():
