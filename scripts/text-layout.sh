@@ -59,8 +59,8 @@ profile() { # BINARY OUT: runs the daemon under callgrind through a start and th
         sleep 0.1
     done
     curl -sf -o /dev/null "http://127.0.0.1:$M/readyz" || { cat "$work/daemon.log" >&2; exit 1; }
-    # What a started, idle daemon has run goes first in the file: an idle daemon then maps only the start of
-    # the section. callgrind writes this first part to callgrind.out.1, the rest at exit.
+    # What a started, idle daemon has run goes first in the file: an idle daemon then maps only the start
+    # of the section. callgrind writes this first part to OUT.1, the rest to OUT at exit.
     sleep 2
     callgrind_control --dump=started "$pid" >/dev/null 2>&1
 
