@@ -3,7 +3,7 @@
 //! `scripts/text-layout.sh`). The kernel maps a program's code in blocks of 16 pages around every page it
 //! touches, so where the few thousand functions a daemon runs lie decides most of its resident memory:
 //! spread over the whole program they kept about 7.4 MB of code resident in an idle daemon, together
-//! about 3.6 MB (docs/building.md, "Where the code is placed").
+//! about 1.8 MB (docs/building.md, "Where the code is placed").
 //!
 //! Only the `flagpole` binary of release builds on Linux is linked this way; tests, examples and debug
 //! builds are not. `FLAGPOLE_TEXT_LAYOUT=off` turns it off (for a linker without linker-script support).

@@ -128,9 +128,9 @@ pub fn release_free_memory() {
 pub fn drop_relocation_tables() -> usize {
     #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
     {
+        let page = rustix::param::page_size();
         let mut dropped = 0;
         for range in relocation_tables::read_only_ranges() {
-            let page = rustix::param::page_size();
             let start = range.start.next_multiple_of(page);
             let end = range.end / page * page;
             if end <= start {
