@@ -31,6 +31,14 @@ rustup target list --installed 2>/dev/null | grep -qx "$musl" ||
     { echo "text-layout: the $musl target is needed (rustup target add $musl)" >&2; exit 1; }
 cargo build --release --quiet -p flagpole --bin flagpole --target "$musl"
 binaries=("$PWD/target/release/flagpole" "$PWD/target/$musl/release/flagpole")
+# The patterns need v0 names; a RUSTFLAGS of one's own replaces the workspace's and with it the flag.
+for bin in "${binaries[@]}"; do
+    if nm --defined-only "$bin" | grep -qE ' _ZN[0-9A-Za-z_$.]*17h[0-9a-f]{16}E$'; then
+        echo "text-layout: $bin has legacy symbol names; build with -Csymbol-mangling-version=v0" \
+            "(.cargo/config.toml; add it to RUSTFLAGS if you set them)" >&2
+        exit 1
+    fi
+done
 
 work=$(mktemp -d)
 pid=""
@@ -143,7 +151,6 @@ def executed_in(profile, binary):
 
 def pattern(name):
     stem = re.sub(r"(\.llvm)?\.\d+$", "", name)        # the number link-time optimisation appends
-    stem = re.sub(r"17h[0-9a-f]{16}E$", "17h", stem)   # the hash of a legacy-mangled name
     if stem.startswith("_R"):
         # A v0-mangled name (.cargo/config.toml) names each crate with a hash that differs between
         # toolchains and targets (the glibc and the musl target), and refers back to earlier parts of
@@ -183,7 +190,7 @@ with open(out, "w") as f:
     # Absent from a glibc build but for the start-up objects.
     f.write("    *crt1.o(.text .text.*)\n    *libc.a:*(.text .text.*)\n    *crtbegin*.o(.text .text.*)\n    *liblibmimalloc_sys-*.rlib:*(.text .text.*)\n")
     for stem in patterns:
-        if stem.startswith(("_ZN", "_R")):
+        if stem.startswith(("_ZN", "_R")):  # a Rust (v0) or C++ (libunwind's) name
             f.write(f"    *(.text.*{stem}*)\n")
         else:  # a C name (the compiler's runtime, `main`): that function alone
             f.write(f"    *(.text.{stem} .text.*.{stem})\n")
