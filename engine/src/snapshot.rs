@@ -150,6 +150,9 @@ pub struct Snapshot {
     records: Vec<Record>,
     /// Key → indices into `records` (one per flag set defining the key), ascending.
     by_key: HashMap<Arc<str>, SmallVec<[u32; 1]>>,
+    /// Every key is stored once and `records` is in key order (no flag sets, or one): then
+    /// [`Snapshot::select_by_key`] is `records` filtered.
+    keys_in_order: bool,
 }
 
 impl Snapshot {
@@ -186,7 +189,12 @@ impl Snapshot {
                 .or_default()
                 .push(i as u32);
         }
-        Snapshot { records, by_key }
+        let keys_in_order = records.windows(2).all(|w| w[0].flag.key < w[1].flag.key);
+        Snapshot {
+            records,
+            by_key,
+            keys_in_order,
+        }
     }
 
     /// Number of stored (flagSetId, key) records.
@@ -222,6 +230,29 @@ impl Snapshot {
     /// (flagSetId, key), so a key defined in two flag sets appears twice without a selector.
     pub fn select<'s>(&'s self, selector: &'s Selector) -> impl Iterator<Item = &'s Record> + 's {
         self.records.iter().filter(move |r| selector.matches(r))
+    }
+
+    /// One flag per key `selector` selects, sorted by key: the flag a single-flag lookup of that key under
+    /// `selector` evaluates ([`Snapshot::get`]), as flagd's bulk evaluation looks each key up again.
+    pub fn select_by_key<'s>(&'s self, selector: &Selector) -> Vec<&'s Arc<Flag>> {
+        if self.keys_in_order {
+            // Each key has one record, so a lookup finds the record that was selected.
+            return self
+                .records
+                .iter()
+                .filter(|record| selector.matches(record))
+                .map(|record| &record.flag)
+                .collect();
+        }
+        let keys: std::collections::BTreeSet<&str> = self
+            .records
+            .iter()
+            .filter(|record| selector.matches(record))
+            .map(|record| &*record.flag.key)
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| self.get(key, selector))
+            .collect()
     }
 
     /// The record a key maps to in the selection: where several flag sets share the key, the one later in

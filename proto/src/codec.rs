@@ -11,7 +11,8 @@
 use std::marker::PhantomData;
 
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec};
+use tonic::Status;
+use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// Initial size of the per-call encode buffer, in bytes: room for a typical resolve response or event.
@@ -57,6 +58,64 @@ where
     }
 }
 
+/// A response message already encoded as protobuf: the bytes of one whole message, without gRPC's frame
+/// prefix. A handler that writes its answer directly (the daemon's ResolveAll) returns it and serves it
+/// with [`EncodedCodec`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoded(pub Vec<u8>);
+
+/// A codec whose responses are [`Encoded`] bytes, passed through as they are, and whose requests are
+/// decoded into `U` as [`LeanCodec`] decodes them.
+#[derive(Debug, Clone)]
+pub struct EncodedCodec<U> {
+    _types: PhantomData<U>,
+}
+
+impl<U> Default for EncodedCodec<U> {
+    fn default() -> Self {
+        EncodedCodec {
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<U> Codec for EncodedCodec<U>
+where
+    U: Message + Default + Send + 'static,
+{
+    type Encode = Encoded;
+    type Decode = U;
+    type Encoder = PassThrough;
+    type Decoder = ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PassThrough
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstCodec::<U, U>::raw_decoder(starting_at(DECODE_BUFFER_BYTES))
+    }
+}
+
+/// The encoder of [`EncodedCodec`]: copies the bytes into tonic's frame buffer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassThrough;
+
+impl Encoder for PassThrough {
+    type Item = Encoded;
+    type Error = Status;
+
+    fn encode(&mut self, item: Encoded, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item.0);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        starting_at(ENCODE_BUFFER_BYTES)
+    }
+}
+
 /// Buffer settings with `initial` bytes to start with and tonic's yield threshold.
 fn starting_at(initial: usize) -> BufferSettings {
     BufferSettings::new(initial, YIELD_THRESHOLD_BYTES)
@@ -65,7 +124,7 @@ fn starting_at(initial: usize) -> BufferSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::codec::{Decoder as _, Encoder as _};
+    use tonic::codec::Decoder as _;
 
     #[test]
     fn both_buffers_start_small() {

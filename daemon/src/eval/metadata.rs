@@ -40,6 +40,13 @@ impl<'a> ResponseMetadata<'a> {
         }
     }
 
+    /// True when there is no entry at all.
+    pub fn is_empty(&self) -> bool {
+        let mut empty = true;
+        self.for_each(|_, _| empty = false);
+        empty
+    }
+
     /// Calls `f` for each entry, in key order, each key once.
     pub fn for_each(&self, mut f: impl FnMut(&'a str, MetadataValue<'a>)) {
         let mut reflected = match self.selector {

@@ -1,8 +1,6 @@
 //! Resolving flags in a snapshot: one flag for a typed call, every selected flag for a bulk call, with
 //! flagd's lookup and inclusion rules. Pure: no metrics, no wire types (the caller records and renders).
 
-use std::collections::BTreeSet;
-
 use flagpole_engine::{
     Context, EvalError, Flag, Outcome, Selector, Snapshot, TypedValue, ValueType,
 };
@@ -54,12 +52,10 @@ pub fn resolve_typed<'s>(
 /// The bulk selection: one flag per selected key, the one a single-flag lookup of that key would evaluate
 /// (flagd evaluates bulk entries by key alone), sorted by key.
 pub fn bulk_selection<'s>(snapshot: &'s Snapshot, selector: &Selector) -> Vec<&'s Flag> {
-    let keys: BTreeSet<&str> = snapshot
-        .select(selector)
-        .map(|record| &*record.flag.key)
-        .collect();
-    keys.into_iter()
-        .filter_map(|key| snapshot.get(key, selector).map(|flag| &**flag))
+    snapshot
+        .select_by_key(selector)
+        .into_iter()
+        .map(|flag| &**flag)
         .collect()
 }
 

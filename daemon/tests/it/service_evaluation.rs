@@ -201,8 +201,22 @@ async fn malformed_or_oversized_requests_are_rejected() {
             kind: Some(Kind::StringValue("x".repeat(8192))),
         },
     );
-    let status = c.resolve_boolean(req(big)).await.unwrap_err();
+    let status = c.resolve_boolean(req(big.clone())).await.unwrap_err();
     // flagd answers RESOURCE_EXHAUSTED (tonic's own code would be OUT_OF_RANGE).
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    // ResolveAll (its own route, `--max-request-body` alike) on v1 and schema.v1.
+    let status = c
+        .resolve_all(v1::ResolveAllRequest {
+            context: Some(big.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let status = schema_client(&h)
+        .await
+        .resolve_all(schema::ResolveAllRequest { context: Some(big) })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
 
     // The server is unaffected.
@@ -687,6 +701,24 @@ async fn malformed_protobuf_is_invalid_argument_on_every_service() {
         let status = grpc
             .unary(
                 tonic::Request::new(garbage.clone()),
+                http::uri::PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+    }
+    // ResolveAll's only field, `context` (1, a message), sent with the varint wire type. ResolveAll is
+    // answered by its own route (written as bytes); its requests are read alike.
+    for path in [
+        "/flagd.evaluation.v1.Service/ResolveAll",
+        "/schema.v1.Service/ResolveAll",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(h.channel().await);
+        grpc.ready().await.unwrap();
+        let status = grpc
+            .unary(
+                tonic::Request::new(vec![0x08, 0x01]),
                 http::uri::PathAndQuery::from_static(path),
                 RawCodec,
             )

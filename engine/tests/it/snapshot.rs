@@ -256,3 +256,71 @@ fn snapshot_is_shareable() {
     assert_send_sync(&snap);
     assert!(snap.is_empty());
 }
+
+#[test]
+fn select_by_key_is_one_lookup_per_selected_key_in_key_order() {
+    // What flagd's bulk evaluation does: the selected keys, sorted, each looked up again.
+    fn reference<'s>(snap: &'s Snapshot, selector: &Selector) -> Vec<&'s Arc<Flag>> {
+        let keys: std::collections::BTreeSet<&str> =
+            snap.select(selector).map(|r| &*r.flag.key).collect();
+        keys.into_iter()
+            .filter_map(|key| snap.get(key, selector))
+            .collect()
+    }
+    let layouts = [
+        // No flag sets; a later source overrides a key.
+        vec![
+            source(
+                "low",
+                json!({"flags": [flag("b", 1, None), flag("a", 1, None), flag("c", 1, None)]}),
+            ),
+            source("high", json!({"flags": [flag("b", 2, None)]})),
+        ],
+        // One flag set.
+        vec![source(
+            "one",
+            json!({"flags": [flag("y", 1, Some("s")), flag("x", 1, Some("s"))]}),
+        )],
+        // Unique keys whose flag sets order them out of key order.
+        vec![source(
+            "two",
+            json!({"flags": [flag("z", 1, Some("a")), flag("a", 2, Some("b"))]}),
+        )],
+        // A key in two flag sets and in no set, from two sources.
+        vec![
+            source(
+                "low",
+                json!({"flags": [flag("k", 1, Some("a")), flag("k", 2, Some("b")), flag("m", 3, None)]}),
+            ),
+            source(
+                "high",
+                json!({"flags": [flag("k", 4, None), flag("a", 5, Some("b"))]}),
+            ),
+        ],
+    ];
+    let selectors = [
+        "",
+        "source=low",
+        "source=high",
+        "source=one",
+        "source=two",
+        "flagSetId=a",
+        "flagSetId=b",
+        "flagSetId=s",
+        "flagSetId=",
+        "flagSetId=none",
+    ];
+    for sources in layouts {
+        let snap = Snapshot::new(sources);
+        for selector in selectors.map(sel) {
+            let got = snap.select_by_key(&selector);
+            let want = reference(&snap, &selector);
+            let keys =
+                |flags: &[&Arc<Flag>]| flags.iter().map(|f| f.key.to_string()).collect::<Vec<_>>();
+            assert_eq!(keys(&got), keys(&want), "{selector}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(Arc::ptr_eq(g, w), "{selector}: {}", g.key);
+            }
+        }
+    }
+}

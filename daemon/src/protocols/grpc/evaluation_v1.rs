@@ -9,27 +9,40 @@
 use super::events::EventStream;
 use flagpole_proto::evaluation_v1::service_server::Service;
 use flagpole_proto::evaluation_v1::{
-    AnyFlag, EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveAllResponse,
+    EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveAllResponse,
     ResolveBooleanRequest, ResolveBooleanResponse, ResolveFloatRequest, ResolveFloatResponse,
     ResolveIntRequest, ResolveIntResponse, ResolveObjectRequest, ResolveObjectResponse,
-    ResolveStringRequest, ResolveStringResponse, any_flag,
+    ResolveStringRequest, ResolveStringResponse,
 };
+use prost_types::Struct;
 use tonic::{Request, Response, Status};
 
 use super::Services;
-use super::convert::metadata_struct;
+use super::bulk::{BulkRequest, Shape, decoded};
 use super::events::StreamDeadline;
 use super::typed::{event_message, event_stream, typed_rpcs};
-use super::v1_answers::{Answer, CodeDefault, Rules, all_flags, any_flag, typed};
+use super::v1_answers::{Answer, CodeDefault, Rules, resolve_all, typed};
 use crate::eval::HeaderMapping;
-use crate::eval::metadata::ResponseMetadata;
 
 /// v1: `-H` applies, a code default is FLAG_NOT_FOUND, `--stream-deadline` applies.
-const RULES: Rules = Rules {
+pub(super) const RULES: Rules = Rules {
     headers: HeaderMapping::Apply,
     code_default: CodeDefault::NotFound,
     deadline: StreamDeadline::Configured,
 };
+
+/// Where ResolveAll is served and whether it carries metadata (`super::bulk`).
+pub(super) const SHAPE: Shape = Shape {
+    path: "/flagd.evaluation.v1.Service/ResolveAll",
+    rules: RULES,
+    metadata: true,
+};
+
+impl BulkRequest for ResolveAllRequest {
+    fn into_context(self) -> Option<Struct> {
+        self.context
+    }
+}
 
 /// The v1 evaluation service.
 #[derive(Debug, Clone)]
@@ -45,20 +58,18 @@ impl EvaluationV1 {
 
 typed_rpcs!(Answer);
 event_message!(EventStreamResponse);
-any_flag!(AnyFlag, any_flag::Value, metadata);
 
 #[tonic::async_trait]
 impl Service for EvaluationV1 {
+    /// On the wire, `super::bulk::EncodedResolveAll` answers ResolveAll with `v1_answers::resolve_all`'s bytes before
+    /// this method is reached; called directly (as tests do), it answers the same, decoded.
     async fn resolve_all(
         &self,
         request: Request<ResolveAllRequest>,
     ) -> Result<Response<ResolveAllResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
-        let all = all_flags(&self.services, RULES, metadata, body.context)?;
-        Ok(Response::new(ResolveAllResponse {
-            flags: all.flags,
-            metadata: Some(metadata_struct(ResponseMetadata::reflection(&all.selector))),
-        }))
+        let encoded = resolve_all(&self.services, SHAPE, metadata, body.context)?;
+        decoded(encoded).map(Response::new)
     }
 
     async fn resolve_boolean(

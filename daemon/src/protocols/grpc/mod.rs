@@ -11,6 +11,7 @@
 //! What it does not do: read selectors and contexts or resolve flags (the neutral core in `crate::eval`
 //! does, for every protocol alike), bind sockets, TLS, or translate Connect.
 
+mod bulk;
 mod convert;
 mod evaluation_v1;
 mod evaluation_v2;
@@ -36,12 +37,23 @@ use crate::eval::Evaluator;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+pub use bulk::EncodedResolveAll;
 pub use convert::{ConvertError, MAX_STRUCT_DEPTH};
 pub use evaluation_v1::EvaluationV1;
 pub use evaluation_v2::EvaluationV2;
 pub use schema_v1::SchemaV1;
 pub use status::FlagdStatus;
 pub use sync::SyncService;
+
+/// The v1 evaluation server with ResolveAll answered as bytes (`bulk`).
+pub type ResolveAllV1 = EncodedResolveAll<
+    EvaluationV1Server<EvaluationV1>,
+    flagpole_proto::evaluation_v1::ResolveAllRequest,
+>;
+
+/// The schema.v1 evaluation server with ResolveAll answered as bytes (`bulk`).
+pub type ResolveAllSchemaV1 =
+    EncodedResolveAll<SchemaV1Server<SchemaV1>, flagpole_proto::schema_v1::ResolveAllRequest>;
 
 /// How long an EventStream may stay silent before flagd sends `keep_alive`.
 pub const DEFAULT_EVENT_KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -102,11 +114,14 @@ impl Services {
     }
 
     /// `flagd.evaluation.v1.Service`.
-    pub fn evaluation_v1(&self) -> FlagdStatus<EvaluationV1Server<EvaluationV1>> {
-        FlagdStatus(
-            EvaluationV1Server::new(EvaluationV1::new(self.clone()))
-                .max_decoding_message_size(self.inner.config.max_request_body),
-        )
+    pub fn evaluation_v1(&self) -> FlagdStatus<ResolveAllV1> {
+        let server = EvaluationV1Server::new(EvaluationV1::new(self.clone()))
+            .max_decoding_message_size(self.inner.config.max_request_body);
+        FlagdStatus(EncodedResolveAll::new(
+            server,
+            self.clone(),
+            evaluation_v1::SHAPE,
+        ))
     }
 
     /// `flagd.evaluation.v2.Service`.
@@ -118,11 +133,14 @@ impl Services {
     }
 
     /// The legacy `schema.v1.Service`.
-    pub fn schema_v1(&self) -> FlagdStatus<SchemaV1Server<SchemaV1>> {
-        FlagdStatus(
-            SchemaV1Server::new(SchemaV1::new(self.clone()))
-                .max_decoding_message_size(self.inner.config.max_request_body),
-        )
+    pub fn schema_v1(&self) -> FlagdStatus<ResolveAllSchemaV1> {
+        let server = SchemaV1Server::new(SchemaV1::new(self.clone()))
+            .max_decoding_message_size(self.inner.config.max_request_body);
+        FlagdStatus(EncodedResolveAll::new(
+            server,
+            self.clone(),
+            schema_v1::SHAPE,
+        ))
     }
 
     /// `flagd.sync.v1.FlagSyncService`.

@@ -9,25 +9,40 @@
 use super::events::EventStream;
 use flagpole_proto::schema_v1::service_server::Service;
 use flagpole_proto::schema_v1::{
-    AnyFlag, EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveAllResponse,
+    EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveAllResponse,
     ResolveBooleanRequest, ResolveBooleanResponse, ResolveFloatRequest, ResolveFloatResponse,
     ResolveIntRequest, ResolveIntResponse, ResolveObjectRequest, ResolveObjectResponse,
-    ResolveStringRequest, ResolveStringResponse, any_flag,
+    ResolveStringRequest, ResolveStringResponse,
 };
+use prost_types::Struct;
 use tonic::{Request, Response, Status};
 
 use super::Services;
+use super::bulk::{BulkRequest, Shape, decoded};
 use super::events::StreamDeadline;
 use super::typed::{event_message, event_stream, typed_rpcs};
-use super::v1_answers::{Answer, CodeDefault, Rules, all_flags, any_flag, typed};
+use super::v1_answers::{Answer, CodeDefault, Rules, resolve_all, typed};
 use crate::eval::HeaderMapping;
 
 /// schema.v1: `-H` does not apply, a code default is the zero value, streams have no deadline.
-const RULES: Rules = Rules {
+pub(super) const RULES: Rules = Rules {
     headers: HeaderMapping::Skip,
     code_default: CodeDefault::ZeroValue,
     deadline: StreamDeadline::Never,
 };
+
+/// Where ResolveAll is served and whether it carries metadata (`super::bulk`).
+pub(super) const SHAPE: Shape = Shape {
+    path: "/schema.v1.Service/ResolveAll",
+    rules: RULES,
+    metadata: false,
+};
+
+impl BulkRequest for ResolveAllRequest {
+    fn into_context(self) -> Option<Struct> {
+        self.context
+    }
+}
 
 /// The legacy schema.v1 evaluation service.
 #[derive(Debug, Clone)]
@@ -43,18 +58,18 @@ impl SchemaV1 {
 
 typed_rpcs!(Answer);
 event_message!(EventStreamResponse);
-// schema.v1's `AnyFlag` has no metadata.
-any_flag!(AnyFlag, any_flag::Value);
 
 #[tonic::async_trait]
 impl Service for SchemaV1 {
+    /// On the wire, `super::bulk::EncodedResolveAll` answers ResolveAll with `v1_answers::resolve_all`'s bytes before
+    /// this method is reached; called directly (as tests do), it answers the same, decoded.
     async fn resolve_all(
         &self,
         request: Request<ResolveAllRequest>,
     ) -> Result<Response<ResolveAllResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
-        let all = all_flags(&self.services, RULES, metadata, body.context)?;
-        Ok(Response::new(ResolveAllResponse { flags: all.flags }))
+        let encoded = resolve_all(&self.services, SHAPE, metadata, body.context)?;
+        decoded(encoded).map(Response::new)
     }
 
     async fn resolve_boolean(

@@ -1,26 +1,27 @@
 //! What `flagd.evaluation.v1` and the legacy `schema.v1` share: the same RPCs and message shapes (a value
 //! and variant that cannot be absent), told apart only by a few [`Rules`].
 //!
-//! What it owns: the v1-shaped typed answer ([`Answer`]) and how an outcome renders into it, and the
-//! ResolveAll body up to package-neutral flags. What it does not do: name either package's types (each
-//! service module maps [`BulkEntry`] to its own `AnyFlag` and builds its own responses) or decide the rules
-//! (each service module holds its own constant).
-
-use std::collections::HashMap;
+//! What it owns: the v1-shaped typed answer ([`Answer`]) and how an outcome renders into it, and what
+//! ResolveAll answers per flag ([`BulkEntry`]). What it does not do: name either package's types (each
+//! service module converts [`Answer`] into its responses; `bulk` writes [`BulkEntry`] as either package's
+//! `AnyFlag`) or decide the rules (each service module holds its own constant).
 
 use flagpole_engine::{ErrorCode, Outcome, Reason, Selector, TypedValue, ValueType};
+use flagpole_proto::codec::Encoded;
 use prost_types::Struct;
+use serde_json::{Map, Value};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::Services;
-use super::convert::{json_to_struct, metadata_struct};
+use super::bulk::{Shape, encode_response};
+use super::convert::metadata_struct;
 use super::events::StreamDeadline;
 use super::status::{ResolveError, grpc_status};
 use super::typed::{TypedRequest, WireValue, read_request, read_typed};
 use crate::eval::HeaderMapping;
 use crate::eval::metadata::ResponseMetadata;
-use crate::eval::resolve::{Resolved, resolve_bulk_typed, resolve_typed};
+use crate::eval::resolve::{BulkResolved, Resolved, resolve_bulk_typed, resolve_typed};
 
 /// Where v1 and schema.v1 differ (`docs/protocols.md#answers-per-protocol`), beyond ResolveAll's metadata.
 #[derive(Debug, Clone, Copy)]
@@ -117,134 +118,103 @@ fn render<T: WireValue>(
     }
 }
 
-/// A ResolveAll value (flagd's `AnyFlag` oneof, shared by v1 and schema.v1).
-#[derive(Debug, Clone, PartialEq)]
-pub enum BulkValue {
+/// A ResolveAll value (flagd's `AnyFlag` oneof, shared by v1 and schema.v1), borrowed from the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BulkValue<'s> {
     /// `bool_value`.
     Bool(bool),
     /// `string_value`.
-    String(String),
+    String(&'s str),
     /// `double_value` (integers too).
     Double(f64),
-    /// `object_value`.
-    Object(Struct),
+    /// `object_value`; `None` is the empty object (the zero value).
+    Object(Option<&'s Map<String, Value>>),
 }
 
-impl BulkValue {
+impl<'s> BulkValue<'s> {
     fn zero(ty: ValueType) -> Self {
         match ty {
             ValueType::Bool => BulkValue::Bool(false),
-            ValueType::String => BulkValue::String(String::new()),
+            ValueType::String => BulkValue::String(""),
             ValueType::Int | ValueType::Float => BulkValue::Double(0.0),
-            ValueType::Object => BulkValue::Object(Struct::default()),
+            ValueType::Object => BulkValue::Object(None),
         }
     }
 
-    fn from_typed(value: TypedValue<'_>) -> Self {
+    fn from_typed(value: TypedValue<'s>) -> Self {
         match value {
             TypedValue::Bool(b) => BulkValue::Bool(b),
-            TypedValue::String(s) => BulkValue::String(s.to_owned()),
+            TypedValue::String(s) => BulkValue::String(s),
             TypedValue::Int(i) => BulkValue::Double(i as f64),
             TypedValue::Float(f) => BulkValue::Double(f),
-            TypedValue::Object(map) => BulkValue::Object(json_to_struct(map)),
+            TypedValue::Object(map) => BulkValue::Object(Some(map)),
         }
     }
 }
 
-/// One ResolveAll entry, before a package converts it into its `AnyFlag`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BulkEntry {
+/// One ResolveAll entry, before `bulk` writes it as a package's `AnyFlag`.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkEntry<'s> {
+    /// The flag key.
+    pub key: &'s str,
     /// The reason string (`ERROR` for a failed flag; the error code is not sent).
     pub reason: &'static str,
     /// The variant, `""` when there is none.
-    pub variant: String,
+    pub variant: &'s str,
     /// The value; the zero value of the flag's type when disabled or failed.
-    pub value: BulkValue,
+    pub value: BulkValue<'s>,
     /// Selector reflection ⊕ flag metadata.
-    pub metadata: Struct,
+    pub metadata: ResponseMetadata<'s>,
 }
 
-/// ResolveAll's answer before a package builds its response.
-#[derive(Debug)]
-pub struct AllFlags<F> {
-    /// The request's selector (v1 reflects it as the response metadata).
-    pub selector: Selector,
-    /// Every included flag, keyed by flag key, as the package's `AnyFlag`.
-    pub flags: HashMap<String, F>,
-}
-
-/// ResolveAll with `rules`: every selected flag with flagd's inclusion rules (`crate::eval::resolve`):
-/// disabled flags come back with a zero value and reason DISABLED, failed flags with a zero value and reason
-/// ERROR; each entry is converted into the package's `AnyFlag` with `From<BulkEntry>`.
-pub fn all_flags<F: From<BulkEntry>>(
-    services: &Services,
-    rules: Rules,
-    metadata: MetadataMap,
-    context: Option<Struct>,
-) -> Result<AllFlags<F>, Status> {
-    let evaluator = services.evaluator();
-    let request = read_request(services, metadata, context, rules.headers)?;
-    let snapshot = evaluator.snapshot();
-    let mut flags = HashMap::new();
-    for resolved in resolve_bulk_typed(evaluator, &snapshot, &request) {
-        evaluator.record(&resolved.flag.key, &resolved.outcome);
-        let reason = resolved.outcome.reason().as_str();
-        let (variant, value) = match resolved.outcome {
-            Outcome::Value { variant, value, .. } => {
-                (variant.to_owned(), BulkValue::from_typed(value))
-            }
-            // A type mismatch keeps the variant targeting chose, as flagd's ResolveAll does
-            // (`docs/protocols.md#resolveall-v1-and-schemav1`).
-            Outcome::Failed { variant, .. } => (
-                variant.unwrap_or_default().to_owned(),
-                BulkValue::zero(resolved.ty),
-            ),
-            Outcome::Disabled => (String::new(), BulkValue::zero(resolved.ty)),
-            // Not reachable for flags with a default variant; left out like any default-less flag.
-            Outcome::CodeDefault => continue,
-        };
-        let metadata = ResponseMetadata::of_flag(&request.selector, &resolved.flag.metadata);
-        let entry = BulkEntry {
-            reason,
-            variant,
-            value,
-            metadata: metadata_struct(metadata),
-        };
-        flags.insert(resolved.flag.key.to_string(), F::from(entry));
-    }
-    Ok(AllFlags {
-        selector: request.selector,
-        flags,
+/// What ResolveAll answers for one resolved flag, with flagd's rules
+/// (`docs/protocols.md#resolveall-v1-and-schemav1`): a disabled flag comes back with a zero value and
+/// reason DISABLED, a failed flag with a zero value and reason ERROR (a type mismatch keeps the variant
+/// targeting chose, as flagd's ResolveAll does), and a code default is left out.
+fn bulk_entry<'s>(resolved: &BulkResolved<'s>, selector: &'s Selector) -> Option<BulkEntry<'s>> {
+    let (variant, value) = match resolved.outcome {
+        Outcome::Value { variant, value, .. } => (variant, BulkValue::from_typed(value)),
+        Outcome::Failed { variant, .. } => {
+            (variant.unwrap_or_default(), BulkValue::zero(resolved.ty))
+        }
+        Outcome::Disabled => ("", BulkValue::zero(resolved.ty)),
+        // Not reachable for flags with a default variant; left out like any default-less flag.
+        Outcome::CodeDefault => return None,
+    };
+    Some(BulkEntry {
+        key: &resolved.flag.key,
+        reason: resolved.outcome.reason().as_str(),
+        variant,
+        value,
+        metadata: ResponseMetadata::of_flag(selector, &resolved.flag.metadata),
     })
 }
 
-/// Implements `From<BulkEntry>` for a package's `AnyFlag` (its value oneof named after the comma); with a
-/// trailing `metadata`, each flag carries its metadata (v1), without, it has no such field (schema.v1).
-///
-/// ```text
-/// any_flag!(AnyFlag, any_flag::Value, metadata);
-/// ```
-macro_rules! any_flag {
-    ($flag:ident, $value:ty $(, $metadata:ident)?) => {
-        impl From<$crate::protocols::grpc::v1_answers::BulkEntry> for $flag {
-            fn from(entry: $crate::protocols::grpc::v1_answers::BulkEntry) -> Self {
-                use $crate::protocols::grpc::v1_answers::BulkValue;
-                $flag {
-                    reason: entry.reason.to_owned(),
-                    variant: entry.variant,
-                    $($metadata: Some(entry.metadata),)?
-                    value: Some(match entry.value {
-                        BulkValue::Bool(b) => <$value>::BoolValue(b),
-                        BulkValue::String(s) => <$value>::StringValue(s),
-                        BulkValue::Double(f) => <$value>::DoubleValue(f),
-                        BulkValue::Object(o) => <$value>::ObjectValue(o),
-                    }),
-                }
-            }
-        }
-    };
+/// ResolveAll in `shape`: every selected flag (`crate::eval::resolve`), counted, answered as
+/// [`bulk_entry`] says and written as protobuf by `bulk`.
+pub fn resolve_all(
+    services: &Services,
+    shape: Shape,
+    metadata: MetadataMap,
+    context: Option<Struct>,
+) -> Result<Encoded, Status> {
+    let evaluator = services.evaluator();
+    let request = read_request(services, metadata, context, shape.rules.headers)?;
+    let snapshot = evaluator.snapshot();
+    let resolved = resolve_bulk_typed(evaluator, &snapshot, &request);
+    for flag in &resolved {
+        evaluator.record(&flag.flag.key, &flag.outcome);
+    }
+    let entries = resolved
+        .iter()
+        .filter_map(|flag| bulk_entry(flag, &request.selector));
+    Ok(encode_response(
+        shape,
+        &request.selector,
+        resolved.len(),
+        entries,
+    ))
 }
-pub(super) use any_flag;
 
 #[cfg(test)]
 mod tests {
