@@ -106,7 +106,7 @@ fn evaluation_router(grpc: Router, cors_origins: &[String], max_request_body: us
 /// request, anything unrecognised) through the browser layers. Plain means a `content-type` of
 /// `application/grpc` or `application/grpc+…` and no `Origin` header: the CORS layer passes a request
 /// without `Origin` through, Connect passes `application/grpc…` through and tonic-web passes what is not
-/// gRPC-Web through, so the answer is the same either way, for a fifth less CPU per request
+/// gRPC-Web through, so the answer is the same either way, for an eighth fewer instructions per request
 /// (BENCHMARKS.md, "Plain gRPC skips the browser layers").
 #[derive(Debug, Clone)]
 struct PlainGrpcFirst {

@@ -93,7 +93,7 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<U, U>::raw_decoder(starting_at(DECODE_BUFFER_BYTES))
+        LeanCodec::<U, U>::default().decoder()
     }
 }
 

@@ -340,9 +340,8 @@ mod tests {
 
     fn shape(metadata: bool) -> Shape {
         Shape {
-            path: "/test/ResolveAll",
-            rules: super::super::evaluation_v1::RULES,
             metadata,
+            ..super::super::evaluation_v1::SHAPE
         }
     }
 

@@ -25,7 +25,7 @@ use super::v1_answers::{Answer, CodeDefault, Rules, resolve_all, typed};
 use crate::eval::HeaderMapping;
 
 /// schema.v1: `-H` does not apply, a code default is the zero value, streams have no deadline.
-pub(super) const RULES: Rules = Rules {
+const RULES: Rules = Rules {
     headers: HeaderMapping::Skip,
     code_default: CodeDefault::ZeroValue,
     deadline: StreamDeadline::Never,
@@ -61,8 +61,8 @@ event_message!(EventStreamResponse);
 
 #[tonic::async_trait]
 impl Service for SchemaV1 {
-    /// On the wire, `super::bulk::EncodedResolveAll` answers ResolveAll with `v1_answers::resolve_all`'s bytes before
-    /// this method is reached; called directly (as tests do), it answers the same, decoded.
+    /// On the wire, `super::bulk::EncodedResolveAll` answers ResolveAll with `v1_answers::resolve_all`'s
+    /// bytes before this method is reached; called directly (as tests do), it answers the same, decoded.
     async fn resolve_all(
         &self,
         request: Request<ResolveAllRequest>,
