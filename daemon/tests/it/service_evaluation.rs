@@ -176,7 +176,12 @@ async fn malformed_or_oversized_requests_are_rejected() {
             kind: Some(Kind::NumberValue(f64::NAN)),
         },
     );
-    let status = c.resolve_boolean(req(nan)).await.unwrap_err();
+    let status = c.resolve_boolean(req(nan.clone())).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = c
+        .resolve_all(v1::ResolveAllRequest { context: Some(nan) })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 
     // Deeper than MAX_STRUCT_DEPTH (but within prost's own decoding limit).
@@ -191,7 +196,14 @@ async fn malformed_or_oversized_requests_are_rejected() {
         );
         deep = outer;
     }
-    let status = c.resolve_boolean(req(deep)).await.unwrap_err();
+    let status = c.resolve_boolean(req(deep.clone())).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = c
+        .resolve_all(v1::ResolveAllRequest {
+            context: Some(deep),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 
     let mut big = Struct::default();
@@ -776,4 +788,25 @@ async fn resolve_all_keeps_the_variant_of_a_type_mismatch_and_int_follows_go() {
         .expect("ResolveInt")
         .into_inner();
     assert_eq!(huge.value, i64::MIN);
+}
+
+#[tokio::test]
+async fn resolve_all_reflects_a_source_selector_without_its_credentials() {
+    let h = Harness::start(config()).await;
+    let request = with_headers(
+        v1::ResolveAllRequest { context: None },
+        &[(
+            "flagd-selector",
+            "source=https://user:s3cret@flags.example/f.json",
+        )],
+    );
+    let answer = v1_client(&h)
+        .await
+        .resolve_all(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let text = format!("{answer:?}");
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("https://***@flags.example/f.json"), "{text}");
 }
